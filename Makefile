@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make up` and `make test`. Everything else is set up here.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+STACK ?= local
+
+.PHONY: help install test lint typecheck unit up plan bench clean
+
+help:
+	@echo "make up     - start the embedded platform (stack '$(STACK)')"
+	@echo "make test   - lint, type-check and run the test suite"
+	@echo "make plan   - print what 'pulumi up' would provision for STACK=<name>"
+	@echo "make bench  - run the benchmarks (bench/)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when a requirements or project file changes.
+$(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(INSTALLED)
+	$(VENV)/bin/mypy
+
+unit: $(INSTALLED)
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+plan: $(INSTALLED)
+	$(VENV)/bin/mlops plan --stack $(STACK)
+
+up: $(INSTALLED)
+	@echo "The embedded platform is not built yet (issue 6). 'make plan STACK=local' shows the"
+	@echo "infrastructure the local stack describes; 'make test' runs the suite."
+	@exit 1
+
+bench: $(INSTALLED)
+	$(PY) bench/plan_scaling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,108 @@
+"""Reading the platform spec from a stack file, once, with every problem named."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from tenancy.errors import ConfigError, ConfigIssue
+from tenancy.relations import relational_issues
+from tenancy.spec import PlatformSpec
+
+PROJECT = "tenant-mlops"
+PLATFORM_KEY = f"{PROJECT}:platform"
+
+
+def stack_file(stack: str, root: Path) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding ``Pulumi.yaml``, searched upwards from ``start`` (default: cwd)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    raise ConfigError.single(str(here), "Pulumi.yaml", "no Pulumi project found here or above")
+
+
+def load_stack(stack: str, root: Path | None = None) -> PlatformSpec:
+    """Parse ``Pulumi.<stack>.yaml`` and return its validated platform spec."""
+    path = stack_file(stack, root or project_root())
+    source = str(path)
+    if not path.is_file():
+        known = sorted(p.name for p in path.parent.glob("Pulumi.*.yaml"))
+        raise ConfigError.single(
+            source, "stack", f"stack '{stack}' has no file {path.name} (found: {', '.join(known)})"
+        )
+    document = read_yaml(path)
+    config = document.get("config") if isinstance(document, Mapping) else None
+    if not isinstance(config, Mapping) or PLATFORM_KEY not in config:
+        raise ConfigError.single(source, f"config.{PLATFORM_KEY}", "key is missing")
+    return parse_platform_spec(config[PLATFORM_KEY], source=f"{source} ({PLATFORM_KEY})")
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
+        raise ConfigError.single(str(path), where, f"not valid YAML: {exc}") from None
+
+
+def parse_platform_spec(raw: Any, *, source: str = PLATFORM_KEY) -> PlatformSpec:
+    """Validate a platform document. Raises one ConfigError naming every bad key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError.single(source, "(root)", "the platform spec must be a mapping")
+    issues: list[ConfigIssue] = []
+    spec: PlatformSpec | None = None
+    try:
+        spec = PlatformSpec.model_validate(raw)
+    except ValidationError as exc:
+        issues.extend(_field_issue(error, raw) for error in exc.errors())
+    issues.extend(relational_issues(raw))
+    if issues or spec is None:
+        raise ConfigError(source, issues)
+    return spec
+
+
+def _field_issue(error: ErrorDetails, raw: Mapping[str, Any]) -> ConfigIssue:
+    return ConfigIssue(_path(error["loc"], raw), _message(error))
+
+
+def _path(loc: Sequence[int | str], raw: Mapping[str, Any]) -> str:
+    """``('tenants', 2, 'budget')`` -> ``tenants[2].budget``; pydantic's own validator
+    labels (``function-after[...]``) are dropped."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part and "]" in part:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or "(root)"
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    message = error["msg"]
+    # "Value error, <ours>" -> "<ours>": our validators already say what is expected.
+    message = message.removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"{message} (got {error['input']!r})"
+    return message

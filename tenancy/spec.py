@@ -1,0 +1,463 @@
+"""The platform spec: the one description of an environment that every part reads.
+
+It lives in ``Pulumi.<stack>.yaml`` under the key ``tenant-mlops:platform`` and is parsed
+by :func:`tenancy.load.parse_platform_spec`. The models here check each value on its own;
+relations between parts of the document (pools that must exist, SKUs allowed per tier,
+names derived from ids) are checked by :mod:`tenancy.relations`, so that one error can name
+every bad key. This module imports neither Pulumi nor an Azure SDK.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from tenancy import validators as v
+
+Slug = Annotated[str, AfterValidator(v.slug)]
+EndpointName = Annotated[str, AfterValidator(v.endpoint_name)]
+GroupId = Annotated[str, AfterValidator(v.group_object_id)]
+Email = Annotated[str, AfterValidator(v.email)]
+AssetRef = Annotated[str, AfterValidator(v.asset_ref)]
+Percent = Annotated[float, Field(gt=0, le=100)]
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @property
+    def is_production(self) -> bool:
+        """Staging and prod follow the production RBAC table of the MLOps v2 guidance."""
+        return self in (Environment.STAGING, Environment.PROD)
+
+    @property
+    def short(self) -> str:
+        return {"local": "loc", "dev": "dev", "staging": "stg", "prod": "prd"}[self.value]
+
+
+Tier = Literal["dedicated", "pooled"]
+ModelStrategy = Literal["tenant_specific", "shared", "tuned_shared"]
+ModelKind = Literal["classical", "cv", "nlp"]
+DataClassification = Literal["public", "internal", "confidential", "restricted"]
+RolloutStrategy = Literal["canary", "blue_green"]
+DriftMetric = Literal[
+    "normalized_wasserstein_distance",
+    "jensen_shannon_distance",
+    "population_stability_index",
+    "two_sample_kolmogorov_smirnov_test",
+    "pearsons_chi_squared_test",
+]
+#: The statistical tests are judged on their p-value (drift when p < threshold); the
+#: distances and PSI are judged on their value (drift when value > threshold).
+P_VALUE_METRICS: frozenset[str] = frozenset(
+    {"two_sample_kolmogorov_smirnov_test", "pearsons_chi_squared_test"}
+)
+TenantPersona = Literal[
+    "data_scientist",
+    "data_analyst",
+    "model_tester",
+    "business_stakeholder",
+    "project_lead",
+    "project_owner",
+    "model_end_user",
+]
+
+
+class SpecModel(BaseModel):
+    """Every spec model rejects unknown keys (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- tiers -------------------------------------------------------------------------------
+
+
+class TierProfile(SpecModel):
+    """What a tier may use. There is no Azure built-in policy for ML compute sizes, so the
+    allow-lists live here and the policy pack enforces them."""
+
+    allowed_gpu_skus: list[str] = Field(min_length=1)
+    max_nodes_cap: int = Field(ge=1, le=100)
+    allowed_instance_types: list[str] = Field(min_length=1)
+    max_model_size_mb: int = Field(ge=1, le=100_000)
+
+
+DEDICATED_PROFILE = TierProfile(
+    allowed_gpu_skus=[
+        "Standard_NC4as_T4_v3",
+        "Standard_NC8as_T4_v3",
+        "Standard_NC16as_T4_v3",
+        "Standard_NC24ads_A100_v4",
+        "Standard_NC48ads_A100_v4",
+        "Standard_NC40ads_H100_v5",
+    ],
+    max_nodes_cap=16,
+    allowed_instance_types=[
+        "Standard_DS2_v2",
+        "Standard_DS3_v2",
+        "Standard_DS4_v2",
+        "Standard_F4s_v2",
+        "Standard_F8s_v2",
+        "Standard_NC4as_T4_v3",
+    ],
+    max_model_size_mb=2048,
+)
+
+POOLED_PROFILE = TierProfile(
+    allowed_gpu_skus=["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"],
+    max_nodes_cap=8,
+    allowed_instance_types=["Standard_DS3_v2", "Standard_DS4_v2", "Standard_F4s_v2"],
+    max_model_size_mb=256,
+)
+
+
+class Tiers(SpecModel):
+    dedicated: TierProfile = DEDICATED_PROFILE
+    pooled: TierProfile = POOLED_PROFILE
+
+    def profile(self, tier: Tier) -> TierProfile:
+        return self.dedicated if tier == "dedicated" else self.pooled
+
+
+# --- per-stamp parts ---------------------------------------------------------------------
+
+
+class ComputeSpec(SpecModel):
+    gpu_sku: str
+    max_nodes: int = Field(ge=1, le=100)
+    low_priority: bool = False
+    idle_seconds_before_scale_down: int = Field(default=900, ge=60, le=86_400)
+
+
+class OnlineEndpointSpec(SpecModel):
+    enabled: bool = True
+    name: EndpointName | None = None
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = Field(default=1, ge=1, le=50)
+    request_timeout_ms: int = Field(default=5_000, ge=100, le=180_000)
+    max_concurrent_requests_per_instance: int = Field(default=4, ge=1, le=1_000)
+    data_collection: bool = True
+
+
+class BatchEndpointSpec(SpecModel):
+    enabled: bool = True
+    name: EndpointName | None = None
+    mini_batch_size: int = Field(default=10, ge=1, le=10_000)
+    max_concurrency_per_instance: int = Field(default=1, ge=1, le=64)
+    instance_count: int = Field(default=1, ge=1, le=100)
+    # -1 tolerates any number of failed files, as Azure ML defines it.
+    error_threshold: int = Field(default=-1, ge=-1)
+    max_retries: int = Field(default=3, ge=0, le=10)
+
+
+class EndpointsSpec(SpecModel):
+    online: OnlineEndpointSpec = OnlineEndpointSpec()
+    batch: BatchEndpointSpec = BatchEndpointSpec()
+
+
+class QuotaSpec(SpecModel):
+    rate_limit_per_minute: int = Field(ge=1, le=1_000_000)
+    max_concurrency: int = Field(ge=1, le=10_000)
+    max_payload_kb: int = Field(default=1_024, ge=1, le=100_000)
+
+
+class BudgetThreshold(SpecModel):
+    percent: float = Field(gt=0, le=1000)
+    type: Literal["Actual", "Forecasted"] = "Actual"
+
+
+#: Azure allows at most five notifications on one budget.
+MAX_BUDGET_NOTIFICATIONS = 5
+
+
+class BudgetSpec(SpecModel):
+    amount: float = Field(gt=0)
+    time_grain: Literal["Monthly", "Quarterly", "Annually"] = "Monthly"
+    start_date: Annotated[date, AfterValidator(v.first_of_month)] | None = None
+    thresholds: list[BudgetThreshold] = Field(min_length=1, max_length=MAX_BUDGET_NOTIFICATIONS)
+    contacts: list[Email] = Field(min_length=1)
+    # Above this percentage of the budget the tenant's compute goes to 0 nodes.
+    stop_at_percent: float | None = Field(default=None, gt=0, le=1000)
+
+    # Ordering of thresholds is checked in tenancy.relations (it must run even when one
+    # threshold is itself invalid, so that both problems are named).
+
+
+class TenantPersonas(SpecModel):
+    """Project-specific personas of the MLOps v2 guidance: Entra group object ids."""
+
+    data_scientist: list[GroupId] = []
+    data_analyst: list[GroupId] = []
+    model_tester: list[GroupId] = []
+    business_stakeholder: list[GroupId] = []
+    project_lead: list[GroupId] = []
+    project_owner: list[GroupId] = []
+    model_end_user: list[GroupId] = []
+
+
+class PlatformPersonas(SpecModel):
+    """Personas that serve every tenant (not project-specific in the MLOps v2 guidance)."""
+
+    platform_support: list[GroupId] = []
+    cicd: list[GroupId] = []
+    monitoring: list[GroupId] = []
+    data_governance: list[GroupId] = []
+
+
+# --- policies ----------------------------------------------------------------------------
+
+
+class AnalysisSpec(SpecModel):
+    """Automated analysis of green at every traffic step."""
+
+    interval_seconds: int = Field(default=60, ge=5, le=3_600)
+    min_requests: int = Field(default=20, ge=1)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    max_p99_latency_ms: float = Field(default=500, gt=0)
+    # Green is also compared with blue over the same interval.
+    max_error_rate_increase: float = Field(default=0.005, ge=0, le=1)
+    max_p99_increase_ratio: float = Field(default=1.5, ge=1)
+    # Consecutive failed analyses before rolling back.
+    failure_threshold: int = Field(default=2, ge=1, le=20)
+    # Consecutive analyses without enough data before the rollout pauses and alerts.
+    inconclusive_limit: int = Field(default=3, ge=1, le=100)
+
+
+class RolloutPolicy(SpecModel):
+    strategy: RolloutStrategy = "canary"
+    steps: list[int] = [10, 50, 100]
+    mirror_percent: int = Field(default=0, ge=0)
+    analysis: AnalysisSpec = AnalysisSpec()
+    approval_required: bool = False
+    approver_personas: list[TenantPersona] = ["project_lead"]
+    smoke_test_requests: int = Field(default=5, ge=1, le=1_000)
+    drain_delay_seconds: int = Field(default=300, ge=0, le=86_400)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_shape(cls, steps: list[int], info: ValidationInfo) -> list[int]:
+        problems = []
+        if not steps:
+            problems.append("at least one step is required")
+        if any(not 0 < s <= 100 for s in steps):
+            problems.append("each step must be a percentage in 1..100")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            problems.append("steps must be strictly increasing")
+        if steps and steps[-1] != 100:
+            problems.append("steps must end at 100")
+        if info.data.get("strategy") == "blue_green" and steps != [100]:
+            problems.append("blue_green switches all traffic at once, so steps must be [100]")
+        if problems:
+            raise ValueError(f"steps {steps}: {'; '.join(problems)}")
+        return steps
+
+    @field_validator("mirror_percent")
+    @classmethod
+    def _mirror_cap(cls, mirror: int) -> int:
+        if mirror > 50:
+            raise ValueError(f"mirror_percent {mirror} is above Azure ML's limit of 50")
+        return mirror
+
+
+DEFAULT_DRIFT_THRESHOLDS: dict[str, float] = {
+    "normalized_wasserstein_distance": 0.1,
+    "jensen_shannon_distance": 0.1,
+    "population_stability_index": 0.2,
+    "two_sample_kolmogorov_smirnov_test": 0.05,
+    "pearsons_chi_squared_test": 0.05,
+}
+
+
+class DriftPolicy(SpecModel):
+    numerical_metric: DriftMetric = "normalized_wasserstein_distance"
+    categorical_metric: DriftMetric = "jensen_shannon_distance"
+    thresholds: dict[DriftMetric, float] = Field(default_factory=lambda: dict(DEFAULT_DRIFT_THRESHOLDS))
+    window_hours: int = Field(default=24, ge=1, le=24 * 90)
+    schedule: Annotated[str, AfterValidator(v.ncrontab)] = "0 0 * * * *"
+    min_samples: int = Field(default=100, ge=1)
+    # The verdict is "drift" when at least this share of features drift (any, when 0).
+    drifted_feature_fraction: float = Field(default=0.0, ge=0, lt=1)
+    prediction_drift: bool = True
+    # Model kinds that retrain on drift; the others open a human-review task.
+    auto_retrain_kinds: list[ModelKind] = ["classical"]
+
+    @field_validator("thresholds")
+    @classmethod
+    def _threshold_ranges(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        bad = []
+        for metric, value in thresholds.items():
+            if metric in P_VALUE_METRICS and not 0 < value < 1:
+                bad.append(f"{metric} is a p-value threshold and must be in (0, 1), got {value}")
+            elif metric not in P_VALUE_METRICS and value <= 0:
+                bad.append(f"{metric} must be above 0, got {value}")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return {**DEFAULT_DRIFT_THRESHOLDS, **thresholds}
+
+    def threshold(self, metric: str) -> float:
+        return self.thresholds[metric]  # type: ignore[index]
+
+
+class BudgetPolicy(SpecModel):
+    stop_at_percent: float = Field(default=100, gt=0, le=1000)
+    start_date: Annotated[date, AfterValidator(v.first_of_month)] = date(2026, 1, 1)
+    # A pre-production workspace with no active compute for this many days is flagged.
+    idle_workspace_days: int = Field(default=14, ge=1, le=365)
+
+
+class ModelGatePolicy(SpecModel):
+    required_tags: list[str] = [
+        "tenant",
+        "training_run",
+        "data_version",
+        "owner",
+        "intended_use",
+    ]
+    allowed_formats: list[str] = ["onnx"]
+    allowed_flavors: list[str] = ["onnx"]
+    allowed_packages: list[str] = ["onnxruntime", "numpy", "azureml-inference-server-http"]
+    min_metrics: dict[str, float] = {"accuracy": 0.7}
+    max_champion_regression: float = Field(default=0.02, ge=0, le=1)
+    require_baseline: bool = True
+
+
+# --- environment-wide services -----------------------------------------------------------
+
+
+class NetworkingSpec(SpecModel):
+    private: bool = False
+    address_space: Annotated[str, AfterValidator(v.private_cidr)] = "10.40.0.0/16"
+
+
+class GatewaySpec(SpecModel):
+    sku: Literal["Developer", "Basic", "Standard", "Premium", "BasicV2", "StandardV2"] = "Developer"
+    capacity: int = Field(default=1, ge=1, le=12)
+    publisher_email: Email
+    publisher_name: str = Field(min_length=1, max_length=100)
+
+
+class FunctionAppSpec(SpecModel):
+    """The automation runs on a Flex Consumption plan (Linux, identity-based storage)."""
+
+    maximum_instance_count: int = Field(default=40, ge=1, le=1_000)
+    instance_memory_mb: Literal[512, 2048, 4096] = 2048
+    # Entra application the alert action group authenticates to (secure webhook), so that
+    # no function key ever sits in a webhook URL.
+    alert_webhook_app_id: GroupId
+
+
+class AlertsSpec(SpecModel):
+    contacts: list[Email] = Field(min_length=1)
+    p99_latency_ms: float = Field(default=1_000, gt=0)
+    server_errors_per_minute: float = Field(default=5, gt=0)
+    severity: int = Field(default=2, ge=0, le=4)
+
+
+class ServingSpec(SpecModel):
+    """Assets in the environment's Azure ML registry that a stamp's first deployment uses
+    until the automation rolls out the tenant's own model."""
+
+    environment: AssetRef = "tenant-mlops-onnx-scoring:1"
+    scoring_code: AssetRef = "tenant-mlops-score:1"
+    bootstrap_model: AssetRef = "tenant-mlops-baseline:1"
+
+
+# --- tenants and pools -------------------------------------------------------------------
+
+
+class PoolSpec(SpecModel):
+    id: Slug
+    display_name: str = ""
+    cost_center: str = Field(min_length=1)
+    compute: ComputeSpec
+    endpoints: EndpointsSpec = EndpointsSpec()
+    budget: BudgetSpec
+    # Operators of the pool; pooled tenants' own people get no direct Azure access to it.
+    personas: TenantPersonas = TenantPersonas()
+    max_tenants: int = Field(default=50, ge=1, le=1_000)
+
+
+class TenantSpec(SpecModel):
+    id: Slug
+    display_name: str = ""
+    tier: Tier
+    pool: Slug | None = None
+    model_strategy: ModelStrategy
+    shared_training_consent: bool
+    model_kind: ModelKind
+    data_classification: DataClassification = "internal"
+    cost_center: str = Field(min_length=1)
+    compute: ComputeSpec | None = None
+    endpoints: EndpointsSpec = EndpointsSpec()
+    quota: QuotaSpec
+    budget: BudgetSpec
+    personas: TenantPersonas = TenantPersonas()
+    rollout: RolloutPolicy | None = None
+    min_metrics: dict[str, float] | None = None
+
+    @property
+    def stamp_key(self) -> str:
+        """The stamp that serves this tenant: its own, or its pool's."""
+        return f"tenant-{self.id}" if self.tier == "dedicated" else f"pool-{self.pool}"
+
+    @property
+    def requires_customer_managed_key(self) -> bool:
+        return self.data_classification == "restricted"
+
+
+class PlatformSpec(SpecModel):
+    environment: Environment
+    location: Annotated[str, AfterValidator(v.region)]
+    prefix: Annotated[str, AfterValidator(v.name_prefix)] = "tmlops"
+    cost_center: str = Field(min_length=1)
+    networking: NetworkingSpec = NetworkingSpec()
+    gateway: GatewaySpec
+    function_app: FunctionAppSpec
+    alerts: AlertsSpec
+    serving: ServingSpec = ServingSpec()
+    tiers: Tiers = Tiers()
+    personas: PlatformPersonas = PlatformPersonas()
+    rollout: RolloutPolicy = RolloutPolicy()
+    drift: DriftPolicy = DriftPolicy()
+    budget_policy: BudgetPolicy = BudgetPolicy()
+    model_gate: ModelGatePolicy = ModelGatePolicy()
+    pools: list[PoolSpec] = []
+    tenants: list[TenantSpec] = Field(min_length=1)
+
+    def tenant(self, tenant_id: str) -> TenantSpec:
+        for tenant in self.tenants:
+            if tenant.id == tenant_id:
+                return tenant
+        raise KeyError(tenant_id)
+
+    def pool(self, pool_id: str) -> PoolSpec:
+        for pool in self.pools:
+            if pool.id == pool_id:
+                return pool
+        raise KeyError(pool_id)
+
+    @property
+    def dedicated_tenants(self) -> list[TenantSpec]:
+        return [t for t in self.tenants if t.tier == "dedicated"]
+
+    def tenants_in_pool(self, pool_id: str) -> list[TenantSpec]:
+        return [t for t in self.tenants if t.tier == "pooled" and t.pool == pool_id]
+
+    @property
+    def consenting_tenants(self) -> list[TenantSpec]:
+        return [t for t in self.tenants if t.shared_training_consent]
+
+    def rollout_for(self, tenant: TenantSpec) -> RolloutPolicy:
+        return tenant.rollout or self.rollout
+
+    def stop_at_percent_for(self, tenant: TenantSpec) -> float:
+        return tenant.budget.stop_at_percent or self.budget_policy.stop_at_percent
+
+    def min_metrics_for(self, tenant: TenantSpec) -> dict[str, float]:
+        return {**self.model_gate.min_metrics, **(tenant.min_metrics or {})}
