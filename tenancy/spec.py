@@ -164,7 +164,8 @@ class EndpointsSpec(SpecModel):
 class QuotaSpec(SpecModel):
     rate_limit_per_minute: int = Field(ge=1, le=1_000_000)
     max_concurrency: int = Field(ge=1, le=10_000)
-    max_payload_kb: int = Field(default=1_024, ge=1, le=100_000)
+    # API Management's validate-content policy checks bodies up to 4 MiB.
+    max_payload_kb: int = Field(default=1_024, ge=1, le=4_096)
 
 
 class BudgetThreshold(SpecModel):
@@ -350,6 +351,7 @@ class FunctionAppSpec(SpecModel):
     # Entra application the alert action group authenticates to (secure webhook), so that
     # no function key ever sits in a webhook URL.
     alert_webhook_app_id: GroupId
+    alert_webhook_app_object_id: GroupId
 
 
 class AlertsSpec(SpecModel):

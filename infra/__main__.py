@@ -1,0 +1,5 @@
+"""`pulumi up` entry point (Pulumi.yaml: main: infra/)."""
+
+from infra.program import main
+
+main()

@@ -1,0 +1,172 @@
+"""The automation's Function App (Flex Consumption, Linux) and its code package."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_azure_native import storage, web
+
+from infra.common import send_diagnostics
+from infra.package import build_function_package
+from infra.shared import SharedServices
+from tenancy import contracts, naming
+from tenancy.spec import PlatformSpec
+
+#: Flex Consumption loads the app from this blob in its deployment container.
+PACKAGE_BLOB = "released-package.zip"
+PYTHON_VERSION = "3.11"
+
+
+@dataclass
+class AutomationArgs:
+    spec: PlatformSpec
+    stack: str
+    shared: SharedServices
+    subscription_id: pulumi.Input[str]
+    project_root: Path
+
+
+class Automation(pulumi.ComponentResource):
+    """Plan, Function App with the shared user-assigned identity, identity-based storage
+    (no account keys anywhere), app settings, and the code package."""
+
+    def __init__(
+        self, name: str, args: AutomationArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tenant-mlops:automation:Automation", name, {"stamp": "platform"}, opts)
+        self._name = name
+        self._args = args
+        self.package_digest = self._create_package()
+        self.plan = self._create_plan()
+        self.function_app = self._create_function_app()
+        send_diagnostics(
+            f"{name}-func-diag",
+            resource_id=self.function_app.id,
+            workspace_id=args.shared.log_analytics.id,
+            parent=self.function_app,
+        )
+        self.default_host_name = self.function_app.default_host_name
+        self.register_outputs(
+            {
+                "functionAppId": self.function_app.id,
+                "defaultHostName": self.function_app.default_host_name,
+                "packageDigest": self.package_digest,
+            }
+        )
+
+    def function_id(self, function_name: str) -> pulumi.Output[str]:
+        """Resource id of one function, as Event Grid's AzureFunction destination wants it."""
+        return pulumi.Output.concat(self.function_app.id, "/functions/", function_name)
+
+    def _create_package(self) -> str:
+        package = build_function_package(self._args.project_root)
+        shared = self._args.shared
+        if package.is_empty:
+            pulumi.log.warn(
+                "functions/function_app.py not found: the Function App is created without code",
+                resource=self,
+            )
+            return package.digest
+        storage.Blob(
+            f"{self._name}-package",
+            resource_group_name=shared.resource_group.name,
+            account_name=shared.storage.name,
+            container_name=contracts.CONTAINER_FUNCTION_PACKAGE,
+            blob_name=PACKAGE_BLOB,
+            type="Block",
+            content_type="application/zip",
+            source=pulumi.AssetArchive(
+                {arcname: pulumi.FileAsset(str(path)) for arcname, path in package.files.items()}
+            ),
+            # The digest changes whenever any file in the package does: a new upload.
+            metadata={"digest": package.digest},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return package.digest
+
+    def _create_plan(self) -> web.AppServicePlan:
+        spec = self._args.spec
+        return web.AppServicePlan(
+            f"{self._name}-plan",
+            resource_group_name=self._args.shared.resource_group.name,
+            name=f"plan-{spec.prefix}-{spec.environment.value}",
+            location=spec.location,
+            kind="functionapp",
+            reserved=True,  # Linux
+            sku={"name": "FC1", "tier": "FlexConsumption"},
+            tags=self._args.shared.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _app_settings(self) -> list[dict[str, pulumi.Input[str]]]:
+        args = self._args
+        shared = args.shared
+        identity = shared.automation_identity
+        settings: dict[str, pulumi.Input[str]] = {
+            # Host storage through the managed identity: no connection string, no key.
+            "AzureWebJobsStorage__accountName": shared.storage.name,
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": identity.client_id,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": shared.app_insights.connection_string,
+            # App Insights has local auth off: telemetry authenticates with the identity.
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
+                "ClientId=", identity.client_id, ";Authorization=AAD"
+            ),
+            contracts.SETTING_IDENTITY_CLIENT_ID: identity.client_id,
+            contracts.SETTING_STACK: args.stack,
+            contracts.SETTING_SUBSCRIPTION: args.subscription_id,
+            contracts.SETTING_STORAGE_ACCOUNT: shared.storage.name,
+            # The spec holds no secret (group ids, thresholds, names), so it travels as a
+            # setting and the automation reads the same document the program did.
+            contracts.SETTING_PLATFORM_SPEC: json.dumps(args.spec.model_dump(mode="json")),
+        }
+        return [{"name": key, "value": value} for key, value in settings.items()]
+
+    def _create_function_app(self) -> web.WebApp:
+        spec = self._args.spec
+        shared = self._args.shared
+        identity_id = shared.automation_identity.id
+        network = shared.network
+        return web.WebApp(
+            f"{self._name}-func",
+            resource_group_name=shared.resource_group.name,
+            name=naming.function_app(spec.prefix, spec.environment),
+            location=spec.location,
+            kind="functionapp,linux",
+            server_farm_id=self.plan.id,
+            https_only=True,
+            identity={"type": "UserAssigned", "user_assigned_identities": [identity_id]},
+            key_vault_reference_identity=identity_id,
+            virtual_network_subnet_id=network.functions_subnet.id if network else None,
+            site_config={
+                "app_settings": self._app_settings(),
+                "min_tls_version": "1.2",
+                "ftps_state": "Disabled",
+                "http20_enabled": True,
+            },
+            function_app_config={
+                "deployment": {
+                    "storage": {
+                        "type": "blobContainer",
+                        "value": pulumi.Output.concat(
+                            shared.storage.primary_endpoints.blob,
+                            contracts.CONTAINER_FUNCTION_PACKAGE,
+                        ),
+                        "authentication": {
+                            "type": "UserAssignedIdentity",
+                            "user_assigned_identity_resource_id": identity_id,
+                        },
+                    }
+                },
+                "runtime": {"name": "python", "version": PYTHON_VERSION},
+                "scale_and_concurrency": {
+                    "maximum_instance_count": spec.function_app.maximum_instance_count,
+                    "instance_memory_mb": spec.function_app.instance_memory_mb,
+                },
+            },
+            tags=shared.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,149 @@
+"""Small helpers every component uses: tags, role assignments, diagnostic settings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+from pulumi_azure_native import authorization, monitor
+
+from tenancy import contracts
+from tenancy.rbac import ROLE_IDS, Column, Grant, Persona
+from tenancy.spec import PlatformSpec
+
+#: Namespace for deterministic role assignment names (a GUID per scope/role/principal).
+_ASSIGNMENT_NAMESPACE = uuid.UUID("6f1d3c1e-5a0b-4c55-9d8c-1b7e2f3a9c40")
+
+
+def standard_tags(spec: PlatformSpec, tenant_tag: str, cost_center: str) -> dict[str, str]:
+    """The mandatory tags (tenant-id, env, cost-center) plus the product marker."""
+    return {
+        contracts.TAG_TENANT: tenant_tag,
+        contracts.TAG_ENV: spec.environment.value,
+        contracts.TAG_COST_CENTER: cost_center,
+        "managed-by": "tenant-mlops",
+    }
+
+
+def role_definition_id(subscription_id: pulumi.Input[str], role_code: str) -> pulumi.Output[str]:
+    return pulumi.Output.concat(
+        "/subscriptions/",
+        subscription_id,
+        "/providers/Microsoft.Authorization/roleDefinitions/",
+        ROLE_IDS[role_code],
+    )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who receives a role: an Entra group of a persona, or a managed identity."""
+
+    key: str  # stable, for names: the group id, or the identity's logical name
+    object_id: pulumi.Input[str]
+    kind: Literal["Group", "ServicePrincipal"]
+
+
+def assign_role(
+    name: str,
+    *,
+    principal: Principal,
+    role_code: str,
+    scope: pulumi.Input[str],
+    scope_key: str,
+    subscription_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+    just_in_time: bool = False,
+    description: str = "",
+    custom_role_id: pulumi.Input[str] | None = None,
+) -> pulumi.CustomResource:
+    """A standing role assignment, or a PIM eligibility where the guidance asks for
+    just-in-time access (production platform support and CI/CD). ``role_code`` names a
+    built-in role, or labels ``custom_role_id`` when one is given."""
+    role_id = custom_role_id or role_definition_id(subscription_id, role_code)
+    opts = pulumi.ResourceOptions(parent=parent)
+    if just_in_time:
+        return authorization.PimRoleEligibilitySchedule(
+            name,
+            principal_id=principal.object_id,
+            role_definition_id=role_id,
+            scope=scope,
+            justification=description or "tenant-mlops just-in-time access",
+            schedule_info={"expiration": {"type": "NoExpiration"}},
+            opts=opts,
+        )
+    assignment_id = uuid.uuid5(_ASSIGNMENT_NAMESPACE, f"{scope_key}|{role_code}|{principal.key}")
+    return authorization.RoleAssignment(
+        name,
+        role_assignment_name=str(assignment_id),
+        principal_id=principal.object_id,
+        principal_type=principal.kind,
+        role_definition_id=role_id,
+        scope=scope,
+        description=description or None,
+        opts=opts,
+    )
+
+
+def apply_grants(
+    name: str,
+    *,
+    grants: Sequence[Grant],
+    principals: Mapping[Persona, Sequence[Principal]],
+    scopes: Mapping[Column, tuple[str, pulumi.Input[str]]],
+    subscription_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> list[pulumi.CustomResource]:
+    """Turn persona grants into role assignments on the scopes given (column -> (key, id)).
+    Columns without a scope here are not this component's to grant."""
+    created = []
+    for grant in grants:
+        if grant.column not in scopes:
+            continue
+        scope_key, scope_id = scopes[grant.column]
+        for principal in principals.get(grant.persona, ()):
+            created.append(
+                assign_role(
+                    f"{name}-{grant.persona}-{grant.column}-{grant.role_code}-{principal.key[:8]}",
+                    principal=principal,
+                    role_code=grant.role_code,
+                    scope=scope_id,
+                    scope_key=scope_key,
+                    subscription_id=subscription_id,
+                    parent=parent,
+                    just_in_time=grant.just_in_time,
+                    description=f"MLOps v2 persona {grant.persona}: {grant.column}",
+                )
+            )
+    return created
+
+
+def group_principals(groups_by_persona: Mapping[str, Sequence[str]]) -> dict[Persona, list[Principal]]:
+    return {
+        persona: [Principal(group, group, "Group") for group in groups]  # type: ignore[misc]
+        for persona, groups in groups_by_persona.items()
+        if groups
+    }
+
+
+def send_diagnostics(
+    name: str,
+    *,
+    resource_id: pulumi.Input[str],
+    workspace_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+    logs: bool = True,
+) -> monitor.DiagnosticSetting:
+    """All logs and metrics of a resource to the environment's Log Analytics workspace."""
+    return monitor.DiagnosticSetting(
+        name,
+        name="to-log-analytics",
+        resource_uri=resource_id,
+        workspace_id=workspace_id,
+        log_analytics_destination_type="Dedicated",
+        logs=[{"category_group": "allLogs", "enabled": True}] if logs else None,
+        metrics=[{"category": "AllMetrics", "enabled": True}],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -1,0 +1,156 @@
+"""Private networking (stacks with ``networking.private: true``): one virtual network per
+environment, private DNS zones, and private endpoints for every PaaS resource."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import network, privatedns
+
+from tenancy.spec import PlatformSpec
+
+#: Private DNS zone per private-link sub-resource (Azure's documented zone names).
+ZONES_BY_GROUP: dict[str, tuple[str, ...]] = {
+    "amlworkspace": ("privatelink.api.azureml.ms", "privatelink.notebooks.azure.net"),
+    "amlregistry": ("privatelink.api.azureml.ms",),
+    "blob": ("privatelink.blob.core.windows.net",),
+    "file": ("privatelink.file.core.windows.net",),
+    "table": ("privatelink.table.core.windows.net",),
+    "queue": ("privatelink.queue.core.windows.net",),
+    "vault": ("privatelink.vaultcore.azure.net",),
+    "registry": ("privatelink.azurecr.io",),
+}
+ALL_ZONES: tuple[str, ...] = tuple(sorted({z for zones in ZONES_BY_GROUP.values() for z in zones}))
+
+
+def _subnets(address_space: str) -> dict[str, str]:
+    """Carve the environment's range into the subnets the platform needs (/24 each)."""
+    space = ipaddress.ip_network(address_space)
+    blocks = list(space.subnets(new_prefix=max(space.prefixlen, 24)))
+    return {
+        "private-endpoints": str(blocks[0]),
+        "functions": str(blocks[1]),
+        "gateway": str(blocks[2]),
+    }
+
+
+@dataclass
+class PrivateNetworkArgs:
+    spec: PlatformSpec
+    resource_group_name: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+class PrivateNetwork(pulumi.ComponentResource):
+    """VNet, subnets and private DNS zones; stamps add their private endpoints to it."""
+
+    def __init__(
+        self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tenant-mlops:network:PrivateNetwork", name, {}, opts)
+        self._name = name
+        self._args = args
+        ranges = _subnets(args.spec.networking.address_space)
+        self.vnet = network.VirtualNetwork(
+            f"{name}-vnet",
+            resource_group_name=args.resource_group_name,
+            location=args.spec.location,
+            address_space={"address_prefixes": [args.spec.networking.address_space]},
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.endpoints_subnet = self._create_subnet("private-endpoints", ranges, None)
+        # Flex Consumption integrates with a subnet delegated to Microsoft.App/environments.
+        self.functions_subnet = self._create_subnet(
+            "functions", ranges, "Microsoft.App/environments", depends_on=[self.endpoints_subnet]
+        )
+        self.gateway_subnet = self._create_subnet(
+            "gateway", ranges, None, depends_on=[self.functions_subnet]
+        )
+        self.zone_ids = {zone: self._create_zone(zone) for zone in ALL_ZONES}
+        self.register_outputs(
+            {
+                "vnetId": self.vnet.id,
+                "privateEndpointSubnetId": self.endpoints_subnet.id,
+                "functionsSubnetId": self.functions_subnet.id,
+                "gatewaySubnetId": self.gateway_subnet.id,
+            }
+        )
+
+    def _create_subnet(
+        self,
+        purpose: str,
+        ranges: dict[str, str],
+        delegation: str | None,
+        depends_on: list[pulumi.Resource] | None = None,
+    ) -> network.Subnet:
+        # Subnets of one VNet are created one after another: Azure rejects parallel updates.
+        return network.Subnet(
+            f"{self._name}-snet-{purpose}",
+            resource_group_name=self._args.resource_group_name,
+            virtual_network_name=self.vnet.name,
+            subnet_name=f"snet-{purpose}",
+            address_prefix=ranges[purpose],
+            private_endpoint_network_policies="Disabled" if purpose == "private-endpoints" else None,
+            delegations=[{"name": "delegation", "service_name": delegation}] if delegation else None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
+        )
+
+    def _create_zone(self, zone: str) -> pulumi.Output[str]:
+        slug = zone.replace("privatelink.", "").replace(".", "-")
+        private_zone = privatedns.PrivateZone(
+            f"{self._name}-dns-{slug}",
+            resource_group_name=self._args.resource_group_name,
+            private_zone_name=zone,
+            location="global",
+            tags=self._args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        privatedns.VirtualNetworkLink(
+            f"{self._name}-dns-{slug}-link",
+            resource_group_name=self._args.resource_group_name,
+            private_zone_name=private_zone.name,
+            virtual_network={"id": self.vnet.id},
+            registration_enabled=False,
+            location="global",
+            tags=self._args.tags,
+            opts=pulumi.ResourceOptions(parent=private_zone),
+        )
+        return private_zone.id
+
+    def add_private_endpoint(
+        self,
+        name: str,
+        *,
+        target_id: pulumi.Input[str],
+        group: str,
+        resource_group_name: pulumi.Input[str],
+        tags: dict[str, str],
+        parent: pulumi.Resource,
+    ) -> network.PrivateEndpoint:
+        """A private endpoint for ``group`` of ``target_id``, registered in its DNS zones."""
+        endpoint = network.PrivateEndpoint(
+            name,
+            resource_group_name=resource_group_name,
+            location=self._args.spec.location,
+            subnet={"id": self.endpoints_subnet.id},
+            private_link_service_connections=[
+                {"name": f"{name}-conn", "private_link_service_id": target_id, "group_ids": [group]}
+            ],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+        network.PrivateDnsZoneGroup(
+            f"{name}-dns",
+            resource_group_name=resource_group_name,
+            private_endpoint_name=endpoint.name,
+            private_dns_zone_group_name="default",
+            private_dns_zone_configs=[
+                {"name": zone.replace(".", "-"), "private_dns_zone_id": self.zone_ids[zone]}
+                for zone in ZONES_BY_GROUP[group]
+            ],
+            opts=pulumi.ResourceOptions(parent=endpoint),
+        )
+        return endpoint

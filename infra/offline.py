@@ -1,0 +1,278 @@
+"""Run the Pulumi program with no CLI and no cloud, and record what it would create.
+
+The mocks answer as Azure would in the ways the program depends on: ARM-shaped resource ids
+(so references between resources can be traced to the resource and tenant they point at),
+identities with principal ids, endpoints with scoring URIs. Each registration is recorded
+with its URN and parent, which is how a resource is attributed to a tenant: the nearest
+component that carries a ``tenantId`` (a dedicated stamp, a pooled tenant's part of a pool,
+a tenant's gateway route).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from tenancy.load import PROJECT
+
+SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000c0de"
+ENTRA_TENANT_ID = "00000000-0000-4000-8000-0000000000e1"
+
+#: Inputs that hold a resource's physical name, in the order they are looked for.
+_NAME_KEYS = (
+    "roleAssignmentName",
+    "computeName",
+    "deploymentName",
+    "endpointName",
+    "eventSubscriptionName",
+    "systemTopicName",
+    "workspaceName",
+    "accountName",
+    "vaultName",
+    "registryName",
+    "serviceName",
+    "actionGroupName",
+    "ruleName",
+    "budgetName",
+    "privateEndpointName",
+    "privateZoneName",
+    "virtualNetworkLinkName",
+    "privateDnsZoneGroupName",
+    "subnetName",
+    "virtualNetworkName",
+    "containerName",
+    "tableName",
+    "keyName",
+    "blobName",
+    "productId",
+    "sid",
+    "apiId",
+    "backendId",
+    "resourceName",
+    "name",
+    "resourceGroupName",
+)
+
+
+@dataclass
+class RecordedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+
+
+def _provider_namespace(type_token: str) -> tuple[str, str]:
+    """``azure-native:machinelearningservices:OnlineEndpoint`` ->
+    (``Microsoft.MachineLearningServices``, ``onlineEndpoints``)."""
+    _, module, kind = type_token.split(":")
+    namespaces = {
+        "machinelearningservices": "Microsoft.MachineLearningServices",
+        "managedidentity": "Microsoft.ManagedIdentity",
+        "operationalinsights": "Microsoft.OperationalInsights",
+        "applicationinsights": "Microsoft.Insights",
+        "monitor": "Microsoft.Insights",
+        "keyvault": "Microsoft.KeyVault",
+        "storage": "Microsoft.Storage",
+        "containerregistry": "Microsoft.ContainerRegistry",
+        "eventgrid": "Microsoft.EventGrid",
+        "apimanagement": "Microsoft.ApiManagement",
+        "web": "Microsoft.Web",
+        "network": "Microsoft.Network",
+        "privatedns": "Microsoft.Network",
+        "consumption": "Microsoft.Consumption",
+        "authorization": "Microsoft.Authorization",
+    }
+    plural = kind[0].lower() + kind[1:] + "s"
+    return namespaces.get(module, f"Microsoft.{module.capitalize()}"), plural
+
+
+class AzureMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and invokes the way Azure would, deterministically."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        self.inputs[(args.typ, args.name)] = inputs
+        if not args.typ.startswith("azure-native:"):
+            return None, inputs  # components keep their properties, and have no id
+        physical = self._physical_name(args)
+        resource_id = self._resource_id(args.typ, physical, inputs)
+        state = {**inputs, "name": physical, **self._outputs(args.typ, physical, inputs)}
+        if isinstance(state.get("identity"), Mapping):
+            state["identity"] = self._identity_output(state["identity"])
+        return resource_id, state
+
+    @staticmethod
+    def _identity_output(identity: Mapping[str, Any]) -> dict[str, Any]:
+        """ARM answers user-assigned identities as a map keyed by identity id."""
+        output = dict(identity)
+        assigned = identity.get("userAssignedIdentities")
+        if isinstance(assigned, list):
+            output["userAssignedIdentities"] = {
+                identity_id: {"principalId": "", "clientId": ""} for identity_id in assigned
+            }
+        return output
+
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == "azure-native:authorization:getClientConfig":
+            return (
+                {
+                    "subscriptionId": SUBSCRIPTION_ID,
+                    "tenantId": ENTRA_TENANT_ID,
+                    "clientId": "00000000-0000-4000-8000-0000000000d1",
+                    "objectId": "00000000-0000-4000-8000-0000000000d2",
+                },
+                [],
+            )
+        return {}, []
+
+    @staticmethod
+    def _physical_name(args: MockResourceArgs) -> str:
+        for key in _NAME_KEYS:
+            value = args.inputs.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return args.name
+
+    @staticmethod
+    def _resource_id(type_token: str, name: str, inputs: Mapping[str, Any]) -> str:
+        namespace, plural = _provider_namespace(type_token)
+        if type_token == "azure-native:resources:ResourceGroup":
+            return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{name}"
+        # Extension resources live under the resource (or scope) they extend.
+        for scope_key in ("scope", "resourceUri"):
+            if isinstance(inputs.get(scope_key), str):
+                return f"{inputs[scope_key]}/providers/{namespace}/{plural}/{name}"
+        group = inputs.get("resourceGroupName", "unknown-rg")
+        base = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{group}/providers/{namespace}"
+        parents = [
+            ("workspaceName", "workspaces"),
+            ("serviceName", "service"),
+            ("accountName", "storageAccounts"),
+            ("vaultName", "vaults"),
+            ("systemTopicName", "systemTopics"),
+            ("virtualNetworkName", "virtualNetworks"),
+            ("privateZoneName", "privateDnsZones"),
+            ("privateEndpointName", "privateEndpoints"),
+            ("endpointName", "onlineEndpoints" if "Online" in type_token else "batchEndpoints"),
+        ]
+        path = base
+        for key, segment in parents:
+            value = inputs.get(key)
+            if isinstance(value, str) and value != name:
+                path += f"/{segment}/{value}"
+        return f"{path}/{plural}/{name}"
+
+    @staticmethod
+    def _outputs(type_token: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        def guid(kind: str) -> str:
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{type_token}/{name}/{kind}"))
+
+        location = inputs.get("location", "westeurope")
+        identity = {"principalId": guid("principal"), "tenantId": ENTRA_TENANT_ID, "type": "SystemAssigned"}
+        outputs: dict[str, Callable[[], dict[str, Any]]] = {
+            "azure-native:managedidentity:UserAssignedIdentity": lambda: {
+                "principalId": guid("principal"),
+                "clientId": guid("client"),
+                "tenantId": ENTRA_TENANT_ID,
+            },
+            "azure-native:machinelearningservices:OnlineEndpoint": lambda: {
+                "properties": {
+                    **inputs.get("properties", {}),
+                    "scoringUri": f"https://{name}.{location}.inference.ml.azure.com/score",
+                }
+            },
+            "azure-native:apimanagement:ApiManagementService": lambda: {
+                "gatewayUrl": f"https://{name}.azure-api.net",
+                "identity": identity,
+            },
+            "azure-native:eventgrid:SystemTopic": lambda: {"identity": identity},
+            "azure-native:web:WebApp": lambda: {"defaultHostName": f"{name}.azurewebsites.net"},
+            "azure-native:storage:StorageAccount": lambda: {
+                "primaryEndpoints": {
+                    kind: f"https://{name}.{kind}.core.windows.net/"
+                    for kind in ("blob", "table", "queue", "file")
+                }
+            },
+            "azure-native:applicationinsights:Component": lambda: {
+                "connectionString": f"InstrumentationKey={guid('ikey')};IngestionEndpoint=https://{location}.in.applicationinsights.azure.com/",
+            },
+            "azure-native:keyvault:Key": lambda: {
+                "keyUriWithVersion": f"https://{inputs.get('vaultName')}.vault.azure.net/keys/{name}/1",
+            },
+        }
+        return outputs.get(type_token, dict)()
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that also remembers each registration's URN and parent."""
+
+    def __init__(self, mocks: AzureMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[tuple[str, str | None, str, str, bool]] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            parent = request.parent or None
+            self.registrations.append(
+                (response.urn, parent, request.type, request.name, bool(request.custom))
+            )
+        return response
+
+
+@dataclass
+class OfflineRun:
+    """Every resource the program registered, in registration order."""
+
+    records: list[RecordedResource] = field(default_factory=list)
+
+    @property
+    def by_urn(self) -> dict[str, RecordedResource]:
+        return {r.urn: r for r in self.records}
+
+    def custom_resources(self) -> list[RecordedResource]:
+        return [r for r in self.records if r.custom]
+
+    def attribution(self, record: RecordedResource, key: str) -> str | None:
+        """The nearest ancestor component's ``key`` property (``tenantId`` or ``stamp``)."""
+        by_urn = self.by_urn
+        current: RecordedResource | None = record
+        while current is not None:
+            if not current.custom and key in current.inputs:
+                value = current.inputs[key]
+                return value if isinstance(value, str) else None
+            current = by_urn.get(current.parent) if current.parent else None
+        return None
+
+
+def run_offline(
+    program: Callable[[], object], *, stack: str, preview: bool = False
+) -> OfflineRun:
+    """Run ``program`` under mocks and return what it registered."""
+    mocks = AzureMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    _sync_await(run_pulumi_func(program))
+    run = OfflineRun()
+    for urn, parent, type_token, name, custom in monitor.registrations:
+        inputs = mocks.inputs.get((type_token, name), {})
+        registration = monitor.resources.get(urn)
+        state = dict(registration.state) if registration else {}
+        run.records.append(RecordedResource(urn, type_token, name, parent, custom, inputs, state))
+    return run

@@ -1,0 +1,124 @@
+"""The Pulumi program: the platform spec in, the whole environment out.
+
+``pulumi up`` runs :func:`main` (through ``infra/__main__.py``); ``mlops plan`` and the tests
+run :func:`deploy` under ``pulumi.runtime.set_mocks`` with the same spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+from pulumi_azure_native import authorization
+
+from infra.alerting import Alerting, AlertingArgs
+from infra.automation import Automation, AutomationArgs
+from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
+from infra.shared import SharedServices, SharedServicesArgs
+from infra.stamp import Stamp, StampArgs, stamp_args_for_tenant
+from tenancy import naming
+from tenancy.load import PROJECT, parse_platform_spec
+from tenancy.spec import PlatformSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Platform:
+    """What the program built, for exports and for tests."""
+
+    shared: SharedServices
+    automation: Automation
+    alerting: Alerting
+    gateway: TenantGateway
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+
+
+def main() -> Platform:
+    """Entry point under `pulumi up`: read and validate the stack's spec, then deploy."""
+    raw = pulumi.Config(PROJECT).require_object("platform")
+    spec = parse_platform_spec(raw, source=f"stack '{pulumi.get_stack()}'")
+    return deploy(spec, stack=pulumi.get_stack())
+
+
+def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT) -> Platform:
+    client = authorization.get_client_config_output()
+    subscription_id = client.subscription_id
+    entra_tenant = client.tenant_id
+    shared = SharedServices(
+        "platform", SharedServicesArgs(spec, subscription_id, entra_tenant)
+    )
+    automation = Automation(
+        "automation", AutomationArgs(spec, stack, shared, subscription_id, project_root)
+    )
+    alerting = Alerting(
+        "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)
+    )
+    gateway = TenantGateway("gateway", TenantGatewayArgs(spec, shared))
+    common = {
+        "spec": spec,
+        "shared": shared,
+        "automation": automation,
+        "alerting": alerting,
+        "gateway_principal_id": gateway.principal_id,
+        "subscription_id": subscription_id,
+        "entra_tenant_id": entra_tenant,
+    }
+    platform = Platform(shared, automation, alerting, gateway)
+    for tenant in spec.dedicated_tenants:
+        key = naming.stamp_key("tenant", tenant.id)
+        platform.stamps[key] = Stamp(key, stamp_args_for_tenant(tenant, **common))
+    for pool in spec.pools:
+        key = naming.stamp_key("pool", pool.id)
+        args = StampArgs(
+            kind="pool",
+            stamp_id=pool.id,
+            tier="pooled",
+            cost_center=pool.cost_center,
+            compute=pool.compute,
+            endpoints=pool.endpoints,
+            budget=pool.budget,
+            personas=pool.personas,
+            tenants=spec.tenants_in_pool(pool.id),
+            **common,  # type: ignore[arg-type]
+        )
+        platform.stamps[key] = Stamp(key, args)
+    _route_tenants(spec, platform)
+    _export(platform)
+    return platform
+
+
+def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
+    backends: dict[str, str] = {}
+    for tenant in spec.tenants:
+        stamp = platform.stamps[tenant.stamp_key]
+        if stamp.scoring_uri is None:
+            continue  # no online endpoint: the tenant scores in batch only
+        if tenant.stamp_key not in backends:
+            backends[tenant.stamp_key] = platform.gateway.add_backend(
+                tenant.stamp_key, stamp.scoring_uri
+            )
+        online = (
+            tenant.endpoints.online if tenant.tier == "dedicated" else spec.pool(tenant.pool or "").endpoints.online
+        )
+        platform.gateway.add_tenant(
+            Route(
+                tenant=tenant,
+                backend_id=backends[tenant.stamp_key],
+                pooled=tenant.tier == "pooled",
+                timeout_seconds=timeout_seconds(online.request_timeout_ms),
+            )
+        )
+
+
+def _export(platform: Platform) -> None:
+    pulumi.export("gatewayUrl", platform.gateway.service.gateway_url)
+    pulumi.export("functionAppHostName", platform.automation.default_host_name)
+    pulumi.export(
+        "stamps",
+        {
+            key: {"workspace": stamp.workspace.name, "scoringUri": stamp.scoring_uri}
+            for key, stamp in platform.stamps.items()
+        },
+    )

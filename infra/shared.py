@@ -1,0 +1,343 @@
+"""Per-environment shared services: what every stamp and the automation rely on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import (
+    applicationinsights,
+    authorization,
+    containerregistry,
+    keyvault,
+    machinelearningservices,
+    managedidentity,
+    operationalinsights,
+    resources,
+    storage,
+)
+
+from infra.common import (
+    Principal,
+    apply_grants,
+    assign_role,
+    group_principals,
+    send_diagnostics,
+    standard_tags,
+)
+from infra.network import PrivateNetwork, PrivateNetworkArgs
+from tenancy import contracts, naming
+from tenancy.rbac import PLATFORM_PERSONAS, grants, table_for
+from tenancy.spec import PlatformSpec
+
+SCOPE = "platform"
+#: The only action the gateway needs on an endpoint (least privilege for its identity).
+SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"
+
+
+@dataclass
+class SharedServicesArgs:
+    spec: PlatformSpec
+    subscription_id: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
+
+
+class SharedServices(pulumi.ComponentResource):
+    """Resource group, Log Analytics, App Insights, Key Vault, Storage, Container Registry,
+    the Azure ML registry for shared models, the automation's identity and, when private,
+    the virtual network."""
+
+    def __init__(
+        self, name: str, args: SharedServicesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tenant-mlops:platform:SharedServices", name, {"stamp": SCOPE}, opts)
+        self._name = name
+        self._args = args
+        spec = args.spec
+        self.tags = standard_tags(spec, contracts.PLATFORM_TENANT_TAG, spec.cost_center)
+        self.resource_group = resources.ResourceGroup(
+            f"{name}-rg",
+            resource_group_name=naming.resource_group(spec.prefix, spec.environment, SCOPE),
+            location=spec.location,
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.network = self._create_network() if spec.networking.private else None
+        self.log_analytics = self._create_log_analytics()
+        self.app_insights = self._create_app_insights()
+        self.automation_identity = managedidentity.UserAssignedIdentity(
+            f"{name}-automation-id",
+            resource_group_name=self.resource_group.name,
+            resource_name_=f"id-automation-{spec.environment.value}",
+            location=spec.location,
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.key_vault = self._create_key_vault()
+        self.storage = self._create_storage()
+        self.container_registry = self._create_container_registry()
+        self.ml_registry = self._create_ml_registry()
+        self.scorer_role = self._create_scorer_role()
+        self._grant_platform_personas()
+        self._protect_with_private_endpoints()
+        self.register_outputs(
+            {
+                "resourceGroupName": self.resource_group.name,
+                "logAnalyticsWorkspaceId": self.log_analytics.id,
+                "appInsightsId": self.app_insights.id,
+                "keyVaultId": self.key_vault.id,
+                "storageAccountId": self.storage.id,
+                "containerRegistryId": self.container_registry.id,
+                "mlRegistryId": self.ml_registry.id,
+                "automationIdentityId": self.automation_identity.id,
+            }
+        )
+
+    @property
+    def _opts(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+    def _create_network(self) -> PrivateNetwork:
+        return PrivateNetwork(
+            f"{self._name}-network",
+            PrivateNetworkArgs(self._args.spec, self.resource_group.name, self.tags),
+            opts=self._opts,
+        )
+
+    def _create_log_analytics(self) -> operationalinsights.Workspace:
+        spec = self._args.spec
+        return operationalinsights.Workspace(
+            f"{self._name}-logs",
+            resource_group_name=self.resource_group.name,
+            workspace_name=f"log-{spec.prefix}-{spec.environment.value}",
+            location=spec.location,
+            sku={"name": "PerGB2018"},
+            retention_in_days=90 if spec.environment.is_production else 30,
+            # Resource-context access: a tenant granted Log Analytics Reader on its own stamp
+            # reads that stamp's logs only, never another tenant's rows in this workspace.
+            features={"enable_log_access_using_only_resource_permissions": True},
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_app_insights(self) -> applicationinsights.Component:
+        spec = self._args.spec
+        return applicationinsights.Component(
+            f"{self._name}-appi",
+            resource_group_name=self.resource_group.name,
+            resource_name_=f"appi-{spec.prefix}-{spec.environment.value}",
+            location=spec.location,
+            kind="web",
+            application_type="web",
+            ingestion_mode="LogAnalytics",
+            workspace_resource_id=self.log_analytics.id,
+            disable_local_auth=True,
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_key_vault(self) -> keyvault.Vault:
+        spec = self._args.spec
+        vault = keyvault.Vault(
+            f"{self._name}-kv",
+            resource_group_name=self.resource_group.name,
+            vault_name=naming.key_vault(spec.prefix, spec.environment, SCOPE),
+            location=spec.location,
+            properties={
+                "tenant_id": self._args.tenant_id,
+                "sku": {"family": "A", "name": "standard"},
+                "enable_rbac_authorization": True,
+                "enable_soft_delete": True,
+                "enable_purge_protection": True,
+                "public_network_access": "Disabled" if spec.networking.private else "Enabled",
+            },
+            tags=self.tags,
+            opts=self._opts,
+        )
+        send_diagnostics(
+            f"{self._name}-kv-diag",
+            resource_id=vault.id,
+            workspace_id=self.log_analytics.id,
+            parent=vault,
+        )
+        return vault
+
+    def _create_storage(self) -> storage.StorageAccount:
+        spec = self._args.spec
+        account = storage.StorageAccount(
+            f"{self._name}-st",
+            resource_group_name=self.resource_group.name,
+            account_name=naming.storage_account(spec.prefix, spec.environment, SCOPE),
+            location=spec.location,
+            kind="StorageV2",
+            sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
+            allow_blob_public_access=False,
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            minimum_tls_version="TLS1_2",
+            enable_https_traffic_only=True,
+            public_network_access="Disabled" if spec.networking.private else "Enabled",
+            tags=self.tags,
+            opts=self._opts,
+        )
+        for container in (
+            contracts.CONTAINER_DEAD_LETTER,
+            contracts.CONTAINER_FUNCTION_PACKAGE,
+            contracts.CONTAINER_INFERENCE_DATA,
+        ):
+            storage.BlobContainer(
+                f"{self._name}-st-{container}",
+                resource_group_name=self.resource_group.name,
+                account_name=account.name,
+                container_name=container,
+                public_access="None",
+                opts=pulumi.ResourceOptions(parent=account),
+            )
+        for table in contracts.PLATFORM_TABLES:
+            storage.Table(
+                f"{self._name}-st-table-{table}",
+                resource_group_name=self.resource_group.name,
+                account_name=account.name,
+                table_name=table,
+                opts=pulumi.ResourceOptions(parent=account),
+            )
+        return account
+
+    def _create_container_registry(self) -> containerregistry.Registry:
+        spec = self._args.spec
+        return containerregistry.Registry(
+            f"{self._name}-acr",
+            resource_group_name=self.resource_group.name,
+            registry_name=naming.container_registry(spec.prefix, spec.environment, SCOPE),
+            location=spec.location,
+            # Private endpoints need the Premium tier.
+            sku={"name": "Premium" if spec.networking.private else "Standard"},
+            admin_user_enabled=False,
+            public_network_access="Disabled" if spec.networking.private else "Enabled",
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_ml_registry(self) -> machinelearningservices.Registry:
+        """The Azure ML registry that holds shared models and the scoring assets."""
+        spec = self._args.spec
+        return machinelearningservices.Registry(
+            f"{self._name}-mlr",
+            resource_group_name=self.resource_group.name,
+            registry_name=naming.ml_registry(spec.prefix, spec.environment),
+            location=spec.location,
+            identity={"type": "SystemAssigned"},
+            public_network_access="Disabled" if spec.networking.private else "Enabled",
+            region_details=[
+                {
+                    "location": spec.location,
+                    "acr_details": [
+                        {"system_created_acr_account": {"acr_account_sku": "Premium"}}
+                    ],
+                    "storage_account_details": [
+                        {
+                            "system_created_storage_account": {
+                                "storage_account_type": "Standard_LRS",
+                                "storage_account_hns_enabled": False,
+                                "allow_blob_public_access": False,
+                            }
+                        }
+                    ],
+                }
+            ],
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_scorer_role(self) -> authorization.RoleDefinition:
+        """A custom role that may only score online endpoints: what the gateway's identity
+        gets on each endpoint (AzureML Data Scientist would let it change deployments)."""
+        spec = self._args.spec
+        scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
+        return authorization.RoleDefinition(
+            f"{self._name}-scorer-role",
+            role_name=f"tenant-mlops endpoint scorer ({spec.prefix}-{spec.environment.value})",
+            description="Invoke Azure ML online endpoints; nothing else.",
+            role_type="CustomRole",
+            scope=scope,
+            assignable_scopes=[scope],
+            permissions=[{"actions": [SCORE_ACTION], "not_actions": []}],
+            opts=self._opts,
+        )
+
+    def _grant_platform_personas(self) -> None:
+        spec = self._args.spec
+        table = table_for(spec.environment.is_production)
+        principals = group_principals(spec.personas.model_dump())
+        key = f"{spec.prefix}/{spec.environment.value}/{SCOPE}"
+        apply_grants(
+            f"{self._name}-rbac",
+            grants=grants(table, PLATFORM_PERSONAS),
+            principals=principals,
+            scopes={
+                "key_vault": (f"{key}/kv", self.key_vault.id),
+                "container_registry": (f"{key}/acr", self.container_registry.id),
+                "storage_account": (f"{key}/st", self.storage.id),
+                "log_analytics": (f"{key}/logs", self.log_analytics.id),
+                "azure_monitor": (f"{key}/rg", self.resource_group.id),
+            },
+            subscription_id=self._args.subscription_id,
+            parent=self,
+        )
+        # The automation's own identity: tables (rollout state, audit), blobs (package,
+        # dead letters, inference data), queues (Functions host), secrets, shared models.
+        automation = Principal(
+            "automation", self.automation_identity.principal_id, "ServicePrincipal"
+        )
+        storage_roles = ("BlobDataOwner", "TableDataContributor", "QueueDataContributor")
+        for role in storage_roles:
+            self._assign(f"automation-st-{role}", automation, role, self.storage.id, "st")
+        self._assign("automation-kv", automation, "KeyVaultSecretsUser", self.key_vault.id, "kv")
+        self._assign(
+            "automation-mlr", automation, "AzureMLRegistryUser", self.ml_registry.id, "mlr"
+        )
+        # The deployer (CI/CD) uploads the Functions package with Entra auth: shared keys are
+        # off, and Owner on the account grants no data-plane access by itself.
+        for group in spec.personas.cicd:
+            self._assign(
+                f"cicd-st-blob-{group[:8]}",
+                Principal(group, group, "Group"),
+                "BlobDataContributor",
+                self.storage.id,
+                "st",
+            )
+
+    def _assign(
+        self, suffix: str, principal: Principal, role: str, scope: pulumi.Input[str], key: str
+    ) -> None:
+        spec = self._args.spec
+        assign_role(
+            f"{self._name}-{suffix}",
+            principal=principal,
+            role_code=role,
+            scope=scope,
+            scope_key=f"{spec.prefix}/{spec.environment.value}/{SCOPE}/{key}",
+            subscription_id=self._args.subscription_id,
+            parent=self,
+        )
+
+    def _protect_with_private_endpoints(self) -> None:
+        if self.network is None:
+            return
+        targets = [
+            ("kv", self.key_vault.id, "vault"),
+            ("st-blob", self.storage.id, "blob"),
+            ("st-table", self.storage.id, "table"),
+            ("st-queue", self.storage.id, "queue"),
+            ("acr", self.container_registry.id, "registry"),
+            ("mlr", self.ml_registry.id, "amlregistry"),
+        ]
+        for suffix, target, group in targets:
+            self.network.add_private_endpoint(
+                f"{self._name}-pe-{suffix}",
+                target_id=target,
+                group=group,
+                resource_group_name=self.resource_group.name,
+                tags=self.tags,
+                parent=self,
+            )

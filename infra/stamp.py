@@ -1,0 +1,687 @@
+"""A stamp: everything one dedicated tenant, or one pool of tenants, runs on.
+
+Each stamp has its own resource group, identity, storage, key vault, registry and
+Application Insights, so nothing of one tenant references another's identity, key vault,
+storage, registry or endpoint. Logs go to the environment's Log Analytics workspace, which is
+read with resource-context permissions (see ``tenancy.rbac``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+from pulumi_azure_native import (
+    applicationinsights,
+    consumption,
+    containerregistry,
+    keyvault,
+    machinelearningservices,
+    managedidentity,
+    resources,
+    storage,
+)
+
+from infra.alerting import Alerting
+from infra.automation import Automation
+from infra.common import (
+    Principal,
+    apply_grants,
+    assign_role,
+    group_principals,
+    send_diagnostics,
+    standard_tags,
+)
+from infra.eventing import subscribe_workspace_events
+from infra.monitoring import create_endpoint_alerts
+from infra.shared import SharedServices
+from tenancy import contracts, naming
+from tenancy.rbac import PLATFORM_PERSONAS, PROJECT_PERSONAS, Persona, grants, table_for
+from tenancy.spec import (
+    BudgetSpec,
+    ComputeSpec,
+    EndpointsSpec,
+    PlatformSpec,
+    TenantPersonas,
+    TenantSpec,
+    Tier,
+)
+
+StampKind = Literal["tenant", "pool"]
+_CLASSIFICATION_ORDER = ("public", "internal", "confidential", "restricted")
+
+
+@dataclass
+class StampArgs:
+    spec: PlatformSpec
+    kind: StampKind
+    stamp_id: str
+    tier: Tier
+    cost_center: str
+    compute: ComputeSpec
+    endpoints: EndpointsSpec
+    budget: BudgetSpec
+    personas: TenantPersonas
+    tenants: list[TenantSpec]
+    shared: SharedServices
+    automation: Automation
+    alerting: Alerting
+    gateway_principal_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    entra_tenant_id: pulumi.Input[str]
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tenant_tag(self) -> str:
+        return self.stamp_id if self.kind == "tenant" else contracts.pool_tenant_tag(self.stamp_id)
+
+    @property
+    def data_classification(self) -> str:
+        """The strictest classification among the tenants the stamp serves."""
+        levels = [t.data_classification for t in self.tenants] or ["internal"]
+        return max(levels, key=_CLASSIFICATION_ORDER.index)
+
+
+def stamp_args_for_tenant(tenant: TenantSpec, **common: object) -> StampArgs:
+    assert tenant.compute is not None  # guaranteed by the spec's relational checks
+    return StampArgs(
+        kind="tenant",
+        stamp_id=tenant.id,
+        tier="dedicated",
+        cost_center=tenant.cost_center,
+        compute=tenant.compute,
+        endpoints=tenant.endpoints,
+        budget=tenant.budget,
+        personas=tenant.personas,
+        tenants=[tenant],
+        **common,  # type: ignore[arg-type]
+    )
+
+
+class Stamp(pulumi.ComponentResource):
+    def __init__(self, name: str, args: StampArgs, opts: pulumi.ResourceOptions | None = None):
+        tenant_id = args.stamp_id if args.kind == "tenant" else None
+        super().__init__(
+            "tenant-mlops:stamp:Stamp", name, {"tenantId": tenant_id, "stamp": name}, opts
+        )
+        self._name = name
+        self._args = args
+        spec = args.spec
+        self.tags = standard_tags(spec, args.tenant_tag, args.cost_center)
+        self._scope_key = f"{spec.prefix}/{spec.environment.value}/{name}"
+        self.resource_group = self._create_resource_group()
+        self.identity = self._create_identity()
+        self.storage = self._create_storage()
+        self.key_vault = self._create_key_vault()
+        self.container_registry = self._create_container_registry()
+        self.app_insights = self._create_app_insights()
+        identity_grants = self._grant_workspace_identity()
+        self.workspace = self._create_workspace(identity_grants)
+        self.compute = self._create_compute()
+        self.online_endpoint = self._create_online_endpoint()
+        self.batch_endpoint = self._create_batch_endpoint()
+        self._grant_personas()
+        self._grant_automation_and_gateway()
+        self._create_budgets()
+        self._observe()
+        subscribe_workspace_events(
+            name,
+            args=args,
+            tags=self.tags,
+            resource_group=self.resource_group,
+            workspace=self.workspace,
+            parent=self,
+        )
+        self._protect_with_private_endpoints()
+        self.register_outputs(
+            {
+                "resourceGroupName": self.resource_group.name,
+                "workspaceName": self.workspace.name,
+                "workspaceId": self.workspace.id,
+                "identityId": self.identity.id,
+                "computeName": self.compute.name,
+                "onlineEndpointName": self.online_endpoint.name if self.online_endpoint else None,
+                "scoringUri": self.scoring_uri,
+                "batchEndpointName": self.batch_endpoint.name if self.batch_endpoint else None,
+            }
+        )
+
+    # --- identity, data and secrets ------------------------------------------------------
+
+    @property
+    def _opts(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+    @property
+    def _private(self) -> bool:
+        return self._args.spec.networking.private
+
+    def _create_resource_group(self) -> resources.ResourceGroup:
+        spec = self._args.spec
+        return resources.ResourceGroup(
+            f"{self._name}-rg",
+            resource_group_name=naming.resource_group(spec.prefix, spec.environment, self._name),
+            location=spec.location,
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_identity(self) -> managedidentity.UserAssignedIdentity:
+        return managedidentity.UserAssignedIdentity(
+            f"{self._name}-id",
+            resource_group_name=self.resource_group.name,
+            resource_name_=f"id-{self._name}",
+            location=self._args.spec.location,
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_storage(self) -> storage.StorageAccount:
+        spec = self._args.spec
+        return storage.StorageAccount(
+            f"{self._name}-st",
+            resource_group_name=self.resource_group.name,
+            account_name=naming.storage_account(spec.prefix, spec.environment, self._name),
+            location=spec.location,
+            kind="StorageV2",
+            sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
+            allow_blob_public_access=False,
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            minimum_tls_version="TLS1_2",
+            enable_https_traffic_only=True,
+            public_network_access="Disabled" if self._private else "Enabled",
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_key_vault(self) -> keyvault.Vault:
+        spec = self._args.spec
+        vault = keyvault.Vault(
+            f"{self._name}-kv",
+            resource_group_name=self.resource_group.name,
+            vault_name=naming.key_vault(spec.prefix, spec.environment, self._name),
+            location=spec.location,
+            properties={
+                "tenant_id": self._args.entra_tenant_id,
+                "sku": {"family": "A", "name": "standard"},
+                "enable_rbac_authorization": True,
+                "enable_soft_delete": True,
+                # Required for a customer-managed key, and no reason to allow purging.
+                "enable_purge_protection": True,
+                "public_network_access": "Disabled" if self._private else "Enabled",
+            },
+            tags=self.tags,
+            opts=self._opts,
+        )
+        send_diagnostics(
+            f"{self._name}-kv-diag",
+            resource_id=vault.id,
+            workspace_id=self._args.shared.log_analytics.id,
+            parent=vault,
+        )
+        return vault
+
+    def _create_container_registry(self) -> containerregistry.Registry:
+        spec = self._args.spec
+        return containerregistry.Registry(
+            f"{self._name}-acr",
+            resource_group_name=self.resource_group.name,
+            registry_name=naming.container_registry(spec.prefix, spec.environment, self._name),
+            location=spec.location,
+            sku={"name": "Premium" if self._private else "Basic"},
+            admin_user_enabled=False,
+            public_network_access="Disabled" if self._private else "Enabled",
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _create_app_insights(self) -> applicationinsights.Component:
+        return applicationinsights.Component(
+            f"{self._name}-appi",
+            resource_group_name=self.resource_group.name,
+            resource_name_=f"appi-{self._name}",
+            location=self._args.spec.location,
+            kind="web",
+            application_type="web",
+            ingestion_mode="LogAnalytics",
+            workspace_resource_id=self._args.shared.log_analytics.id,
+            disable_local_auth=True,
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    # --- the workspace and what runs in it -------------------------------------------------
+
+    def _grant_workspace_identity(self) -> list[pulumi.CustomResource]:
+        """The "AML Workspace" persona of the guidance is the workspace's own identity; its
+        roles must exist before the workspace is created, so they are granted first."""
+        table = table_for(self._args.spec.environment.is_production)
+        principal = Principal(f"{self._name}-id", self.identity.principal_id, "ServicePrincipal")
+        return apply_grants(
+            f"{self._name}-rbac",
+            grants=grants(table, ("aml_workspace",)),
+            principals={"aml_workspace": [principal]},
+            scopes=self._data_scopes(),
+            subscription_id=self._args.subscription_id,
+            parent=self,
+        )
+
+    def _data_scopes(self) -> dict[str, tuple[str, pulumi.Input[str]]]:
+        key = self._scope_key
+        return {
+            "key_vault": (f"{key}/kv", self.key_vault.id),
+            "container_registry": (f"{key}/acr", self.container_registry.id),
+            "storage_account": (f"{key}/st", self.storage.id),
+        }
+
+    def _create_workspace(
+        self, identity_grants: list[pulumi.CustomResource]
+    ) -> machinelearningservices.Workspace:
+        spec = self._args.spec
+        restricted = self._args.data_classification == "restricted"
+        return machinelearningservices.Workspace(
+            f"{self._name}-ws",
+            resource_group_name=self.resource_group.name,
+            workspace_name=naming.workspace(spec.environment, self._name),
+            friendly_name=f"{self._name} ({spec.environment.value})",
+            location=spec.location,
+            kind="Default",
+            sku={"name": "Basic", "tier": "Basic"},
+            identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
+            primary_user_assigned_identity=self.identity.id,
+            storage_account=self.storage.id,
+            key_vault=self.key_vault.id,
+            container_registry=self.container_registry.id,
+            application_insights=self.app_insights.id,
+            # Storage has shared keys off: datastores authenticate with the identity.
+            system_datastores_auth_mode="identity",
+            hbi_workspace=self._args.data_classification in ("confidential", "restricted"),
+            public_network_access="Disabled" if self._private else "Enabled",
+            managed_network={
+                "isolation_mode": "AllowOnlyApprovedOutbound" if self._private else "Disabled"
+            },
+            encryption=self._customer_managed_key() if restricted else None,
+            v1_legacy_mode=False,
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=identity_grants),
+        )
+
+    def _customer_managed_key(self) -> dict[str, object]:
+        """Restricted data is encrypted with a key the tenant's own vault holds."""
+        key = keyvault.Key(
+            f"{self._name}-cmk",
+            resource_group_name=self.resource_group.name,
+            vault_name=self.key_vault.name,
+            key_name="workspace-cmk",
+            properties={"kty": "RSA", "key_size": 3072, "key_ops": ["wrapKey", "unwrapKey"]},
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=self.key_vault),
+        )
+        return {
+            "status": "Enabled",
+            "identity": {"user_assigned_identity": self.identity.id},
+            "key_vault_properties": {
+                "key_vault_arm_id": self.key_vault.id,
+                "key_identifier": key.key_uri_with_version,
+            },
+        }
+
+    def _create_compute(self) -> machinelearningservices.Compute:
+        compute = self._args.compute
+        return machinelearningservices.Compute(
+            f"{self._name}-gpu",
+            resource_group_name=self.resource_group.name,
+            workspace_name=self.workspace.name,
+            compute_name="gpu-cluster",
+            location=self._args.spec.location,
+            identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
+            properties={
+                "compute_type": "AmlCompute",
+                "disable_local_auth": True,
+                "properties": {
+                    "vm_size": compute.gpu_sku,
+                    "vm_priority": "LowPriority" if compute.low_priority else "Dedicated",
+                    "os_type": "Linux",
+                    "enable_node_public_ip": not self._private,
+                    "remote_login_port_public_access": "Disabled",
+                    "scale_settings": {
+                        # Zero nodes when idle: a GPU cluster costs nothing between jobs.
+                        "min_node_count": 0,
+                        "max_node_count": compute.max_nodes,
+                        "node_idle_time_before_scale_down": (
+                            f"PT{compute.idle_seconds_before_scale_down}S"
+                        ),
+                    },
+                },
+            },
+            tags=self.tags,
+            opts=self._opts,
+        )
+
+    def _registry_asset(self, kind: str, ref: str) -> pulumi.Output[str]:
+        name, version = ref.split(":")
+        return pulumi.Output.concat(
+            "azureml://registries/",
+            self._args.shared.ml_registry.name,
+            f"/{kind}/{name}/versions/{version}",
+        )
+
+    def _create_online_endpoint(self) -> machinelearningservices.OnlineEndpoint | None:
+        online = self._args.endpoints.online
+        if not online.enabled:
+            return None
+        spec = self._args.spec
+        name = online.name or naming.online_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        endpoint = machinelearningservices.OnlineEndpoint(
+            f"{self._name}-online",
+            resource_group_name=self.resource_group.name,
+            workspace_name=self.workspace.name,
+            endpoint_name=name,
+            location=spec.location,
+            identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
+            properties={
+                # Entra tokens only: the gateway calls with its identity, tenants never hold
+                # endpoint keys (theirs are gateway subscription keys).
+                "auth_mode": "AADToken",
+                "public_network_access": "Disabled" if self._private else "Enabled",
+                "traffic": {contracts.FIRST_DEPLOYMENT: 100},
+                "mirror_traffic": {},
+            },
+            tags=self.tags,
+            # After the first deployment the automation owns traffic: `pulumi up` must not
+            # undo a canary or a rollback it made.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["properties.traffic", "properties.mirrorTraffic"]
+            ),
+        )
+        self._create_first_deployment(endpoint)
+        return endpoint
+
+    def _create_first_deployment(
+        self, endpoint: machinelearningservices.OnlineEndpoint
+    ) -> machinelearningservices.OnlineDeployment:
+        online = self._args.endpoints.online
+        serving = self._args.spec.serving
+        probe = {
+            "initial_delay": "PT10S",
+            "period": "PT10S",
+            "timeout": "PT2S",
+            "failure_threshold": 30,
+            "success_threshold": 1,
+        }
+        collections = {"model_inputs": {"data_collection_mode": "Enabled"}, "model_outputs": {"data_collection_mode": "Enabled"}}
+        return machinelearningservices.OnlineDeployment(
+            f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
+            resource_group_name=self.resource_group.name,
+            workspace_name=self.workspace.name,
+            endpoint_name=endpoint.name,
+            deployment_name=contracts.FIRST_DEPLOYMENT,
+            location=self._args.spec.location,
+            sku={"name": "Default", "capacity": online.instance_count},
+            properties={
+                "endpoint_compute_type": "Managed",
+                "instance_type": online.instance_type,
+                "model": self._registry_asset("models", serving.bootstrap_model),
+                "environment_id": self._registry_asset("environments", serving.environment),
+                "code_configuration": {
+                    "code_id": self._registry_asset("codes", serving.scoring_code),
+                    "scoring_script": "score.py",
+                },
+                "scale_settings": {"scale_type": "Default"},
+                "request_settings": {
+                    "request_timeout": f"PT{online.request_timeout_ms / 1000:g}S",
+                    "max_concurrent_requests_per_instance": (
+                        online.max_concurrent_requests_per_instance
+                    ),
+                },
+                "liveness_probe": probe,
+                "readiness_probe": probe,
+                "app_insights_enabled": True,
+                "egress_public_network_access": "Disabled" if self._private else "Enabled",
+                "data_collector": {"collections": collections} if online.data_collection else None,
+            },
+            tags=self.tags,
+            # The automation replaces models through new deployments; the bootstrap model and
+            # the instance count it scales are not reverted by a later `pulumi up`.
+            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=["properties.model", "sku"]),
+        )
+
+    def _create_batch_endpoint(self) -> machinelearningservices.BatchEndpoint | None:
+        batch = self._args.endpoints.batch
+        if not batch.enabled:
+            return None
+        spec = self._args.spec
+        name = batch.name or naming.batch_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        endpoint = machinelearningservices.BatchEndpoint(
+            f"{self._name}-batch",
+            resource_group_name=self.resource_group.name,
+            workspace_name=self.workspace.name,
+            endpoint_name=name,
+            location=spec.location,
+            properties={
+                "auth_mode": "AADToken",
+                "defaults": {"deployment_name": contracts.BATCH_DEFAULT_DEPLOYMENT},
+            },
+            tags=self.tags,
+            opts=self._opts,
+        )
+        machinelearningservices.BatchDeployment(
+            f"{self._name}-batch-{contracts.BATCH_DEFAULT_DEPLOYMENT}",
+            resource_group_name=self.resource_group.name,
+            workspace_name=self.workspace.name,
+            endpoint_name=endpoint.name,
+            deployment_name=contracts.BATCH_DEFAULT_DEPLOYMENT,
+            location=spec.location,
+            properties={
+                "compute": self.compute.id,
+                "model": {
+                    "reference_type": "Id",
+                    "asset_id": self._registry_asset("models", spec.serving.bootstrap_model),
+                },
+                "environment_id": self._registry_asset("environments", spec.serving.environment),
+                "code_configuration": {
+                    "code_id": self._registry_asset("codes", spec.serving.scoring_code),
+                    "scoring_script": "score.py",
+                },
+                "mini_batch_size": batch.mini_batch_size,
+                "max_concurrency_per_instance": batch.max_concurrency_per_instance,
+                "output_action": "AppendRow",
+                "output_file_name": contracts.BATCH_OUTPUT_FILE,
+                "error_threshold": batch.error_threshold,
+                "retry_settings": {"max_retries": batch.max_retries, "timeout": "PT5M"},
+                "resources": {"instance_count": batch.instance_count},
+                "logging_level": "Info",
+            },
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=["properties.model"]),
+        )
+        return endpoint
+
+    @property
+    def scoring_uri(self) -> pulumi.Output[str] | None:
+        if self.online_endpoint is None:
+            return None
+        return self.online_endpoint.properties.scoring_uri  # type: ignore[return-value]
+
+    # --- access ------------------------------------------------------------------------
+
+    def _grant_personas(self) -> None:
+        """Project personas on this stamp only; platform personas on every stamp."""
+        args = self._args
+        table = table_for(args.spec.environment.is_production)
+        key = self._scope_key
+        scopes = {
+            **self._data_scopes(),
+            "aml_workspace": (f"{key}/ws", self.workspace.id),
+            "azure_monitor": (f"{key}/rg", self.resource_group.id),
+            # Resource-context log access: this stamp's telemetry, not the shared workspace.
+            "log_analytics": (f"{key}/appi", self.app_insights.id),
+        }
+        project = group_principals(args.personas.model_dump())
+        platform = group_principals(args.spec.personas.model_dump())
+        personas: tuple[Persona, ...] = PROJECT_PERSONAS
+        apply_grants(
+            f"{self._name}-rbac",
+            grants=grants(table, personas),
+            principals=project,
+            scopes=scopes,
+            subscription_id=args.subscription_id,
+            parent=self,
+        )
+        platform_scopes = {k: v for k, v in scopes.items() if k != "log_analytics"}
+        apply_grants(
+            f"{self._name}-rbac",
+            grants=grants(table, PLATFORM_PERSONAS),
+            principals=platform,
+            scopes=platform_scopes,
+            subscription_id=args.subscription_id,
+            parent=self,
+        )
+
+    def _assign(
+        self, suffix: str, principal: Principal, role: str, scope: pulumi.Input[str], key: str
+    ) -> None:
+        assign_role(
+            f"{self._name}-{suffix}",
+            principal=principal,
+            role_code=role,
+            scope=scope,
+            scope_key=f"{self._scope_key}/{key}",
+            subscription_id=self._args.subscription_id,
+            parent=self,
+            description="tenant-mlops platform identity",
+        )
+
+    def _grant_automation_and_gateway(self) -> None:
+        automation = Principal(
+            "automation",
+            self._args.shared.automation_identity.principal_id,
+            "ServicePrincipal",
+        )
+        # Deployments and traffic (rollouts), compute scaling (budgets), collected inference
+        # data (drift) and endpoint metrics (rollout analysis).
+        self._assign("automation-ws-ads", automation, "ADS", self.workspace.id, "ws")
+        self._assign("automation-ws-aco", automation, "ACO", self.workspace.id, "ws")
+        self._assign("automation-st", automation, "BlobDataReader", self.storage.id, "st")
+        self._assign("automation-rg-mr", automation, "MR", self.resource_group.id, "rg")
+        if self.online_endpoint is not None:
+            # The gateway's identity may score this endpoint and do nothing else.
+            gateway = Principal("gateway", self._args.gateway_principal_id, "ServicePrincipal")
+            assign_role(
+                f"{self._name}-gateway-score",
+                principal=gateway,
+                role_code="EndpointScorer",
+                custom_role_id=self._args.shared.scorer_role.id,
+                scope=self.online_endpoint.id,
+                scope_key=f"{self._scope_key}/online",
+                subscription_id=self._args.subscription_id,
+                parent=self,
+                description="tenant gateway: score only",
+            )
+
+    # --- cost -------------------------------------------------------------------------
+
+    def _create_budgets(self) -> None:
+        args = self._args
+        self._budget(f"{self._name}-budget", args.budget, self, tag_filter=None)
+        if args.kind == "pool":
+            # Pooled tenants: a budget each on the pool's resource group, filtered by tag.
+            for tenant in args.tenants:
+                holder = PooledTenant(
+                    f"{self._name}-{tenant.id}", tenant.id, pulumi.ResourceOptions(parent=self)
+                )
+                self._budget(f"{self._name}-{tenant.id}-budget", tenant.budget, holder, tenant.id)
+
+    def _budget(
+        self, name: str, budget: BudgetSpec, parent: pulumi.Resource, tag_filter: str | None
+    ) -> consumption.Budget:
+        spec = self._args.spec
+        start = budget.start_date or spec.budget_policy.start_date
+        notifications = {
+            f"{t.type.lower()}-{t.percent:g}pct": {
+                "enabled": True,
+                "operator": "GreaterThanOrEqualTo",
+                "threshold": t.percent,
+                "threshold_type": t.type,
+                "contact_emails": budget.contacts,
+                # Every threshold also reaches the automation (notify; stop above the limit).
+                "contact_groups": [self._args.alerting.automation.id],
+                "locale": "en-us",
+            }
+            for t in budget.thresholds
+        }
+        return consumption.Budget(
+            name,
+            budget_name=f"budget-{name}",
+            scope=self.resource_group.id,
+            amount=budget.amount,
+            category="Cost",
+            time_grain=budget.time_grain,
+            time_period={"start_date": f"{start.isoformat()}T00:00:00Z"},
+            filter={
+                "tags": {"name": contracts.TAG_TENANT, "operator": "In", "values": [tag_filter]}
+            }
+            if tag_filter
+            else None,
+            notifications=notifications,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
+
+    # --- monitoring and network ------------------------------------------------------------
+
+    def _observe(self) -> None:
+        workspace_id = self._args.shared.log_analytics.id
+        send_diagnostics(
+            f"{self._name}-ws-diag",
+            resource_id=self.workspace.id,
+            workspace_id=workspace_id,
+            parent=self.workspace,
+        )
+        if self.online_endpoint is not None:
+            send_diagnostics(
+                f"{self._name}-online-diag",
+                resource_id=self.online_endpoint.id,
+                workspace_id=workspace_id,
+                parent=self.online_endpoint,
+            )
+            create_endpoint_alerts(
+                f"{self._name}-online",
+                endpoint_id=self.online_endpoint.id,
+                resource_group_name=self.resource_group.name,
+                alerts=self._args.spec.alerts,
+                action_group_id=self._args.alerting.operations.id,
+                tags=self.tags,
+                parent=self.online_endpoint,
+            )
+
+    def _protect_with_private_endpoints(self) -> None:
+        network = self._args.shared.network
+        if network is None:
+            return
+        targets = [
+            ("ws", self.workspace.id, "amlworkspace"),
+            ("st-blob", self.storage.id, "blob"),
+            ("st-file", self.storage.id, "file"),
+            ("kv", self.key_vault.id, "vault"),
+            ("acr", self.container_registry.id, "registry"),
+        ]
+        for suffix, target, group in targets:
+            network.add_private_endpoint(
+                f"{self._name}-pe-{suffix}",
+                target_id=target,
+                group=group,
+                resource_group_name=self.resource_group.name,
+                tags=self.tags,
+                parent=self,
+            )
+
+
+class PooledTenant(pulumi.ComponentResource):
+    """What a pooled tenant owns inside its pool's stamp (its budget); carries the tenant id
+    so that inventories attribute these resources to the tenant, not to the pool."""
+
+    def __init__(self, name: str, tenant_id: str, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("tenant-mlops:stamp:PooledTenant", name, {"tenantId": tenant_id}, opts)
+        self.register_outputs({"tenantId": tenant_id})

@@ -1,0 +1,56 @@
+"""Names that infrastructure and automation must agree on, declared once.
+
+The Pulumi program wires Event Grid subscriptions, app settings and storage to these names;
+the Functions app registers its functions and reads its settings under the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Event Grid event types the automation subscribes to on every ML workspace.
+EVENT_MODEL_REGISTERED: Final = "Microsoft.MachineLearningServices.ModelRegistered"
+EVENT_RUN_STATUS_CHANGED: Final = "Microsoft.MachineLearningServices.RunStatusChanged"
+# Azure ML model monitors tag the run whose signal breached its threshold with this key.
+MODEL_MONITOR_BREACH_TAG: Final = "azureml_modelmonitor_threshold_breached"
+
+# Functions (Python v2 programming model) that Event Grid and alerts deliver to.
+FUNCTION_MODEL_REGISTERED: Final = "on_model_registered"
+FUNCTION_RUN_STATUS_CHANGED: Final = "on_run_status_changed"
+FUNCTION_BUDGET_ALERT: Final = "on_budget_alert"
+ROUTE_BUDGET_ALERT: Final = "alerts/budget"
+
+# Platform storage (identity-based access only).
+CONTAINER_DEAD_LETTER: Final = "eventgrid-deadletter"
+CONTAINER_FUNCTION_PACKAGE: Final = "function-releases"
+CONTAINER_INFERENCE_DATA: Final = "inference-data"
+TABLE_ROLLOUTS: Final = "rollouts"
+TABLE_AUDIT: Final = "audit"
+TABLE_EVENTS: Final = "events"
+TABLE_BUDGET_STATE: Final = "budgetstate"
+PLATFORM_TABLES: Final = (TABLE_ROLLOUTS, TABLE_AUDIT, TABLE_EVENTS, TABLE_BUDGET_STATE)
+
+# Deployment names: the first deployment of every online endpoint is blue.
+FIRST_DEPLOYMENT: Final = "blue"
+BATCH_DEFAULT_DEPLOYMENT: Final = "default"
+BATCH_OUTPUT_FILE: Final = "predictions.csv"
+
+# Tags every taggable resource carries.
+TAG_TENANT: Final = "tenant-id"
+TAG_ENV: Final = "env"
+TAG_COST_CENTER: Final = "cost-center"
+MANDATORY_TAGS: Final = (TAG_TENANT, TAG_ENV, TAG_COST_CENTER)
+# tenant-id values for resources that belong to no single tenant.
+PLATFORM_TENANT_TAG: Final = "platform"
+
+
+def pool_tenant_tag(pool_id: str) -> str:
+    return f"pool:{pool_id}"
+
+
+# App settings the Function App receives (names read by functions/settings.py).
+SETTING_STACK: Final = "TENANT_MLOPS_STACK"
+SETTING_PLATFORM_SPEC: Final = "TENANT_MLOPS_PLATFORM_SPEC"
+SETTING_STORAGE_ACCOUNT: Final = "TENANT_MLOPS_STORAGE_ACCOUNT"
+SETTING_SUBSCRIPTION: Final = "TENANT_MLOPS_SUBSCRIPTION_ID"
+SETTING_IDENTITY_CLIENT_ID: Final = "AZURE_CLIENT_ID"
