@@ -30,7 +30,10 @@ class Alerting(pulumi.ComponentResource):
         self.operations = self._create_operations_group()
         self.automation = self._create_automation_group()
         self.register_outputs(
-            {"operationsActionGroupId": self.operations.id, "automationActionGroupId": self.automation.id}
+            {
+                "operationsActionGroupId": self.operations.id,
+                "automationActionGroupId": self.automation.id,
+            }
         )
 
     def _email_receivers(self) -> list[dict[str, object]]:

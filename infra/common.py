@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import pulumi
 from pulumi_azure_native import authorization, monitor
@@ -120,9 +120,11 @@ def apply_grants(
     return created
 
 
-def group_principals(groups_by_persona: Mapping[str, Sequence[str]]) -> dict[Persona, list[Principal]]:
+def group_principals(
+    groups_by_persona: Mapping[str, Sequence[str]],
+) -> dict[Persona, list[Principal]]:
     return {
-        persona: [Principal(group, group, "Group") for group in groups]  # type: ignore[misc]
+        cast(Persona, persona): [Principal(group, group, "Group") for group in groups]
         for persona, groups in groups_by_persona.items()
         if groups
     }

@@ -51,7 +51,7 @@ def subscribe_workspace_events(
     )
     grant = assign_role(
         f"{name}-events-deadletter",
-        principal=Principal(f"{name}-events", topic.identity.principal_id, "ServicePrincipal"),  # type: ignore[union-attr]
+        principal=Principal(f"{name}-events", topic.identity.principal_id, "ServicePrincipal"),
         role_code="BlobDataContributor",
         scope=dead_letter_container,
         scope_key=f"{args.spec.prefix}/{args.spec.environment.value}/{name}/deadletter",

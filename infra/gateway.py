@@ -34,8 +34,11 @@ API_POLICY = f"""<policies>
         <!-- Keys never travel in URLs: they end up in logs and browser history. -->
         <return-response>
           <set-status code="400" reason="Bad Request" />
-          <set-header name="Content-Type" exists-action="override"><value>application/json</value></set-header>
-          <set-body>{{"code": "invalid_input", "message": "send the key in the {KEY_HEADER} header, not in the URL"}}</set-body>
+          <set-header name="Content-Type" exists-action="override">
+            <value>application/json</value>
+          </set-header>
+          <set-body>{{"code": "invalid_input",
+            "message": "send the key in the {KEY_HEADER} header, not in the URL"}}</set-body>
         </return-response>
       </when>
     </choose>
@@ -79,11 +82,15 @@ def product_policy(route: Route) -> str:
     return f"""<policies>
   <inbound>
     <base />
-    <rate-limit calls="{quota.rate_limit_per_minute}" renewal-period="60" retry-after-header-name="Retry-After" remaining-calls-header-name="x-ratelimit-remaining" />
-    <validate-content unspecified-content-type-action="prevent" max-size="{max_bytes}" size-exceeded-action="prevent" errors-variable-name="bodyValidation">
+    <rate-limit calls="{quota.rate_limit_per_minute}" renewal-period="60"
+        retry-after-header-name="Retry-After" remaining-calls-header-name="x-ratelimit-remaining" />
+    <validate-content unspecified-content-type-action="prevent" max-size="{max_bytes}"
+        size-exceeded-action="prevent" errors-variable-name="bodyValidation">
       <content type="application/json" validate-as="json" action="prevent" />
     </validate-content>
-    <set-header name="{TENANT_HEADER}" exists-action="override"><value>{tenant_value}</value></set-header>
+    <set-header name="{TENANT_HEADER}" exists-action="override">
+      <value>{tenant_value}</value>
+    </set-header>
 {deployment_rule}    <set-backend-service backend-id={quoteattr(route.backend_id)} />
     <authentication-managed-identity resource="{ML_TOKEN_AUDIENCE}" />
   </inbound>

@@ -93,8 +93,12 @@ class PrivateNetwork(pulumi.ComponentResource):
             virtual_network_name=self.vnet.name,
             subnet_name=f"snet-{purpose}",
             address_prefix=ranges[purpose],
-            private_endpoint_network_policies="Disabled" if purpose == "private-endpoints" else None,
-            delegations=[{"name": "delegation", "service_name": delegation}] if delegation else None,
+            private_endpoint_network_policies=(
+                "Disabled" if purpose == "private-endpoints" else None
+            ),
+            delegations=(
+                [{"name": "delegation", "service_name": delegation}] if delegation else None
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
         )
 

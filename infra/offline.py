@@ -184,7 +184,11 @@ class AzureMocks(pulumi.runtime.Mocks):
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{type_token}/{name}/{kind}"))
 
         location = inputs.get("location", "westeurope")
-        identity = {"principalId": guid("principal"), "tenantId": ENTRA_TENANT_ID, "type": "SystemAssigned"}
+        identity = {
+            "principalId": guid("principal"),
+            "tenantId": ENTRA_TENANT_ID,
+            "type": "SystemAssigned",
+        }
         outputs: dict[str, Callable[[], dict[str, Any]]] = {
             "azure-native:managedidentity:UserAssignedIdentity": lambda: {
                 "principalId": guid("principal"),
@@ -227,7 +231,7 @@ class RecordingMonitor(MockMonitor):
         self.registrations: list[tuple[str, str | None, str, str, bool]] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             parent = request.parent or None
             self.registrations.append(
@@ -261,9 +265,7 @@ class OfflineRun:
         return None
 
 
-def run_offline(
-    program: Callable[[], object], *, stack: str, preview: bool = False
-) -> OfflineRun:
+def run_offline(program: Callable[[], None], *, stack: str, preview: bool = False) -> OfflineRun:
     """Run ``program`` under mocks and return what it registered."""
     mocks = AzureMocks()
     monitor = RecordingMonitor(mocks)

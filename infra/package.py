@@ -15,6 +15,7 @@ from pathlib import Path
 
 APP_DIR = "functions"
 ENTRY = "function_app.py"
+_PACKAGED_SUFFIXES = {".py", ".json", ".txt", ".yaml", ".onnx"}
 _SKIP_PARTS = {"__pycache__", ".pytest_cache", "tests", ".venv", "local.settings.json"}
 
 
@@ -32,9 +33,9 @@ class FunctionPackage:
 
 def _python_files(folder: Path) -> Iterable[Path]:
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not _SKIP_PARTS.intersection(path.relative_to(folder).parts):
-            if path.suffix in {".py", ".json", ".txt", ".yaml", ".onnx"}:
-                yield path
+        skipped = _SKIP_PARTS.intersection(path.relative_to(folder).parts)
+        if path.is_file() and not skipped and path.suffix in _PACKAGED_SUFFIXES:
+            yield path
 
 
 def _top_level_imports(source: Path) -> set[str]:

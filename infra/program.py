@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import authorization
@@ -56,7 +57,7 @@ def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT)
         "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)
     )
     gateway = TenantGateway("gateway", TenantGatewayArgs(spec, shared))
-    common = {
+    common: dict[str, Any] = {
         "spec": spec,
         "shared": shared,
         "automation": automation,
@@ -81,7 +82,7 @@ def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT)
             budget=pool.budget,
             personas=pool.personas,
             tenants=spec.tenants_in_pool(pool.id),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         platform.stamps[key] = Stamp(key, args)
     _route_tenants(spec, platform)
@@ -99,9 +100,8 @@ def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
             backends[tenant.stamp_key] = platform.gateway.add_backend(
                 tenant.stamp_key, stamp.scoring_uri
             )
-        online = (
-            tenant.endpoints.online if tenant.tier == "dedicated" else spec.pool(tenant.pool or "").endpoints.online
-        )
+        serving = tenant if tenant.tier == "dedicated" else spec.pool(tenant.pool or "")
+        online = serving.endpoints.online
         platform.gateway.add_tenant(
             Route(
                 tenant=tenant,

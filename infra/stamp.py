@@ -9,7 +9,7 @@ read with resource-context permissions (see ``tenancy.rbac``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 from pulumi_azure_native import (
@@ -37,7 +37,14 @@ from infra.eventing import subscribe_workspace_events
 from infra.monitoring import create_endpoint_alerts
 from infra.shared import SharedServices
 from tenancy import contracts, naming
-from tenancy.rbac import PLATFORM_PERSONAS, PROJECT_PERSONAS, Persona, grants, table_for
+from tenancy.rbac import (
+    PLATFORM_PERSONAS,
+    PROJECT_PERSONAS,
+    Column,
+    Persona,
+    grants,
+    table_for,
+)
 from tenancy.spec import (
     BudgetSpec,
     ComputeSpec,
@@ -83,8 +90,9 @@ class StampArgs:
         return max(levels, key=_CLASSIFICATION_ORDER.index)
 
 
-def stamp_args_for_tenant(tenant: TenantSpec, **common: object) -> StampArgs:
-    assert tenant.compute is not None  # guaranteed by the spec's relational checks
+def stamp_args_for_tenant(tenant: TenantSpec, **common: Any) -> StampArgs:
+    if tenant.compute is None:  # the spec's relational checks make this unreachable
+        raise ValueError(f"dedicated tenant '{tenant.id}' has no compute block")
     return StampArgs(
         kind="tenant",
         stamp_id=tenant.id,
@@ -95,7 +103,7 @@ def stamp_args_for_tenant(tenant: TenantSpec, **common: object) -> StampArgs:
         budget=tenant.budget,
         personas=tenant.personas,
         tenants=[tenant],
-        **common,  # type: ignore[arg-type]
+        **common,
     )
 
 
@@ -268,7 +276,7 @@ class Stamp(pulumi.ComponentResource):
             parent=self,
         )
 
-    def _data_scopes(self) -> dict[str, tuple[str, pulumi.Input[str]]]:
+    def _data_scopes(self) -> dict[Column, tuple[str, pulumi.Input[str]]]:
         key = self._scope_key
         return {
             "key_vault": (f"{key}/kv", self.key_vault.id),
@@ -373,7 +381,8 @@ class Stamp(pulumi.ComponentResource):
         if not online.enabled:
             return None
         spec = self._args.spec
-        name = online.name or naming.online_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        default = naming.online_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        name = online.name or default
         endpoint = machinelearningservices.OnlineEndpoint(
             f"{self._name}-online",
             resource_group_name=self.resource_group.name,
@@ -411,7 +420,11 @@ class Stamp(pulumi.ComponentResource):
             "failure_threshold": 30,
             "success_threshold": 1,
         }
-        collections = {"model_inputs": {"data_collection_mode": "Enabled"}, "model_outputs": {"data_collection_mode": "Enabled"}}
+        # Inputs and outputs are collected for drift (the Azure ML data collector layout).
+        collections = {
+            "model_inputs": {"data_collection_mode": "Enabled"},
+            "model_outputs": {"data_collection_mode": "Enabled"},
+        }
         return machinelearningservices.OnlineDeployment(
             f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,
@@ -445,7 +458,9 @@ class Stamp(pulumi.ComponentResource):
             tags=self.tags,
             # The automation replaces models through new deployments; the bootstrap model and
             # the instance count it scales are not reverted by a later `pulumi up`.
-            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=["properties.model", "sku"]),
+            opts=pulumi.ResourceOptions(
+                parent=endpoint, ignore_changes=["properties.model", "sku"]
+            ),
         )
 
     def _create_batch_endpoint(self) -> machinelearningservices.BatchEndpoint | None:
@@ -453,7 +468,8 @@ class Stamp(pulumi.ComponentResource):
         if not batch.enabled:
             return None
         spec = self._args.spec
-        name = batch.name or naming.batch_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        default = naming.batch_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
+        name = batch.name or default
         endpoint = machinelearningservices.BatchEndpoint(
             f"{self._name}-batch",
             resource_group_name=self.resource_group.name,
@@ -503,7 +519,7 @@ class Stamp(pulumi.ComponentResource):
     def scoring_uri(self) -> pulumi.Output[str] | None:
         if self.online_endpoint is None:
             return None
-        return self.online_endpoint.properties.scoring_uri  # type: ignore[return-value]
+        return self.online_endpoint.properties.scoring_uri
 
     # --- access ------------------------------------------------------------------------
 
@@ -512,7 +528,7 @@ class Stamp(pulumi.ComponentResource):
         args = self._args
         table = table_for(args.spec.environment.is_production)
         key = self._scope_key
-        scopes = {
+        scopes: dict[Column, tuple[str, pulumi.Input[str]]] = {
             **self._data_scopes(),
             "aml_workspace": (f"{key}/ws", self.workspace.id),
             "azure_monitor": (f"{key}/rg", self.resource_group.id),
@@ -530,7 +546,9 @@ class Stamp(pulumi.ComponentResource):
             subscription_id=args.subscription_id,
             parent=self,
         )
-        platform_scopes = {k: v for k, v in scopes.items() if k != "log_analytics"}
+        platform_scopes: dict[Column, tuple[str, pulumi.Input[str]]] = {
+            column: scope for column, scope in scopes.items() if column != "log_analytics"
+        }
         apply_grants(
             f"{self._name}-rbac",
             grants=grants(table, PLATFORM_PERSONAS),

@@ -16,7 +16,7 @@ Hierarchy::
      ├── PayloadTooLargeError        code: payload_too_large       HTTP 413
      ├── RateLimitedError            code: rate_limited            HTTP 429
      ├── ModelFailedError            code: model_failed            HTTP 424
-     ├── TimeoutError_               code: request_timeout         HTTP 408
+     ├── RequestTimeoutError         code: request_timeout         HTTP 408
      ├── PolicyViolationError        code: policy_violation        HTTP 422  (CLI exit 1)
      └── DependencyError             code: dependency_unavailable  HTTP 503
 """
@@ -126,7 +126,7 @@ class ModelFailedError(MlopsError):
     code = "model_failed"
 
 
-class TimeoutError_(MlopsError):  # noqa: N801 - the builtin name is taken
+class RequestTimeoutError(MlopsError):
     code = "request_timeout"
 
 
@@ -149,7 +149,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     PayloadTooLargeError.code: 413,
     RateLimitedError.code: 429,
     ModelFailedError.code: 424,
-    TimeoutError_.code: 408,
+    RequestTimeoutError.code: 408,
     PolicyViolationError.code: 422,
     DependencyError.code: 503,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from itertools import pairwise
 from typing import Any
 
 from tenancy import naming
@@ -55,10 +56,8 @@ def _tier_profile(raw: Mapping[str, Any], tier: str) -> TierProfile:
 
 
 def _environment(raw: Mapping[str, Any]) -> Environment | None:
-    try:
-        return Environment(raw.get("environment"))
-    except ValueError:
-        return None
+    value = raw.get("environment")
+    return Environment(str(value)) if value in Environment._value2member_map_ else None
 
 
 def relational_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
@@ -97,7 +96,7 @@ def _budget_threshold_order(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
                     and t.get("type", "Actual") == kind
                     and isinstance(t.get("percent"), int | float)
                 ]
-                if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+                if any(b <= a for a, b in pairwise(values)):
                     yield ConfigIssue(
                         f"{key}[{i}].budget.thresholds",
                         f"{kind} thresholds {values} must be strictly increasing",
@@ -199,7 +198,9 @@ def _endpoint_names(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
             if not isinstance(name, str):
                 continue
             if name in seen:
-                yield ConfigIssue(key, f"{kind} endpoint name '{name}' is also used by {seen[name]}")
+                yield ConfigIssue(
+                    key, f"{kind} endpoint name '{name}' is also used by {seen[name]}"
+                )
             seen[name] = key
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Literal
+from itertools import pairwise
+from typing import Annotated, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -248,7 +249,7 @@ class RolloutPolicy(SpecModel):
             problems.append("at least one step is required")
         if any(not 0 < s <= 100 for s in steps):
             problems.append("each step must be a percentage in 1..100")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(steps)):
             problems.append("steps must be strictly increasing")
         if steps and steps[-1] != 100:
             problems.append("steps must end at 100")
@@ -275,10 +276,14 @@ DEFAULT_DRIFT_THRESHOLDS: dict[str, float] = {
 }
 
 
+def _default_drift_thresholds() -> dict[DriftMetric, float]:
+    return cast(dict[DriftMetric, float], dict(DEFAULT_DRIFT_THRESHOLDS))
+
+
 class DriftPolicy(SpecModel):
     numerical_metric: DriftMetric = "normalized_wasserstein_distance"
     categorical_metric: DriftMetric = "jensen_shannon_distance"
-    thresholds: dict[DriftMetric, float] = Field(default_factory=lambda: dict(DEFAULT_DRIFT_THRESHOLDS))
+    thresholds: dict[DriftMetric, float] = Field(default_factory=_default_drift_thresholds)
     window_hours: int = Field(default=24, ge=1, le=24 * 90)
     schedule: Annotated[str, AfterValidator(v.ncrontab)] = "0 0 * * * *"
     min_samples: int = Field(default=100, ge=1)

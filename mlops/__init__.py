@@ -1,0 +1,1 @@
+"""The `mlops` command line: plan, and (as the platform grows) run, score and operate it."""

@@ -1,0 +1,143 @@
+"""`mlops plan`: what `pulumi up` would provision for a stack, per tenant, with no CLI and
+no cloud (the program runs under Pulumi's mocks)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra.offline import OfflineRun, run_offline
+from infra.program import deploy
+from tenancy.spec import PlatformSpec
+
+SHARED = "(shared)"
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    level: str  # "mandatory" | "advisory"
+    urn: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "policy": self.policy,
+            "level": self.level,
+            "urn": self.urn,
+            "message": self.message,
+        }
+
+
+#: A policy runner reads the recorded plan and returns its violations.
+PolicyRunner = Callable[[PlatformSpec, OfflineRun], Sequence[Violation]]
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[dict[str, Any]]
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def has_mandatory_violation(self) -> bool:
+        return any(v.level == "mandatory" for v in self.violations)
+
+    def summary(self) -> dict[str, Any]:
+        by_tenant = Counter(r["tenant"] or SHARED for r in self.resources)
+        levels = Counter(v.level for v in self.violations)
+        return {
+            "resources": len(self.resources),
+            "by_type": dict(sorted(Counter(r["type"] for r in self.resources).items())),
+            "by_tenant": dict(sorted(by_tenant.items())),
+            "violations": {"mandatory": levels["mandatory"], "advisory": levels["advisory"]},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "resources": self.resources,
+            "violations": [v.to_dict() for v in self.violations],
+            "summary": self.summary(),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    """Inputs as JSON: assets and archives become their paths, unknowns a marker."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pulumi.AssetArchive):
+        return {"archive": sorted(value.assets)}
+    if isinstance(value, pulumi.FileAsset):
+        return {"file": value.path}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return "<unknown>"
+
+
+def build_plan(
+    spec: PlatformSpec, stack: str, policies: PolicyRunner | None = None
+) -> Plan:
+    def program() -> None:
+        deploy(spec, stack=stack)
+
+    run = run_offline(program, stack=stack)
+    resources = [
+        {
+            "urn": record.urn,
+            "type": record.type,
+            "name": record.name,
+            "tenant": run.attribution(record, "tenantId"),
+            "stamp": run.attribution(record, "stamp"),
+            "inputs": _jsonable(record.inputs),
+        }
+        for record in run.custom_resources()
+    ]
+    violations = list(policies(spec, run)) if policies else []
+    return Plan(stack, resources, violations)
+
+
+def _group(resource: dict[str, Any]) -> str:
+    """Text grouping: a tenant's own resources, else the stamp (a pool, or the platform)."""
+    return resource["tenant"] or resource["stamp"] or SHARED
+
+
+def render_text(plan: Plan, spec: PlatformSpec) -> str:
+    """The inventory per tenant (platform and pools first), then violations and a summary."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in plan.resources:
+        groups[_group(resource)].append(resource)
+    headings = {"platform": "platform (shared by every tenant)"}
+    for pool in spec.pools:
+        member_ids = ", ".join(t.id for t in spec.tenants_in_pool(pool.id))
+        headings[f"pool-{pool.id}"] = f"pool {pool.id} (shared by {member_ids})"
+    for tenant in spec.tenants:
+        where = "own stamp" if tenant.tier == "dedicated" else f"pool '{tenant.pool}'"
+        headings[tenant.id] = (
+            f"tenant {tenant.id} ({tenant.tier}, {where}, {tenant.model_strategy})"
+        )
+    lines = [f"Plan for stack '{plan.stack}' ({spec.environment.value}, {spec.location})", ""]
+    for group, heading in headings.items():
+        members = groups.get(group, [])
+        lines.append(f"{heading}: {len(members)} resources")
+        for type_name, count in sorted(Counter(r["type"] for r in members).items()):
+            lines.append(f"    {count:4d}  {type_name.removeprefix('azure-native:')}")
+        lines.append("")
+    if plan.violations:
+        lines.append("Policy violations:")
+        for v in plan.violations:
+            lines.append(f"  [{v.level}] {v.policy}: {v.message}\n      {v.urn}")
+        lines.append("")
+    summary = plan.summary()
+    lines.append(
+        f"{summary['resources']} resources; violations: "
+        f"{summary['violations']['mandatory']} mandatory, "
+        f"{summary['violations']['advisory']} advisory"
+    )
+    return "\n".join(lines)
