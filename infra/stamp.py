@@ -413,18 +413,13 @@ class Stamp(pulumi.ComponentResource):
     ) -> machinelearningservices.OnlineDeployment:
         online = self._args.endpoints.online
         serving = self._args.spec.serving
-        probe = {
-            "initial_delay": "PT10S",
-            "period": "PT10S",
-            "timeout": "PT2S",
-            "failure_threshold": 30,
-            "success_threshold": 1,
-        }
+        probe = machinelearningservices.ProbeSettingsArgs(
+            initial_delay="PT10S", period="PT10S", timeout="PT2S", failure_threshold=30,
+            success_threshold=1,
+        )
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).
-        collections = {
-            "model_inputs": {"data_collection_mode": "Enabled"},
-            "model_outputs": {"data_collection_mode": "Enabled"},
-        }
+        enabled = machinelearningservices.CollectionArgs(data_collection_mode="Enabled")
+        collections = {"model_inputs": enabled, "model_outputs": enabled}
         return machinelearningservices.OnlineDeployment(
             f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,
@@ -433,28 +428,34 @@ class Stamp(pulumi.ComponentResource):
             deployment_name=contracts.FIRST_DEPLOYMENT,
             location=self._args.spec.location,
             sku={"name": "Default", "capacity": online.instance_count},
-            properties={
-                "endpoint_compute_type": "Managed",
-                "instance_type": online.instance_type,
-                "model": self._registry_asset("models", serving.bootstrap_model),
-                "environment_id": self._registry_asset("environments", serving.environment),
-                "code_configuration": {
-                    "code_id": self._registry_asset("codes", serving.scoring_code),
-                    "scoring_script": "score.py",
-                },
-                "scale_settings": {"scale_type": "Default"},
-                "request_settings": {
-                    "request_timeout": f"PT{online.request_timeout_ms / 1000:g}S",
-                    "max_concurrent_requests_per_instance": (
+            # A union-typed property: only the typed Args class gets its keys translated
+            # to the wire names (a plain dict would reach Azure in snake_case).
+            properties=machinelearningservices.ManagedOnlineDeploymentArgs(
+                endpoint_compute_type="Managed",
+                instance_type=online.instance_type,
+                model=self._registry_asset("models", serving.bootstrap_model),
+                environment_id=self._registry_asset("environments", serving.environment),
+                code_configuration=machinelearningservices.CodeConfigurationArgs(
+                    code_id=self._registry_asset("codes", serving.scoring_code),
+                    scoring_script="score.py",
+                ),
+                scale_settings=machinelearningservices.DefaultScaleSettingsArgs(
+                    scale_type="Default"
+                ),
+                request_settings=machinelearningservices.OnlineRequestSettingsArgs(
+                    request_timeout=f"PT{online.request_timeout_ms / 1000:g}S",
+                    max_concurrent_requests_per_instance=(
                         online.max_concurrent_requests_per_instance
                     ),
-                },
-                "liveness_probe": probe,
-                "readiness_probe": probe,
-                "app_insights_enabled": True,
-                "egress_public_network_access": "Disabled" if self._private else "Enabled",
-                "data_collector": {"collections": collections} if online.data_collection else None,
-            },
+                ),
+                liveness_probe=probe,
+                readiness_probe=probe,
+                app_insights_enabled=True,
+                egress_public_network_access="Disabled" if self._private else "Enabled",
+                data_collector=machinelearningservices.DataCollectorArgs(collections=collections)
+                if online.data_collection
+                else None,
+            ),
             tags=self.tags,
             # The automation replaces models through new deployments; the bootstrap model and
             # the instance count it scales are not reverted by a later `pulumi up`.
