@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from xml.etree import ElementTree
+from xml.etree import ElementTree  # the policies parsed are our own output
 
 import pytest
 
-from infra.offline import OfflineRun, RecordedResource
+from infra.offline import AzureMocks, OfflineRun, RecordedResource
 from tenancy import PlatformSpec, contracts
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
 from tests.infra.conftest import STACKS, of_type, stamp_of, tenant_of
@@ -105,8 +105,6 @@ def _owners(run: OfflineRun) -> dict[str, str]:
 
 
 def _resource_id(run: OfflineRun, record: RecordedResource) -> str:
-    from infra.offline import AzureMocks
-
     return AzureMocks._resource_id(record.type, record.state["name"], record.inputs)
 
 
@@ -165,7 +163,9 @@ def test_role_assignments_match_the_persona_table(
     tenant = spec.tenant("contoso")
     table = table_for(spec.environment.is_production)
     workspace = next(
-        r for r in of_type(run, "machinelearningservices:Workspace") if stamp_of(run, r) == "tenant-contoso"
+        r
+        for r in of_type(run, "machinelearningservices:Workspace")
+        if stamp_of(run, r) == "tenant-contoso"
     )
     scope = _resource_id(run, workspace)
     actual = _assignments(run, scope)
@@ -203,12 +203,16 @@ def test_pooled_tenants_people_get_no_role_on_the_shared_pool(
 ) -> None:
     run, spec = planned["prod"], specs["prod"]
     pooled_groups = {
-        group for t in spec.tenants if t.tier == "pooled" for group in _strings(t.personas.model_dump())
+        group
+        for t in spec.tenants
+        if t.tier == "pooled"
+        for group in _strings(t.personas.model_dump())
     }
     assert pooled_groups, "the prod example gives pooled tenants personas"
     principals = {
         r.inputs["principalId"]
-        for r in of_type(run, "authorization:RoleAssignment") + of_type(run, "authorization:PimRoleEligibilitySchedule")
+        for r in of_type(run, "authorization:RoleAssignment")
+        + of_type(run, "authorization:PimRoleEligibilitySchedule")
     }
     assert not principals & pooled_groups
 
@@ -271,23 +275,39 @@ def test_gateway_routes_each_tenant_with_its_limits(
         backend = xml.find("./inbound/set-backend-service")
         assert backend is not None and backend.get("backend-id") == tenant.stamp_key
         concurrency = xml.find("./backend/limit-concurrency")
-        assert concurrency is not None and concurrency.get("max-count") == str(tenant.quota.max_concurrency)
+        assert concurrency is not None and concurrency.get("max-count") == str(
+            tenant.quota.max_concurrency
+        )
         deletes_deployment = xml.find("./inbound/set-header[@name='azureml-model-deployment']")
         assert (deletes_deployment is not None) is (tenant.tier == "pooled")
     subscriptions = of_type(run, "apimanagement:Subscription")
     assert {tenant_of(run, s) for s in subscriptions} == {t.id for t in spec.tenants}
-    assert all("primaryKey" not in s.inputs and s.inputs["allowTracing"] is False for s in subscriptions)
+    assert all(
+        "primaryKey" not in s.inputs and s.inputs["allowTracing"] is False for s in subscriptions
+    )
 
 
 def test_role_assignment_names_are_stable_guids(planned: dict[str, OfflineRun]) -> None:
-    names = [r.inputs["roleAssignmentName"] for r in of_type(planned["local"], "authorization:RoleAssignment")]
+    names = [
+        r.inputs["roleAssignmentName"]
+        for r in of_type(planned["local"], "authorization:RoleAssignment")
+    ]
     assert len(names) == len(set(names))
     assert all(uuid.UUID(n) for n in names)
 
 
 #: Maps whose keys are names chosen by us or by Azure, not schema properties.
-FREE_FORM_MAPS = {"tags", "traffic", "mirrorTraffic", "notifications", "metadata", "collections",
-                  "userAssignedIdentities", "customProperties", "environmentVariables"}
+FREE_FORM_MAPS = {
+    "tags",
+    "traffic",
+    "mirrorTraffic",
+    "notifications",
+    "metadata",
+    "collections",
+    "userAssignedIdentities",
+    "customProperties",
+    "environmentVariables",
+}
 
 
 def _snake_case_keys(value: Any, path: str = "") -> Iterator[str]:

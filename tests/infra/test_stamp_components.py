@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pulumi
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
 
-from infra.program import deploy
+from infra.program import deploy, main
 from tenancy import load_stack
+from tenancy.load import read_yaml
 from tests.infra.conftest import Mocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +69,9 @@ def test_function_app_settings_carry_the_spec_and_no_key(mocks: Mocks) -> pulumi
         settings = {s["name"]: s["value"] for s in inputs["siteConfig"]["appSettings"]}
         assert json.loads(settings["TENANT_MLOPS_PLATFORM_SPEC"])["environment"] == "local", urn
         assert settings["AzureWebJobsStorage__credential"] == "managedidentity", urn
-        assert not any("AccountKey=" in str(v) for v in settings.values()), f"{urn}: key in settings"
+        assert not any("AccountKey=" in str(v) for v in settings.values()), (
+            f"{urn}: key in settings"
+        )
         deployment = inputs["functionAppConfig"]["deployment"]["storage"]["authentication"]
         assert deployment["type"] == "UserAssignedIdentity", urn
         assert inputs["kind"] == "functionapp,linux", urn
@@ -76,19 +81,23 @@ def test_function_app_settings_carry_the_spec_and_no_key(mocks: Mocks) -> pulumi
 
 def test_the_program_reads_its_spec_from_stack_config(mocks: Mocks) -> None:
     """`pulumi up` runs main(): the spec comes from config key tenant-mlops:platform."""
-    from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
-
-    from infra.program import main
-    from tenancy.load import read_yaml
-
     document = read_yaml(ROOT / "Pulumi.local.yaml")
     pulumi.runtime.set_all_config(
-        {"tenant-mlops:platform": json.dumps(document["config"]["tenant-mlops:platform"], default=str)}
+        {
+            "tenant-mlops:platform": json.dumps(
+                document["config"]["tenant-mlops:platform"], default=str
+            )
+        }
     )
     try:
         _sync_await(run_pulumi_func(main))
     finally:
         pulumi.runtime.set_all_config({})
-    workspaces = [r for r in mocks.created if r.typ.endswith(":Workspace") and "machinelearning" in r.typ]
-    assert sorted(w.name for w in workspaces) == ["pool-shared-ws", "tenant-adatum-ws", "tenant-contoso-ws"]
+    workspaces = [
+        r for r in mocks.created if r.typ.endswith(":Workspace") and "machinelearning" in r.typ
+    ]
+    assert sorted(w.name for w in workspaces) == [
+        "pool-shared-ws",
+        "tenant-adatum-ws",
+        "tenant-contoso-ws",
+    ]

@@ -31,7 +31,10 @@ def test_devops_columns_are_not_azure_role_assignments() -> None:
     for table in ("production", "pre_production"):
         codes = {g.role_code for g in grants(table, PLATFORM_PERSONAS)}  # type: ignore[arg-type]
         assert codes <= set(ROLE_IDS)
-        assert not {g.column for g in grants(table, PLATFORM_PERSONAS)} & {"azure_devops", "azure_artifacts"}  # type: ignore[arg-type]
+        assert not {g.column for g in grants(table, PLATFORM_PERSONAS)} & {
+            "azure_devops",
+            "azure_artifacts",
+        }  # type: ignore[arg-type]
 
 
 def test_platform_support_and_cicd_are_just_in_time_in_production_only() -> None:

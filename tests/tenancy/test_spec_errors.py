@@ -61,7 +61,9 @@ def budget_above_1000(raw: Raw) -> None:
 
 
 def budget_too_many_notifications(raw: Raw) -> None:
-    _tenant(raw, "contoso")["budget"]["thresholds"] = [{"percent": p} for p in (10, 20, 30, 40, 50, 60)]
+    _tenant(raw, "contoso")["budget"]["thresholds"] = [
+        {"percent": p} for p in (10, 20, 30, 40, 50, 60)
+    ]
 
 
 def budget_start_not_first_of_month(raw: Raw) -> None:
@@ -152,7 +154,11 @@ def payload_above_gateway_limit(raw: Raw) -> None:
 
 CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (unknown_tier, "tenants[0].tier", "'dedicated' or 'pooled'"),
-    (unknown_strategy, "tenants[0].model_strategy", "'tenant_specific', 'shared' or 'tuned_shared'"),
+    (
+        unknown_strategy,
+        "tenants[0].model_strategy",
+        "'tenant_specific', 'shared' or 'tuned_shared'",
+    ),
     (unknown_model_kind, "tenants[0].model_kind", "'classical', 'cv' or 'nlp'"),
     (duplicate_tenant, "tenants[1].id", "duplicate id 'contoso'"),
     (missing_pool, "tenants[2].pool", "pool 'gold' does not exist"),
@@ -168,7 +174,11 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (blue_green_with_steps, "rollout.steps", "must be [100]"),
     (mirror_above_50, "rollout.mirror_percent", "above Azure ML's limit of 50"),
     (gpu_not_allowed_for_pooled, "pools[0].compute.gpu_sku", "not allowed for the pooled tier"),
-    (gpu_not_allowed_for_dedicated, "tenants[0].compute.gpu_sku", "not allowed for the dedicated tier"),
+    (
+        gpu_not_allowed_for_dedicated,
+        "tenants[0].compute.gpu_sku",
+        "not allowed for the dedicated tier",
+    ),
     (nodes_above_tier_cap, "pools[0].compute.max_nodes", "above the pooled tier's cap of 8"),
     (endpoint_name_too_long, "tenants[0].endpoints.online.name", "has 33 characters"),
     (endpoint_name_double_dash, "tenants[0].endpoints.online.name", "single dashes"),
@@ -186,7 +196,9 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("break_it", "path", "fragment"), CASES, ids=[c[0].__name__ for c in CASES])
+@pytest.mark.parametrize(
+    ("break_it", "path", "fragment"), CASES, ids=[c[0].__name__ for c in CASES]
+)
 def test_each_rule_names_the_bad_key(
     local_raw: Raw, break_it: Callable[[Raw], None], path: str, fragment: str
 ) -> None:

@@ -40,7 +40,9 @@ def test_prod_is_private_gated_and_redundant() -> None:
 def test_missing_stack_file_names_the_stacks_that_exist(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.yaml").write_text("name: tenant-mlops\n")
     (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
-    with pytest.raises(ConfigError, match=r"stack 'qa' has no file Pulumi.qa.yaml \(found: Pulumi.dev.yaml\)"):
+    with pytest.raises(
+        ConfigError, match=r"stack 'qa' has no file Pulumi.qa.yaml \(found: Pulumi.dev.yaml\)"
+    ):
         load_stack("qa", tmp_path)
 
 
