@@ -331,3 +331,30 @@ def test_every_input_reaches_azure_in_its_wire_names(
     for record in planned[stack].custom_resources():
         bad = list(_snake_case_keys(record.inputs))
         assert not bad, f"{record.urn}: keys not in wire form: {bad}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stamp_scales_to_zero_and_serves_from_its_first_deployment(
+    planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec], stack: str
+) -> None:
+    run, spec = planned[stack], specs[stack]
+    stamps = len(spec.dedicated_tenants) + len(spec.pools)
+    clusters = of_type(run, "machinelearningservices:Compute")
+    assert len(clusters) == stamps
+    for cluster in clusters:
+        scale = cluster.inputs["properties"]["properties"]["scaleSettings"]
+        assert scale["minNodeCount"] == 0, cluster.urn
+        assert scale["nodeIdleTimeBeforeScaleDown"].startswith("PT"), cluster.urn
+    endpoints = of_type(run, "machinelearningservices:OnlineEndpoint")
+    deployments = of_type(run, "machinelearningservices:OnlineDeployment")
+    assert len(endpoints) == len(deployments) == stamps
+    for endpoint in endpoints:
+        assert endpoint.inputs["properties"]["traffic"] == {contracts.FIRST_DEPLOYMENT: 100}
+    for deployment in deployments:
+        properties = deployment.inputs["properties"]
+        assert deployment.inputs["deploymentName"] == contracts.FIRST_DEPLOYMENT
+        assert properties["requestSettings"]["requestTimeout"].startswith("PT"), deployment.urn
+        assert properties["livenessProbe"] and properties["readinessProbe"], deployment.urn
+    for batch in of_type(run, "machinelearningservices:BatchDeployment"):
+        assert batch.inputs["properties"]["outputAction"] == "AppendRow", batch.urn
+        assert batch.inputs["properties"]["outputFileName"] == contracts.BATCH_OUTPUT_FILE
