@@ -6,10 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import (
-    applicationinsights,
     authorization,
-    containerregistry,
-    keyvault,
     machinelearningservices,
     managedidentity,
     operationalinsights,
@@ -17,12 +14,12 @@ from pulumi_azure_native import (
     storage,
 )
 
+from infra import blocks
 from infra.common import (
     Principal,
     apply_grants,
     assign_role,
     group_principals,
-    send_diagnostics,
     standard_tags,
 )
 from infra.network import PrivateNetwork, PrivateNetworkArgs
@@ -64,7 +61,11 @@ class SharedServices(pulumi.ComponentResource):
         )
         self.network = self._create_network() if spec.networking.private else None
         self.log_analytics = self._create_log_analytics()
-        self.app_insights = self._create_app_insights()
+        at = blocks.Placement(name, SCOPE, spec, self.resource_group.name, self.tags, self)
+        logs = self.log_analytics.id
+        self.app_insights = blocks.app_insights(
+            at, component_name=f"appi-{spec.prefix}-{spec.environment.value}", log_workspace_id=logs
+        )
         self.automation_identity = managedidentity.UserAssignedIdentity(
             f"{name}-automation-id",
             resource_group_name=self.resource_group.name,
@@ -73,9 +74,11 @@ class SharedServices(pulumi.ComponentResource):
             tags=self.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.key_vault = self._create_key_vault()
-        self.storage = self._create_storage()
-        self.container_registry = self._create_container_registry()
+        self.key_vault = blocks.key_vault(
+            at, entra_tenant_id=args.tenant_id, log_workspace_id=logs
+        )
+        self.storage = self._create_storage(at)
+        self.container_registry = blocks.container_registry(at, public_sku="Standard")
         self.ml_registry = self._create_ml_registry()
         self.scorer_role = self._create_scorer_role()
         self._grant_platform_personas()
@@ -120,66 +123,10 @@ class SharedServices(pulumi.ComponentResource):
             opts=self._opts,
         )
 
-    def _create_app_insights(self) -> applicationinsights.Component:
-        spec = self._args.spec
-        return applicationinsights.Component(
-            f"{self._name}-appi",
-            resource_group_name=self.resource_group.name,
-            resource_name_=f"appi-{spec.prefix}-{spec.environment.value}",
-            location=spec.location,
-            kind="web",
-            application_type="web",
-            ingestion_mode="LogAnalytics",
-            workspace_resource_id=self.log_analytics.id,
-            disable_local_auth=True,
-            tags=self.tags,
-            opts=self._opts,
-        )
-
-    def _create_key_vault(self) -> keyvault.Vault:
-        spec = self._args.spec
-        vault = keyvault.Vault(
-            f"{self._name}-kv",
-            resource_group_name=self.resource_group.name,
-            vault_name=naming.key_vault(spec.prefix, spec.environment, SCOPE),
-            location=spec.location,
-            properties={
-                "tenant_id": self._args.tenant_id,
-                "sku": {"family": "A", "name": "standard"},
-                "enable_rbac_authorization": True,
-                "enable_soft_delete": True,
-                "enable_purge_protection": True,
-                "public_network_access": "Disabled" if spec.networking.private else "Enabled",
-            },
-            tags=self.tags,
-            opts=self._opts,
-        )
-        send_diagnostics(
-            f"{self._name}-kv-diag",
-            resource_id=vault.id,
-            workspace_id=self.log_analytics.id,
-            parent=vault,
-        )
-        return vault
-
-    def _create_storage(self) -> storage.StorageAccount:
-        spec = self._args.spec
-        account = storage.StorageAccount(
-            f"{self._name}-st",
-            resource_group_name=self.resource_group.name,
-            account_name=naming.storage_account(spec.prefix, spec.environment, SCOPE),
-            location=spec.location,
-            kind="StorageV2",
-            sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            default_to_o_auth_authentication=True,
-            minimum_tls_version="TLS1_2",
-            enable_https_traffic_only=True,
-            public_network_access="Disabled" if spec.networking.private else "Enabled",
-            tags=self.tags,
-            opts=self._opts,
-        )
+    def _create_storage(self, at: blocks.Placement) -> storage.StorageAccount:
+        """Blob containers for dead letters, the Functions package and inference data; tables
+        for the automation's state."""
+        account = blocks.storage_account(at)
         for container in (
             contracts.CONTAINER_DEAD_LETTER,
             contracts.CONTAINER_FUNCTION_PACKAGE,
@@ -202,21 +149,6 @@ class SharedServices(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=account),
             )
         return account
-
-    def _create_container_registry(self) -> containerregistry.Registry:
-        spec = self._args.spec
-        return containerregistry.Registry(
-            f"{self._name}-acr",
-            resource_group_name=self.resource_group.name,
-            registry_name=naming.container_registry(spec.prefix, spec.environment, SCOPE),
-            location=spec.location,
-            # Private endpoints need the Premium tier.
-            sku={"name": "Premium" if spec.networking.private else "Standard"},
-            admin_user_enabled=False,
-            public_network_access="Disabled" if spec.networking.private else "Enabled",
-            tags=self.tags,
-            opts=self._opts,
-        )
 
     def _create_ml_registry(self) -> machinelearningservices.Registry:
         """The Azure ML registry that holds shared models and the scoring assets."""

@@ -13,16 +13,14 @@ from typing import Any, Literal
 
 import pulumi
 from pulumi_azure_native import (
-    applicationinsights,
     consumption,
-    containerregistry,
     keyvault,
     machinelearningservices,
     managedidentity,
     resources,
-    storage,
 )
 
+from infra import blocks
 from infra.alerting import Alerting
 from infra.automation import Automation
 from infra.common import (
@@ -120,10 +118,16 @@ class Stamp(pulumi.ComponentResource):
         self._scope_key = f"{spec.prefix}/{spec.environment.value}/{name}"
         self.resource_group = self._create_resource_group()
         self.identity = self._create_identity()
-        self.storage = self._create_storage()
-        self.key_vault = self._create_key_vault()
-        self.container_registry = self._create_container_registry()
-        self.app_insights = self._create_app_insights()
+        at = blocks.Placement(name, name, spec, self.resource_group.name, self.tags, self)
+        logs = args.shared.log_analytics.id
+        self.storage = blocks.storage_account(at)
+        self.key_vault = blocks.key_vault(
+            at, entra_tenant_id=args.entra_tenant_id, log_workspace_id=logs
+        )
+        self.container_registry = blocks.container_registry(at, public_sku="Basic")
+        self.app_insights = blocks.app_insights(
+            at, component_name=f"appi-{name}", log_workspace_id=logs
+        )
         identity_grants = self._grant_workspace_identity()
         self.workspace = self._create_workspace(identity_grants)
         self.compute = self._create_compute()
@@ -184,83 +188,6 @@ class Stamp(pulumi.ComponentResource):
             tags=self.tags,
             opts=self._opts,
         )
-
-    def _create_storage(self) -> storage.StorageAccount:
-        spec = self._args.spec
-        return storage.StorageAccount(
-            f"{self._name}-st",
-            resource_group_name=self.resource_group.name,
-            account_name=naming.storage_account(spec.prefix, spec.environment, self._name),
-            location=spec.location,
-            kind="StorageV2",
-            sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            default_to_o_auth_authentication=True,
-            minimum_tls_version="TLS1_2",
-            enable_https_traffic_only=True,
-            public_network_access="Disabled" if self._private else "Enabled",
-            tags=self.tags,
-            opts=self._opts,
-        )
-
-    def _create_key_vault(self) -> keyvault.Vault:
-        spec = self._args.spec
-        vault = keyvault.Vault(
-            f"{self._name}-kv",
-            resource_group_name=self.resource_group.name,
-            vault_name=naming.key_vault(spec.prefix, spec.environment, self._name),
-            location=spec.location,
-            properties={
-                "tenant_id": self._args.entra_tenant_id,
-                "sku": {"family": "A", "name": "standard"},
-                "enable_rbac_authorization": True,
-                "enable_soft_delete": True,
-                # Required for a customer-managed key, and no reason to allow purging.
-                "enable_purge_protection": True,
-                "public_network_access": "Disabled" if self._private else "Enabled",
-            },
-            tags=self.tags,
-            opts=self._opts,
-        )
-        send_diagnostics(
-            f"{self._name}-kv-diag",
-            resource_id=vault.id,
-            workspace_id=self._args.shared.log_analytics.id,
-            parent=vault,
-        )
-        return vault
-
-    def _create_container_registry(self) -> containerregistry.Registry:
-        spec = self._args.spec
-        return containerregistry.Registry(
-            f"{self._name}-acr",
-            resource_group_name=self.resource_group.name,
-            registry_name=naming.container_registry(spec.prefix, spec.environment, self._name),
-            location=spec.location,
-            sku={"name": "Premium" if self._private else "Basic"},
-            admin_user_enabled=False,
-            public_network_access="Disabled" if self._private else "Enabled",
-            tags=self.tags,
-            opts=self._opts,
-        )
-
-    def _create_app_insights(self) -> applicationinsights.Component:
-        return applicationinsights.Component(
-            f"{self._name}-appi",
-            resource_group_name=self.resource_group.name,
-            resource_name_=f"appi-{self._name}",
-            location=self._args.spec.location,
-            kind="web",
-            application_type="web",
-            ingestion_mode="LogAnalytics",
-            workspace_resource_id=self._args.shared.log_analytics.id,
-            disable_local_auth=True,
-            tags=self.tags,
-            opts=self._opts,
-        )
-
-    # --- the workspace and what runs in it -------------------------------------------------
 
     def _grant_workspace_identity(self) -> list[pulumi.CustomResource]:
         """The "AML Workspace" persona of the guidance is the workspace's own identity; its

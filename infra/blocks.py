@@ -1,0 +1,113 @@
+"""Building blocks used by the shared services and by every stamp, so that storage, vaults,
+registries and telemetry are secured the same way everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_azure_native import applicationinsights, containerregistry, keyvault, storage
+
+from infra.common import send_diagnostics
+from tenancy import naming
+from tenancy.spec import PlatformSpec
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a block goes: its logical name prefix, scope (for physical names), group, tags."""
+
+    name: str
+    scope: str
+    spec: PlatformSpec
+    resource_group_name: pulumi.Input[str]
+    tags: dict[str, str]
+    parent: pulumi.Resource
+
+    @property
+    def public_access(self) -> str:
+        return "Disabled" if self.spec.networking.private else "Enabled"
+
+
+def storage_account(at: Placement) -> storage.StorageAccount:
+    """Entra-only storage: no shared keys, no public blobs, TLS 1.2."""
+    spec = at.spec
+    return storage.StorageAccount(
+        f"{at.name}-st",
+        resource_group_name=at.resource_group_name,
+        account_name=naming.storage_account(spec.prefix, spec.environment, at.scope),
+        location=spec.location,
+        kind="StorageV2",
+        sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
+        allow_blob_public_access=False,
+        allow_shared_key_access=False,
+        default_to_o_auth_authentication=True,
+        minimum_tls_version="TLS1_2",
+        enable_https_traffic_only=True,
+        public_network_access=at.public_access,
+        tags=at.tags,
+        opts=pulumi.ResourceOptions(parent=at.parent),
+    )
+
+
+def key_vault(
+    at: Placement, *, entra_tenant_id: pulumi.Input[str], log_workspace_id: pulumi.Input[str]
+) -> keyvault.Vault:
+    """RBAC authorization, soft delete and purge protection (required for customer-managed
+    keys), logs to Log Analytics."""
+    spec = at.spec
+    vault = keyvault.Vault(
+        f"{at.name}-kv",
+        resource_group_name=at.resource_group_name,
+        vault_name=naming.key_vault(spec.prefix, spec.environment, at.scope),
+        location=spec.location,
+        properties={
+            "tenant_id": entra_tenant_id,
+            "sku": {"family": "A", "name": "standard"},
+            "enable_rbac_authorization": True,
+            "enable_soft_delete": True,
+            "enable_purge_protection": True,
+            "public_network_access": at.public_access,
+        },
+        tags=at.tags,
+        opts=pulumi.ResourceOptions(parent=at.parent),
+    )
+    send_diagnostics(
+        f"{at.name}-kv-diag", resource_id=vault.id, workspace_id=log_workspace_id, parent=vault
+    )
+    return vault
+
+
+def container_registry(at: Placement, *, public_sku: str) -> containerregistry.Registry:
+    """Admin user off; Premium where private endpoints need it."""
+    spec = at.spec
+    return containerregistry.Registry(
+        f"{at.name}-acr",
+        resource_group_name=at.resource_group_name,
+        registry_name=naming.container_registry(spec.prefix, spec.environment, at.scope),
+        location=spec.location,
+        sku={"name": "Premium" if spec.networking.private else public_sku},
+        admin_user_enabled=False,
+        public_network_access=at.public_access,
+        tags=at.tags,
+        opts=pulumi.ResourceOptions(parent=at.parent),
+    )
+
+
+def app_insights(
+    at: Placement, *, component_name: str, log_workspace_id: pulumi.Input[str]
+) -> applicationinsights.Component:
+    """Workspace-based Application Insights with local (key) auth off."""
+    return applicationinsights.Component(
+        f"{at.name}-appi",
+        resource_group_name=at.resource_group_name,
+        resource_name_=component_name,
+        location=at.spec.location,
+        kind="web",
+        application_type="web",
+        ingestion_mode="LogAnalytics",
+        workspace_resource_id=log_workspace_id,
+        disable_local_auth=True,
+        tags=at.tags,
+        opts=pulumi.ResourceOptions(parent=at.parent),
+    )
