@@ -124,6 +124,26 @@ class PrivateNetwork(pulumi.ComponentResource):
         )
         return private_zone.id
 
+    def protect(
+        self,
+        name: str,
+        targets: list[tuple[str, pulumi.Input[str], str]],
+        *,
+        resource_group_name: pulumi.Input[str],
+        tags: dict[str, str],
+        parent: pulumi.Resource,
+    ) -> None:
+        """A private endpoint for each (suffix, resource id, sub-resource group) target."""
+        for suffix, target, group in targets:
+            self.add_private_endpoint(
+                f"{name}-pe-{suffix}",
+                target_id=target,
+                group=group,
+                resource_group_name=resource_group_name,
+                tags=tags,
+                parent=parent,
+            )
+
     def add_private_endpoint(
         self,
         name: str,

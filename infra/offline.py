@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pulumi
@@ -246,8 +247,9 @@ class OfflineRun:
 
     records: list[RecordedResource] = field(default_factory=list)
 
-    @property
+    @cached_property
     def by_urn(self) -> dict[str, RecordedResource]:
+        # Built once: attribution walks parents for every resource of the plan.
         return {r.urn: r for r in self.records}
 
     def custom_resources(self) -> list[RecordedResource]:
@@ -255,13 +257,12 @@ class OfflineRun:
 
     def attribution(self, record: RecordedResource, key: str) -> str | None:
         """The nearest ancestor component's ``key`` property (``tenantId`` or ``stamp``)."""
-        by_urn = self.by_urn
         current: RecordedResource | None = record
         while current is not None:
             if not current.custom and key in current.inputs:
                 value = current.inputs[key]
                 return value if isinstance(value, str) else None
-            current = by_urn.get(current.parent) if current.parent else None
+            current = self.by_urn.get(current.parent) if current.parent else None
         return None
 
 
@@ -271,10 +272,10 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     _sync_await(run_pulumi_func(program))
-    run = OfflineRun()
+    records = []
     for urn, parent, type_token, name, custom in monitor.registrations:
         inputs = mocks.inputs.get((type_token, name), {})
         registration = monitor.resources.get(urn)
         state = dict(registration.state) if registration else {}
-        run.records.append(RecordedResource(urn, type_token, name, parent, custom, inputs, state))
-    return run
+        records.append(RecordedResource(urn, type_token, name, parent, custom, inputs, state))
+    return OfflineRun(records)

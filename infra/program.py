@@ -17,7 +17,7 @@ from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
 from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
 from infra.shared import SharedServices, SharedServicesArgs
-from infra.stamp import Stamp, StampArgs, stamp_args_for_tenant
+from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.load import PROJECT, parse_platform_spec
 from tenancy.spec import PlatformSpec
@@ -72,19 +72,7 @@ def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT)
         platform.stamps[key] = Stamp(key, stamp_args_for_tenant(tenant, **common))
     for pool in spec.pools:
         key = naming.stamp_key("pool", pool.id)
-        args = StampArgs(
-            kind="pool",
-            stamp_id=pool.id,
-            tier="pooled",
-            cost_center=pool.cost_center,
-            compute=pool.compute,
-            endpoints=pool.endpoints,
-            budget=pool.budget,
-            personas=pool.personas,
-            tenants=spec.tenants_in_pool(pool.id),
-            **common,
-        )
-        platform.stamps[key] = Stamp(key, args)
+        platform.stamps[key] = Stamp(key, stamp_args_for_pool(pool, **common))
     _route_tenants(spec, platform)
     _export(platform)
     return platform

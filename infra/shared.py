@@ -264,12 +264,10 @@ class SharedServices(pulumi.ComponentResource):
             ("acr", self.container_registry.id, "registry"),
             ("mlr", self.ml_registry.id, "amlregistry"),
         ]
-        for suffix, target, group in targets:
-            self.network.add_private_endpoint(
-                f"{self._name}-pe-{suffix}",
-                target_id=target,
-                group=group,
-                resource_group_name=self.resource_group.name,
-                tags=self.tags,
-                parent=self,
-            )
+        self.network.protect(
+            self._name,
+            targets,
+            resource_group_name=self.resource_group.name,
+            tags=self.tags,
+            parent=self,
+        )

@@ -48,6 +48,7 @@ from tenancy.spec import (
     ComputeSpec,
     EndpointsSpec,
     PlatformSpec,
+    PoolSpec,
     TenantPersonas,
     TenantSpec,
     Tier,
@@ -101,6 +102,22 @@ def stamp_args_for_tenant(tenant: TenantSpec, **common: Any) -> StampArgs:
         budget=tenant.budget,
         personas=tenant.personas,
         tenants=[tenant],
+        **common,
+    )
+
+
+def stamp_args_for_pool(pool: PoolSpec, spec: PlatformSpec, **common: Any) -> StampArgs:
+    return StampArgs(
+        spec=spec,
+        kind="pool",
+        stamp_id=pool.id,
+        tier="pooled",
+        cost_center=pool.cost_center,
+        compute=pool.compute,
+        endpoints=pool.endpoints,
+        budget=pool.budget,
+        personas=pool.personas,
+        tenants=spec.tenants_in_pool(pool.id),
         **common,
     )
 
@@ -613,15 +630,13 @@ class Stamp(pulumi.ComponentResource):
             ("kv", self.key_vault.id, "vault"),
             ("acr", self.container_registry.id, "registry"),
         ]
-        for suffix, target, group in targets:
-            network.add_private_endpoint(
-                f"{self._name}-pe-{suffix}",
-                target_id=target,
-                group=group,
-                resource_group_name=self.resource_group.name,
-                tags=self.tags,
-                parent=self,
-            )
+        network.protect(
+            self._name,
+            targets,
+            resource_group_name=self.resource_group.name,
+            tags=self.tags,
+            parent=self,
+        )
 
 
 class PooledTenant(pulumi.ComponentResource):

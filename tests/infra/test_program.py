@@ -98,9 +98,7 @@ def _owners(run: OfflineRun) -> dict[str, str]:
     for record in run.custom_resources():
         tenant = tenant_of(run, record) or stamp_of(run, record)
         if record.type in guarded and tenant and tenant != "platform":
-            resource_id = run.by_urn[record.urn].state.get("id") or record.state.get("id")
             owners[_resource_id(run, record)] = tenant
-            del resource_id
     return owners
 
 
