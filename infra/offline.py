@@ -71,6 +71,9 @@ class RecordedResource:
     custom: bool
     inputs: dict[str, Any]
     state: dict[str, Any]
+    # Input property -> URNs of the resources its value was computed from (as the engine
+    # gives a policy pack), so references can be followed without resolving ids.
+    property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _provider_namespace(type_token: str) -> tuple[str, str]:
@@ -224,19 +227,40 @@ class AzureMocks(pulumi.runtime.Mocks):
         return outputs.get(type_token, dict)()
 
 
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    parent: str | None
+    type: str
+    name: str
+    custom: bool
+    property_dependencies: dict[str, frozenset[str]]
+
+
 class RecordingMonitor(MockMonitor):
     """A mock monitor that also remembers each registration's URN and parent."""
 
     def __init__(self, mocks: AzureMocks) -> None:
         super().__init__(mocks)
-        self.registrations: list[tuple[str, str | None, str, str, bool]] = []
+        self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            parent = request.parent or None
+            dependencies = {
+                prop: frozenset(deps.urns)
+                for prop, deps in request.propertyDependencies.items()
+                if deps.urns
+            }
             self.registrations.append(
-                (response.urn, parent, request.type, request.name, bool(request.custom))
+                Registration(
+                    response.urn,
+                    request.parent or None,
+                    request.type,
+                    request.name,
+                    bool(request.custom),
+                    dependencies,
+                )
             )
         return response
 
@@ -273,9 +297,20 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     _sync_await(run_pulumi_func(program))
     records = []
-    for urn, parent, type_token, name, custom in monitor.registrations:
-        inputs = mocks.inputs.get((type_token, name), {})
-        registration = monitor.resources.get(urn)
-        state = dict(registration.state) if registration else {}
-        records.append(RecordedResource(urn, type_token, name, parent, custom, inputs, state))
+    for reg in monitor.registrations:
+        inputs = mocks.inputs.get((reg.type, reg.name), {})
+        registered = monitor.resources.get(reg.urn)
+        state = dict(registered.state) if registered else {}
+        records.append(
+            RecordedResource(
+                reg.urn,
+                reg.type,
+                reg.name,
+                reg.parent,
+                reg.custom,
+                inputs,
+                state,
+                reg.property_dependencies,
+            )
+        )
     return OfflineRun(records)

@@ -24,6 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+    config = commands.add_parser(
+        "policy-config",
+        help="the policy pack's config for a stack (pulumi preview --policy-pack-config)",
+    )
+    config.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
+    config.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+    config.add_argument(
+        "--write", action="store_true", help="write policies/config/<stack>.json, not stdout"
+    )
     return parser
 
 
@@ -41,11 +50,30 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if plan.has_mandatory_violation else EXIT_OK
 
 
+def _policy_config(args: argparse.Namespace) -> int:
+    from policies.config import PackConfig, config_path  # noqa: PLC0415
+
+    root = args.root or project_root()
+    spec = load_stack(args.stack, root)
+    document = json.dumps(PackConfig.from_spec(spec).to_pulumi(), indent=2) + "\n"
+    if args.write:
+        path = config_path(root, args.stack)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+        print(f"wrote {path}")
+    else:
+        print(document, end="")
+    return EXIT_OK
+
+
+COMMANDS = {"plan": _plan, "policy-config": _policy_config}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "plan":
-            return _plan(args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"mlops: {error.message}", file=sys.stderr)
         return EXIT_CONFIG

@@ -12,25 +12,11 @@ import pulumi
 
 from infra.offline import OfflineRun, run_offline
 from infra.program import deploy
+from policies.config import PackConfig
+from policies.offline import Violation, evaluate
 from tenancy.spec import PlatformSpec
 
 SHARED = "(shared)"
-
-
-@dataclass(frozen=True)
-class Violation:
-    policy: str
-    level: str  # "mandatory" | "advisory"
-    urn: str
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "policy": self.policy,
-            "level": self.level,
-            "urn": self.urn,
-            "message": self.message,
-        }
 
 
 #: A policy runner reads the recorded plan and returns its violations.
@@ -81,8 +67,13 @@ def _jsonable(value: Any) -> Any:
     return "<unknown>"
 
 
+def pack_policies(spec: PlatformSpec, run: OfflineRun) -> list[Violation]:
+    """The policy pack's rules, configured for the stack as `pulumi preview` would be."""
+    return evaluate(run, PackConfig.from_spec(spec))
+
+
 def build_plan(
-    spec: PlatformSpec, stack: str, policies: PolicyRunner | None = None
+    spec: PlatformSpec, stack: str, policies: PolicyRunner | None = pack_policies
 ) -> Plan:
     def program() -> None:
         deploy(spec, stack=stack)

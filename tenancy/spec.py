@@ -333,12 +333,26 @@ class ModelGatePolicy(SpecModel):
     require_baseline: bool = True
 
 
+PolicyLevel = Literal["mandatory", "advisory", "disabled"]
+
+
+class PolicyOverride(SpecModel):
+    """A stack's choice for one rule of the policy pack: its level and its limits. Rule
+    names and setting keys are checked against the pack (``policies.config``)."""
+
+    level: PolicyLevel | None = None
+    settings: dict[str, object] = {}
+
+
 # --- environment-wide services -----------------------------------------------------------
 
 
 class NetworkingSpec(SpecModel):
     private: bool = False
     address_space: Annotated[str, AfterValidator(v.private_cidr)] = "10.40.0.0/16"
+    # FQDNs and service tags a workspace's managed network may reach (the policy pack's
+    # `workspace-managed-network` rule rejects outbound rules to anything else).
+    approved_outbound: list[str] = []
 
 
 class GatewaySpec(SpecModel):
@@ -434,6 +448,7 @@ class PlatformSpec(SpecModel):
     drift: DriftPolicy = DriftPolicy()
     budget_policy: BudgetPolicy = BudgetPolicy()
     model_gate: ModelGatePolicy = ModelGatePolicy()
+    policies: dict[str, PolicyOverride] = {}
     pools: list[PoolSpec] = []
     tenants: list[TenantSpec] = Field(min_length=1)
 
