@@ -38,11 +38,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
-    from mlops.plan import build_plan, render_text  # noqa: PLC0415
+    from mlops.plan import build_plan, project_program, render_text  # noqa: PLC0415
 
     root = args.root or project_root()
     spec = load_stack(args.stack, root)
-    plan = build_plan(spec, args.stack)
+    plan = build_plan(spec, args.stack, program=project_program(root, args.stack))
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2, sort_keys=False))
     else:

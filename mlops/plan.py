@@ -3,9 +3,12 @@ no cloud (the program runs under Pulumi's mocks)."""
 
 from __future__ import annotations
 
+import json
+import runpy
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -14,6 +17,7 @@ from infra.offline import OfflineRun, run_offline
 from infra.program import deploy
 from policies.config import PackConfig
 from policies.offline import Violation, evaluate
+from tenancy.load import read_yaml, stack_file
 from tenancy.spec import PlatformSpec
 
 SHARED = "(shared)"
@@ -72,13 +76,40 @@ def pack_policies(spec: PlatformSpec, run: OfflineRun) -> list[Violation]:
     return evaluate(run, PackConfig.from_spec(spec))
 
 
-def build_plan(
-    spec: PlatformSpec, stack: str, policies: PolicyRunner | None = pack_policies
-) -> Plan:
+def project_program(root: Path, stack: str) -> Callable[[], None]:
+    """The program `pulumi up` would run for this project and stack: ``main`` of
+    ``Pulumi.yaml``, with the stack file's config set as the engine would set it."""
+    project = read_yaml(root / "Pulumi.yaml")
+    entry = root / str(project.get("main") or ".")
+    document = read_yaml(stack_file(stack, root))
+    values = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in (document.get("config") or {}).items()
+    }
+
     def program() -> None:
+        pulumi.runtime.set_all_config(values)
+        try:
+            runpy.run_path(str(entry), run_name="__main__")
+        finally:
+            pulumi.runtime.set_all_config({})
+
+    return program
+
+
+def build_plan(
+    spec: PlatformSpec,
+    stack: str,
+    policies: PolicyRunner | None = pack_policies,
+    program: Callable[[], None] | None = None,
+) -> Plan:
+    """Run ``program`` (default: the platform program for ``spec``) under mocks, then the
+    policies over what it registered."""
+
+    def platform() -> None:
         deploy(spec, stack=stack)
 
-    run = run_offline(program, stack=stack)
+    run = run_offline(program or platform, stack=stack)
     resources = [
         {
             "urn": record.urn,

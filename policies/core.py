@@ -265,13 +265,15 @@ class Rule:
 
 
 def run_resource_rule(rule: Rule, resource: Resource, settings: Settings) -> list[Finding]:
-    """Run one resource rule; an unknown value becomes one explicit finding."""
+    """Run one resource rule: at most one finding per resource, naming every problem; an
+    unknown value becomes one explicit finding."""
     if rule.check is None or not rule.applies_to(resource.type):
         return []
     try:
-        return [Finding(m, resource.urn) for m in rule.check(resource, settings)]
+        problems = list(rule.check(resource, settings))
     except UnknownValue as unknown:
         return [Finding(unknown.message, resource.urn, unknown.path)]
+    return [Finding("; ".join(problems), resource.urn)] if problems else []
 
 
 def run_stack_rule(rule: Rule, stack: Stack, settings: Settings) -> list[Finding]:
