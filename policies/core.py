@@ -81,8 +81,9 @@ class Props:
             raise UnknownValue(path)
         return current
 
-    def known(self, value: Any, path: str) -> Any:
-        """Deep-check a value read with ``get`` (for rules that walk a whole map)."""
+    def get_known(self, path: str, default: Any = None) -> Any:
+        """``get`` for a whole map or list: unknown anywhere inside raises too."""
+        value = self.get(path, default)
         for where, item in _walk(value, path):
             if is_unknown(item):
                 raise UnknownValue(where)

@@ -75,13 +75,18 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
         settings = resolve(rule, args.get_config())
         _report(run_resource_rule(rule, resource, settings), report_violation)
 
-    return ResourceValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        enforcement_level=_LEVELS[rule.level.prod],
-        validate=validate,
-        config_schema=_schema(rule),
-    )
+    return ResourceValidationPolicy(validate=validate, **_described(rule))
+
+
+def _described(rule: Rule) -> dict[str, Any]:
+    """What the engine shows of a rule: name, description, default level, config schema.
+    Without a config file a rule runs at its strictest (its prod) level."""
+    return {
+        "name": rule.name,
+        "description": rule.description,
+        "enforcement_level": _LEVELS[rule.level.prod],
+        "config_schema": _schema(rule),
+    }
 
 
 def stack_resource(resource: PolicyResource) -> Resource:
@@ -104,13 +109,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
         settings = resolve(rule, args.get_config())
         _report(run_stack_rule(rule, stack, settings), report_violation)
 
-    return StackValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        enforcement_level=_LEVELS[rule.level.prod],
-        validate=validate,
-        config_schema=_schema(rule),
-    )
+    return StackValidationPolicy(validate=validate, **_described(rule))
 
 
 def build_policies() -> list[Policy]:

@@ -80,7 +80,7 @@ def workspace_public_network_disabled(resource: Resource, _: Settings) -> Iterat
 def workspace_user_assigned_identity(resource: Resource, _: Settings) -> Iterator[str]:
     props = resource.props
     kind = props.get("identity.type") or ""
-    assigned = props.known(props.get("identity.userAssignedIdentities") or [], "identity")
+    assigned = props.get_known("identity.userAssignedIdentities", [])
     primary = props.get("primaryUserAssignedIdentity")
     if "UserAssigned" not in kind:
         yield f"identity.type is {kind!r}; a user-assigned identity is required"
@@ -118,7 +118,7 @@ def workspace_managed_network(resource: Resource, settings: Settings) -> Iterato
     if mode != "AllowOnlyApprovedOutbound":
         yield f"managedNetwork.isolationMode is {mode!r}, not 'AllowOnlyApprovedOutbound'"
     approved = set(settings["approvedOutbound"])
-    rules = props.known(props.get("managedNetwork.outboundRules") or {}, "outboundRules")
+    rules = props.get_known("managedNetwork.outboundRules", {})
     for rule_name, rule in sorted(rules.items()):
         destination = _outbound_destination(rule)
         if destination is not None and destination not in approved:
@@ -286,7 +286,7 @@ def deployment_data_collection(resource: Resource, _: Settings) -> Iterator[str]
 
 
 def endpoint_traffic_valid(resource: Resource, _: Settings) -> Iterator[str]:
-    traffic = resource.props.known(resource.props.get("properties.traffic") or {}, "traffic")
+    traffic = resource.props.get_known("properties.traffic", {})
     values = {name: number(value) for name, value in traffic.items()}
     bad = sorted(name for name, value in values.items() if value is None or not 0 <= value <= 100)
     if bad:
@@ -299,8 +299,8 @@ def endpoint_traffic_valid(resource: Resource, _: Settings) -> Iterator[str]:
 
 def endpoint_mirror_traffic(resource: Resource, settings: Settings) -> Iterator[str]:
     props = resource.props
-    mirror = props.known(props.get("properties.mirrorTraffic") or {}, "mirrorTraffic")
-    traffic = props.known(props.get("properties.traffic") or {}, "traffic")
+    mirror = props.get_known("properties.mirrorTraffic", {})
+    traffic = props.get_known("properties.traffic", {})
     limit = settings["maxMirrorPercent"]
     mirrored = {name: number(v) or 0 for name, v in mirror.items() if number(v) != 0}
     if len(mirrored) > 1:
@@ -350,14 +350,13 @@ def ml_no_preview_api(resource: Resource, _: Settings) -> Iterator[str]:
 
 def canary_steps(resource: Resource, _: Settings) -> Iterator[str]:
     """The automation reads its rollout policy from the spec in its app settings."""
-    settings = resource.props.get("siteConfig.appSettings") or []
+    settings = resource.props.get_known("siteConfig.appSettings", [])
     document = next(
         (s.get("value") for s in settings if s.get("name") == contracts.SETTING_PLATFORM_SPEC),
         None,
     )
     if document is None:
         return
-    document = resource.props.known(document, "siteConfig.appSettings")
     try:
         spec = json.loads(document)
     except (TypeError, json.JSONDecodeError):
@@ -508,9 +507,7 @@ RULES: tuple[Rule, ...] = (
         "Compute instances shut down when idle.",
         "Forgotten notebooks are the most common source of idle GPU cost.",
         MANDATORY,
-        settings=(
-            Setting("maxIdleMinutes", int, "longest idle time before shutdown", 60),
-        ),
+        settings=(Setting("maxIdleMinutes", int, "longest idle time before shutdown", 60),),
         resource_types=(COMPUTE,),
         check=compute_instance_idle_shutdown,
     ),
@@ -595,9 +592,7 @@ RULES: tuple[Rule, ...] = (
         "Online deployments run at least the minimum number of instances.",
         "One instance means every update or node failure is an outage.",
         PROD_MANDATORY,
-        settings=(
-            Setting("minInstances", int, "minimum instance count", 2),
-        ),
+        settings=(Setting("minInstances", int, "minimum instance count", 2),),
         resource_types=(ONLINE_DEPLOYMENT,),
         check=deployment_min_instances,
     ),

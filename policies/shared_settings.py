@@ -28,9 +28,7 @@ def tenant_classifications(spec: PlatformSpec) -> dict[str, str]:
     classes: dict[str, str] = {t.id: t.data_classification for t in spec.tenants}
     for pool in spec.pools:
         members = [t.data_classification for t in spec.tenants_in_pool(pool.id)] or ["internal"]
-        classes[contracts.pool_tenant_tag(pool.id)] = max(
-            members, key=_CLASSIFICATION_ORDER.index
-        )
+        classes[contracts.pool_tenant_tag(pool.id)] = max(members, key=_CLASSIFICATION_ORDER.index)
     return classes
 
 

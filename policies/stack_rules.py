@@ -83,7 +83,7 @@ def taggable(resource: Resource) -> bool:
 def mandatory_tags(resource: Resource, settings: Settings) -> Iterator[str]:
     if not taggable(resource):
         return
-    tags = resource.props.known(resource.props.get("tags") or {}, "tags")
+    tags = resource.props.get_known("tags", {})
     required = settings["requiredTags"]
     missing = [tag for tag in required if not tags.get(tag)]
     if missing:
@@ -127,16 +127,15 @@ def tenant_isolation(stack: Stack, _: Settings) -> Iterator[Finding]:
 
 def _budget_tenants(stack: Stack, budget: Resource) -> list[str]:
     """The tenants a budget watches: those its tag filter names, else its scope's owner."""
-    tag_filter = budget.props.get("filter.tags") or {}
+    tag_filter = budget.props.get_known("filter.tags", {})
     if tag_filter.get("name") == contracts.TAG_TENANT and tag_filter.get("operator") == "In":
-        values = budget.props.known(tag_filter.get("values") or [], "filter.tags.values")
-        return [str(v) for v in values]
+        return [str(v) for v in tag_filter.get("values") or []]
     owner = stack.owner(budget)
     return [owner] if owner else []
 
 
 def _notification_problems(budget: Resource, minimum: int) -> list[str]:
-    raw = budget.props.known(budget.props.get("notifications") or {}, "notifications")
+    raw = budget.props.get_known("notifications", {})
     active = [n for n in raw.values() if isinstance(n, Mapping) and n.get("enabled") is not False]
     problems = []
     if len(active) < minimum:

@@ -1,19 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from infra.offline import AzureMocks, OfflineRun, RecordedResource, run_offline
-from infra.program import deploy
-from tenancy import PlatformSpec, load_stack
-
-ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("local", "dev", "staging", "prod")
+from infra.offline import AzureMocks, OfflineRun, RecordedResource
 
 
 class Mocks(AzureMocks):
@@ -34,24 +28,6 @@ def mocks() -> Iterator[Mocks]:
     instance = Mocks()
     pulumi.runtime.set_mocks(instance, project="tenant-mlops", stack="local", preview=False)
     yield instance
-
-
-@pytest.fixture(scope="session")
-def specs() -> dict[str, PlatformSpec]:
-    return {stack: load_stack(stack, ROOT) for stack in STACKS}
-
-
-@pytest.fixture(scope="session")
-def planned(specs: dict[str, PlatformSpec]) -> dict[str, OfflineRun]:
-    """Every example stack, run once through the program under mocks."""
-    runs = {}
-    for stack, spec in specs.items():
-
-        def program(spec: PlatformSpec = spec, stack: str = stack) -> None:
-            deploy(spec, stack=stack)
-
-        runs[stack] = run_offline(program, stack=stack)
-    return runs
 
 
 def of_type(run: OfflineRun, type_name: str) -> list[RecordedResource]:

@@ -12,7 +12,8 @@ import pytest
 from infra.offline import AzureMocks, OfflineRun, RecordedResource
 from tenancy import PlatformSpec, contracts
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
-from tests.infra.conftest import STACKS, of_type, stamp_of, tenant_of
+from tests.conftest import STACKS
+from tests.infra.conftest import of_type, stamp_of, tenant_of
 
 ROLE_BY_GUID = {guid: code for code, guid in ROLE_IDS.items()}
 
