@@ -1,12 +1,14 @@
 """`mlops`: the platform's command line.
 
-Exit codes: 0 success, 1 a mandatory policy violation, 2 invalid configuration or usage.
+Exit codes: 0 success; 1 a mandatory policy violation (plan) or a model rule violated
+(gate); 2 invalid configuration or usage, or a model version that does not exist.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,26 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--write", action="store_true", help="write policies/config/<stack>.json, not stdout"
     )
+    gate = commands.add_parser(
+        "gate", help="check a registered model version against the model rules"
+    )
+    gate.add_argument("--tenant", required=True, help="the tenant the model would serve")
+    gate.add_argument("--model", required=True, help="registered model name")
+    gate.add_argument("--version", required=True, help="model version")
+    gate.add_argument("--stack", default="local", help="stack whose spec sets the rules")
+    gate.add_argument(
+        "--registry-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI)",
+    )
+    gate.add_argument(
+        "--stage",
+        choices=("registration", "promotion"),
+        default="registration",
+        help="promotion also requires a recorded approval where the stack asks for one",
+    )
+    gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    gate.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
     return parser
 
 
@@ -66,7 +88,38 @@ def _policy_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"plan": _plan, "policy-config": _policy_config}
+def _gate(args: argparse.Namespace) -> int:
+    from ml.registry_facts import MlflowModelFacts  # noqa: PLC0415 - MLflow loads slowly
+    from policies.model_rules import evaluate_model  # noqa: PLC0415
+
+    if not args.registry_uri:
+        raise ConfigError.single(
+            "mlops gate",
+            "--registry-uri",
+            "no registry: pass --registry-uri or set MLFLOW_TRACKING_URI",
+        )
+    spec = load_stack(args.stack, args.root or project_root())
+    facts = MlflowModelFacts(args.registry_uri).model_facts(args.model, args.version)
+    violations = evaluate_model(facts, args.tenant, spec, args.stage)
+    verdict = {
+        "tenant": args.tenant,
+        "model": args.model,
+        "version": facts.version,
+        "stage": args.stage,
+        "passed": not violations,
+        "violations": [v.to_dict() for v in violations],
+    }
+    if args.json:
+        print(json.dumps(verdict, indent=2))
+    else:
+        status = "passes" if not violations else f"fails {len(violations)} rule(s)"
+        print(f"{args.model} version {facts.version} for tenant {args.tenant}: {status}")
+        for violation in violations:
+            print(f"  [{violation.code}] {violation.message}")
+    return EXIT_VIOLATION if violations else EXIT_OK
+
+
+COMMANDS = {"plan": _plan, "policy-config": _policy_config, "gate": _gate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

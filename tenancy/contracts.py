@@ -54,3 +54,21 @@ SETTING_PLATFORM_SPEC: Final = "TENANT_MLOPS_PLATFORM_SPEC"
 SETTING_STORAGE_ACCOUNT: Final = "TENANT_MLOPS_STORAGE_ACCOUNT"
 SETTING_SUBSCRIPTION: Final = "TENANT_MLOPS_SUBSCRIPTION_ID"
 SETTING_IDENTITY_CLIENT_ID: Final = "AZURE_CLIENT_ID"
+
+# Model version tags the training code writes and the model gate reads (MLflow and Azure ML
+# registries alike). Lineage first, then what shared models must add.
+MODEL_TAG_TENANT: Final = "tenant"
+MODEL_TAG_TRAINING_RUN: Final = "training_run"
+MODEL_TAG_DATA_VERSION: Final = "data_version"
+MODEL_TAG_OWNER: Final = "owner"
+MODEL_TAG_INTENDED_USE: Final = "intended_use"
+MODEL_TAG_STRATEGY: Final = "strategy"
+MODEL_TAG_CONTRIBUTORS: Final = "contributing_tenants"  # comma-separated tenant ids
+MODEL_TAG_IDENTIFIERS_REMOVED: Final = "identifying_columns_removed"  # "true"
+MODEL_TAG_BASE: Final = "base_model"  # "<name>/<version>" of a tuned model's shared base
+MODEL_TAG_DIGEST: Final = "artifact_digest"  # "sha256:<hex>" of the model file
+MODEL_TAG_BASELINE: Final = "baseline_dataset"  # URI of the drift reference data
+MODEL_TAG_APPROVED_BY: Final = "approved_by"
+MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
+ALIAS_CHAMPION: Final = "champion"
+ALIAS_CHALLENGER: Final = "challenger"

@@ -1,0 +1,1 @@
+"""The ML lifecycle: tenancy-aware training, registry, ONNX scoring, drift statistics."""

@@ -1,0 +1,117 @@
+"""Model version facts from an MLflow registry, for the model gate.
+
+The adapter behind ``policies.model_rules.ModelFactsSource``: it reads the version's tags,
+its run's metrics, the ``MLmodel`` file (flavors), the environment's requirements and the
+model file itself (digest and size), and the current champion's metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policies.model_rules import Approval, ChampionFacts, ModelFacts
+from tenancy import contracts
+from tenancy.errors import NotFoundError
+
+# The platform never calls home (set before MLflow is imported anywhere in the process).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from mlflow import MlflowClient  # after the telemetry switch above
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+class MlflowModelFacts:
+    """Reads facts from one MLflow tracking server / registry (a URI such as
+    ``sqlite:///…/mlflow.db`` or ``http://127.0.0.1:5000``)."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self._tracking_uri = tracking_uri
+        self._registry_uri = registry_uri or tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self._registry_uri)
+
+    def model_facts(self, name: str, version: str) -> ModelFacts:
+        try:
+            model_version = self._client.get_model_version(name, version)
+        except MlflowException as error:
+            raise NotFoundError.for_item("model version", f"{name}/{version}") from error
+        tags = dict(model_version.tags or {})
+        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as folder:
+            local = Path(
+                download_artifacts(
+                    artifact_uri=model_version.source,
+                    dst_path=folder,
+                    tracking_uri=self._tracking_uri,
+                    registry_uri=self._registry_uri,
+                )
+            )
+            artifact = _read_model_folder(local)
+        return ModelFacts(
+            name=name,
+            version=str(model_version.version),
+            tags=tags,
+            metrics=self._run_metrics(model_version.run_id),
+            champion=self._champion(name),
+            approvals=_approvals(tags),
+            **artifact,
+        )
+
+    def _run_metrics(self, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        return dict(self._client.get_run(run_id).data.metrics)
+
+    def _champion(self, name: str) -> ChampionFacts | None:
+        try:
+            champion = self._client.get_model_version_by_alias(name, contracts.ALIAS_CHAMPION)
+        except MlflowException:
+            return None  # no champion yet: the first version of a model
+        return ChampionFacts(str(champion.version), self._run_metrics(champion.run_id))
+
+
+def _read_model_folder(folder: Path) -> dict[str, Any]:
+    """Flavors, format, packages, digest and size from an MLflow model folder."""
+    mlmodel_path = folder / "MLmodel"
+    mlmodel = yaml.safe_load(mlmodel_path.read_text()) if mlmodel_path.is_file() else {}
+    flavors: dict[str, Any] = (mlmodel or {}).get("flavors") or {}
+    model_file = _model_file(folder, flavors)
+    requirements = folder / "requirements.txt"
+    packages = requirements.read_text().splitlines() if requirements.is_file() else []
+    return {
+        "flavors": tuple(flavors),
+        "artifact_format": model_file.suffix.lstrip(".").lower() if model_file else None,
+        "packages": tuple(line for line in packages if line.strip()),
+        "computed_digest": sha256_of(model_file) if model_file else None,
+        "size_bytes": model_file.stat().st_size if model_file else None,
+    }
+
+
+def _model_file(folder: Path, flavors: dict[str, Any]) -> Path | None:
+    """The file a flavor names as its data (``onnx: {data: model.onnx}``), if present."""
+    for flavor in flavors.values():
+        data = flavor.get("data") if isinstance(flavor, dict) else None
+        path = folder / str(data) if data else None
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _approvals(tags: dict[str, str]) -> tuple[Approval, ...]:
+    actor = tags.get(contracts.MODEL_TAG_APPROVED_BY)
+    persona = tags.get(contracts.MODEL_TAG_APPROVED_AS)
+    return (Approval(actor, persona),) if actor and persona else ()
