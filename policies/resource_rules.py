@@ -158,7 +158,8 @@ def compute_scales_to_zero(resource: Resource, _: Settings) -> Iterator[str]:
         return
     minimum = number(resource.props.get("properties.properties.scaleSettings.minNodeCount"))
     if minimum != 0:
-        yield f"scaleSettings.minNodeCount is {minimum}; an idle cluster must scale to 0 nodes"
+        shown = "not set" if minimum is None else f"{minimum:g}"
+        yield f"scaleSettings.minNodeCount is {shown}; an idle cluster must scale to 0 nodes"
 
 
 def compute_max_nodes_within_tier(resource: Resource, settings: Settings) -> Iterator[str]:

@@ -149,7 +149,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any], str]
         CLUSTER_OK,
         changed(CLUSTER_OK, properties__properties__scaleSettings__minNodeCount=1.0),
         {},
-        "scaleSettings.minNodeCount is 1.0; an idle cluster must scale to 0 nodes",
+        "scaleSettings.minNodeCount is 1; an idle cluster must scale to 0 nodes",
     ),
     (
         "compute-max-nodes-within-tier",
