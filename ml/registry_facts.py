@@ -36,6 +36,9 @@ def sha256_of(path: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+CHAMPION_PREFIX = "champion_"
+
+
 class MlflowModelFacts:
     """Reads facts from one MLflow tracking server / registry (a URI such as
     ``sqlite:///…/mlflow.db`` or ``http://127.0.0.1:5000``)."""
@@ -61,12 +64,13 @@ class MlflowModelFacts:
                 )
             )
             artifact = _read_model_folder(local)
+        metrics = self._run_metrics(model_version.run_id)
         return ModelFacts(
             name=name,
             version=str(model_version.version),
             tags=tags,
-            metrics=self._run_metrics(model_version.run_id),
-            champion=self._champion(name),
+            metrics={k: v for k, v in metrics.items() if not k.startswith(CHAMPION_PREFIX)},
+            champion=self._champion(name, metrics),
             approvals=_approvals(tags),
             **artifact,
         )
@@ -76,12 +80,19 @@ class MlflowModelFacts:
             return {}
         return dict(self._client.get_run(run_id).data.metrics)
 
-    def _champion(self, name: str) -> ChampionFacts | None:
+    def _champion(self, name: str, candidate_metrics: dict[str, float]) -> ChampionFacts | None:
+        """The champion's metrics on the candidate's held-out rows when the evaluation
+        recorded them (``champion_<metric>``): the comparison is then like for like."""
         try:
             champion = self._client.get_model_version_by_alias(name, contracts.ALIAS_CHAMPION)
         except MlflowException:
             return None  # no champion yet: the first version of a model
-        return ChampionFacts(str(champion.version), self._run_metrics(champion.run_id))
+        same_rows = {
+            key.removeprefix(CHAMPION_PREFIX): value
+            for key, value in candidate_metrics.items()
+            if key.startswith(CHAMPION_PREFIX)
+        }
+        return ChampionFacts(str(champion.version), same_rows or self._run_metrics(champion.run_id))
 
 
 def _read_model_folder(folder: Path) -> dict[str, Any]:

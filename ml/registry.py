@@ -1,0 +1,297 @@
+"""MLflow tracking and registry, tenancy-aware.
+
+Where models live (:class:`RegistryLayout`): a dedicated tenant has its own backend store,
+the tenants of a pool share their pool's, and shared models live in the platform's (as
+Azure ML keeps shared models in the environment's registry). Stores are sqlite files and
+artifacts plain folders under one data directory, or any MLflow URIs.
+
+What a tenant can reach (:class:`ModelRegistry`): a registry object is bound to one tenant
+and answers only for that tenant's models; another tenant's model in the same (pooled) store
+is "not found" for listing, loading and aliasing alike, so its very existence does not leak.
+Tenants whose strategy uses shared models may also load (never alias or register) the
+platform's shared models through :meth:`ModelRegistry.shared_view`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.export import MODEL_FILE, SCHEMA_FILE, ExportedModel
+from ml.training import SHARED_OWNER, TrainedModel
+from tenancy import contracts
+from tenancy.errors import InvalidInputError, NotFoundError
+from tenancy.spec import PlatformSpec, TenantSpec
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import mlflow.onnx  # after the telemetry switch above
+import onnx
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.exceptions import MlflowException
+
+PLATFORM = "platform"
+SCORING_REQUIREMENTS = Path(__file__).parent / "scoring" / "requirements.txt"
+BASELINE_FILE = "baseline.npz"
+_INTENDED_USE = {
+    "classical": "classification of tabular customer records",
+    "cv": "recognition of scanned digits",
+    "nlp": "routing of support tickets by topic",
+}
+
+
+@dataclass(frozen=True)
+class Store:
+    """One MLflow backend store and its artifact root."""
+
+    key: str  # "tenant-<id>", "pool-<id>" or "platform"
+    tracking_uri: str
+    artifact_root: Path
+
+
+class RegistryLayout:
+    """Which store serves which tenant, under one data directory."""
+
+    def __init__(self, spec: PlatformSpec, data_dir: Path) -> None:
+        self.spec = spec
+        self.data_dir = data_dir
+
+    def _store(self, key: str) -> Store:
+        folder = self.data_dir / "registries"
+        folder.mkdir(parents=True, exist_ok=True)
+        return Store(key, f"sqlite:///{folder / key}.db", self.data_dir / "artifacts" / key)
+
+    def store_for(self, tenant: TenantSpec) -> Store:
+        return self._store(tenant.stamp_key)
+
+    def platform_store(self) -> Store:
+        return self._store(PLATFORM)
+
+    def registry_for(self, tenant_id: str) -> ModelRegistry:
+        tenant = self.spec.tenant(tenant_id)
+        return ModelRegistry(self.store_for(tenant), tenant.id, self)
+
+    def platform_registry(self) -> ModelRegistry:
+        return ModelRegistry(self.platform_store(), SHARED_OWNER, self)
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+def model_name(owner: str, kind: str) -> str:
+    return f"{owner}-{kind}"
+
+
+class ModelRegistry:
+    """One tenant's (or the platform's shared) models in one store."""
+
+    def __init__(self, store: Store, owner: str, layout: RegistryLayout | None = None) -> None:
+        self.store = store
+        self.owner = owner
+        self._layout = layout
+        self.client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
+
+    # --- isolation -------------------------------------------------------------------
+
+    def _owned(self, name: str) -> None:
+        """Not found unless the registered model is this tenant's (no existence leak)."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException:
+            raise NotFoundError.for_item("model", name) from None
+        if model.tags.get(contracts.MODEL_TAG_TENANT) != self.owner:
+            raise NotFoundError.for_item("model", name)
+
+    def list_models(self) -> list[str]:
+        found = self.client.search_registered_models(
+            filter_string=f"tags.{contracts.MODEL_TAG_TENANT} = '{self.owner}'"
+        )
+        return sorted(m.name for m in found)
+
+    def shared_view(self) -> ModelRegistry:
+        """Read access to the platform's shared models, for tenants whose strategy uses them."""
+        if self._layout is None:
+            raise NotFoundError.for_item("registry", "shared")
+        tenant = self._layout.spec.tenant(self.owner)
+        if tenant.model_strategy == "tenant_specific":
+            raise NotFoundError.for_item("registry", "shared")
+        return _ReadOnlyRegistry(self._layout.platform_store(), SHARED_OWNER, self._layout)
+
+    # --- writing ---------------------------------------------------------------------
+
+    def register(
+        self,
+        trained: TrainedModel,
+        exported: ExportedModel,
+        metrics: Mapping[str, float],
+        *,
+        owner_contact: str,
+        baseline: np.ndarray | None = None,
+    ) -> ModelVersionRef:
+        """Log a run (parameters, metrics, the model, its baseline) and register it."""
+        if trained.owner != self.owner:
+            raise InvalidInputError(
+                f"a model of '{trained.owner}' cannot be registered in '{self.owner}''s registry"
+            )
+        name = model_name(trained.owner, trained.kind)
+        run_id = self._log_run(trained, exported, metrics, baseline)
+        run = self.client.get_run(run_id)
+        tags = self._lineage(trained, exported, run_id, owner_contact, run.info.artifact_uri)
+        self._ensure_registered_model(name)
+        version = self.client.create_model_version(
+            name, f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
+        )
+        return ModelVersionRef(name, str(version.version), run_id)
+
+    def _experiment(self) -> str:
+        name = f"{self.owner}-training"
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = (self.store.artifact_root / self.owner).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        return str(self.client.create_experiment(name, artifact_location=location.as_uri()))
+
+    def _log_run(
+        self,
+        trained: TrainedModel,
+        exported: ExportedModel,
+        metrics: Mapping[str, float],
+        baseline: np.ndarray | None,
+    ) -> str:
+        run = self.client.create_run(
+            self._experiment(),
+            tags={
+                contracts.MODEL_TAG_TENANT: trained.owner,
+                contracts.MODEL_TAG_STRATEGY: trained.strategy,
+                contracts.MODEL_TAG_DATA_VERSION: trained.training.data_version,
+                contracts.MODEL_TAG_CONTRIBUTORS: ",".join(trained.contributors),
+            },
+        )
+        run_id = str(run.info.run_id)
+        for key, value in trained.params.items():
+            self.client.log_param(run_id, key, value)
+        self.client.log_param(run_id, "training_rows", len(trained.training.y))
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, float(value))
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as folder:
+            model_dir = Path(folder) / "model"
+            _save_model_folder(exported, model_dir)
+            self.client.log_artifacts(run_id, str(model_dir), "model")
+            if baseline is not None:
+                np.savez_compressed(Path(folder) / BASELINE_FILE, features=baseline)
+                self.client.log_artifact(run_id, str(Path(folder) / BASELINE_FILE), "baseline")
+        self.client.set_terminated(run_id)
+        return run_id
+
+    def _lineage(
+        self,
+        trained: TrainedModel,
+        exported: ExportedModel,
+        run_id: str,
+        owner_contact: str,
+        artifact_uri: str,
+    ) -> dict[str, str]:
+        shared = trained.strategy != "tenant_specific"
+        tags = {
+            contracts.MODEL_TAG_TENANT: trained.owner,
+            contracts.MODEL_TAG_TRAINING_RUN: run_id,
+            contracts.MODEL_TAG_DATA_VERSION: trained.training.data_version,
+            contracts.MODEL_TAG_OWNER: owner_contact,
+            contracts.MODEL_TAG_INTENDED_USE: _INTENDED_USE[trained.kind],
+            contracts.MODEL_TAG_STRATEGY: trained.strategy,
+            contracts.MODEL_TAG_CONTRIBUTORS: ",".join(trained.contributors),
+            contracts.MODEL_TAG_DIGEST: exported.digest,
+            contracts.MODEL_TAG_BASELINE: f"{artifact_uri}/baseline/{BASELINE_FILE}",
+            "kind": trained.kind,
+        }
+        if shared:
+            tags[contracts.MODEL_TAG_IDENTIFIERS_REMOVED] = "true"
+        if trained.base_model:
+            tags[contracts.MODEL_TAG_BASE] = trained.base_model
+        return tags
+
+    def _ensure_registered_model(self, name: str) -> None:
+        try:
+            existing = self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, tags={contracts.MODEL_TAG_TENANT: self.owner})
+            return
+        if existing.tags.get(contracts.MODEL_TAG_TENANT) != self.owner:
+            raise NotFoundError.for_item("model", name)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._owned(name)
+        self.version(name, version)
+        self.client.set_registered_model_alias(name, alias, version)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def version(self, name: str, version: str) -> Any:
+        self._owned(name)
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException:
+            raise NotFoundError.for_item("model version", f"{name}/{version}") from None
+
+    def alias(self, name: str, alias: str) -> Any | None:
+        self._owned(name)
+        try:
+            return self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def download(self, name: str, version: str, destination: Path) -> Path:
+        """The model folder (``model.onnx``, ``schema.json``, ``MLmodel``) of a version."""
+        found = self.version(name, version)
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(
+            download_artifacts(
+                artifact_uri=found.source,
+                dst_path=str(destination),
+                tracking_uri=self.store.tracking_uri,
+            )
+        )
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+
+class _ReadOnlyRegistry(ModelRegistry):
+    def register(self, *args: Any, **kwargs: Any) -> ModelVersionRef:
+        raise NotFoundError.for_item("registry", "shared (read-only)")
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        raise NotFoundError.for_item("registry", "shared (read-only)")
+
+
+def _save_model_folder(exported: ExportedModel, folder: Path) -> None:
+    """An MLflow ONNX model folder whose requirements are the scoring environment's: the
+    endpoint runs score.py with onnxruntime and numpy, not MLflow."""
+    mlflow.onnx.save_model(onnx.load_from_string(exported.onnx_bytes), str(folder))
+    (folder / SCHEMA_FILE).write_text(json.dumps(exported.schema, indent=2))
+    requirements = [
+        line.strip()
+        for line in SCORING_REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    # MLflow re-serializes the graph; the file shipped must be the bytes the digest names.
+    (folder / MODEL_FILE).write_bytes(exported.onnx_bytes)
