@@ -15,7 +15,7 @@ descent from the base's weights, which is what "tuning a shared model" means her
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -121,7 +121,9 @@ def train_tuned(
     classifier: SGDClassifier = pipeline.named_steps["clf"]
     for _ in range(epochs):
         classifier.partial_fit(features, data.y, classes=np.array(base.classes))
-    training = tenant_training_set(data)
+    # The tuned model holds the base's contributors' data too: its lineage names them all.
+    contributors = tuple(sorted({*base.contributors, data.tenant}))
+    training = replace(tenant_training_set(data), contributors=contributors)
     params = {**_params(pipeline), "tuning_epochs": epochs, "base_model": base_ref}
     return TrainedModel(
         data.tenant, data.kind, "tuned_shared", pipeline, training, params, base_model=base_ref

@@ -1,0 +1,118 @@
+"""Start the scoring contract under azureml-inference-server-http, as Azure ML runs it, bound
+to 127.0.0.1 (``azmlinfsrv`` itself always binds 0.0.0.0, so its Flask app is served by the
+same gunicorn it uses, with the address given here).
+
+The server runs in the scoring environment's own interpreter (``.venv-scoring``, built by the
+Makefile from ``ml/scoring/requirements.txt``), as the endpoint's container is separate from
+the control plane in Azure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenancy.errors import DependencyError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCORING_CODE = Path(__file__).resolve().parent / "scoring"
+
+
+def scoring_python(root: Path = PROJECT_ROOT) -> Path:
+    configured = os.environ.get("TENANT_MLOPS_SCORING_PYTHON")
+    python = Path(configured) if configured else root / ".venv-scoring" / "bin" / "python"
+    if not python.is_file():
+        raise DependencyError(
+            f"the scoring environment is missing ({python}): run `make install` to build it"
+        )
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class InferenceServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_inference_server(
+    model_dir: Path,
+    log: Path,
+    *,
+    entry_script: str = "score.py",
+    workers: int = 1,
+    port: int | None = None,
+    timeout_seconds: float = 60,
+    env: dict[str, str] | None = None,
+) -> InferenceServer:
+    """Serve ``entry_script`` with the models under ``model_dir``; returns once healthy."""
+    port = port or free_port()
+    environment = {
+        **os.environ,
+        "AZUREML_MODEL_DIR": str(model_dir),
+        "AZUREML_ENTRY_SCRIPT": entry_script,
+        "AML_APP_ROOT": str(SCORING_CODE),
+        "AZUREML_LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    command = [
+        str(scoring_python()),
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--timeout",
+        "300",
+        "--no-control-socket",  # gunicorn would otherwise create ~/.gunicorn
+        "azureml_inference_server_http.server.entry:app",
+    ]
+    with log.open("ab") as stream:
+        process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
+            command, cwd=SCORING_CODE, env=environment, stdout=stream, stderr=subprocess.STDOUT
+        )
+    server = InferenceServer(process, port, log)
+    _wait_healthy(server, timeout_seconds)
+    return server
+
+
+def _wait_healthy(server: InferenceServer, timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise DependencyError(
+                f"the inference server exited ({server.process.returncode}); see {server.log}"
+            )
+        try:
+            with urllib.request.urlopen(f"{server.url}/", timeout=1) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)  # polling for readiness, not timing a test
+    server.stop()
+    raise DependencyError(f"the inference server did not become healthy; see {server.log}")
