@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The scoring environment (what an endpoint container holds) has its own interpreter: its
+# server pins OpenTelemetry versions that clash with the control plane's.
+SCORING_VENV := .venv-scoring
+SCORING_INSTALLED := $(SCORING_VENV)/.installed
 STACK ?= local
 
 .PHONY: help install test lint typecheck unit up plan bench clean
@@ -24,7 +28,13 @@ $(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(INSTALLED)
 
-install: $(INSTALLED)
+$(SCORING_INSTALLED): ml/scoring/requirements.txt
+	$(PYTHON) -m venv $(SCORING_VENV)
+	$(SCORING_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SCORING_VENV)/bin/python -m pip install --quiet -r ml/scoring/requirements.txt
+	@touch $(SCORING_INSTALLED)
+
+install: $(INSTALLED) $(SCORING_INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -32,7 +42,7 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
-unit: $(INSTALLED)
+unit: $(INSTALLED) $(SCORING_INSTALLED)
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
@@ -49,4 +59,4 @@ bench: $(INSTALLED)
 	$(PY) bench/plan_scaling.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) $(SCORING_VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

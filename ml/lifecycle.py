@@ -8,7 +8,7 @@ tenants serve it as it is. Every new version gets the ``challenger`` alias; prom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +96,13 @@ def train_stack(spec: PlatformSpec, data_dir: Path) -> list[Registered]:
     splits = {tenant: rows.split() for tenant, rows in data.items()}
     train = {tenant: parts[0] for tenant, parts in splits.items()}
     holdout = {tenant: parts[1] for tenant, parts in splits.items()}
-    shared: dict[ModelKind, tuple[TrainedModel, ModelVersionRef, dict[str, float]]] = {}
+    run = _Run(spec, layout, train, holdout, scratch)
     for kind in _kinds_needing_shared(spec):
         model = train_shared(spec, kind, train)
         parts = [holdout[t] for t in model.contributors]
         ref, metrics = register_trained(spec, layout.platform_registry(), model, parts, scratch)
-        shared[kind] = (model, ref, metrics)
-    return [_for_tenant(spec, t, layout, train, holdout, shared, scratch) for t in spec.tenants]
+        run.shared[kind] = (model, ref, metrics)
+    return [run.for_tenant(tenant) for tenant in spec.tenants]
 
 
 def _kinds_needing_shared(spec: PlatformSpec) -> list[ModelKind]:
@@ -110,26 +110,31 @@ def _kinds_needing_shared(spec: PlatformSpec) -> list[ModelKind]:
     return sorted(kinds)
 
 
-def _for_tenant(
-    spec: PlatformSpec,
-    tenant: TenantSpec,
-    layout: RegistryLayout,
-    train: dict[str, TenantData],
-    holdout: dict[str, TenantData],
-    shared: dict[ModelKind, tuple[TrainedModel, ModelVersionRef, dict[str, float]]],
-    scratch: Path,
-) -> Registered:
-    if tenant.model_strategy == "shared":
-        model, ref, metrics = shared[tenant.model_kind]
-        store = layout.platform_store().key
-        return Registered(tenant.id, "shared", store, ref, metrics, model.contributors)
-    if tenant.model_strategy == "tuned_shared":
-        base, base_ref, _ = shared[tenant.model_kind]
-        trained = train_tuned(base, train[tenant.id], base_ref.ref)
-    else:
-        trained = train_tenant_specific(train[tenant.id])
-    registry = layout.registry_for(tenant.id)
-    ref, metrics = register_trained(spec, registry, trained, [holdout[tenant.id]], scratch)
-    return Registered(
-        tenant.id, trained.strategy, registry.store.key, ref, metrics, trained.contributors
+@dataclass
+class _Run:
+    spec: PlatformSpec
+    layout: RegistryLayout
+    train: dict[str, TenantData]
+    holdout: dict[str, TenantData]
+    scratch: Path
+    shared: dict[ModelKind, tuple[TrainedModel, ModelVersionRef, dict[str, float]]] = field(
+        default_factory=dict
     )
+
+    def for_tenant(self, tenant: TenantSpec) -> Registered:
+        if tenant.model_strategy == "shared":
+            model, ref, metrics = self.shared[tenant.model_kind]
+            store = self.layout.platform_store().key
+            return Registered(tenant.id, "shared", store, ref, metrics, model.contributors)
+        if tenant.model_strategy == "tuned_shared":
+            base, base_ref, _ = self.shared[tenant.model_kind]
+            trained = train_tuned(base, self.train[tenant.id], base_ref.ref)
+        else:
+            trained = train_tenant_specific(self.train[tenant.id])
+        registry = self.layout.registry_for(tenant.id)
+        ref, metrics = register_trained(
+            self.spec, registry, trained, [self.holdout[tenant.id]], self.scratch
+        )
+        return Registered(
+            tenant.id, trained.strategy, registry.store.key, ref, metrics, trained.contributors
+        )
