@@ -1,0 +1,203 @@
+"""The scoring contract in process: both request shapes, every input error, pooled models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ml.data import TenantData
+from ml.scoring import score as contract
+from ml.training import train_tenant_specific
+
+Splits = dict[str, tuple[TenantData, TenantData]]
+
+
+@pytest.fixture(scope="module")
+def single(model_dirs: dict[str, Path]) -> contract.ScoringService:
+    return contract.ScoringService(model_dirs["single"])
+
+
+def _rows(splits: Splits, tenant: str, n: int) -> list[list[Any]]:
+    return splits[tenant][1].X[:n].tolist()
+
+
+def test_scores_in_request_order_as_the_source_model_does(
+    single: contract.ScoringService, local_splits: Splits
+) -> None:
+    train, holdout = local_splits["contoso"]
+    status, body = contract.score(single, json.dumps({"data": holdout.X[:20].tolist()}))
+    assert status == 200
+    source = train_tenant_specific(train)
+    assert body["predictions"] == source.predict(holdout.X[:20]).tolist()
+    assert np.allclose(body["probabilities"], source.predict_proba(holdout.X[:20]), atol=1e-5)
+    assert body["classes"] == [0, 1]
+
+
+def test_the_columns_shape_is_reordered_to_the_model(
+    single: contract.ScoringService, local_splits: Splits
+) -> None:
+    columns = single.single.schema.columns  # type: ignore[union-attr]
+    rows = _rows(local_splits, "contoso", 3)
+    reversed_body = {"input_data": {"columns": columns[::-1], "data": [row[::-1] for row in rows]}}
+    assert contract.score(single, reversed_body) == contract.score(single, {"data": rows})
+
+
+def _error(service: contract.ScoringService, raw: Any) -> tuple[int, str]:
+    status, body = contract.score(service, raw)
+    return status, body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "the body is empty: send a JSON object"),
+        (
+            "{not json",
+            "the body is not valid JSON: Expecting property name enclosed in double quotes at 1",
+        ),
+        (b"\xff\xfe", "the body is not UTF-8 text"),
+        ("[1, 2]", "the body must be a JSON object with 'data' or 'input_data'"),
+        ('{"rows": []}', "send exactly one of 'data' or 'input_data'"),
+        ('{"data": [], "input_data": {}}', "send exactly one of 'data' or 'input_data'"),
+        ('{"data": [1, 2]}', "'data' must be a list of rows, each a list of values"),
+        ('{"data": []}', "no rows to score"),
+        ('{"data": [[1, 2, 3]]}', "row 0 has 3 values, expected 30"),
+        ('{"data": [[NaN' + ", 1" * 29 + "]]}", "NaN is not allowed: send finite numbers"),
+        (
+            '{"data": [[Infinity' + ", 1" * 29 + "]]}",
+            "Infinity is not allowed: send finite numbers",
+        ),
+        (
+            '{"data": [[1e400' + ", 1" * 29 + "]]}",
+            "row 0, column 'mean_radius': value out of the float32 range",
+        ),
+        (
+            '{"data": [[1e39' + ", 1" * 29 + "]]}",
+            "row 0, column 'mean_radius': value out of the float32 range",
+        ),
+        (
+            '{"data": [[true' + ", 1" * 29 + "]]}",
+            "row 0, column 'mean_radius': expected a number, got bool",
+        ),
+        (
+            '{"data": [[1, "2"' + ", 1" * 28 + "]]}",
+            "row 0, column 'mean_texture': expected a number, got str",
+        ),
+        (
+            '{"data": [[1, null' + ", 1" * 28 + "]]}",
+            "row 0, column 'mean_texture': expected a number, got null",
+        ),
+        (
+            '{"data": [[' + "1, " * 29 + "[1]]]}",
+            "row 0, column 'worst_fractal_dimension': expected a number, got list",
+        ),
+        (
+            '{"input_data": {"data": [[1]]}}',
+            "'input_data' must be an object with 'columns' and 'data'",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "the body is nested too deeply"),
+    ],
+)
+def test_bad_input_is_a_400_that_names_the_problem(
+    single: contract.ScoringService, raw: Any, message: str
+) -> None:
+    assert _error(single, raw) == (400, message)
+
+
+def test_missing_and_unknown_columns_are_named(single: contract.ScoringService) -> None:
+    columns = single.single.schema.columns  # type: ignore[union-attr]
+    body = {"input_data": {"columns": [*columns[1:], "zip_code"], "data": [[1] * 30]}}
+    assert _error(single, body) == (
+        400,
+        "missing column(s): mean_radius; unknown column(s): zip_code",
+    )
+
+
+def test_duplicate_columns_are_named(single: contract.ScoringService) -> None:
+    body = {"input_data": {"columns": ["mean_radius", "mean_radius"], "data": [[1, 2]]}}
+    assert _error(single, body)[1].startswith("duplicate column(s): mean_radius; missing column(s)")
+
+
+def test_a_batch_above_the_limit_is_refused(single: contract.ScoringService) -> None:
+    body = {"data": [[1.0] * 30] * 1001}
+    assert _error(single, body) == (400, "1001 rows is above the batch limit of 1000")
+
+
+def test_a_model_failure_is_a_500_without_internals(
+    single: contract.ScoringService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(inputs: np.ndarray) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(single.single, "predict", broken)
+    status, body = contract.score(single, {"data": [[1.0] * 30]})
+    assert status == 500
+    assert body == {
+        "error": {"code": "model_failed", "message": "the model failed to score: RuntimeError"}
+    }
+
+
+def test_pooled_models_load_lazily_per_tenant_into_a_bounded_cache(
+    model_dirs: dict[str, Path], local_splits: Splits
+) -> None:
+    service = contract.ScoringService(model_dirs["pool"], capacity=2)
+    pool = service.pool
+    assert pool is not None and len(pool) == 0
+    assert pool.tenants() == ["contoso", "fabrikam", "litware"]
+    for tenant in ("contoso", "fabrikam", "contoso", "litware", "contoso"):
+        status, _ = contract.score(
+            service, {"data": _rows(local_splits, tenant, 2)}, {"X-Tenant-Id": tenant}
+        )
+        assert status == 200
+    # contoso stayed warm (recently used); fabrikam was evicted when litware came in.
+    assert len(pool) == 2
+    assert pool.loads == 3
+    status, _ = contract.score(
+        service, {"data": _rows(local_splits, "fabrikam", 1)}, {"x-tenant-id": "fabrikam"}
+    )
+    assert status == 200 and pool.loads == 4
+
+
+def test_a_pooled_deployment_needs_a_known_tenant(
+    model_dirs: dict[str, Path], local_splits: Splits
+) -> None:
+    service = contract.ScoringService(model_dirs["pool"])
+    body = {"data": _rows(local_splits, "contoso", 1)}
+    assert contract.score(service, body)[0] == 400
+    for tenant in ("umbrella", "../single", "CONTOSO", "a/../contoso"):
+        status, answer = contract.score(service, body, {"x-tenant-id": tenant})
+        assert status == 404, tenant
+        assert answer["error"]["code"] == "not_found"
+    assert service.pool is not None and service.pool.loads == 0  # nothing outside the pool
+
+
+def test_text_models_take_text_rows(model_dirs: dict[str, Path]) -> None:
+    service = contract.ScoringService(model_dirs["pool"])
+    headers = {"x-tenant-id": "litware"}
+    status, body = contract.score(
+        service, {"data": [["my invoice shows a refund charge"], ["server crash error"]]}, headers
+    )
+    assert status == 200 and body["predictions"] == [0, 1]
+    assert contract.score(service, {"data": [[42]]}, headers) == (
+        400,
+        {"error": {"code": "invalid_input", "message": "row 0: expected text, got int"}},
+    )
+    long_text = {"data": [["x" * 10_001]]}
+    assert contract.score(service, long_text, headers)[1]["error"]["message"] == (
+        "row 0: 10001 characters, above the limit of 10000"
+    )
+
+
+def test_init_and_run_as_the_server_calls_them(
+    model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, local_splits: Splits
+) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(model_dirs["single"]))
+    contract.init()
+    answer = contract.run(json.dumps({"data": _rows(local_splits, "contoso", 2)}))
+    assert len(answer["predictions"]) == 2
+    # Without the server's response class (not in the control plane), an error is a body.
+    assert contract.run("{}")["error"]["code"] == "invalid_input"
