@@ -9,12 +9,12 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-from ml.data import TenantData, tenant_datasets  # noqa: E402
-from ml.export import export  # noqa: E402
-from ml.training import train_tenant_specific  # noqa: E402
-from tenancy import PlatformSpec  # noqa: E402
+from ml.data import TenantData, tenant_datasets
+from ml.export import export
+from ml.training import train_tenant_specific
+from tenancy import PlatformSpec
 
 
 @pytest.fixture(scope="session")
