@@ -1,0 +1,150 @@
+"""The whole stack trained and registered (real MLflow sqlite stores under tmp_path):
+lineage, aliases, stores per tenancy, isolation through the library's API, the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml.export import MODEL_FILE, SCHEMA_FILE
+from ml.lifecycle import Registered, train_stack
+from ml.registry import RegistryLayout
+from ml.registry_facts import MlflowModelFacts
+from ml.training import train_shared
+from policies.model_rules import evaluate_model
+from tenancy import PlatformSpec, contracts
+from tenancy.errors import InvalidInputError, NotFoundError
+
+
+@pytest.fixture(scope="module")
+def trained(
+    specs: dict[str, PlatformSpec], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Registered]]:
+    data_dir = tmp_path_factory.mktemp("platform-data")
+    registered = train_stack(specs["local"], data_dir)
+    return data_dir, {r.tenant: r for r in registered}
+
+
+def test_each_tenant_is_registered_where_its_tenancy_says(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, registered = trained
+    assert {t: (r.strategy, r.store, r.model.name) for t, r in registered.items()} == {
+        "contoso": ("tenant_specific", "tenant-contoso", "contoso-classical"),
+        "adatum": ("tenant_specific", "tenant-adatum", "adatum-cv"),
+        "fabrikam": ("shared", "platform", "shared-classical"),
+        "northwind": ("tuned_shared", "pool-shared", "northwind-classical"),
+        "litware": ("tenant_specific", "pool-shared", "litware-nlp"),
+    }
+    stores = sorted(p.name for p in (data_dir / "registries").glob("*.db"))
+    assert stores == ["platform.db", "pool-shared.db", "tenant-adatum.db", "tenant-contoso.db"]
+
+
+def test_lineage_tags_and_the_challenger_alias(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _registered = trained
+    layout = RegistryLayout(specs["local"], data_dir)
+    registry = layout.registry_for("contoso")
+    version = registry.version("contoso-classical", "1")
+    tags = version.tags
+    assert tags[contracts.MODEL_TAG_TENANT] == "contoso"
+    assert tags[contracts.MODEL_TAG_TRAINING_RUN] == version.run_id
+    assert tags[contracts.MODEL_TAG_DATA_VERSION].startswith("contoso-classical-")
+    assert tags[contracts.MODEL_TAG_STRATEGY] == "tenant_specific"
+    assert tags[contracts.MODEL_TAG_CONTRIBUTORS] == "contoso"
+    assert tags[contracts.MODEL_TAG_DIGEST].startswith("sha256:")
+    assert str(registry.alias("contoso-classical", contracts.ALIAS_CHALLENGER).version) == "1"
+    assert registry.alias("contoso-classical", contracts.ALIAS_CHAMPION) is None
+    metrics = registry.run_metrics(version.run_id)
+    assert metrics["accuracy"] > 0.85 and "f1_macro" in metrics
+    folder = registry.download("contoso-classical", "1", data_dir / "dl")
+    assert (folder / MODEL_FILE).is_file() and (folder / SCHEMA_FILE).is_file()
+
+
+def test_the_shared_models_lineage_names_exactly_the_consenting_tenants(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _registered = trained
+    consenting = {t.id for t in specs["local"].consenting_tenants if t.model_kind == "classical"}
+    shared = RegistryLayout(specs["local"], data_dir).platform_registry()
+    tags = shared.version("shared-classical", "1").tags
+    assert set(tags[contracts.MODEL_TAG_CONTRIBUTORS].split(",")) == consenting
+    assert tags[contracts.MODEL_TAG_IDENTIFIERS_REMOVED] == "true"
+    tuned = RegistryLayout(specs["local"], data_dir).registry_for("northwind")
+    assert tuned.version("northwind-classical", "1").tags[contracts.MODEL_TAG_BASE] == (
+        "shared-classical/1"
+    )
+
+
+def test_pooled_tenants_cannot_reach_each_others_models(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _ = trained
+    layout = RegistryLayout(specs["local"], data_dir)
+    northwind, litware = layout.registry_for("northwind"), layout.registry_for("litware")
+    assert northwind.store == litware.store  # one pool, one store
+    assert northwind.list_models() == ["northwind-classical"]
+    assert litware.list_models() == ["litware-nlp"]
+    for attempt in (
+        lambda: northwind.version("litware-nlp", "1"),
+        lambda: northwind.download("litware-nlp", "1", data_dir / "stolen"),
+        lambda: northwind.set_alias("litware-nlp", contracts.ALIAS_CHAMPION, "1"),
+        lambda: northwind.alias("litware-nlp", contracts.ALIAS_CHALLENGER),
+    ):
+        with pytest.raises(NotFoundError, match="model 'litware-nlp' does not exist"):
+            attempt()
+    assert not (data_dir / "stolen").exists()
+
+
+def test_shared_models_are_read_only_and_only_for_tenants_that_use_them(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _ = trained
+    layout = RegistryLayout(specs["local"], data_dir)
+    view = layout.registry_for("northwind").shared_view()
+    assert view.list_models() == ["shared-classical"]
+    with pytest.raises(NotFoundError):
+        view.set_alias("shared-classical", contracts.ALIAS_CHAMPION, "1")
+    with pytest.raises(NotFoundError):
+        layout.registry_for("contoso").shared_view()  # tenant-specific: no shared models
+
+
+def test_a_model_cannot_be_registered_in_another_tenants_registry(
+    specs: dict[str, PlatformSpec],
+    trained: tuple[Path, dict[str, Registered]],
+    local_splits: dict[str, tuple[object, object]],
+) -> None:
+    data_dir, _ = trained
+    layout = RegistryLayout(specs["local"], data_dir)
+    train = {t: parts[0] for t, parts in local_splits.items()}
+    shared = train_shared(specs["local"], "classical", train)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="cannot be registered in 'contoso'"):
+        layout.registry_for("contoso").register(shared, None, {}, owner_contact="x")  # type: ignore[arg-type]
+
+
+def test_every_registered_model_passes_the_model_gate(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, registered = trained
+    for tenant, result in registered.items():
+        uri = f"sqlite:///{data_dir / 'registries' / result.store}.db"
+        facts = MlflowModelFacts(uri).model_facts(result.model.name, result.model.version)
+        assert evaluate_model(facts, tenant, specs["local"]) == [], tenant
+
+
+def test_a_second_version_is_evaluated_against_the_champion_on_the_same_rows(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _ = trained
+    registry = RegistryLayout(specs["local"], data_dir).registry_for("adatum")
+    registry.set_alias("adatum-cv", contracts.ALIAS_CHAMPION, "1")
+    result = {r.tenant: r for r in train_stack(specs["local"], data_dir)}["adatum"]
+    assert result.model.version == "2"
+    # Same data, same seed: the challenger equals the champion on the same held-out rows.
+    assert result.metrics["champion_accuracy"] == pytest.approx(result.metrics["accuracy"])
+    facts = MlflowModelFacts(f"sqlite:///{data_dir / 'registries' / 'tenant-adatum'}.db")
+    champion = facts.model_facts("adatum-cv", "2").champion
+    assert champion is not None and champion.version == "1"
+    assert champion.metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
