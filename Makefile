@@ -8,6 +8,9 @@ INSTALLED := $(VENV)/.installed
 # server pins OpenTelemetry versions that clash with the control plane's.
 SCORING_VENV := .venv-scoring
 SCORING_INSTALLED := $(SCORING_VENV)/.installed
+# Evidently, the drift yardstick of `make bench`, needs pandas < 3: an environment of its own.
+BENCH_VENV := .venv-bench
+BENCH_INSTALLED := $(BENCH_VENV)/.installed
 STACK ?= local
 
 .PHONY: help install test lint typecheck unit up plan bench clean
@@ -34,6 +37,12 @@ $(SCORING_INSTALLED): ml/scoring/requirements.txt
 	$(SCORING_VENV)/bin/python -m pip install --quiet -r ml/scoring/requirements.txt
 	@touch $(SCORING_INSTALLED)
 
+$(BENCH_INSTALLED): bench/requirements-evidently.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-evidently.txt
+	@touch $(BENCH_INSTALLED)
+
 install: $(INSTALLED) $(SCORING_INSTALLED)
 
 lint: $(INSTALLED)
@@ -55,8 +64,10 @@ up: $(INSTALLED)
 	@echo "infrastructure the local stack describes; 'make test' runs the suite."
 	@exit 1
 
-bench: $(INSTALLED)
+bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED)
+	$(PY) bench/scoring_latency.py
+	$(PY) bench/drift_vs_evidently.py
 	$(PY) bench/plan_scaling.py
 
 clean:
-	rm -rf $(VENV) $(SCORING_VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
