@@ -1,0 +1,492 @@
+"""The rollout state machine: pure Python, no I/O.
+
+A rollout takes a tenant's endpoint from its live deployment (``blue``, whatever its name) to
+a new one (``green``): create green at 0 % -> smoke test it through the deployment header ->
+optionally mirror traffic to it -> shift live traffic in the policy's steps, analysing green
+at every step -> wait for approval where the stack requires it -> promote (blue to 0, deleted
+after the drain delay) or roll back (all traffic to blue in one update, green kept).
+
+:func:`advance` takes the current state, what was observed since (deployment ready, smoke
+results, per-deployment metrics), an optional command (approve, abort) and the time, and
+returns the next state plus the actions that make the world match it. Actions are absolute
+("traffic is now {blue: 90, green: 10}"), so applying one twice after a crash is applying it
+once. :func:`check_invariants` is run on every transition: live traffic sums to 0 or 100,
+at most one deployment mirrored, at most 50 %, never one with live traffic, and no
+deployment with traffic is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from tenancy.spec import AnalysisSpec, RolloutPolicy
+
+Traffic = Mapping[str, int]
+
+
+class Phase(StrEnum):
+    CREATING = "creating"
+    SMOKE_TESTING = "smoke_testing"
+    MIRRORING = "mirroring"
+    SHIFTING = "shifting"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DRAINING = "draining"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK)
+
+
+class InvariantViolation(Exception):  # noqa: N818 - the name says what broke
+    pass
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What one deployment served during an analysis interval."""
+
+    requests: int
+    errors: int
+    p99_ms: float | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the runner saw since the last step (only what the current phase needs)."""
+
+    green_ready: bool | None = None
+    green_failed: str | None = None
+    smoke_passed: int | None = None
+    smoke_failed: int | None = None
+    green: Stats | None = None
+    blue: Stats | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: Literal["approve", "abort"]
+    actor: str
+    persona: str = ""
+    reason: str = ""
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateDeployment:
+    name: str
+    model: str
+
+
+@dataclass(frozen=True)
+class SetTraffic:
+    traffic: Traffic
+    mirror: Traffic
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    deployment: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class DeleteDeployment:
+    name: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    severity: Literal["info", "warning", "critical"]
+    message: str
+
+
+Action = CreateDeployment | SetTraffic | SmokeTest | DeleteDeployment | Alert
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    tenant: str
+    endpoint: str
+    model: str  # "<name>/<version>"
+    blue: str
+    green: str
+    phase: Phase
+    traffic: Traffic
+    mirror: Traffic = field(default_factory=dict)
+    step: int = -1  # index into the policy's steps once shifting
+    failures: int = 0  # consecutive failed analyses
+    inconclusive: int = 0  # consecutive analyses without enough data
+    paused: bool = False
+    approved_by: str = ""
+    next_check_at: datetime | None = None
+    delete_blue_at: datetime | None = None
+    reason: str = ""
+    revision: int = 0  # transitions applied; part of every action's idempotency key
+
+    @property
+    def done(self) -> bool:
+        return self.phase.terminal and self.delete_blue_at is None
+
+
+@dataclass(frozen=True)
+class Transition:
+    before: RolloutState
+    after: RolloutState
+    actions: tuple[Action, ...]
+    reason: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after or bool(self.actions)
+
+
+def start(
+    tenant: str, endpoint: str, model: str, live: str, now: datetime
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """A new rollout: the other colour is created at 0 % of live traffic."""
+    green = "green" if live != "green" else "blue"
+    state = RolloutState(
+        tenant=tenant,
+        endpoint=endpoint,
+        model=model,
+        blue=live,
+        green=green,
+        phase=Phase.CREATING,
+        traffic={live: 100, green: 0},
+        next_check_at=now,
+        reason=f"model {model} passed the gate",
+    )
+    return state, (CreateDeployment(green, model), SetTraffic(state.traffic, {}))
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+
+def advance(
+    state: RolloutState,
+    policy: RolloutPolicy,
+    now: datetime,
+    observation: Observation | None = None,
+    command: Command | None = None,
+) -> Transition:
+    """The next state. A finished rollout only deletes blue once the drain delay is over."""
+    observation = observation or Observation()
+    if command is not None and not state.phase.terminal:
+        result = _command(state, policy, command, now)
+    elif state.phase.terminal:
+        result = _after_end(state, now)
+    else:
+        result = _PHASES[state.phase](state, policy, observation, now)
+    check_invariants(result.after, result.actions)
+    return result
+
+
+def _command(
+    state: RolloutState, policy: RolloutPolicy, command: Command, now: datetime
+) -> Transition:
+    if command.kind == "abort":
+        reason = f"aborted by {command.actor}" + (f": {command.reason}" if command.reason else "")
+        return _rollback(state, reason)
+    if state.phase != Phase.AWAITING_APPROVAL:
+        return Transition(state, state, (), f"approval ignored: the rollout is {state.phase.value}")
+    if command.persona not in policy.approver_personas:
+        allowed = ", ".join(policy.approver_personas)
+        return Transition(
+            state, state, (), f"{command.actor} ({command.persona}) may not approve; {allowed} may"
+        )
+    return _promote(
+        replace(state, approved_by=command.actor), policy, now, f"approved by {command.actor}"
+    )
+
+
+def _creating(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    if seen.green_failed:
+        return _rollback(state, f"green deployment failed: {seen.green_failed}")
+    if not seen.green_ready:
+        return Transition(state, state, (), "waiting for green to be ready")
+    after = _next(state, phase=Phase.SMOKE_TESTING, reason="green is ready")
+    return Transition(
+        state, after, (SmokeTest(state.green, policy.smoke_test_requests),), after.reason
+    )
+
+
+def _smoke_testing(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    if seen.smoke_passed is None:
+        return Transition(
+            state,
+            state,
+            (SmokeTest(state.green, policy.smoke_test_requests),),
+            "smoke test pending",
+        )
+    if seen.smoke_failed:
+        return _rollback(
+            state,
+            f"smoke test: {seen.smoke_failed} of {policy.smoke_test_requests} requests failed",
+        )
+    if policy.mirror_percent:
+        mirror = {state.green: policy.mirror_percent}
+        after = _next(
+            state,
+            phase=Phase.MIRRORING,
+            mirror=mirror,
+            next_check_at=_later(now, policy.analysis),
+            reason=f"mirroring {policy.mirror_percent} % to green",
+        )
+        return Transition(state, after, (SetTraffic(after.traffic, mirror),), after.reason)
+    return _shift(state, policy, now, "smoke test passed")
+
+
+def _mirroring(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    return _analysed(
+        state,
+        policy,
+        seen,
+        now,
+        on_pass=lambda s, why: _shift(replace(s, mirror={}), policy, now, why),
+    )
+
+
+def _shifting(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    return _analysed(state, policy, seen, now, on_pass=lambda s, why: _shift(s, policy, now, why))
+
+
+def _awaiting(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    # Green keeps being watched while a person decides: a failure still rolls back.
+    return _analysed(
+        state,
+        policy,
+        seen,
+        now,
+        on_pass=lambda s, why: Transition(state, s, (), "waiting for approval"),
+    )
+
+
+def _draining(
+    state: RolloutState, policy: RolloutPolicy, seen: Observation, now: datetime
+) -> Transition:
+    """Blue still exists until the drain delay ends: green is watched, and a failure sends
+    traffic back to blue (which is what makes a blue-green switch safe)."""
+    if state.delete_blue_at is not None and now >= state.delete_blue_at:
+        return _after_end(state, now)
+    return _analysed(state, policy, seen, now, on_pass=lambda s, why: Transition(state, s, (), why))
+
+
+def _analysed(
+    state: RolloutState,
+    policy: RolloutPolicy,
+    seen: Observation,
+    now: datetime,
+    on_pass: Callable[[RolloutState, str], Transition],
+) -> Transition:
+    if state.next_check_at is not None and now < state.next_check_at:
+        return Transition(state, state, (), "analysis not due")
+    verdict, why = analyse(policy.analysis, seen.green, seen.blue)
+    later = _later(now, policy.analysis)
+    if verdict == "fail":
+        failures = state.failures + 1
+        if failures >= policy.analysis.failure_threshold:
+            return _rollback(state, f"analysis failed {failures} time(s): {why}")
+        after = _next(
+            state,
+            failures=failures,
+            inconclusive=0,
+            next_check_at=later,
+            reason=f"analysis failed ({failures}/{policy.analysis.failure_threshold}): {why}",
+        )
+        return Transition(
+            state, after, (Alert("warning", f"{state.tenant}: {after.reason}"),), after.reason
+        )
+    if verdict == "inconclusive":
+        count = state.inconclusive + 1
+        pause = count >= policy.analysis.inconclusive_limit
+        after = _next(
+            state,
+            inconclusive=count,
+            paused=pause,
+            next_check_at=later,
+            reason=f"inconclusive: {why}",
+        )
+        alerts: tuple[Action, ...] = ()
+        if pause and not state.paused:
+            alerts = (Alert("warning", f"{state.tenant}: rollout of {state.model} paused, {why}"),)
+        return Transition(state, after, alerts, after.reason)
+    passed = _next(
+        state,
+        failures=0,
+        inconclusive=0,
+        paused=False,
+        next_check_at=later,
+        reason=f"analysis passed: {why}",
+    )
+    return on_pass(passed, passed.reason)
+
+
+def analyse(spec: AnalysisSpec, green: Stats | None, blue: Stats | None) -> tuple[str, str]:
+    """pass / fail / inconclusive, with the reason. Too little data is never a pass."""
+    if green is None or green.requests < spec.min_requests:
+        served = green.requests if green else 0
+        return "inconclusive", f"green served {served} of the {spec.min_requests} requests needed"
+    problems = []
+    if green.error_rate > spec.max_error_rate:
+        problems.append(f"error rate {green.error_rate:.2%} above {spec.max_error_rate:.2%}")
+    if green.p99_ms is not None and green.p99_ms > spec.max_p99_latency_ms:
+        problems.append(f"p99 {green.p99_ms:.0f} ms above {spec.max_p99_latency_ms:.0f} ms")
+    if blue is not None and blue.requests >= spec.min_requests:
+        if green.error_rate - blue.error_rate > spec.max_error_rate_increase:
+            problems.append(f"error rate {green.error_rate:.2%} vs blue {blue.error_rate:.2%}")
+        if (
+            green.p99_ms
+            and blue.p99_ms
+            and green.p99_ms > blue.p99_ms * spec.max_p99_increase_ratio
+        ):
+            problems.append(f"p99 {green.p99_ms:.0f} ms vs blue {blue.p99_ms:.0f} ms")
+    if problems:
+        return "fail", "; ".join(problems)
+    return "pass", f"{green.requests} requests, error rate {green.error_rate:.2%}"
+
+
+def _shift(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:
+    """The next traffic step; the last step (100 %) is promotion, behind approval if asked."""
+    following = state.step + 1
+    final = following >= len(policy.steps) - 1
+    if final:
+        if policy.approval_required and not state.approved_by:
+            after = _next(
+                state,
+                phase=Phase.AWAITING_APPROVAL,
+                mirror={},
+                reason=f"{why}; waiting for approval",
+            )
+            actions: tuple[Action, ...] = (
+                Alert("info", f"{state.tenant}: rollout of {state.model} awaits approval"),
+            )
+            if after.mirror != state.mirror:
+                actions = (SetTraffic(after.traffic, {}), *actions)
+            return Transition(state, after, actions, after.reason)
+        return _promote(state, policy, now, why)
+    share = policy.steps[following]
+    traffic = {state.blue: 100 - share, state.green: share}
+    after = _next(
+        state,
+        phase=Phase.SHIFTING,
+        step=following,
+        traffic=traffic,
+        mirror={},
+        next_check_at=_later(now, policy.analysis),
+        reason=f"{why}; green at {share} %",
+    )
+    return Transition(state, after, (SetTraffic(traffic, {}),), after.reason)
+
+
+def _promote(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:
+    traffic = {state.blue: 0, state.green: 100}
+    after = _next(
+        state,
+        phase=Phase.DRAINING,
+        step=len(policy.steps) - 1,
+        traffic=traffic,
+        mirror={},
+        delete_blue_at=now + timedelta(seconds=policy.drain_delay_seconds),
+        next_check_at=_later(now, policy.analysis),
+        failures=0,
+        inconclusive=0,
+        reason=f"{why}; promoted, blue drains",
+    )
+    return Transition(state, after, (SetTraffic(traffic, {}),), after.reason)
+
+
+def _after_end(state: RolloutState, now: datetime) -> Transition:
+    if state.delete_blue_at is None or now < state.delete_blue_at:
+        return Transition(state, state, (), "nothing to do")
+    after = _next(
+        state, phase=Phase.PROMOTED, delete_blue_at=None, reason="blue drained and deleted"
+    )
+    return Transition(state, after, (DeleteDeployment(state.blue),), after.reason)
+
+
+def _rollback(state: RolloutState, why: str) -> Transition:
+    """All live traffic back to blue in one update; green stays for inspection."""
+    traffic = {state.blue: 100, state.green: 0}
+    after = _next(
+        state,
+        phase=Phase.ROLLED_BACK,
+        traffic=traffic,
+        mirror={},
+        paused=False,
+        delete_blue_at=None,
+        reason=f"rolled back: {why}",
+    )
+    actions = (SetTraffic(traffic, {}), Alert("critical", f"{state.tenant}: {after.reason}"))
+    return Transition(state, after, actions, after.reason)
+
+
+def _next(state: RolloutState, **changes: object) -> RolloutState:
+    return replace(state, revision=state.revision + 1, **changes)  # type: ignore[arg-type]
+
+
+def _later(now: datetime, analysis: AnalysisSpec) -> datetime:
+    return now + timedelta(seconds=analysis.interval_seconds)
+
+
+_PHASES = {
+    Phase.CREATING: _creating,
+    Phase.SMOKE_TESTING: _smoke_testing,
+    Phase.MIRRORING: _mirroring,
+    Phase.SHIFTING: _shifting,
+    Phase.AWAITING_APPROVAL: _awaiting,
+    Phase.DRAINING: _draining,
+}
+
+
+# --- invariants ----------------------------------------------------------------------------
+
+
+def check_invariants(state: RolloutState, actions: Sequence[Action]) -> None:
+    _check_traffic(state.traffic, state.mirror)
+    for action in actions:
+        if isinstance(action, SetTraffic):
+            _check_traffic(action.traffic, action.mirror)
+        if isinstance(action, DeleteDeployment) and state.traffic.get(action.name, 0) > 0:
+            raise InvariantViolation(
+                f"deployment {action.name} still has traffic and cannot be deleted"
+            )
+
+
+def _check_traffic(traffic: Traffic, mirror: Traffic) -> None:
+    if any(not 0 <= share <= 100 for share in traffic.values()):
+        raise InvariantViolation(f"traffic {dict(traffic)} holds a share outside 0..100")
+    if sum(traffic.values()) not in (0, 100):
+        raise InvariantViolation(f"live traffic {dict(traffic)} sums to {sum(traffic.values())}")
+    mirrored = {name: share for name, share in mirror.items() if share}
+    if len(mirrored) > 1:
+        raise InvariantViolation(f"mirror {mirrored} targets more than one deployment")
+    for name, share in mirrored.items():
+        if not 0 < share <= 50:
+            raise InvariantViolation(f"mirror to {name} is {share} %, above 50 %")
+        if traffic.get(name, 0) > 0:
+            raise InvariantViolation(f"mirror target {name} also carries live traffic")
