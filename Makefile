@@ -43,7 +43,14 @@ $(BENCH_INSTALLED): bench/requirements-evidently.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-evidently.txt
 	@touch $(BENCH_INSTALLED)
 
-install: $(INSTALLED) $(SCORING_INSTALLED)
+# Azurite (Azure Storage for the embedded platform and the tests), pinned in package.json.
+NODE_INSTALLED := node_modules/.installed
+$(NODE_INSTALLED): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18 or later"; exit 1; }
+	npm ci --no-audit --no-fund --silent
+	@touch $(NODE_INSTALLED)
+
+install: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -51,7 +58,7 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
-unit: $(INSTALLED) $(SCORING_INSTALLED)
+unit: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
@@ -70,4 +77,4 @@ bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED)
 	$(PY) bench/plan_scaling.py
 
 clean:
-	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) node_modules .pytest_cache .ruff_cache .mypy_cache *.egg-info

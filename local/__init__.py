@@ -1,0 +1,1 @@
+"""The embedded platform: the local stack served for real on one machine."""
