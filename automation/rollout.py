@@ -282,7 +282,7 @@ def _awaiting(
         policy,
         seen,
         now,
-        on_pass=lambda s, why: Transition(state, s, (), "waiting for approval"),
+        on_pass=lambda s, why: Transition(state, _next(s), (), "waiting for approval"),
     )
 
 
@@ -293,7 +293,9 @@ def _draining(
     traffic back to blue (which is what makes a blue-green switch safe)."""
     if state.delete_blue_at is not None and now >= state.delete_blue_at:
         return _after_end(state, now)
-    return _analysed(state, policy, seen, now, on_pass=lambda s, why: Transition(state, s, (), why))
+    return _analysed(
+        state, policy, seen, now, on_pass=lambda s, why: Transition(state, _next(s), (), why)
+    )
 
 
 def _analysed(
@@ -335,7 +337,8 @@ def _analysed(
         if pause and not state.paused:
             alerts = (Alert("warning", f"{state.tenant}: rollout of {state.model} paused, {why}"),)
         return Transition(state, after, alerts, after.reason)
-    passed = _next(
+    # Counted as a transition by whatever follows (a shift, or staying put).
+    passed = replace(
         state,
         failures=0,
         inconclusive=0,

@@ -1,0 +1,71 @@
+"""What the automation needs from a platform, as one Protocol (the ``AbstractStore`` shape of
+MLflow): the Azure adapter implements it with azure-ai-ml and Azure Monitor, the local
+adapter with the embedded platform, the tests with a fake. The automation is written once,
+against this port."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from automation.rollout import Stats
+from policies.model_rules import ModelFacts
+
+DeploymentStatus = Literal["creating", "ready", "failed", "missing"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    tenant: str
+    name: str
+    traffic: Mapping[str, int]
+    mirror: Mapping[str, int]
+
+    @property
+    def live(self) -> str:
+        """The deployment with the most live traffic (the rollout's blue)."""
+        if not self.traffic:
+            return "blue"
+        return max(sorted(self.traffic), key=lambda name: self.traffic[name])
+
+
+class PlatformPort(Protocol):
+    # --- serving ------------------------------------------------------------------------
+    def endpoint(self, tenant: str) -> Endpoint: ...
+
+    def create_deployment(self, tenant: str, name: str, model: str) -> None:
+        """Start creating (or replacing) ``name`` with ``model`` ("<name>/<version>") at 0 %
+        traffic; returns at once, :meth:`deployment_status` says when it is ready."""
+        ...
+
+    def deployment_status(self, tenant: str, name: str) -> tuple[DeploymentStatus, str]: ...
+
+    def set_traffic(
+        self, tenant: str, traffic: Mapping[str, int], mirror: Mapping[str, int]
+    ) -> None:
+        """One update of live and mirrored traffic (absolute values)."""
+        ...
+
+    def delete_deployment(self, tenant: str, name: str) -> None: ...
+
+    def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
+        """Score through the endpoint with the ``azureml-model-deployment`` header; the
+        HTTP status."""
+        ...
+
+    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+        """A valid request body for the tenant's model (for smoke tests)."""
+        ...
+
+    def deployment_stats(
+        self, tenant: str, deployment: str, since: datetime, until: datetime
+    ) -> Stats: ...
+
+    # --- registry, compute, notifications ------------------------------------------------
+    def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts: ...
+
+    def scale_compute(self, tenant: str, max_nodes: int) -> None: ...
+
+    def notify(self, tenant: str, severity: str, message: str) -> None: ...

@@ -1,0 +1,301 @@
+"""Runs rollouts: reads the state, observes the platform, advances the machine, persists,
+applies the actions, audits.
+
+Crash safety: a transition is persisted *with its actions marked pending* before any action
+touches the platform (optimistic concurrency: if another worker advanced the rollout first,
+this one stops), then the actions are applied and the pending list cleared. A crash between
+the two leaves pending actions that :meth:`RolloutRunner.resume` re-applies; the machine is
+never advanced twice for one step, and the actions are absolute (traffic *is* 90/10), so
+re-applying them changes nothing that was already done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from automation.port import PlatformPort
+from automation.rollout import (
+    Action,
+    Alert,
+    Command,
+    CreateDeployment,
+    DeleteDeployment,
+    Observation,
+    Phase,
+    RolloutState,
+    SetTraffic,
+    SmokeTest,
+    Transition,
+    advance,
+    start,
+)
+from automation.store import Record, StateStore
+from tenancy import contracts
+from tenancy.errors import ConflictError, NotFoundError
+from tenancy.spec import PlatformSpec
+
+Clock = Callable[[], datetime]
+
+
+def rollout_key(model: str) -> str:
+    """Row key of a model version's rollout: one per version, whatever the deliveries."""
+    return model.replace("/", "-v")
+
+
+# --- (de)serialization ------------------------------------------------------------------------
+
+
+def encode(state: RolloutState, pending: list[Action] | None = None) -> dict[str, Any]:
+    document = asdict(state)
+    document["phase"] = state.phase.value
+    for key in ("next_check_at", "delete_blue_at"):
+        value = getattr(state, key)
+        document[key] = value.isoformat() if value else None
+    document["traffic"] = dict(state.traffic)
+    document["mirror"] = dict(state.mirror)
+    document["pending"] = [_encode_action(a) for a in pending or []]
+    return document
+
+
+def decode(document: dict[str, Any]) -> tuple[RolloutState, list[Action]]:
+    values = {k: v for k, v in document.items() if k not in ("pending", "kind")}
+    values["phase"] = Phase(values["phase"])
+    for key in ("next_check_at", "delete_blue_at"):
+        values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
+    return RolloutState(**values), [_decode_action(a) for a in document.get("pending", [])]
+
+
+_ACTIONS: dict[str, type[Any]] = {
+    "create": CreateDeployment,
+    "traffic": SetTraffic,
+    "smoke": SmokeTest,
+    "delete": DeleteDeployment,
+    "alert": Alert,
+}
+
+
+def _encode_action(action: Action) -> dict[str, Any]:
+    kind = next(k for k, cls in _ACTIONS.items() if isinstance(action, cls))
+    return {
+        "kind": kind,
+        **{k: dict(v) if isinstance(v, dict) else v for k, v in asdict(action).items()},
+    }
+
+
+def _decode_action(document: dict[str, Any]) -> Action:
+    values = dict(document)
+    action: Action = _ACTIONS[values.pop("kind")](**values)
+    return action
+
+
+# --- the runner -----------------------------------------------------------------------------
+
+
+class RolloutRunner:
+    def __init__(
+        self, spec: PlatformSpec, store: StateStore, port: PlatformPort, clock: Clock
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.port = port
+        self.clock = clock
+
+    def policy_for(self, tenant: str) -> Any:
+        return self.spec.rollout_for(self.spec.tenant(tenant))
+
+    # --- starting and reading ------------------------------------------------------------
+
+    def begin(self, tenant: str, model: str, actor: str, correlation: str) -> RolloutState | None:
+        """Start the rollout of ``model`` for ``tenant`` unless one exists for that version
+        (duplicate deliveries start nothing). Returns the new state, or None."""
+        endpoint = self.port.endpoint(tenant)
+        now = self.clock()
+        state, actions = start(tenant, endpoint.name, model, endpoint.live, now)
+        try:
+            record = self.store.insert(
+                contracts.TABLE_ROLLOUTS, tenant, rollout_key(model), encode(state, list(actions))
+            )
+        except ConflictError:
+            return None
+        self._audit(
+            actor,
+            tenant=tenant,
+            before=None,
+            after=state,
+            reason=state.reason,
+            correlation=correlation,
+        )
+        self._apply(record, state, list(actions))
+        return state
+
+    def get(self, tenant: str, model: str) -> RolloutState:
+        record = self._record(tenant, model)
+        return decode(record.data)[0]
+
+    def _record(self, tenant: str, model: str) -> Record:
+        record = self.store.get(contracts.TABLE_ROLLOUTS, tenant, rollout_key(model))
+        if record is None or "phase" not in record.data:
+            raise NotFoundError.for_item("rollout", f"{tenant}/{model}")
+        return record
+
+    def active(self) -> list[tuple[str, str]]:
+        """(tenant, model) of every rollout that still has work to do."""
+        found = []
+        for record in self.store.query(contracts.TABLE_ROLLOUTS):
+            if "phase" not in record.data:
+                continue  # a recorded rejection
+            state, pending = decode(record.data)
+            if pending or not state.done:
+                found.append((state.tenant, state.model))
+        return found
+
+    # --- advancing -----------------------------------------------------------------------
+
+    def tick(self, tenant: str, model: str, correlation: str = "") -> Transition | None:
+        """Advance one rollout with what the platform shows now."""
+        record = self._record(tenant, model)
+        state, pending = decode(record.data)
+        if pending:
+            self._apply(record, state, pending)  # finish what a crashed worker started
+            return None
+        observation = self._observe(state)
+        return self._commit(
+            record,
+            advance(state, self.policy_for(tenant), self.clock(), observation),
+            "automation",
+            correlation,
+        )
+
+    def command(
+        self, tenant: str, model: str, command: Command, correlation: str = ""
+    ) -> Transition | None:
+        record = self._record(tenant, model)
+        state, pending = decode(record.data)
+        if pending:
+            record = self._apply(record, state, pending)
+        transition = advance(state, self.policy_for(tenant), self.clock(), command=command)
+        return self._commit(record, transition, command.actor, correlation)
+
+    def resume(self) -> int:
+        """Re-apply the pending actions of every rollout a crash interrupted."""
+        resumed = 0
+        for record in self.store.query(contracts.TABLE_ROLLOUTS):
+            if "phase" not in record.data:
+                continue
+            state, pending = decode(record.data)
+            if pending:
+                self._apply(record, state, pending)
+                resumed += 1
+        return resumed
+
+    def _commit(
+        self, record: Record, transition: Transition, actor: str, correlation: str
+    ) -> Transition | None:
+        if not transition.changed:
+            return transition
+        actions = list(transition.actions)
+        try:
+            record = self.store.replace(record, encode(transition.after, actions))
+        except ConflictError:
+            return None  # another worker advanced this rollout first: nothing to do twice
+        self._audit(
+            actor,
+            tenant=transition.after.tenant,
+            before=transition.before,
+            after=transition.after,
+            reason=transition.reason,
+            correlation=correlation,
+        )
+        self._apply(record, transition.after, actions)
+        return transition
+
+    def _apply(self, record: Record, state: RolloutState, actions: list[Action]) -> Record:
+        for action in actions:
+            self._perform(state, action)
+        try:
+            return self.store.replace(record, encode(state, []))
+        except ConflictError:
+            return record  # someone else cleared it after applying the same actions
+
+    def _perform(self, state: RolloutState, action: Action) -> None:
+        port, tenant = self.port, state.tenant
+        if isinstance(action, CreateDeployment):
+            port.create_deployment(tenant, action.name, action.model)
+        elif isinstance(action, SetTraffic):
+            port.set_traffic(tenant, action.traffic, action.mirror)
+        elif isinstance(action, DeleteDeployment):
+            port.delete_deployment(tenant, action.name)
+        elif isinstance(action, Alert):
+            port.notify(tenant, action.severity, action.message)
+        # SmokeTest is performed while observing (its result is the next observation).
+
+    # --- observing -----------------------------------------------------------------------
+
+    def _observe(self, state: RolloutState) -> Observation:
+        tenant = state.tenant
+        if state.phase == Phase.CREATING:
+            status, message = self.port.deployment_status(tenant, state.green)
+            return Observation(
+                green_ready=status == "ready", green_failed=message if status == "failed" else None
+            )
+        if state.phase == Phase.SMOKE_TESTING:
+            return self._smoke(state)
+        if state.phase.terminal:
+            return Observation()
+        now = self.clock()
+        since = now - timedelta(seconds=self.policy_for(tenant).analysis.interval_seconds)
+        return Observation(
+            green=self.port.deployment_stats(tenant, state.green, since, now),
+            blue=self.port.deployment_stats(tenant, state.blue, since, now),
+        )
+
+    def _smoke(self, state: RolloutState) -> Observation:
+        requests = self.policy_for(state.tenant).smoke_test_requests
+        body = self.port.sample_request(state.tenant)
+        statuses = [self.port.invoke(state.tenant, state.green, body) for _ in range(requests)]
+        failed = sum(1 for status in statuses if status != 200)
+        return Observation(smoke_passed=requests - failed, smoke_failed=failed)
+
+    # --- audit ---------------------------------------------------------------------------
+
+    def _audit(
+        self,
+        actor: str,
+        *,
+        tenant: str,
+        before: RolloutState | None,
+        after: RolloutState,
+        reason: str,
+        correlation: str,
+    ) -> None:
+        now = self.clock()
+        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        self.store.insert(
+            contracts.TABLE_AUDIT,
+            tenant,
+            row,
+            {
+                "at": now.isoformat(),
+                "actor": actor,
+                "tenant": tenant,
+                "subject": f"rollout {after.model}",
+                "before": _summary(before),
+                "after": _summary(after),
+                "reason": reason,
+                "correlation_id": correlation or uuid.uuid4().hex,
+            },
+        )
+
+
+def _summary(state: RolloutState | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "phase": state.phase.value,
+        "traffic": dict(state.traffic),
+        "mirror": dict(state.mirror),
+    }

@@ -1,0 +1,128 @@
+"""A platform for the automation's tests: deployments, traffic and metrics in memory, with
+failures to inject. It implements the same PlatformPort the Azure and local adapters do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from automation.port import DeploymentStatus, Endpoint
+from automation.rollout import InvariantViolation, Stats, check_invariants
+from policies.model_rules import ModelFacts
+
+
+@dataclass
+class FakeDeployment:
+    model: str
+    status: DeploymentStatus = "ready"
+    error_rate: float = 0.0
+    p99_ms: float = 40.0
+    requests_per_interval: int = 200
+
+
+@dataclass
+class FakePlatform:
+    deployments: dict[str, dict[str, FakeDeployment]] = field(default_factory=dict)
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+    mirror: dict[str, dict[str, int]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    notifications: list[tuple[str, str, str]] = field(default_factory=list)
+    facts: dict[tuple[str, str], ModelFacts] = field(default_factory=dict)
+    # Behaviour of deployments created from now on, by model.
+    behaviour: dict[str, FakeDeployment] = field(default_factory=dict)
+    fail_next: str = ""  # name of a method that raises once (a crash mid-apply)
+    scaled: dict[str, int] = field(default_factory=dict)
+
+    def serve(self, tenant: str, model: str) -> None:
+        self.deployments[tenant] = {"blue": FakeDeployment(model)}
+        self.traffic[tenant] = {"blue": 100}
+        self.mirror[tenant] = {}
+
+    def _crash(self, method: str) -> None:
+        if self.fail_next == method:
+            self.fail_next = ""
+            raise RuntimeError(f"crash in {method}")
+
+    def endpoint(self, tenant: str) -> Endpoint:
+        return Endpoint(
+            tenant, f"ep-{tenant}", dict(self.traffic[tenant]), dict(self.mirror[tenant])
+        )
+
+    def create_deployment(self, tenant: str, name: str, model: str) -> None:
+        self._crash("create_deployment")
+        self.calls.append(("create", (tenant, name, model)))
+        template = self.behaviour.get(model, FakeDeployment(model))
+        self.deployments[tenant][name] = FakeDeployment(
+            model,
+            template.status,
+            template.error_rate,
+            template.p99_ms,
+            template.requests_per_interval,
+        )
+
+    def deployment_status(self, tenant: str, name: str) -> tuple[DeploymentStatus, str]:
+        found = self.deployments[tenant].get(name)
+        return (found.status, "") if found else ("missing", "")
+
+    def set_traffic(
+        self, tenant: str, traffic: Mapping[str, int], mirror: Mapping[str, int]
+    ) -> None:
+        self._crash("set_traffic")
+        self.calls.append(("traffic", (tenant, dict(traffic), dict(mirror))))
+        if sum(traffic.values()) not in (0, 100):
+            raise InvariantViolation("the platform refuses traffic not summing to 0 or 100")
+        self.traffic[tenant] = dict(traffic.items())
+        self.mirror[tenant] = dict(mirror)
+
+    def delete_deployment(self, tenant: str, name: str) -> None:
+        if self.traffic[tenant].get(name, 0) > 0:
+            raise InvariantViolation(f"{name} has traffic")
+        self.calls.append(("delete", (tenant, name)))
+        self.deployments[tenant].pop(name, None)
+        self.traffic[tenant].pop(name, None)
+
+    def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
+        found = self.deployments[tenant][deployment]
+        return 500 if found.error_rate >= 0.5 else 200
+
+    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+        return {"data": [[1.0, 2.0]]}
+
+    def deployment_stats(
+        self, tenant: str, deployment: str, since: datetime, until: datetime
+    ) -> Stats:
+        found = self.deployments[tenant].get(deployment)
+        share = self.traffic[tenant].get(deployment, 0) + self.mirror[tenant].get(deployment, 0)
+        if found is None or share == 0:
+            return Stats(0, 0, None)
+        requests = found.requests_per_interval * share // 100
+        return Stats(requests, round(requests * found.error_rate), found.p99_ms)
+
+    def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
+        return self.facts[(name, version)]
+
+    def scale_compute(self, tenant: str, max_nodes: int) -> None:
+        self.scaled[tenant] = max_nodes
+
+    def notify(self, tenant: str, severity: str, message: str) -> None:
+        self.notifications.append((tenant, severity, message))
+
+    def check(self, tenant: str) -> None:
+        """The platform's own view satisfies the invariants."""
+        from automation.rollout import Phase, RolloutState  # noqa: PLC0415
+
+        check_invariants(
+            RolloutState(
+                tenant,
+                "ep",
+                "m",
+                "a",
+                "b",
+                Phase.SHIFTING,
+                self.traffic[tenant],
+                self.mirror[tenant],
+            ),
+            (),
+        )

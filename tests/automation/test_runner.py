@@ -1,0 +1,191 @@
+"""The runner over a store and a platform: one rollout per version, rollback of a failing
+green in one update, crash resume without a second advance, audit records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from automation.rollout import Command, Phase
+from automation.runner import RolloutRunner
+from automation.store import MemoryStore
+from tenancy import PlatformSpec, contracts, parse_platform_spec
+from tests.automation.fakes import FakeDeployment, FakePlatform
+from tests.tenancy.conftest import stack_document
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def spec() -> PlatformSpec:
+    document = stack_document("local")
+    document["rollout"] = {
+        "strategy": "canary",
+        "steps": [10, 50, 100],
+        "analysis": {"interval_seconds": 60, "min_requests": 20, "failure_threshold": 2},
+        "drain_delay_seconds": 120,
+    }
+    return parse_platform_spec(document)
+
+
+@pytest.fixture
+def world(spec: PlatformSpec) -> tuple[RolloutRunner, FakePlatform, MemoryStore, Clock]:
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform.serve("contoso", "contoso-classical/1")
+    return RolloutRunner(spec, store, platform, clock), platform, store, clock
+
+
+def _drive(
+    runner: RolloutRunner, clock: Clock, model: str, until: Callable[[Phase], bool], limit: int = 30
+) -> Phase:
+    for _ in range(limit):
+        clock.advance(60)
+        runner.tick("contoso", model)
+        phase = runner.get("contoso", model).phase
+        if until(phase):
+            return phase
+    return runner.get("contoso", model).phase
+
+
+def test_a_healthy_rollout_promotes_and_deletes_blue(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    runner, platform, store, clock = world
+    assert runner.begin("contoso", "contoso-classical/2", "automation", "c-1") is not None
+    assert (
+        _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.PROMOTED)
+        == Phase.PROMOTED
+    )
+    assert platform.traffic["contoso"] == {"green": 100}
+    assert "blue" not in platform.deployments["contoso"]
+    traffic_calls = [args[1] for kind, args in platform.calls if kind == "traffic"]
+    assert traffic_calls == [
+        {"blue": 100, "green": 0},
+        {"blue": 90, "green": 10},
+        {"blue": 50, "green": 50},
+        {"blue": 0, "green": 100},
+    ]
+    audit = store.query(contracts.TABLE_AUDIT, "contoso")
+    assert [r.data["after"]["phase"] for r in audit][-1] == "promoted"
+    assert all(
+        {"actor", "tenant", "before", "after", "reason", "correlation_id"} <= set(r.data)
+        for r in audit
+    )
+
+
+def test_a_failing_green_is_back_on_blue_within_interval_times_threshold(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock], spec: PlatformSpec
+) -> None:
+    runner, platform, _, clock = world
+    platform.behaviour["contoso-classical/2"] = FakeDeployment(
+        "contoso-classical/2", error_rate=0.2
+    )
+    runner.begin("contoso", "contoso-classical/2", "automation", "c-2")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.SHIFTING)
+    shifted_at = clock.now
+    phase = _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.ROLLED_BACK)
+    analysis = spec.rollout.analysis
+    assert phase == Phase.ROLLED_BACK
+    assert clock.now - shifted_at <= timedelta(
+        seconds=analysis.interval_seconds * analysis.failure_threshold
+    )
+    assert platform.traffic["contoso"] == {"blue": 100, "green": 0}
+    last_traffic = [args for kind, args in platform.calls if kind == "traffic"][-1]
+    assert last_traffic == ("contoso", {"blue": 100, "green": 0}, {})  # one update
+    assert "green" in platform.deployments["contoso"]  # kept for inspection
+    assert any(severity == "critical" for _, severity, _ in platform.notifications)
+
+
+def test_duplicate_deliveries_start_one_rollout(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    runner, platform, _, _ = world
+    assert runner.begin("contoso", "contoso-classical/2", "automation", "a") is not None
+    assert runner.begin("contoso", "contoso-classical/2", "automation", "b") is None
+    assert [c for c in platform.calls if c[0] == "create"] == [
+        ("create", ("contoso", "green", "contoso-classical/2"))
+    ]
+
+
+def test_a_crash_mid_step_is_resumed_without_advancing_twice(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    runner, platform, _store, clock = world
+    runner.begin("contoso", "contoso-classical/2", "automation", "c")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.SHIFTING)
+    revision = runner.get("contoso", "contoso-classical/2").revision
+    platform.fail_next = "set_traffic"
+    clock.advance(60)
+    with pytest.raises(RuntimeError, match="crash in set_traffic"):
+        runner.tick("contoso", "contoso-classical/2")
+    # The step is recorded with its actions pending; the platform has not moved yet.
+    assert runner.get("contoso", "contoso-classical/2").traffic == {"blue": 50, "green": 50}
+    assert platform.traffic["contoso"] == {"blue": 90, "green": 10}
+    assert runner.resume() == 1
+    assert platform.traffic["contoso"] == {"blue": 50, "green": 50}
+    assert runner.resume() == 0
+    assert runner.get("contoso", "contoso-classical/2").revision == revision + 1
+
+
+def test_two_workers_never_apply_one_step_twice(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock], spec: PlatformSpec
+) -> None:
+    runner, platform, store, clock = world
+    other = RolloutRunner(spec, store, platform, clock)
+    runner.begin("contoso", "contoso-classical/2", "automation", "c")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.SHIFTING)
+    clock.advance(60)
+    record = store.get(contracts.TABLE_ROLLOUTS, "contoso", "contoso-classical-v2")
+    assert record is not None
+    first = runner.tick("contoso", "contoso-classical/2")
+    # The second worker read the same record before the first wrote: its write is refused.
+    from automation.rollout import advance  # noqa: PLC0415
+    from automation.runner import decode  # noqa: PLC0415
+
+    stale = advance(
+        decode(record.data)[0], spec.rollout, clock.now, other._observe(decode(record.data)[0])
+    )
+    assert other._commit(record, stale, "automation", "x") is None
+    assert first is not None
+    assert [c for c in platform.calls if c[0] == "traffic"].count(
+        ("traffic", ("contoso", {"blue": 50, "green": 50}, {}))
+    ) == 1
+
+
+def test_approval_and_abort_through_the_runner(spec: PlatformSpec) -> None:
+    document = stack_document("local")
+    document["rollout"] = {
+        "strategy": "blue_green",
+        "steps": [100],
+        "approval_required": True,
+        "approver_personas": ["project_lead"],
+    }
+    for tenant in document["tenants"]:
+        tenant.setdefault("personas", {})["project_lead"] = ["33333333-0000-4000-8000-0000000000aa"]
+    gated = parse_platform_spec(document)
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform.serve("contoso", "contoso-classical/1")
+    runner = RolloutRunner(gated, store, platform, clock)
+    runner.begin("contoso", "contoso-classical/2", "automation", "c")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.AWAITING_APPROVAL)
+    runner.command("contoso", "contoso-classical/2", Command("approve", "eve", "data_scientist"))
+    assert runner.get("contoso", "contoso-classical/2").phase == Phase.AWAITING_APPROVAL
+    runner.command(
+        "contoso", "contoso-classical/2", Command("approve", "lee", "project_lead"), "req-9"
+    )
+    assert runner.get("contoso", "contoso-classical/2").phase == Phase.DRAINING
+    audit = store.query(contracts.TABLE_AUDIT, "contoso")[-1].data
+    assert (audit["actor"], audit["correlation_id"]) == ("lee", "req-9")
