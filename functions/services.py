@@ -1,0 +1,74 @@
+"""The domain objects the triggers use, built once per worker from the settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+
+from settings import Settings
+
+from automation.port import PlatformPort
+from automation.registry_events import RegistrationHandler
+from automation.runner import RolloutRunner
+from automation.store import StateStore, TableStore
+from tenancy.errors import DependencyError
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    port: PlatformPort
+    runner: RolloutRunner
+    registration: RegistrationHandler
+    clock: Callable[[], datetime] = utc_now
+
+
+def compose(
+    settings: Settings,
+    store: StateStore,
+    port: PlatformPort,
+    clock: Callable[[], datetime] = utc_now,
+) -> Services:
+    runner = RolloutRunner(settings.spec, store, port, clock)
+    registration = RegistrationHandler(settings.spec, store, port, runner, clock)
+    return Services(settings, store, port, runner, registration, clock)
+
+
+def _store(settings: Settings) -> StateStore:
+    if settings.state_connection:
+        return TableStore.from_connection_string(settings.state_connection)
+    from azure.data.tables import TableServiceClient  # noqa: PLC0415
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+    endpoint = f"https://{settings.storage_account}.table.core.windows.net"
+    return TableStore(TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential()))
+
+
+def _port(settings: Settings) -> PlatformPort:
+    try:
+        if settings.adapter == "azure":
+            from adapters.azure import AzurePlatform  # type: ignore[import-not-found]  # noqa: PLC0415
+
+            return AzurePlatform.from_settings(settings)  # type: ignore[no-any-return]
+        from adapters.local import LocalPlatform  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        return LocalPlatform.from_settings(settings)  # type: ignore[no-any-return]
+    except ImportError as error:
+        raise DependencyError(
+            f"the {settings.adapter} platform adapter is not available: {error}"
+        ) from None
+
+
+@cache
+def services() -> Services:
+    """Built on first use in a worker, then shared by every invocation of that worker."""
+    settings = Settings.from_env(os.environ)
+    return compose(settings, _store(settings), _port(settings))

@@ -1,0 +1,48 @@
+"""The Function App's triggers called host-free, with the domain wired to a memory store and
+the fake platform (the same composition the app builds, another port)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
+
+import services as app_services
+from blueprints import registry, rollouts
+from settings import Settings
+
+from automation.store import MemoryStore
+from tenancy import PlatformSpec, contracts
+from tests.automation.fakes import FakePlatform
+
+SECRET = "test-webhook-secret"
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def environment(spec: PlatformSpec) -> dict[str, str]:
+    return {
+        contracts.SETTING_STACK: "local",
+        contracts.SETTING_PLATFORM_SPEC: json.dumps(spec.model_dump(mode="json")),
+        "TENANT_MLOPS_STATE_CONNECTION": "UseDevelopmentStorage=true",
+        "TENANT_MLOPS_ADAPTER": "local",
+        "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET": SECRET,
+    }
+
+
+@pytest.fixture
+def wired(
+    specs: dict[str, PlatformSpec], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[app_services.Services]:
+    settings = Settings.from_env(environment(specs["local"]))
+    platform = FakePlatform()
+    platform.serve("contoso", "contoso-classical/1")
+    composed = app_services.compose(settings, MemoryStore(), platform, lambda: NOW)
+    for module in (registry, rollouts):
+        monkeypatch.setattr(module, "services", lambda: composed)
+    yield composed

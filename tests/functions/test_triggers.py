@@ -1,0 +1,132 @@
+"""Every trigger with real azure.functions objects, host-free."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime
+
+import azure.functions as func
+from azure.functions.timer import TimerRequest
+from blueprints import registry, rollouts
+from services import Services
+
+from tenancy import contracts
+from tests.automation.test_registry_events import TAGS, _facts
+from tests.functions.conftest import NOW, SECRET
+
+
+def _event(event_id: str, version: str, data: object = None) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event_id,
+        data=data
+        if data is not None
+        else {"modelName": "contoso-classical", "modelVersion": version, "modelTags": TAGS},
+        topic="/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w",
+        subject=f"models/contoso-classical:{version}",
+        event_type=contracts.EVENT_MODEL_REGISTERED,
+        event_time=datetime(2026, 11, 22, 12, 0),
+        data_version="2",
+    )
+
+
+def _facts_for(wired: Services, *versions: str) -> None:
+    for version in versions:
+        wired.port.facts[("contoso-classical", version)] = _facts(version)  # type: ignore[attr-defined]
+
+
+def test_model_registered_starts_a_rollout_once(wired: Services) -> None:
+    _facts_for(wired, "2")
+    handler = registry.on_model_registered.build().get_user_function()
+    handler(_event("e-1", "2"))
+    handler(_event("e-1", "2"))  # Event Grid delivers at least once
+    creates = [c for c in wired.port.calls if c[0] == "create"]  # type: ignore[attr-defined]
+    assert creates == [("create", ("contoso", "green", "contoso-classical/2"))]
+
+
+def test_a_malformed_event_is_recorded_not_raised(wired: Services) -> None:
+    handler = registry.on_model_registered.build().get_user_function()
+    handler(_event("e-bad", "2", data={"modelVersion": "2"}))
+    refused = wired.store.query(contracts.TABLE_EVENTS, "refused-eventgrid")
+    assert [r.data["reason"] for r in refused] == ["data.modelName is missing or not text"]
+
+
+def _webhook(body: bytes, secret: str = SECRET) -> func.HttpRequest:
+    stamp = str(int(NOW.timestamp()))
+    digest = hmac.new(secret.encode(), f"d-1.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return func.HttpRequest(
+        method="POST",
+        url="http://localhost/api/registry/mlflow",
+        headers={
+            "Content-Type": "application/json",
+            "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
+            "X-MLflow-Timestamp": stamp,
+            "X-MLflow-Delivery-Id": "d-1",
+        },
+        body=body,
+    )
+
+
+def test_the_mlflow_webhook_checks_the_signature_then_handles(wired: Services) -> None:
+    _facts_for(wired, "3")
+    handler = registry.mlflow_registry_webhook.build().get_user_function()
+    body = json.dumps(
+        {
+            "entity": "model_version",
+            "action": "created",
+            "data": {"name": "contoso-classical", "version": "3", "tags": TAGS},
+        }
+    ).encode()
+    forged = handler(_webhook(body, secret="guess"))
+    assert forged.status_code == 401
+    assert json.loads(forged.get_body())["error"]["code"] == "unauthenticated"
+    answer = handler(_webhook(body))
+    assert answer.status_code == 200
+    assert json.loads(answer.get_body())["status"] == "started"
+    malformed = handler(_webhook(b"{not json"))
+    assert malformed.status_code == 400
+
+
+def _principal(*groups: str) -> str:
+    claims = [{"typ": "name", "val": "lee"}] + [{"typ": "groups", "val": g} for g in groups]
+    return base64.b64encode(json.dumps({"claims": claims}).encode()).decode()
+
+
+def test_rollout_commands_need_an_approver_persona(wired: Services) -> None:
+    _facts_for(wired, "2")
+    registry.on_model_registered.build().get_user_function()(_event("e-2", "2"))
+    handler = rollouts.rollout_command.build().get_user_function()
+    route = {"tenant": "contoso", "model": "contoso-classical", "version": "2", "action": "abort"}
+
+    def call(headers: dict[str, str], params: dict[str, str] | None = None) -> func.HttpResponse:
+        return handler(
+            func.HttpRequest(
+                method="POST",
+                url="http://localhost/api/rollouts/x",
+                headers=headers,
+                route_params=params or route,
+                body=b"",
+            )
+        )
+
+    assert call({}).status_code == 401
+    assert call({"x-ms-client-principal": "!!!"}).status_code == 401
+    assert call({"x-ms-client-principal": _principal("someone-else")}).status_code == 403
+    lead = wired.settings.spec.tenant("contoso").personas.project_lead[0]
+    assert (
+        call({"x-ms-client-principal": _principal(lead)}, {**route, "action": "delete"}).status_code
+        == 400
+    )
+    answer = call({"x-ms-client-principal": _principal(lead)})
+    assert answer.status_code == 200
+    assert json.loads(answer.get_body())["phase"] == "rolled_back"
+
+
+def test_the_timer_advances_active_rollouts(wired: Services) -> None:
+    _facts_for(wired, "2")
+    registry.on_model_registered.build().get_user_function()(_event("e-3", "2"))
+    tick = rollouts.rollout_tick.build().get_user_function()
+    tick(TimerRequest(past_due=False))
+    assert wired.runner.get("contoso", "contoso-classical/2").phase.value == "smoke_testing"
