@@ -34,6 +34,7 @@ class FakePlatform:
     behaviour: dict[str, FakeDeployment] = field(default_factory=dict)
     fail_next: str = ""  # name of a method that raises once (a crash mid-apply)
     scaled: dict[str, int] = field(default_factory=dict)
+    activity: dict[str, datetime] = field(default_factory=dict)
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
@@ -105,6 +106,9 @@ class FakePlatform:
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         self.scaled[tenant] = max_nodes
+
+    def last_compute_activity(self, stamp: str) -> datetime | None:
+        return self.activity.get(stamp)
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         self.notifications.append((tenant, severity, message))

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 
 import services as app_services
-from blueprints import registry, rollouts
+from blueprints import budgets, registry, rollouts
 from settings import Settings
 
 from automation.store import MemoryStore
@@ -43,6 +43,6 @@ def wired(
     platform = FakePlatform()
     platform.serve("contoso", "contoso-classical/1")
     composed = app_services.compose(settings, MemoryStore(), platform, lambda: NOW)
-    for module in (registry, rollouts):
+    for module in (registry, rollouts, budgets):
         monkeypatch.setattr(module, "services", lambda: composed)
     yield composed

@@ -20,6 +20,8 @@ def test_function_app_registers_every_trigger_of_the_blueprints() -> None:
         "mlflow_registry_webhook",
         "rollout_tick",
         "rollout_command",
+        contracts.FUNCTION_BUDGET_ALERT,
+        "idle_workspaces",
     }
 
 

@@ -130,3 +130,30 @@ def test_the_timer_advances_active_rollouts(wired: Services) -> None:
     tick = rollouts.rollout_tick.build().get_user_function()
     tick(TimerRequest(past_due=False))
     assert wired.runner.get("contoso", "contoso-classical/2").phase.value == "smoke_testing"
+
+
+def test_the_budget_trigger_needs_a_signed_in_action_group(wired: Services) -> None:
+    from blueprints import budgets  # noqa: PLC0415
+
+    from tests.automation.test_budgets import common_schema  # noqa: PLC0415
+
+    handler = budgets.on_budget_alert.build().get_user_function()
+    body = json.dumps(common_schema("budget-tenant-contoso-budget", 1100, 1000, 1000)).encode()
+
+    def call(headers: dict[str, str], payload: bytes = body) -> func.HttpResponse:
+        return handler(
+            func.HttpRequest(
+                method="POST",
+                url="http://localhost/api/alerts/budget",
+                headers=headers,
+                body=payload,
+            )
+        )
+
+    assert call({}).status_code == 401
+    signed = {"x-ms-client-principal": _principal("action-group")}
+    assert call(signed, b"{oops").status_code == 400
+    answer = call(signed)
+    assert answer.status_code == 200 and json.loads(answer.get_body())["status"] == "stopped"
+    assert json.loads(call(signed).get_body())["status"] == "duplicate"
+    assert wired.port.scaled == {"contoso": 0}  # type: ignore[attr-defined]

@@ -1,0 +1,206 @@
+"""Budget alerts: notify at every threshold; above the stack's stop threshold, scale the
+tenant's compute to 0 and refuse new GPU work until the budget's next period. An alert
+delivered again (action groups retry, thresholds re-fire) changes nothing.
+
+Budgets are named by the program (``budget-<stamp>-budget`` for a dedicated tenant or a
+pool, ``budget-pool-<pool>-<tenant>-budget`` for a pooled tenant), which is how an alert
+finds its tenant. Both payload shapes Azure sends are read, keys case-insensitively: the
+common alert schema (``data.alertContext.AlertData``) and the budget notification schema.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from automation.port import PlatformPort
+from automation.store import StateStore
+from tenancy import contracts
+from tenancy.errors import ConflictError, InvalidInputError
+from tenancy.spec import PlatformSpec, TenantSpec
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    budget_name: str
+    spent: float
+    budget: float
+    threshold_amount: float
+    period_start: date
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.spent / self.budget if self.budget else 0.0
+
+    @property
+    def threshold_percent(self) -> float:
+        return 100 * self.threshold_amount / self.budget if self.budget else 0.0
+
+
+def _lower(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k).lower(): v for k, v in mapping.items()}
+
+
+def _number(values: Mapping[str, Any], *keys: str) -> float:
+    for key in keys:
+        if key in values:
+            text = str(values[key]).replace(",", "").rstrip("%").strip()
+            try:
+                return float(text)
+            except ValueError:
+                raise InvalidInputError(
+                    f"budget alert field {key} is not a number: {values[key]!r}"
+                ) from None
+    raise InvalidInputError(f"budget alert lacks {' / '.join(keys)}")
+
+
+def parse_budget_alert(payload: Any) -> BudgetAlert:
+    if not isinstance(payload, Mapping):
+        raise InvalidInputError("the alert body must be a JSON object")
+    data = _lower(payload).get("data")
+    if not isinstance(data, Mapping):
+        raise InvalidInputError("the alert has no 'data' object")
+    values = _lower(data)
+    context = values.get("alertcontext")
+    if isinstance(context, Mapping):  # common alert schema
+        inner = _lower(context).get("alertdata")
+        if not isinstance(inner, Mapping):
+            raise InvalidInputError("data.alertContext has no AlertData: not a budget alert")
+        values = _lower(inner)
+    name = values.get("budgetname")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError("the alert names no budget (BudgetName)")
+    try:
+        start = date.fromisoformat(str(values.get("budgetstartdate", ""))[:10])
+    except ValueError:
+        raise InvalidInputError("BudgetStartDate is missing or not a date") from None
+    return BudgetAlert(
+        budget_name=name,
+        spent=_number(values, "spendingamount", "spentamount"),
+        budget=_number(values, "budget", "budgetamount"),
+        threshold_amount=_number(values, "notificationthresholdamount", "budgetthreshold"),
+        period_start=start,
+    )
+
+
+def tenants_of_budget(spec: PlatformSpec, budget_name: str) -> tuple[list[TenantSpec], bool]:
+    """(tenants the budget covers, whether it is one pooled tenant's share of a pool)."""
+    name = budget_name.removeprefix("budget-").removesuffix("-budget")
+    for tenant in spec.tenants:
+        if tenant.tier == "dedicated" and name == f"tenant-{tenant.id}":
+            return [tenant], False
+        if tenant.tier == "pooled" and name == f"pool-{tenant.pool}-{tenant.id}":
+            return [tenant], True
+    for pool in spec.pools:
+        if name == f"pool-{pool.id}":
+            return spec.tenants_in_pool(pool.id), False
+    return [], False
+
+
+def next_period(start: date, grain: str, now: datetime) -> datetime:
+    """The first day of the budget period after ``now``'s."""
+    months = {"Monthly": 1, "Quarterly": 3, "Annually": 12}.get(grain, 1)
+    current = start
+    while True:
+        month = current.month - 1 + months
+        following = date(current.year + month // 12, month % 12 + 1, 1)
+        following = following.replace(
+            day=min(start.day, calendar.monthrange(following.year, following.month)[1])
+        )
+        if datetime(following.year, following.month, following.day, tzinfo=UTC) > now:
+            return datetime(following.year, following.month, following.day, tzinfo=UTC)
+        current = following
+
+
+@dataclass(frozen=True)
+class BudgetOutcome:
+    status: str  # "notified" | "stopped" | "duplicate" | "unknown_budget"
+    tenants: tuple[str, ...]
+    detail: str
+
+
+class BudgetHandler:
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        store: StateStore,
+        port: PlatformPort,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.port = port
+        self.clock = clock
+
+    def handle(self, alert: BudgetAlert) -> BudgetOutcome:
+        tenants, pooled_share = tenants_of_budget(self.spec, alert.budget_name)
+        if not tenants:
+            return BudgetOutcome(
+                "unknown_budget", (), f"no tenant of this stack has budget {alert.budget_name}"
+            )
+        ids = tuple(t.id for t in tenants)
+        key = f"{alert.budget_name}|{alert.period_start.isoformat()}|{alert.threshold_amount:g}"
+        try:
+            self.store.insert(
+                contracts.TABLE_BUDGET_STATE,
+                "alerts",
+                key.replace("/", "_"),
+                {"percent": alert.percent, "at": self.clock().isoformat()},
+            )
+        except ConflictError:
+            return BudgetOutcome("duplicate", ids, f"alert {key} was handled already")
+        spent = f"{alert.percent:.0f} % spent ({alert.spent:g} of {alert.budget:g})"
+        message = f"budget {alert.budget_name}: {spent}"
+        stopped = []
+        for tenant in tenants:
+            self.port.notify(tenant.id, "warning", message)
+            if alert.percent >= self.spec.stop_at_percent_for(tenant):
+                self._stop(tenant, alert, pooled_share)
+                stopped.append(tenant.id)
+        if stopped:
+            return BudgetOutcome(
+                "stopped", tuple(stopped), f"{message}: GPU work stopped until the next period"
+            )
+        return BudgetOutcome("notified", ids, message)
+
+    def _stop(self, tenant: TenantSpec, alert: BudgetAlert, pooled_share: bool) -> None:
+        until = next_period(alert.period_start, tenant.budget.time_grain, self.clock())
+        if not pooled_share and tenant.tier == "dedicated":
+            # A pool's compute serves other tenants: only a dedicated stamp is scaled down.
+            self.port.scale_compute(tenant.id, 0)
+        record = {
+            "blocked_until": until.isoformat(),
+            "reason": f"budget {alert.budget_name} at {alert.percent:.0f} %",
+        }
+        existing = self.store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant.id)
+        with contextlib.suppress(ConflictError):
+            if existing is None:
+                self.store.insert(contracts.TABLE_BUDGET_STATE, "blocked", tenant.id, record)
+            else:
+                self.store.replace(existing, record)
+        self.port.notify(
+            tenant.id,
+            "critical",
+            f"GPU work of {tenant.id} stopped until {until.date()}: {record['reason']}",
+        )
+
+
+def gpu_work_allowed(store: StateStore, tenant: str, now: datetime) -> bool:
+    """False while a budget stop is in force (new training jobs and retraining check this)."""
+    record = store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant)
+    return record is None or datetime.fromisoformat(record.data["blocked_until"]) <= now
+
+
+def idle_workspaces(
+    spec: PlatformSpec, last_activity: Callable[[str], datetime | None], now: datetime
+) -> list[str]:
+    """Pre-production stamps with no active compute for the policy's number of days."""
+    if spec.environment.is_production:
+        return []
+    limit = timedelta(days=spec.budget_policy.idle_workspace_days)
+    stamps = sorted({t.stamp_key for t in spec.tenants})
+    return [s for s in stamps if (seen := last_activity(s)) is None or now - seen > limit]

@@ -1,0 +1,48 @@
+"""Budget alerts from the action group (secure webhook), and the idle-workspace check."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+import azure.functions as func
+from services import services
+
+from automation.budgets import BudgetHandler, idle_workspaces, parse_budget_alert
+from blueprints.edge import error_response, json_response
+from blueprints.rollouts import PRINCIPAL_HEADER
+from tenancy import contracts
+from tenancy.errors import AuthenticationError, InvalidInputError, MlopsError
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+logger = logging.getLogger("tenant_mlops.budgets")
+
+
+@bp.function_name(contracts.FUNCTION_BUDGET_ALERT)
+@bp.route(route=contracts.ROUTE_BUDGET_ALERT, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def on_budget_alert(req: func.HttpRequest) -> func.HttpResponse:
+    """The action group authenticates with an Entra token (secure webhook), which App
+    Service authentication checks: no function key travels in the webhook's URL."""
+    app = services()
+    try:
+        if not req.headers.get(PRINCIPAL_HEADER):
+            raise AuthenticationError("the budget alert carries no authenticated principal")
+        try:
+            payload = req.get_json()
+        except ValueError:
+            raise InvalidInputError("the alert body is not JSON") from None
+        alert = parse_budget_alert(payload)
+        outcome = BudgetHandler(app.settings.spec, app.store, app.port, app.clock).handle(alert)
+    except MlopsError as error:
+        return error_response(error)
+    logger.info("budget alert %s: %s", alert.budget_name, outcome.status)
+    return json_response(asdict(outcome))
+
+
+@bp.function_name("idle_workspaces")
+@bp.timer_trigger(schedule="0 0 6 * * *", arg_name="timer", run_on_startup=False)
+def idle_workspace_check(timer: func.TimerRequest) -> None:
+    app = services()
+    for stamp in idle_workspaces(app.settings.spec, app.port.last_compute_activity, app.clock()):
+        days = app.settings.spec.budget_policy.idle_workspace_days
+        app.port.notify(stamp, "info", f"{stamp} has run no compute for {days} days or more")
