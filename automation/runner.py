@@ -11,6 +11,7 @@ re-applying them changes nothing that was already done.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
@@ -273,7 +274,9 @@ class RolloutRunner:
         correlation: str,
     ) -> None:
         now = self.clock()
-        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        # Row keys sort in write order: the audit reads as it happened, even when the
+        # injected clock stands still (tests) or two records share a microsecond.
+        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.store.insert(
             contracts.TABLE_AUDIT,
             tenant,

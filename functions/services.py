@@ -10,6 +10,7 @@ from functools import cache
 
 from settings import Settings
 
+from automation.drift_watch import DriftSource, DriftWatcher
 from automation.port import PlatformPort
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
@@ -28,6 +29,7 @@ class Services:
     port: PlatformPort
     runner: RolloutRunner
     registration: RegistrationHandler
+    drift: DriftWatcher
     clock: Callable[[], datetime] = utc_now
 
 
@@ -36,10 +38,15 @@ def compose(
     store: StateStore,
     port: PlatformPort,
     clock: Callable[[], datetime] = utc_now,
+    drift_source: DriftSource | None = None,
 ) -> Services:
+    """The domain objects over one store and one platform (adapters implement the drift
+    source beside the port; tests may give their own)."""
     runner = RolloutRunner(settings.spec, store, port, clock)
     registration = RegistrationHandler(settings.spec, store, port, runner, clock)
-    return Services(settings, store, port, runner, registration, clock)
+    source: DriftSource = drift_source or port  # type: ignore[assignment]
+    drift = DriftWatcher(settings.spec, store, port, source, clock)
+    return Services(settings, store, port, runner, registration, drift, clock)
 
 
 def _store(settings: Settings) -> StateStore:

@@ -14,12 +14,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 
 import services as app_services
-from blueprints import budgets, registry, rollouts
+from blueprints import budgets, drift, registry, rollouts
 from settings import Settings
 
 from automation.store import MemoryStore
 from tenancy import PlatformSpec, contracts
 from tests.automation.fakes import FakePlatform
+from tests.automation.test_drift_watch import FakeSource
 
 SECRET = "test-webhook-secret"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -42,7 +43,9 @@ def wired(
     settings = Settings.from_env(environment(specs["local"]))
     platform = FakePlatform()
     platform.serve("contoso", "contoso-classical/1")
-    composed = app_services.compose(settings, MemoryStore(), platform, lambda: NOW)
-    for module in (registry, rollouts, budgets):
+    composed = app_services.compose(
+        settings, MemoryStore(), platform, lambda: NOW, drift_source=FakeSource(shift=0.8)
+    )
+    for module in (registry, rollouts, budgets, drift):
         monkeypatch.setattr(module, "services", lambda: composed)
     yield composed

@@ -157,3 +157,33 @@ def test_the_budget_trigger_needs_a_signed_in_action_group(wired: Services) -> N
     assert answer.status_code == 200 and json.loads(answer.get_body())["status"] == "stopped"
     assert json.loads(call(signed).get_body())["status"] == "duplicate"
     assert wired.port.scaled == {"contoso": 0}  # type: ignore[attr-defined]
+
+
+def test_the_drift_timer_and_monitor_alerts_reach_one_decision(wired: Services) -> None:
+    from blueprints import drift  # noqa: PLC0415
+
+    wired.port.serve("adatum", "adatum-cv/1")  # type: ignore[attr-defined]
+    wired.port.serve("fabrikam", "shared-classical/1")  # type: ignore[attr-defined]
+    wired.port.serve("northwind", "northwind-classical/1")  # type: ignore[attr-defined]
+    wired.port.serve("litware", "litware-nlp/1")  # type: ignore[attr-defined]
+    drift.drift_check.build().get_user_function()(TimerRequest(past_due=False))
+    source = wired.drift.source
+    retrained = {tenant for tenant, _ in source.retrained}  # type: ignore[attr-defined]
+    assert retrained == {"contoso", "fabrikam", "northwind"}  # classical models only
+    reviews = {r.data["model"] for r in wired.store.query(contracts.TABLE_EVENTS, "review")}
+    assert reviews == {"adatum-model/3", "litware-model/3"}
+    alert = func.EventGridEvent(
+        id="m-1",
+        data={
+            "runId": "r",
+            "runTags": {
+                "azureml_modelmonitor_threshold_breached": "true",
+                "tenant": "contoso",
+                "model": "contoso-model/3",
+            },
+        },
+        topic="t", subject="s", event_type=contracts.EVENT_RUN_STATUS_CHANGED,
+        event_time=datetime(2026, 11, 22, 12, 0), data_version="2",
+    )  # fmt: skip
+    drift.on_run_status_changed.build().get_user_function()(alert)
+    assert len(source.retrained) == 3  # the same model, the same day: handled already

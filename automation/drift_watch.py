@@ -1,0 +1,199 @@
+"""Drift of a tenant's live deployment: the collected inference data of the window against the
+model's training baseline, with ml.drift; then the decision the stack's policy asks for.
+
+Classical models retrain (the new version then comes back through the registration handler,
+gate and rollout); ``cv`` and ``nlp`` models open a human-review task instead. Azure ML model
+monitors reach the same decision through ``RunStatusChanged`` events whose run carries the
+tag ``azureml_modelmonitor_threshold_breached`` (keys read case-insensitively). One decision
+per tenant, model and day: a repeated alert changes nothing.
+
+Collected data follows the Azure ML data collector's layout:
+``<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<file>.jsonl``, one JSON object
+per line whose ``data`` holds the rows (objects keyed by column, or lists).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+
+from automation.budgets import gpu_work_allowed
+from automation.port import PlatformPort
+from automation.store import StateStore
+from ml.drift import DriftMonitor, DriftResult, ReferenceProfile
+from tenancy import contracts
+from tenancy.errors import ConflictError, InvalidInputError
+from tenancy.spec import PlatformSpec
+
+PREDICTION = "prediction"
+
+
+def collector_prefixes(
+    endpoint: str, deployment: str, collection: str, since: datetime, until: datetime
+) -> list[str]:
+    """Blob prefixes of every hour in [since, until) (the data collector's partitioning)."""
+    prefixes = []
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    while hour < until:
+        prefixes.append(f"{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/")
+        hour += timedelta(hours=1)
+    return prefixes
+
+
+def rows_from_jsonl(lines: Iterable[str], columns: Sequence[str]) -> np.ndarray:
+    """Rows of collected records in ``columns`` order; records that do not fit are skipped
+    (a malformed line must not stop a drift check), rows of other shapes too."""
+    rows: list[list[float]] = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        data = record.get("data") if isinstance(record, dict) else None
+        for row in data if isinstance(data, list) else []:
+            values = [row.get(c) for c in columns] if isinstance(row, dict) else row
+            if (
+                isinstance(values, list)
+                and len(values) == len(columns)
+                and all(type(v) in (int, float) for v in values)
+            ):
+                rows.append([float(v) for v in values])
+    return np.array(rows, dtype=np.float64).reshape(-1, len(columns))
+
+
+class DriftSource(Protocol):
+    """What drift needs from the platform (the adapters read the registry and the blobs)."""
+
+    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
+        """(model "<name>/<version>", feature names, reference rows: features then prediction)."""
+        ...
+
+    def inference_data(
+        self, tenant: str, deployment: str, since: datetime, until: datetime
+    ) -> Iterable[np.ndarray]:
+        """Collected rows of the window, in chunks, in the baseline's column order."""
+        ...
+
+    def request_retraining(self, tenant: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DriftDecision:
+    tenant: str
+    model: str
+    action: str  # "none" | "insufficient_data" | "retrain" | "review" | "blocked" | "duplicate"
+    reason: str
+    result: DriftResult | None = None
+
+
+class DriftWatcher:
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        store: StateStore,
+        port: PlatformPort,
+        source: DriftSource,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.port = port
+        self.source = source
+        self.clock = clock
+
+    def check(self, tenant: str) -> DriftDecision:
+        policy = self.spec.drift
+        deployment = self.port.endpoint(tenant).live
+        model, features, reference = self.source.baseline(tenant, deployment)
+        columns = [*features, PREDICTION]
+        profile = ReferenceProfile.fit(reference, columns, categorical=[PREDICTION])
+        monitor = DriftMonitor(profile, "streaming")
+        now = self.clock()
+        for chunk in self.source.inference_data(
+            tenant, deployment, now - timedelta(hours=policy.window_hours), now
+        ):
+            if len(chunk):
+                monitor.update(chunk)
+        result = monitor.result(
+            thresholds=dict(policy.thresholds.items()),
+            numerical_metric=policy.numerical_metric,
+            categorical_metric=policy.categorical_metric,
+            min_samples=policy.min_samples,
+            drifted_feature_fraction=policy.drifted_feature_fraction,
+            prediction_feature=PREDICTION if policy.prediction_drift else None,
+        )
+        if result.verdict == "insufficient_data":
+            return DriftDecision(
+                tenant,
+                model,
+                "insufficient_data",
+                f"{result.current_rows} rows in the window",
+                result,
+            )
+        if result.verdict == "no_drift":
+            return DriftDecision(tenant, model, "none", "no drift", result)
+        drifted = [
+            *result.drifted_features,
+            *([PREDICTION] if result.prediction and result.prediction.drifted else []),
+        ]
+        return self.act(tenant, model, f"drift in {', '.join(drifted)}", result)
+
+    def act(
+        self, tenant: str, model: str, reason: str, result: DriftResult | None = None
+    ) -> DriftDecision:
+        """Alert, then retrain or open a review task: once per tenant, model and day."""
+        now = self.clock()
+        key = f"{tenant}|{model.replace('/', '-v')}|{now:%Y%m%d}"
+        try:
+            self.store.insert(
+                contracts.TABLE_EVENTS, "drift", key, {"reason": reason, "at": now.isoformat()}
+            )
+        except ConflictError:
+            return DriftDecision(
+                tenant, model, "duplicate", f"drift of {model} was handled today", result
+            )
+        self.port.notify(tenant, "warning", f"{model}: {reason}")
+        kind = self.spec.tenant(tenant).model_kind
+        if kind not in self.spec.drift.auto_retrain_kinds:
+            task = {"model": model, "reason": reason, "opened": now.isoformat(), "status": "open"}
+            self.store.insert(contracts.TABLE_EVENTS, "review", key, task)
+            self.port.notify(
+                tenant,
+                "info",
+                f"human review opened for {model} ({kind} models are not retrained automatically)",
+            )
+            return DriftDecision(tenant, model, "review", reason, result)
+        if not gpu_work_allowed(self.store, tenant, now):
+            return DriftDecision(
+                tenant,
+                model,
+                "blocked",
+                f"{reason}; retraining waits: the budget stopped GPU work",
+                result,
+            )
+        self.source.request_retraining(tenant, reason)
+        return DriftDecision(tenant, model, "retrain", reason, result)
+
+
+def monitor_breach(event_data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(tenant, model) from a RunStatusChanged event of a model monitor whose threshold was
+    breached; None for any other run. Keys are read case-insensitively."""
+    if not isinstance(event_data, Mapping):
+        raise InvalidInputError("event data must be an object")
+    lower = {str(k).lower(): v for k, v in event_data.items()}
+    tags = lower.get("runtags") or {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError("data.runTags must be an object")
+    tags = {str(k).lower(): str(v) for k, v in tags.items()}
+    if tags.get(contracts.MODEL_MONITOR_BREACH_TAG.lower(), "").lower() not in ("true", "1", "yes"):
+        return None
+    tenant = tags.get(contracts.MODEL_TAG_TENANT)
+    model = tags.get("model") or tags.get("azureml.modelmonitor.model") or ""
+    if not tenant:
+        raise InvalidInputError("the breached monitor's run names no tenant (run tag 'tenant')")
+    return tenant, model
