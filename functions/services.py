@@ -62,9 +62,9 @@ def _store(settings: Settings) -> StateStore:
 def _port(settings: Settings) -> PlatformPort:
     try:
         if settings.adapter == "azure":
-            from adapters.azure import AzurePlatform  # type: ignore[import-not-found]  # noqa: PLC0415
+            from adapters.azure import AzurePlatform  # noqa: PLC0415 - azure-ai-ml loads slowly
 
-            return AzurePlatform.from_settings(settings)  # type: ignore[no-any-return]
+            return AzurePlatform.from_settings(settings)
         from adapters.local import LocalPlatform  # type: ignore[import-not-found]  # noqa: PLC0415
 
         return LocalPlatform.from_settings(settings)  # type: ignore[no-any-return]

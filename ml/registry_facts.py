@@ -63,7 +63,7 @@ class MlflowModelFacts:
                     registry_uri=self._registry_uri,
                 )
             )
-            artifact = _read_model_folder(local)
+            artifact = read_model_folder(local)
         metrics = self._run_metrics(model_version.run_id)
         return ModelFacts(
             name=name,
@@ -95,7 +95,7 @@ class MlflowModelFacts:
         return ChampionFacts(str(champion.version), same_rows or self._run_metrics(champion.run_id))
 
 
-def _read_model_folder(folder: Path) -> dict[str, Any]:
+def read_model_folder(folder: Path) -> dict[str, Any]:
     """Flavors, format, packages, digest and size from an MLflow model folder."""
     mlmodel_path = folder / "MLmodel"
     mlmodel = yaml.safe_load(mlmodel_path.read_text()) if mlmodel_path.is_file() else {}

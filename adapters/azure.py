@@ -1,0 +1,244 @@
+"""The platform port on Azure: azure-ai-ml's MLClient for endpoints, deployments, models and
+compute; Azure Monitor Logs for per-deployment request statistics.
+
+One MLClient per stamp (its workspace and resource group follow the program's naming).
+Traffic and mirror are written in one endpoint update, as the rollout asks. Every SDK call
+goes through the clients' azure-core pipeline, which the tests replace with a fake transport
+to assert the ARM requests themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from azure.ai.ml import MLClient
+from azure.ai.ml.entities import AmlCompute, ManagedOnlineDeployment
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from automation.port import DeploymentStatus, Endpoint
+from automation.rollout import Stats
+from policies.model_rules import ModelFacts
+from tenancy import naming
+from tenancy.spec import PlatformSpec, TenantSpec
+
+logger = logging.getLogger("tenant_mlops.azure")
+COMPUTE_NAME = "gpu-cluster"
+
+#: Requests, server errors and p99 latency of one deployment over a window, from the
+#: endpoint's traffic log (diagnostic settings send it to Log Analytics).
+STATS_QUERY = """
+AmlOnlineEndpointTrafficLog
+| where EndpointName == '{endpoint}' and DeploymentName == '{deployment}'
+| summarize requests = count(), errors = countif(toint(ResponseCode) >= 500),
+            p99 = percentile(todouble(TotalDurationMs), 99)
+"""
+
+
+class AzurePlatform:
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        credential: TokenCredential,
+        subscription_id: str,
+        *,
+        logs: Any = None,
+        logs_workspace_id: str = "",
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.credential = credential
+        self.subscription_id = subscription_id
+        self.logs = logs  # an azure.monitor.query LogsQueryClient
+        self.logs_workspace_id = logs_workspace_id
+        self.client_options = dict(client_options or {})
+        self._client = cache(self._new_client)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AzurePlatform:
+        import os  # noqa: PLC0415
+
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+        from azure.monitor.query import LogsQueryClient  # noqa: PLC0415
+
+        from tenancy import contracts  # noqa: PLC0415
+
+        credential = DefaultAzureCredential()
+        return cls(
+            settings.spec,
+            credential,
+            os.environ[contracts.SETTING_SUBSCRIPTION],
+            logs=LogsQueryClient(credential),
+            logs_workspace_id=os.environ.get("TENANT_MLOPS_LOGS_WORKSPACE_ID", ""),
+        )
+
+    # --- where a tenant lives ------------------------------------------------------------
+
+    def _tenant(self, tenant: str) -> TenantSpec:
+        return self.spec.tenant(tenant)
+
+    def _stamp(self, tenant: str) -> tuple[str, str]:
+        """(stamp key, stamp id: the tenant or its pool)."""
+        spec = self._tenant(tenant)
+        return spec.stamp_key, spec.id if spec.tier == "dedicated" else str(spec.pool)
+
+    def _new_client(self, stamp_key: str) -> MLClient:
+        spec = self.spec
+        return MLClient(
+            self.credential,
+            self.subscription_id,
+            naming.resource_group(spec.prefix, spec.environment, stamp_key),
+            naming.workspace(spec.environment, stamp_key),
+            **self.client_options,
+        )
+
+    def client(self, tenant: str) -> MLClient:
+        return self._client(self._stamp(tenant)[0])
+
+    def endpoint_name(self, tenant: str) -> str:
+        _, stamp_id = self._stamp(tenant)
+        tenant_spec = self._tenant(tenant)
+        serving = tenant_spec if tenant_spec.tier == "dedicated" else self.spec.pool(stamp_id)
+        given = serving.endpoints.online.name
+        return given or naming.online_endpoint(self.spec.prefix, self.spec.environment, stamp_id)
+
+    # --- serving -------------------------------------------------------------------------
+
+    def endpoint(self, tenant: str) -> Endpoint:
+        found = self.client(tenant).online_endpoints.get(self.endpoint_name(tenant))
+        return Endpoint(
+            tenant, found.name, dict(found.traffic or {}), dict(found.mirror_traffic or {})
+        )
+
+    def create_deployment(self, tenant: str, name: str, model: str) -> None:
+        """Green is blue's twin (environment, code, size, probes, collection) with the new
+        model; creation runs on in Azure, deployment_status reports it."""
+        client = self.client(tenant)
+        endpoint = self.endpoint(tenant)
+        blue = client.online_deployments.get(endpoint.live, endpoint.name)
+        model_name, version = model.split("/")
+        green = ManagedOnlineDeployment(
+            name=name,
+            endpoint_name=endpoint.name,
+            model=f"azureml:{model_name}:{version}",
+            environment=blue.environment,
+            code_configuration=blue.code_configuration,
+            instance_type=blue.instance_type,
+            instance_count=blue.instance_count,
+            request_settings=blue.request_settings,
+            liveness_probe=blue.liveness_probe,
+            readiness_probe=blue.readiness_probe,
+            app_insights_enabled=blue.app_insights_enabled,
+            egress_public_network_access=blue.egress_public_network_access,
+            data_collector=blue.data_collector,
+            tags={**(blue.tags or {}), "model": model},
+        )
+        client.online_deployments.begin_create_or_update(green)
+
+    def deployment_status(self, tenant: str, name: str) -> tuple[DeploymentStatus, str]:
+        try:
+            found = self.client(tenant).online_deployments.get(name, self.endpoint_name(tenant))
+        except ResourceNotFoundError:
+            return "missing", ""
+        state = (found.provisioning_state or "").lower()
+        if state == "succeeded":
+            return "ready", ""
+        if state in ("failed", "canceled"):
+            return "failed", f"provisioning {state}"
+        return "creating", ""
+
+    def set_traffic(
+        self, tenant: str, traffic: Mapping[str, int], mirror: Mapping[str, int]
+    ) -> None:
+        """Live and mirrored traffic in one endpoint update (one PUT)."""
+        client = self.client(tenant)
+        endpoint = client.online_endpoints.get(self.endpoint_name(tenant))
+        endpoint.traffic = {name: int(share) for name, share in traffic.items()}
+        endpoint.mirror_traffic = {name: int(share) for name, share in mirror.items() if share}
+        client.online_endpoints.begin_create_or_update(endpoint).result()
+
+    def delete_deployment(self, tenant: str, name: str) -> None:
+        self.client(tenant).online_deployments.begin_delete(name, self.endpoint_name(tenant))
+
+    def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
+        """Through the endpoint with the deployment header (the SDK sets it)."""
+        with tempfile.TemporaryDirectory() as folder:
+            request = Path(folder) / "request.json"
+            request.write_text(json.dumps(body))
+            try:
+                self.client(tenant).online_endpoints.invoke(
+                    endpoint_name=self.endpoint_name(tenant),
+                    deployment_name=deployment,
+                    request_file=str(request),
+                )
+            except HttpResponseError as error:
+                return int(error.status_code or 500)
+        return 200
+
+    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+        client = self.client(tenant)
+        endpoint = self.endpoint(tenant)
+        blue = client.online_deployments.get(endpoint.live, endpoint.name)
+        sample = (blue.tags or {}).get("sample_request")
+        if not sample:
+            raise ResourceNotFoundError(f"deployment {endpoint.live} has no sample_request tag")
+        loaded: Mapping[str, Any] = json.loads(sample)
+        return loaded
+
+    def deployment_stats(
+        self, tenant: str, deployment: str, since: datetime, until: datetime
+    ) -> Stats:
+        if self.logs is None:
+            return Stats(0, 0, None)  # no data is inconclusive, never a pass
+        query = STATS_QUERY.format(endpoint=self.endpoint_name(tenant), deployment=deployment)
+        answer = self.logs.query_workspace(self.logs_workspace_id, query, timespan=(since, until))
+        rows = answer.tables[0].rows if answer.tables else []
+        if not rows:
+            return Stats(0, 0, None)
+        requests, errors, p99 = rows[0]
+        return Stats(int(requests or 0), int(errors or 0), float(p99) if p99 is not None else None)
+
+    # --- registry, compute, notifications ------------------------------------------------------
+
+    def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
+        from ml.registry_facts import read_model_folder  # noqa: PLC0415 - MLflow-free helper
+
+        client = self.client(tenant)
+        model = client.models.get(name, version)
+        with tempfile.TemporaryDirectory() as folder:
+            client.models.download(name, version, download_path=folder)
+            artifacts = next(Path(folder).rglob("MLmodel"), None)
+            facts = read_model_folder(artifacts.parent) if artifacts else {}
+        return ModelFacts(name=name, version=str(version), tags=dict(model.tags or {}), **facts)
+
+    def scale_compute(self, tenant: str, max_nodes: int) -> None:
+        client = self.client(tenant)
+        cluster = client.compute.get(COMPUTE_NAME)
+        if isinstance(cluster, AmlCompute):
+            cluster.max_instances = max_nodes
+            cluster.min_instances = 0
+            client.compute.begin_update(cluster)
+
+    def last_compute_activity(self, stamp: str) -> datetime | None:
+        """When a job last ran on the stamp's GPU cluster (None: never)."""
+        client = self._client(stamp)
+        if list(client.compute.list_nodes(COMPUTE_NAME)):
+            return datetime.now().astimezone()  # nodes are up right now
+        started = [
+            job.creation_context.created_at
+            for job in client.jobs.list()
+            if getattr(job, "compute", None) == COMPUTE_NAME and job.creation_context
+        ]
+        return max(started, default=None)
+
+    def notify(self, tenant: str, severity: str, message: str) -> None:
+        # Alerts reach people through the platform's action group, fed by these logs.
+        log = logger.error if severity == "critical" else logger.warning
+        log("[%s] %s: %s", severity, tenant, message)

@@ -1,0 +1,133 @@
+"""The Azure adapter at the HTTP level: the ARM requests MLClient sends for the rollout's
+operations, through a fake transport."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.azure import AzurePlatform
+from tenancy import PlatformSpec
+from tests.adapters.fake_arm import FakeArm, FakeCredential
+
+SUB = "00000000-0000-4000-8000-00000000c0de"
+WS = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-tmlops-local-tenant-contoso"
+    "/providers/Microsoft.MachineLearningServices/workspaces/mlw-tenant-contoso-loc"
+)
+ENDPOINT = f"{WS}/onlineEndpoints/tmlops-contoso-loc"
+
+
+def _deployment(name: str, state: str = "Succeeded") -> dict[str, object]:
+    return {
+        "id": f"{ENDPOINT}/deployments/{name}",
+        "name": name,
+        "location": "westeurope",
+        "sku": {"name": "Default", "capacity": 2},
+        "properties": {
+            "endpointComputeType": "Managed",
+            "provisioningState": state,
+            "model": f"{WS}/models/contoso-classical/versions/1",
+            "environmentId": f"{WS}/environments/scoring/versions/1",
+            "codeConfiguration": {
+                "codeId": f"{WS}/codes/score/versions/1",
+                "scoringScript": "score.py",
+            },
+            "instanceType": "Standard_DS3_v2",
+            "scaleSettings": {"scaleType": "Default"},
+            "requestSettings": {"requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 4},
+            "appInsightsEnabled": True,
+        },
+    }
+
+
+@pytest.fixture
+def arm() -> FakeArm:
+    fake = FakeArm()
+    fake.resources[ENDPOINT.lower()] = {
+        "id": ENDPOINT,
+        "name": "tmlops-contoso-loc",
+        "location": "westeurope",
+        "identity": {"type": "SystemAssigned"},
+        "properties": {
+            "authMode": "AADToken",
+            "traffic": {"blue": 100},
+            "mirrorTraffic": {},
+            "provisioningState": "Succeeded",
+        },
+    }
+    fake.resources[f"{ENDPOINT}/deployments/blue".lower()] = _deployment("blue")
+    fake.resources[WS.lower()] = {
+        "id": WS,
+        "name": "mlw-tenant-contoso-loc",
+        "location": "westeurope",
+        "properties": {"discoveryUrl": "https://westeurope.api.azureml.ms/discovery"},
+    }
+    return fake
+
+
+@pytest.fixture
+def platform(specs: dict[str, PlatformSpec], arm: FakeArm) -> AzurePlatform:
+    return AzurePlatform(specs["local"], FakeCredential(), SUB, client_options={"transport": arm})  # type: ignore[arg-type]
+
+
+def test_the_endpoint_is_read_from_the_tenants_workspace(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    endpoint = platform.endpoint("contoso")
+    assert (endpoint.name, endpoint.traffic, endpoint.live) == (
+        "tmlops-contoso-loc",
+        {"blue": 100},
+        "blue",
+    )
+    assert any(c.method == "GET" and c.path.lower() == ENDPOINT.lower() for c in arm.calls)
+
+
+def test_traffic_is_one_put_of_the_endpoint_with_both_maps(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    platform.set_traffic("contoso", {"blue": 90, "green": 10}, {})
+    [put] = arm.writes(r"/onlineEndpoints/[^/]+$")
+    assert put.method == "PUT" and put.api_version
+    assert put.body["properties"]["traffic"] == {"blue": 90, "green": 10}
+    platform.set_traffic("contoso", {"blue": 100, "green": 0}, {"green": 20})
+    last = arm.writes(r"/onlineEndpoints/[^/]+$")[-1]
+    # A deployment left out of the map has no live traffic (the SDK drops zero shares).
+    assert {k: v for k, v in last.body["properties"]["traffic"].items() if v} == {"blue": 100}
+    assert last.body["properties"]["mirrorTraffic"] == {"green": 20}
+
+
+def test_green_is_created_as_blues_twin_with_the_new_model(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    platform.create_deployment("contoso", "green", "contoso-classical/2")
+    [put] = arm.writes(r"/deployments/green$")
+    properties = put.body["properties"]
+    assert (
+        properties["model"].endswith("contoso-classical/versions/2")
+        or properties["model"] == "azureml:contoso-classical:2"
+    )
+    assert properties["instanceType"] == "Standard_DS3_v2"
+    assert properties["requestSettings"]["requestTimeout"] == "PT5S"
+    assert put.body["sku"]["capacity"] == 2
+
+
+def test_deployment_status_follows_provisioning(platform: AzurePlatform, arm: FakeArm) -> None:
+    assert platform.deployment_status("contoso", "blue") == ("ready", "")
+    arm.resources[f"{ENDPOINT}/deployments/green".lower()] = _deployment("green", "Creating")
+    assert platform.deployment_status("contoso", "green") == ("creating", "")
+    arm.resources[f"{ENDPOINT}/deployments/green".lower()] = _deployment("green", "Failed")
+    assert platform.deployment_status("contoso", "green")[0] == "failed"
+    assert platform.deployment_status("contoso", "red") == ("missing", "")
+
+
+def test_a_deployment_is_deleted_by_name(platform: AzurePlatform, arm: FakeArm) -> None:
+    platform.delete_deployment("contoso", "blue")
+    assert [c.method for c in arm.writes(r"/deployments/blue$")] == ["DELETE"]
+
+
+def test_pooled_tenants_use_their_pools_workspace(platform: AzurePlatform) -> None:
+    assert (
+        platform.endpoint_name("fabrikam")
+        == platform.endpoint_name("northwind")
+        == "tmlops-shared-loc"
+    )
