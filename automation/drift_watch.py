@@ -7,9 +7,10 @@ monitors reach the same decision through ``RunStatusChanged`` events whose run c
 tag ``azureml_modelmonitor_threshold_breached`` (keys read case-insensitively). One decision
 per tenant, model and day: a repeated alert changes nothing.
 
-Collected data follows the Azure ML data collector's layout:
-``<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<file>.jsonl``, one JSON object
-per line whose ``data`` holds the rows (objects keyed by column, or lists).
+Collected data follows the Azure ML data collector's layout in the workspace's default blob
+datastore: ``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/
+<file>.jsonl``, one JSON object per line whose ``data`` holds the rows (objects keyed by
+column, or lists) and whose ``correlationid`` joins a request's inputs to its outputs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tenancy.errors import ConflictError, InvalidInputError
 from tenancy.spec import PlatformSpec
 
 PREDICTION = "prediction"
+#: Where Azure ML's data collector writes in the workspace's default blob datastore.
+COLLECTOR_ROOT = "modelDataCollector"
 
 
 def collector_prefixes(
@@ -40,7 +43,7 @@ def collector_prefixes(
     prefixes = []
     hour = since.replace(minute=0, second=0, microsecond=0)
     while hour < until:
-        prefixes.append(f"{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/")
+        prefixes.append(f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/")
         hour += timedelta(hours=1)
     return prefixes
 

@@ -123,8 +123,8 @@ def test_collected_data_in_the_data_collector_layout() -> None:
     assert collector_prefixes(
         "ep", "blue", "model_inputs", start, datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     ) == [
-        "ep/blue/model_inputs/2026/11/22/10/",
-        "ep/blue/model_inputs/2026/11/22/11/",
+        "modelDataCollector/ep/blue/model_inputs/2026/11/22/10/",
+        "modelDataCollector/ep/blue/model_inputs/2026/11/22/11/",
     ]
     lines = [
         json.dumps({"data": [{"x1": 1.0, "x2": 2}, {"x1": 3.5, "x2": 4.0}], "correlationid": "c1"}),
