@@ -59,8 +59,8 @@ def test_inputs_join_outputs_hour_by_hour(container: ContainerClient) -> None:
             "ep",
             "blue",
             ["x1", "x2"],
-            datetime(2026, 11, 22, 10, tzinfo=UTC),
-            datetime(2026, 11, 22, 12, tzinfo=UTC),
+            since=datetime(2026, 11, 22, 10, tzinfo=UTC),
+            until=datetime(2026, 11, 22, 12, tzinfo=UTC),
         )
     )
     assert [c.tolist() for c in chunks] == [[[1.0, 2.0, 1.0], [3.0, 4.0, 0.0]], [[9.0, 10.0, 2.0]]]
