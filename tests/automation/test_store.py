@@ -9,6 +9,7 @@ import pytest
 
 from automation.store import MemoryStore, StateStore, TableStore
 from local.azurite import start_azurite
+from tenancy import PlatformSpec
 from tenancy.errors import ConflictError
 
 
@@ -66,3 +67,29 @@ def test_azurite_refuses_a_missing_service_cleanly(tmp_path: Path) -> None:
     )
     with pytest.raises(Exception, match=r"(?i)connect|refused|failed"):
         store.get("nothing", "p", "r")
+
+
+def test_a_rollout_persists_in_table_storage_and_resumes_in_a_new_process(
+    azurite_connection: str, specs: dict[str, PlatformSpec]
+) -> None:
+    """The runner over Azurite's table service: a second runner (another worker, or the
+    same after a restart) reads the state and the audit the first one wrote."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from automation.runner import RolloutRunner  # noqa: PLC0415
+    from tests.automation.fakes import FakePlatform  # noqa: PLC0415
+
+    store = TableStore.from_connection_string(azurite_connection)
+    platform = FakePlatform()
+    platform.serve("contoso", "contoso-classical/1")
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    first = RolloutRunner(specs["local"], store, platform, lambda: now)
+    first.begin("contoso", "contoso-classical/9", "automation", "c")
+    first.tick("contoso", "contoso-classical/9")  # creating -> smoke_testing
+    second = RolloutRunner(
+        specs["local"], TableStore.from_connection_string(azurite_connection), platform, lambda: now
+    )
+    assert second.get("contoso", "contoso-classical/9").phase.value == "smoke_testing"
+    assert ("contoso", "contoso-classical/9") in second.active()
+    audit = store.query("audit", "contoso")
+    assert [r.data["after"]["phase"] for r in audit][-2:] == ["creating", "smoke_testing"]
