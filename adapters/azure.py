@@ -9,28 +9,48 @@ to assert the ARM requests themselves.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from azure.ai.ml import MLClient
 from azure.ai.ml.entities import AmlCompute, ManagedOnlineDeployment
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
+from ml.baseline import Baseline
 from policies.model_rules import ModelFacts
-from tenancy import naming
+from tenancy import contracts, naming
+from tenancy.errors import InvalidInputError
 from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.azure")
 COMPUTE_NAME = "gpu-cluster"
+_DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
+_MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+
+
+def model_reference(model: str) -> tuple[str, str]:
+    """(name, version) of a deployment's model: an ARM id or ``azureml:<name>:<version>``."""
+    found = _MODEL_ID.search(model)
+    if found:
+        return found["name"], found["version"]
+    parts = model.removeprefix("azureml:").split(":")
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise InvalidInputError(f"cannot read a model name and version from {model!r}")
+
 
 #: Requests, server errors and p99 latency of one deployment over a window, from the
 #: endpoint's traffic log (diagnostic settings send it to Log Analytics).
@@ -52,6 +72,7 @@ class AzurePlatform:
         logs: Any = None,
         logs_workspace_id: str = "",
         client_options: Mapping[str, Any] | None = None,
+        container_factory: Callable[[str, str, str], Any] | None = None,
     ) -> None:
         self.spec = spec
         self.credential = credential
@@ -60,6 +81,7 @@ class AzurePlatform:
         self.logs_workspace_id = logs_workspace_id
         self.client_options = dict(client_options or {})
         self._client = cache(self._new_client)
+        self.container_factory = container_factory or self._default_container
 
     @classmethod
     def from_settings(cls, settings: Any) -> AzurePlatform:
@@ -67,8 +89,6 @@ class AzurePlatform:
 
         from azure.identity import DefaultAzureCredential  # noqa: PLC0415
         from azure.monitor.query import LogsQueryClient  # noqa: PLC0415
-
-        from tenancy import contracts  # noqa: PLC0415
 
         credential = DefaultAzureCredential()
         return cls(
@@ -204,6 +224,49 @@ class AzurePlatform:
             return Stats(0, 0, None)
         requests, errors, p99 = rows[0]
         return Stats(int(requests or 0), int(errors or 0), float(p99) if p99 is not None else None)
+
+    # --- drift ---------------------------------------------------------------------------------
+
+    def _container(self, tenant: str, datastore: str | None = None) -> Any:
+        client = self.client(tenant)
+        store = client.datastores.get(datastore) if datastore else client.datastores.get_default()
+        return self.container_factory(store.account_name, store.container_name, store.endpoint)
+
+    def _default_container(self, account: str, container: str, endpoint: str) -> Any:
+        from azure.storage.blob import ContainerClient  # noqa: PLC0415
+
+        url = f"https://{account}.blob.{endpoint or 'core.windows.net'}"
+        return ContainerClient(url, container, credential=self.credential)
+
+    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
+        """The live model's baseline, named by its ``baseline_dataset`` tag
+        (``azureml://datastores/<datastore>/paths/<path>``)."""
+        client = self.client(tenant)
+        found = client.online_deployments.get(deployment, self.endpoint_name(tenant))
+        name, version = model_reference(str(found.model))
+        model = client.models.get(name, version)
+        uri = (model.tags or {}).get(contracts.MODEL_TAG_BASELINE, "")
+        match = _DATASTORE_URI.match(uri)
+        if not match:
+            raise InvalidInputError(f"model {name}/{version} has no datastore baseline ({uri!r})")
+        blob = self._container(tenant, match["datastore"]).download_blob(match["path"]).readall()
+        baseline = Baseline.load(io.BytesIO(blob))
+        return f"{name}/{version}", baseline.columns, baseline.reference()
+
+    def inference_data(
+        self,
+        tenant: str,
+        deployment: str,
+        features: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+    ) -> Iterator[np.ndarray]:
+        container = self._container(tenant)
+        endpoint = self.endpoint_name(tenant)
+        yield from collected_rows(
+            container, endpoint, deployment, features, since=since, until=until
+        )
 
     # --- registry, compute, notifications ------------------------------------------------------
 

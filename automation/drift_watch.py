@@ -43,7 +43,9 @@ def collector_prefixes(
     prefixes = []
     hour = since.replace(minute=0, second=0, microsecond=0)
     while hour < until:
-        prefixes.append(f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/")
+        prefixes.append(
+            f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/"
+        )
         hour += timedelta(hours=1)
     return prefixes
 
@@ -77,9 +79,15 @@ class DriftSource(Protocol):
         ...
 
     def inference_data(
-        self, tenant: str, deployment: str, since: datetime, until: datetime
+        self,
+        tenant: str,
+        deployment: str,
+        features: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
     ) -> Iterable[np.ndarray]:
-        """Collected rows of the window, in chunks, in the baseline's column order."""
+        """Collected rows of the window, in chunks: ``features`` then the prediction."""
         ...
 
     def request_retraining(self, tenant: str, reason: str) -> None: ...
@@ -117,9 +125,14 @@ class DriftWatcher:
         profile = ReferenceProfile.fit(reference, columns, categorical=[PREDICTION])
         monitor = DriftMonitor(profile, "streaming")
         now = self.clock()
-        for chunk in self.source.inference_data(
-            tenant, deployment, now - timedelta(hours=policy.window_hours), now
-        ):
+        window = self.source.inference_data(
+            tenant,
+            deployment,
+            features,
+            since=now - timedelta(hours=policy.window_hours),
+            until=now,
+        )
+        for chunk in window:
             if len(chunk):
                 monitor.update(chunk)
         result = monitor.result(

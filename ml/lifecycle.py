@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.baseline import Baseline
 from ml.data import TenantData, tenant_datasets
-from ml.evaluate import compare
+from ml.evaluate import compare, onnx_probabilities
 from ml.export import MODEL_FILE, export
 from ml.registry import ModelRegistry, ModelVersionRef, RegistryLayout, model_name
 from ml.training import (
@@ -62,6 +63,16 @@ def _contact(spec: PlatformSpec, owner: str) -> str:
     return f"group:{scientists[0]}" if scientists else f"{owner}-data-science"
 
 
+def _baseline(trained: TrainedModel, onnx_bytes: bytes) -> Baseline:
+    """Training rows and the shipped model's predictions on them (text: predictions only)."""
+    rows = trained.training.X
+    probabilities = onnx_probabilities(onnx_bytes, trained.kind, rows)
+    predictions = np.asarray(trained.classes)[probabilities.argmax(axis=1)]
+    if trained.kind == "nlp":
+        return Baseline([], np.zeros((len(rows), 0)), predictions)
+    return Baseline(list(trained.training.feature_names), rows.astype(np.float64), predictions)
+
+
 def register_trained(
     spec: PlatformSpec,
     registry: ModelRegistry,
@@ -82,7 +93,7 @@ def register_trained(
         exported,
         metrics,
         owner_contact=_contact(spec, trained.owner),
-        baseline=trained.training.X if trained.kind != "nlp" else None,
+        baseline=_baseline(trained, exported.onnx_bytes),
     )
     registry.set_alias(ref.name, contracts.ALIAS_CHALLENGER, ref.version)
     return ref, metrics

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ml.baseline import Baseline
 from ml.export import MODEL_FILE, SCHEMA_FILE, ExportedModel
 from ml.training import SHARED_OWNER, TrainedModel
 from tenancy import contracts
@@ -143,7 +142,7 @@ class ModelRegistry:
         metrics: Mapping[str, float],
         *,
         owner_contact: str,
-        baseline: np.ndarray | None = None,
+        baseline: Baseline | None = None,
     ) -> ModelVersionRef:
         """Log a run (parameters, metrics, the model, its baseline) and register it."""
         if trained.owner != self.owner:
@@ -174,7 +173,7 @@ class ModelRegistry:
         trained: TrainedModel,
         exported: ExportedModel,
         metrics: Mapping[str, float],
-        baseline: np.ndarray | None,
+        baseline: Baseline | None,
     ) -> str:
         run = self.client.create_run(
             self._experiment(),
@@ -196,8 +195,8 @@ class ModelRegistry:
             _save_model_folder(exported, model_dir)
             self.client.log_artifacts(run_id, str(model_dir), "model")
             if baseline is not None:
-                np.savez_compressed(Path(folder) / BASELINE_FILE, features=baseline)
-                self.client.log_artifact(run_id, str(Path(folder) / BASELINE_FILE), "baseline")
+                saved = baseline.save(Path(folder) / BASELINE_FILE)
+                self.client.log_artifact(run_id, str(saved), "baseline")
         self.client.set_terminated(run_id)
         return run_id
 

@@ -3,6 +3,8 @@ operations, through a fake transport."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from adapters.azure import AzurePlatform
@@ -131,3 +133,82 @@ def test_pooled_tenants_use_their_pools_workspace(platform: AzurePlatform) -> No
         == platform.endpoint_name("northwind")
         == "tmlops-shared-loc"
     )
+
+
+def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
+    specs: dict[str, PlatformSpec], arm: FakeArm, tmp_path: Path
+) -> None:
+    import json  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
+
+    from local.azurite import start_azurite  # noqa: PLC0415
+    from ml.baseline import Baseline  # noqa: PLC0415
+
+    azurite = start_azurite(tmp_path / "azurite")
+    try:
+        container = BlobServiceClient.from_connection_string(
+            azurite.connection_string
+        ).create_container("blobstore")
+        baseline = Baseline(["x1", "x2"], np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0, 1]))
+        buffer = tmp_path / "b.npz"
+        baseline.save(buffer)
+        container.upload_blob("baselines/contoso/1.npz", buffer.read_bytes())
+        record = {"correlationid": "c", "data": [{"x1": 5.0, "x2": 6.0}]}
+        container.upload_blob(
+            "modelDataCollector/tmlops-contoso-loc/blue/model_inputs/2026/11/22/10/a.jsonl",
+            json.dumps(record),
+        )
+        container.upload_blob(
+            "modelDataCollector/tmlops-contoso-loc/blue/model_outputs/2026/11/22/10/a.jsonl",
+            json.dumps({"correlationid": "c", "data": [1]}),
+        )
+        store = {
+            "datastoreType": "AzureBlob",
+            "accountName": "devstoreaccount1",
+            "containerName": "blobstore",
+            "endpoint": "core.windows.net",
+            "protocol": "https",
+            "isDefault": True,
+            "credentials": {"credentialsType": "None"},
+        }
+        arm.resources[f"{WS}/datastores/workspaceblobstore".lower()] = {
+            "id": f"{WS}/datastores/workspaceblobstore",
+            "name": "workspaceblobstore",
+            "properties": store,
+        }
+        arm.resources[f"{WS}/models/contoso-classical/versions/1".lower()] = {
+            "id": f"{WS}/models/contoso-classical/versions/1",
+            "name": "1",
+            "properties": {
+                "modelUri": "azureml://x",
+                "flavors": {},
+                "tags": {
+                    "baseline_dataset": "azureml://datastores/workspaceblobstore/paths/baselines/contoso/1.npz"
+                },
+            },
+        }
+        platform = AzurePlatform(
+            specs["local"], FakeCredential(), SUB, client_options={"transport": arm},  # type: ignore[arg-type]
+            container_factory=lambda account, name, endpoint: container,
+        )  # fmt: skip
+        model, columns, reference = platform.baseline("contoso", "blue")
+        assert (model, columns, reference.tolist()) == (
+            "contoso-classical/1",
+            ["x1", "x2"],
+            [[1.0, 2.0, 0.0], [3.0, 4.0, 1.0]],
+        )
+        chunks = list(
+            platform.inference_data(
+                "contoso",
+                "blue",
+                columns,
+                since=datetime(2026, 11, 22, 10, tzinfo=UTC),
+                until=datetime(2026, 11, 22, 11, tzinfo=UTC),
+            )
+        )
+        assert [c.tolist() for c in chunks] == [[[5.0, 6.0, 1.0]]]
+    finally:
+        azurite.stop()

@@ -4,7 +4,7 @@ or human review (cv, nlp), once per day; model-monitor alerts take the same path
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,7 +39,13 @@ class FakeSource:
         return f"{tenant}-model/3", ["x1", "x2"], reference
 
     def inference_data(
-        self, tenant: str, deployment: str, since: datetime, until: datetime
+        self,
+        tenant: str,
+        deployment: str,
+        features: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
     ) -> Iterable[np.ndarray]:
         rng = np.random.default_rng(2)
         for _ in range(5):
