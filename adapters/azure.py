@@ -119,6 +119,16 @@ class AzurePlatform:
             **self.client_options,
         )
 
+    def _workspace_id(self, tenant: str) -> str:
+        stamp_key = self._stamp(tenant)[0]
+        spec = self.spec
+        group = naming.resource_group(spec.prefix, spec.environment, stamp_key)
+        workspace = naming.workspace(spec.environment, stamp_key)
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
+        )
+
     def client(self, tenant: str) -> MLClient:
         return self._client(self._stamp(tenant)[0])
 
@@ -267,6 +277,33 @@ class AzurePlatform:
         yield from collected_rows(
             container, endpoint, deployment, features, since=since, until=until
         )
+
+    def request_retraining(self, tenant: str, reason: str) -> None:
+        """A command job on the stamp's GPU cluster running ``python -m ml.retrain``: it
+        registers the new version through the workspace's MLflow endpoint, and Event Grid's
+        ModelRegistered brings it back through the gate."""
+        from azure.ai.ml import command  # noqa: PLC0415
+
+        serving = self.spec.serving
+        registry = naming.ml_registry(self.spec.prefix, self.spec.environment)
+        env_name, env_version = serving.training_environment.split(":")
+        code_name, code_version = serving.training_code.split(":")
+        job = command(
+            command="python -m ml.retrain --tenant ${{inputs.tenant}} --stack ${{inputs.stack}}",
+            # Jobs take code from the workspace (registries hold it for deployments only).
+            code=f"{self._workspace_id(tenant)}/codes/{code_name}/versions/{code_version}",
+            environment=f"azureml://registries/{registry}/environments/{env_name}/versions/{env_version}",
+            compute=COMPUTE_NAME,
+            inputs={"tenant": tenant, "stack": self.spec.environment.value},
+            display_name=f"retrain-{tenant}",
+            experiment_name=f"{tenant}-retraining",
+            tags={
+                "tenant": tenant,
+                "reason": reason[:250],
+                "requested_by": "tenant-mlops automation",
+            },
+        )
+        self.client(tenant).jobs.create_or_update(job)
 
     # --- registry, compute, notifications ------------------------------------------------------
 

@@ -54,7 +54,7 @@ class Store:
 
     key: str  # "tenant-<id>", "pool-<id>" or "platform"
     tracking_uri: str
-    artifact_root: Path
+    artifact_root: Path | None  # None: the tracking server chooses
 
 
 class RegistryLayout:
@@ -164,6 +164,8 @@ class ModelRegistry:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
+        if self.store.artifact_root is None:  # the server decides (Azure ML's MLflow endpoint)
+            return str(self.client.create_experiment(name))
         location = (self.store.artifact_root / self.owner).resolve()
         location.mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(name, artifact_location=location.as_uri()))

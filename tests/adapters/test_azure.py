@@ -212,3 +212,17 @@ def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
         assert [c.tolist() for c in chunks] == [[[5.0, 6.0, 1.0]]]
     finally:
         azurite.stop()
+
+
+def test_retraining_is_a_command_job_on_the_stamps_gpu_cluster(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    platform.request_retraining("contoso", "drift in mean_radius")
+    [put] = [c for c in arm.writes(r"/jobs/[^/]+$") if c.method == "PUT"]
+    properties = put.body["properties"]
+    assert properties["jobType"] == "Command"
+    assert "python -m ml.retrain --tenant ${{inputs.tenant}}" in properties["command"]
+    assert properties["computeId"].endswith("/computes/gpu-cluster")
+    assert properties["environmentId"].endswith("/environments/tenant-mlops-training/versions/1")
+    assert properties["tags"]["reason"] == "drift in mean_radius"
+    assert properties["inputs"]["tenant"]["value"] == "contoso"

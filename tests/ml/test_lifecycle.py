@@ -148,3 +148,27 @@ def test_a_second_version_is_evaluated_against_the_champion_on_the_same_rows(
     champion = facts.model_facts("adatum-cv", "2").champion
     assert champion is not None and champion.version == "1"
     assert champion.metrics["accuracy"] == pytest.approx(result.metrics["accuracy"])
+
+
+def test_retraining_a_tenant_registers_its_next_version(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    from ml.retrain import main  # noqa: PLC0415
+
+    data_dir, _ = trained
+    assert main(["--tenant", "northwind", "--stack", "local", "--data-dir", str(data_dir)]) == 0
+    layout = RegistryLayout(specs["local"], data_dir)
+    # A tuned tenant: the shared base is retrained first, then tuned from the new base.
+    shared = layout.platform_registry()
+    newest_base = max(
+        int(v.version) for v in shared.client.search_model_versions("name='shared-classical'")
+    )
+    tuned = layout.registry_for("northwind")
+    latest = max(
+        int(v.version) for v in tuned.client.search_model_versions("name='northwind-classical'")
+    )
+    tags = tuned.version("northwind-classical", str(latest)).tags
+    assert latest >= 2 and tags[contracts.MODEL_TAG_BASE] == f"shared-classical/{newest_base}"
+    assert str(tuned.alias("northwind-classical", contracts.ALIAS_CHALLENGER).version) == str(
+        latest
+    )

@@ -1,0 +1,97 @@
+"""Retrain one tenant's model and register it: what a drift decision asks for.
+
+The new version is registered with the ``challenger`` alias and then comes back through the
+registration handler (MLflow's webhook locally, Event Grid's ModelRegistered in Azure, where
+jobs get ``MLFLOW_TRACKING_URI`` pointing at the workspace), the model gate and a rollout.
+A tuned tenant's shared base is retrained first from the consenting tenants' rows, then
+tuned, as in the first training.
+
+    python -m ml.retrain --tenant contoso [--stack local] [--data-dir .mlops/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ml.data import tenant_datasets
+from ml.lifecycle import Registered, register_trained
+from ml.registry import RegistryLayout, Store
+from ml.training import train_shared, train_tenant_specific, train_tuned
+from tenancy.load import load_stack
+from tenancy.spec import PlatformSpec
+
+
+def retrain_tenant(
+    spec: PlatformSpec, tenant_id: str, layout: RegistryLayout, scratch: Path
+) -> Registered:
+    tenant = spec.tenant(tenant_id)
+    data = tenant_datasets(spec)
+    splits = {t: rows.split() for t, rows in data.items()}
+    train = {t: parts[0] for t, parts in splits.items()}
+    holdout = {t: parts[1] for t, parts in splits.items()}
+    if tenant.model_strategy == "tenant_specific":
+        trained = train_tenant_specific(train[tenant.id])
+        registry = layout.registry_for(tenant.id)
+        ref, metrics = register_trained(spec, registry, trained, [holdout[tenant.id]], scratch)
+        return Registered(
+            tenant.id, "tenant_specific", registry.store.key, ref, metrics, trained.contributors
+        )
+    base = train_shared(spec, tenant.model_kind, train)
+    platform = layout.platform_registry()
+    base_ref, base_metrics = register_trained(
+        spec, platform, base, [holdout[t] for t in base.contributors], scratch
+    )
+    if tenant.model_strategy == "shared":
+        return Registered(
+            tenant.id, "shared", platform.store.key, base_ref, base_metrics, base.contributors
+        )
+    tuned = train_tuned(base, train[tenant.id], base_ref.ref)
+    registry = layout.registry_for(tenant.id)
+    ref, metrics = register_trained(spec, registry, tuned, [holdout[tenant.id]], scratch)
+    return Registered(
+        tenant.id, "tuned_shared", registry.store.key, ref, metrics, tuned.contributors
+    )
+
+
+class _SingleStoreLayout(RegistryLayout):
+    """Every registry in one tracking server (an Azure ML workspace's MLflow endpoint)."""
+
+    def __init__(self, spec: PlatformSpec, tracking_uri: str) -> None:
+        super().__init__(spec, Path())
+        self.tracking_uri = tracking_uri
+
+    def _store(self, key: str) -> Store:
+        return Store(key, self.tracking_uri, None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml.retrain", description=__doc__)
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--stack", default=os.environ.get("TENANT_MLOPS_STACK", "local"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="local registries (default: the job's MLflow)",
+    )
+    args = parser.parse_args(argv)
+    spec = load_stack(args.stack)
+    if args.data_dir is not None:
+        layout: RegistryLayout = RegistryLayout(spec, args.data_dir)
+        scratch = args.data_dir / "scratch"
+    else:
+        layout = _SingleStoreLayout(spec, os.environ["MLFLOW_TRACKING_URI"])
+        scratch = Path(tempfile.gettempdir()) / "retrain"
+    result = retrain_tenant(spec, args.tenant, layout, scratch)
+    accuracy = result.metrics["accuracy"]
+    print(f"registered {result.model.ref} for {result.tenant} (accuracy {accuracy:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
