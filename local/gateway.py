@@ -1,0 +1,496 @@
+"""The scoring gateway: the tenant gateway and Azure ML's managed online endpoints, on one
+machine.
+
+``POST /{endpoint}/score`` with ``Authorization: Bearer <key>``:
+
+- the tenant is the key's owner, never something the request says; a key of another tenant
+  gets 401 for this endpoint, as an endpoint key of another endpoint would;
+- 413 above the tenant's payload limit, 429 with ``Retry-After`` above its rate limit or when
+  the chosen deployment already has too many requests pending;
+- the ``azureml-model-deployment`` header picks a deployment of the caller's own endpoint
+  (pooled endpoints serve several tenants: the header is ignored there, as the cloud gateway
+  strips it), otherwise live traffic is split by weight; 404 when no deployment has traffic;
+- mirrored traffic is copied in the background and its answer discarded;
+- the deployment's answer passes through (200, 400); 408 when it does not answer in time; 424
+  when the model failed (a 5xx, a dead process);
+- inputs and outputs are collected in the Azure ML data collector layout, and every request
+  counts in its deployment's metrics (requests, errors by status, latency percentiles).
+
+Deployments are separate processes (``score.py`` under azureml-inference-server-http): one
+that fails, hangs or dies only fails its own requests. An admin API on the same server,
+behind an admin token, is what the automation's local adapter uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from local.keys import KeyRing
+
+logger = logging.getLogger("tenant_mlops.gateway")
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+TENANT_HEADER = "x-tenant-id"
+
+
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+class _Refusal(Exception):  # noqa: N818 - control flow inside the gateway, never escapes
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.response = error(status, code, message, headers)
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    name: str
+    url: str  # the inference server's base URL
+    max_pending: int = 16
+    pending: int = 0
+
+
+@dataclass
+class EndpointConfig:
+    name: str
+    tenants: set[str]  # who may call it: the tenant, or a pool's tenants
+    pooled: bool
+    timeout_seconds: float = 5.0
+    traffic: dict[str, int] = field(default_factory=dict)
+    mirror: dict[str, int] = field(default_factory=dict)
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pooled": self.pooled,
+            "tenants": sorted(self.tenants),
+            "traffic": dict(self.traffic),
+            "mirror": dict(self.mirror),
+            "deployments": {d.name: d.url for d in self.deployments.values()},
+        }
+
+
+@dataclass
+class TenantLimits:
+    rate_per_minute: int
+    max_payload_bytes: int
+
+
+# --- rate limits and metrics ------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Requests per minute with a burst of a second's worth (at least one)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+
+    def take(self) -> float:
+        """0 when allowed, else the seconds until a token is free."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass
+class Sample:
+    at: float  # epoch seconds
+    status: int
+    millis: float
+    mirrored: bool = False
+
+
+class Metrics:
+    """The last samples per deployment (bounded), and statistics over any recent window."""
+
+    def __init__(self, keep: int = 50_000) -> None:
+        self.keep = keep
+        self.samples: dict[tuple[str, str], deque[Sample]] = {}
+
+    def record(self, endpoint: str, deployment: str, sample: Sample) -> None:
+        self.samples.setdefault((endpoint, deployment), deque(maxlen=self.keep)).append(sample)
+
+    def stats(self, endpoint: str, deployment: str, since: float, until: float) -> dict[str, Any]:
+        window = [s for s in self.samples.get((endpoint, deployment), ()) if since <= s.at < until]
+        by_status: dict[str, int] = {}
+        for sample in window:
+            by_status[str(sample.status)] = by_status.get(str(sample.status), 0) + 1
+        latencies = sorted(s.millis for s in window)
+
+        def percentile(q: float) -> float | None:
+            return (
+                latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+            )
+
+        return {
+            "requests": len(window),
+            # 4xx are the caller's; what counts against a deployment is what it failed.
+            "errors": sum(1 for s in window if s.status >= 500 or s.status in (408, 424)),
+            "by_status": by_status,
+            "p50_ms": percentile(0.50),
+            "p99_ms": percentile(0.99),
+        }
+
+
+# --- the gateway --------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(
+        self,
+        keys: KeyRing,
+        limits: dict[str, TenantLimits],
+        admin_token: str,
+        collector: Callable[[str, str, str, dict[str, Any]], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.keys = keys
+        self.limits = limits
+        self.admin_token = admin_token
+        self.collector = collector
+        self.endpoints: dict[str, EndpointConfig] = {}
+        self.metrics = Metrics()
+        self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
+        self.random = random.Random(seed)  # noqa: S311 - traffic split, not security
+        self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.app = Starlette(
+            routes=[
+                Route("/{endpoint}/score", self.score, methods=["POST"]),
+                Route("/admin/endpoints", self.admin_list, methods=["GET"]),
+                Route("/admin/endpoints/{endpoint}", self.admin_endpoint, methods=["GET", "PUT"]),
+                Route("/admin/endpoints/{endpoint}/traffic", self.admin_traffic, methods=["PUT"]),
+                Route(
+                    "/admin/endpoints/{endpoint}/deployments/{deployment}",
+                    self.admin_deployment,
+                    methods=["PUT", "DELETE"],
+                ),
+                Route(
+                    "/admin/endpoints/{endpoint}/deployments/{deployment}/stats",
+                    self.admin_stats,
+                    methods=["GET"],
+                ),
+                Route("/health", self.health, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        if self._session is not None:
+            await self._session.close()
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "endpoints": len(self.endpoints)})
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    async def score(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            tenant, endpoint, body = await self._admit(request)
+            deployment = self._route(endpoint, request.headers.get(DEPLOYMENT_HEADER))
+        except _Refusal as refusal:
+            return refusal.response
+        correlation = str(uuid.uuid4())
+        self._mirror(endpoint, tenant, body, exclude=deployment.name)
+        status, answer = await self._forward(endpoint, deployment, tenant, body)
+        millis = (time.perf_counter() - started) * 1000
+        self.metrics.record(endpoint.name, deployment.name, Sample(time.time(), status, millis))
+        if status == 200 and self.collector is not None:
+            self._collect(endpoint.name, deployment.name, correlation, body, answer)
+        headers = {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
+        return Response(answer, status, media_type="application/json", headers=headers)
+
+    async def _admit(self, request: Request) -> tuple[str, EndpointConfig, bytes]:
+        """Who calls (from the key), which of their endpoints, within their limits."""
+        authorization = request.headers.get("authorization", "")
+        key = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+        tenant = self.keys.tenant_of(key)
+        if tenant is None:
+            raise _Refusal(
+                401, "unauthenticated", "send a valid key as 'Authorization: Bearer <key>'"
+            )
+        endpoint = self.endpoints.get(request.path_params["endpoint"])
+        if endpoint is None or tenant not in endpoint.tenants:
+            raise _Refusal(401, "unauthenticated", "the key is not valid for this endpoint")
+        limits = self.limits[tenant]
+        body = await self._body(request, limits.max_payload_bytes)
+        if body is None:
+            raise _Refusal(
+                413, "payload_too_large", f"the body is above {limits.max_payload_bytes} bytes"
+            )
+        wait = self.buckets[tenant].take()
+        if wait:
+            retry = {"Retry-After": str(max(1, round(wait)))}
+            raise _Refusal(429, "rate_limited", "the tenant's rate limit is reached", retry)
+        return tenant, endpoint, body
+
+    def _route(self, endpoint: EndpointConfig, requested: str | None) -> Deployment:
+        name = self._choose(endpoint, requested)
+        if name is None:
+            raise _Refusal(
+                404, "not_found", f"endpoint {endpoint.name} has no deployment with traffic"
+            )
+        deployment = endpoint.deployments.get(name)
+        if deployment is None:
+            raise _Refusal(404, "not_found", f"no deployment {name!r} in endpoint {endpoint.name}")
+        if deployment.pending >= deployment.max_pending:
+            message = f"deployment {name} has too many pending requests"
+            raise _Refusal(429, "rate_limited", message, {"Retry-After": "1"})
+        return deployment
+
+    @staticmethod
+    async def _body(request: Request, limit: int) -> bytes | None:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _choose(self, endpoint: EndpointConfig, requested: str | None) -> str | None:
+        if requested and not endpoint.pooled:
+            return requested  # the caller's own endpoint: any of its deployments, even at 0 %
+        live = [(name, share) for name, share in endpoint.traffic.items() if share > 0]
+        if not live:
+            return None
+        pick = self.random.uniform(0, sum(share for _, share in live))
+        for name, share in live:
+            pick -= share
+            if pick <= 0:
+                return name
+        return live[-1][0]
+
+    async def _forward(
+        self, endpoint: EndpointConfig, deployment: Deployment, tenant: str, body: bytes
+    ) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"}
+        if endpoint.pooled:
+            headers[TENANT_HEADER] = tenant  # set here, never taken from the caller
+        deployment.pending += 1
+        try:
+            session = await self._http()
+            timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
+            async with session.post(
+                f"{deployment.url}/score", data=body, headers=headers, timeout=timeout
+            ) as answer:
+                content = await answer.read()
+                if answer.status >= 500:
+                    return 424, _error_body(
+                        "model_failed", f"deployment {deployment.name} failed to score"
+                    )
+                return answer.status, content
+        except TimeoutError:
+            return 408, _error_body(
+                "request_timeout",
+                f"deployment {deployment.name} did not answer in {endpoint.timeout_seconds:g} s",
+            )
+        except aiohttp.ClientError:
+            return 424, _error_body(
+                "model_failed", f"deployment {deployment.name} is not reachable"
+            )
+        finally:
+            deployment.pending -= 1
+
+    def _mirror(self, endpoint: EndpointConfig, tenant: str, body: bytes, exclude: str) -> None:
+        for name, share in endpoint.mirror.items():
+            target = endpoint.deployments.get(name)
+            if target is None or name == exclude or self.random.uniform(0, 100) >= share:
+                continue
+            task = asyncio.ensure_future(self._shadow(endpoint, target, tenant, body))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _shadow(
+        self, endpoint: EndpointConfig, target: Deployment, tenant: str, body: bytes
+    ) -> None:
+        started = time.perf_counter()
+        status, _ = await self._forward(endpoint, target, tenant, body)
+        millis = (time.perf_counter() - started) * 1000
+        self.metrics.record(
+            endpoint.name, target.name, Sample(time.time(), status, millis, mirrored=True)
+        )
+
+    def _collect(
+        self, endpoint: str, deployment: str, correlation: str, body: bytes, answer: bytes
+    ) -> None:
+        try:
+            request_json = json.loads(body)
+            answer_json = json.loads(answer)
+        except ValueError:
+            return
+        rows = _rows(request_json)
+        predictions = answer_json.get("predictions") if isinstance(answer_json, dict) else None
+        if rows is None or not isinstance(predictions, list) or len(rows) != len(predictions):
+            return
+        now = datetime.now(UTC).isoformat()
+        assert self.collector is not None
+        self.collector(
+            endpoint,
+            deployment,
+            "model_inputs",
+            {"correlationid": correlation, "time": now, "data": rows},
+        )
+        self.collector(
+            endpoint,
+            deployment,
+            "model_outputs",
+            {"correlationid": correlation, "time": now, "data": predictions},
+        )
+
+    # --- admin -----------------------------------------------------------------------------
+
+    def _admin(self, request: Request) -> Response | None:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return error(401, "unauthenticated", "admin token required")
+        return None
+
+    async def admin_list(self, request: Request) -> Response:
+        return self._admin(request) or JSONResponse([e.snapshot() for e in self.endpoints.values()])
+
+    async def admin_endpoint(self, request: Request) -> Response:
+        if (denied := self._admin(request)) is not None:
+            return denied
+        name = request.path_params["endpoint"]
+        if request.method == "GET":
+            found = self.endpoints.get(name)
+            return (
+                JSONResponse(found.snapshot())
+                if found
+                else error(404, "not_found", f"no endpoint {name}")
+            )
+        spec = await request.json()
+        existing = self.endpoints.get(name)
+        self.endpoints[name] = EndpointConfig(
+            name=name,
+            tenants=set(spec["tenants"]),
+            pooled=bool(spec.get("pooled")),
+            timeout_seconds=float(spec.get("timeout_seconds", 5.0)),
+            traffic=existing.traffic if existing else {},
+            mirror=existing.mirror if existing else {},
+            deployments=existing.deployments if existing else {},
+        )
+        return JSONResponse(self.endpoints[name].snapshot())
+
+    async def admin_traffic(self, request: Request) -> Response:
+        if (denied := self._admin(request)) is not None:
+            return denied
+        endpoint = self.endpoints.get(request.path_params["endpoint"])
+        if endpoint is None:
+            return error(404, "not_found", "no such endpoint")
+        spec = await request.json()
+        traffic = {str(k): int(v) for k, v in (spec.get("traffic") or {}).items()}
+        mirror = {str(k): int(v) for k, v in (spec.get("mirror") or {}).items() if int(v)}
+        unknown = sorted((set(traffic) | set(mirror)) - set(endpoint.deployments))
+        if unknown and any(traffic.get(u, 0) or mirror.get(u, 0) for u in unknown):
+            return error(400, "invalid_input", f"unknown deployment(s): {', '.join(unknown)}")
+        if sum(traffic.values()) not in (0, 100) or any(
+            not 0 <= v <= 100 for v in traffic.values()
+        ):
+            return error(400, "invalid_input", f"traffic {traffic} must sum to 0 or 100")
+        if len(mirror) > 1 or any(v > 50 or traffic.get(k, 0) for k, v in mirror.items()):
+            return error(
+                400, "invalid_input", "mirror at most 50 % to one deployment without live traffic"
+            )
+        endpoint.traffic, endpoint.mirror = traffic, mirror  # one update, as Azure ML applies it
+        return JSONResponse(endpoint.snapshot())
+
+    async def admin_deployment(self, request: Request) -> Response:
+        if (denied := self._admin(request)) is not None:
+            return denied
+        endpoint = self.endpoints.get(request.path_params["endpoint"])
+        if endpoint is None:
+            return error(404, "not_found", "no such endpoint")
+        name = request.path_params["deployment"]
+        if request.method == "DELETE":
+            if endpoint.traffic.get(name, 0) or endpoint.mirror.get(name, 0):
+                return error(409, "conflict", f"deployment {name} still has traffic")
+            endpoint.deployments.pop(name, None)
+            endpoint.traffic.pop(name, None)
+            return JSONResponse(endpoint.snapshot())
+        spec = await request.json()
+        endpoint.deployments[name] = Deployment(
+            name, str(spec["url"]).rstrip("/"), int(spec.get("max_pending", 16))
+        )
+        endpoint.traffic.setdefault(name, 0)
+        return JSONResponse(endpoint.snapshot())
+
+    async def admin_stats(self, request: Request) -> Response:
+        if (denied := self._admin(request)) is not None:
+            return denied
+        since = float(request.query_params.get("since", 0))
+        until = float(request.query_params.get("until", time.time() + 1))
+        stats = self.metrics.stats(
+            request.path_params["endpoint"], request.path_params["deployment"], since, until
+        )
+        return JSONResponse(stats)
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def _rows(request_json: Any) -> list[Any] | None:
+    """The request's rows as the collector stores them (objects keyed by column when the
+    caller named the columns)."""
+    if not isinstance(request_json, dict):
+        return None
+    if isinstance(request_json.get("data"), list):
+        return list(request_json["data"])
+    frame = request_json.get("input_data")
+    if (
+        isinstance(frame, dict)
+        and isinstance(frame.get("columns"), list)
+        and isinstance(frame.get("data"), list)
+    ):
+        columns = frame["columns"]
+        return [
+            dict(zip(columns, row, strict=False)) for row in frame["data"] if isinstance(row, list)
+        ]
+    return None

@@ -1,0 +1,238 @@
+"""The scoring gateway's semantics, in process (Starlette's test client) against real
+loopback deployments."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from automation.store import MemoryStore
+from local.gateway import Gateway, TenantLimits
+from local.keys import KeyRing, digest
+from local.serve import BackgroundServer
+from tests.local.upstream import Upstream, upstreams
+
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+class Client:
+    """requests against the running gateway, with paths relative to its URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+
+    def __getattr__(self, method: str) -> Any:
+        call = getattr(self.session, method)
+        return lambda path, **kwargs: call(self.url + path, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def setup() -> Iterator[tuple[Client, Gateway, dict[str, str], dict[str, Upstream], list[Any]]]:
+    ring = KeyRing(MemoryStore())
+    keys = {
+        tenant: ring.issue(tenant)["primary"] for tenant in ("contoso", "fabrikam", "northwind")
+    }
+    collected: list[Any] = []
+    limits = {t: TenantLimits(rate_per_minute=600_000, max_payload_bytes=2048) for t in keys}
+    gateway = Gateway(
+        ring, limits, "admin-token", collector=lambda *args: collected.append(args), seed=7
+    )
+    server = BackgroundServer(gateway.app).start()
+    client = Client(server.url)
+    with upstreams("blue", "green", "pool") as servers:
+        client.put(
+            "/admin/endpoints/ep-contoso",
+            json={"tenants": ["contoso"], "timeout_seconds": 0.5},
+            headers=ADMIN,
+        )
+        client.put(
+            "/admin/endpoints/ep-pool",
+            json={"tenants": ["fabrikam", "northwind"], "pooled": True},
+            headers=ADMIN,
+        )
+        for name in ("blue", "green"):
+            client.put(
+                f"/admin/endpoints/ep-contoso/deployments/{name}",
+                json={"url": servers[name].url},
+                headers=ADMIN,
+            )
+        client.put(
+            "/admin/endpoints/ep-pool/deployments/blue",
+            json={"url": servers["pool"].url},
+            headers=ADMIN,
+        )
+        client.put(
+            "/admin/endpoints/ep-contoso/traffic",
+            json={"traffic": {"blue": 100, "green": 0}},
+            headers=ADMIN,
+        )
+        client.put(
+            "/admin/endpoints/ep-pool/traffic", json={"traffic": {"blue": 100}}, headers=ADMIN
+        )
+        yield client, gateway, keys, servers, collected
+    server.stop()
+
+
+def _score(
+    client: Client, key: str, endpoint: str = "ep-contoso", body: Any = None, **headers: str
+) -> Any:
+    return client.post(
+        f"/{endpoint}/score",
+        json=body or {"data": [[1.0, 2.0]]},
+        headers={"Authorization": f"Bearer {key}", **headers},
+    )
+
+
+def test_the_tenant_comes_from_the_key(setup: Any) -> None:
+    client, _, keys, _, _ = setup
+    assert _score(client, keys["contoso"]).status_code == 200
+    assert client.post("/ep-contoso/score", json={"data": [[1]]}).status_code == 401
+    assert _score(client, "guessed-key").status_code == 401
+    # Another tenant's key cannot reach this endpoint, nor its deployments through the header.
+    assert _score(client, keys["fabrikam"]).status_code == 401
+    assert (
+        _score(client, keys["fabrikam"], **{"azureml-model-deployment": "green"}).status_code == 401
+    )
+
+
+def test_traffic_is_split_by_weight_and_the_header_picks_own_deployments(setup: Any) -> None:
+    client, _, keys, _, _ = setup
+    client.put(
+        "/admin/endpoints/ep-contoso/traffic",
+        json={"traffic": {"blue": 80, "green": 20}},
+        headers=ADMIN,
+    )
+    served = Counter(
+        _score(client, keys["contoso"]).headers["azureml-model-deployment"] for _ in range(200)
+    )
+    assert 120 < served["blue"] < 190 and served["green"] > 10
+    client.put(
+        "/admin/endpoints/ep-contoso/traffic",
+        json={"traffic": {"blue": 100, "green": 0}},
+        headers=ADMIN,
+    )
+    answer = _score(
+        client, keys["contoso"], **{"azureml-model-deployment": "green"}
+    )  # green at 0 %
+    assert answer.status_code == 200 and answer.json()["predictions"] == ["green"]
+    assert _score(client, keys["contoso"], **{"azureml-model-deployment": "red"}).status_code == 404
+
+
+def test_a_pooled_endpoint_sets_the_tenant_and_ignores_the_callers_claims(setup: Any) -> None:
+    client, _, keys, servers, _ = setup
+    answer = _score(
+        client,
+        keys["northwind"],
+        "ep-pool",
+        **{"x-tenant-id": "fabrikam", "azureml-model-deployment": "green"},
+    )
+    assert answer.status_code == 200
+    assert servers["pool"].seen[-1]["x-tenant-id"] == "northwind"
+
+
+def test_payload_and_rate_limits(setup: Any) -> None:
+    client, gateway, keys, _, _ = setup
+    big = {"data": [[1.0] * 600]}
+    assert _score(client, keys["contoso"], body=big).status_code == 413
+    gateway.buckets["contoso"].tokens = 0
+    gateway.buckets["contoso"].rate = 0.5
+    limited = _score(client, keys["contoso"])
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200  # others unaffected
+
+
+def test_too_many_pending_requests_on_one_deployment_is_a_429(setup: Any) -> None:
+    client, gateway, keys, _, _ = setup
+    gateway.endpoints["ep-contoso"].deployments["blue"].max_pending = 0
+    answer = _score(client, keys["contoso"])
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "1"
+
+
+def test_deployment_failures_map_to_azure_mls_statuses(setup: Any) -> None:
+    client, gateway, keys, servers, _ = setup
+    servers["blue"].mode = "bad_request"
+    assert _score(client, keys["contoso"]).status_code == 400
+    servers["blue"].mode = "fail"
+    failed = _score(client, keys["contoso"])
+    assert failed.status_code == 424 and failed.json()["error"]["code"] == "model_failed"
+    servers["blue"].mode = "hang"
+    assert _score(client, keys["contoso"]).status_code == 408
+    servers["blue"].release.set()
+    gateway.endpoints["ep-contoso"].deployments["blue"].url = "http://127.0.0.1:9"
+    assert _score(client, keys["contoso"]).status_code == 424
+    # Another tenant's endpoint kept serving throughout.
+    assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200
+
+
+def test_no_traffic_is_a_404(setup: Any) -> None:
+    client, _, keys, _, _ = setup
+    client.put(
+        "/admin/endpoints/ep-contoso/traffic",
+        json={"traffic": {"blue": 0, "green": 0}},
+        headers=ADMIN,
+    )
+    assert _score(client, keys["contoso"]).status_code == 404
+
+
+def test_mirror_copies_and_metrics_count_per_deployment(setup: Any) -> None:
+    client, _gateway, keys, servers, _ = setup
+    client.put(
+        "/admin/endpoints/ep-contoso/traffic",
+        json={"traffic": {"blue": 100, "green": 0}, "mirror": {"green": 50}},
+        headers=ADMIN,
+    )
+    for _ in range(40):
+        _score(client, keys["contoso"])
+    stats = client.get("/admin/endpoints/ep-contoso/deployments/blue/stats", headers=ADMIN).json()
+    assert stats["requests"] == 40 and stats["errors"] == 0 and stats["p99_ms"] is not None
+    assert 0 < len(servers["green"].seen) < 40  # about half mirrored, answers discarded
+
+
+def test_inputs_and_outputs_are_collected_with_a_correlation_id(setup: Any) -> None:
+    client, _, keys, _, collected = setup
+    body = {"input_data": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}}
+    answer = _score(client, keys["contoso"], body=body)
+    (ep, dep, kind, inputs), (_, _, kind2, outputs) = collected[-2:]
+    assert (ep, dep, kind, kind2) == ("ep-contoso", "blue", "model_inputs", "model_outputs")
+    assert inputs["data"] == [{"a": 1.0, "b": 2.0}] and outputs["data"] == ["blue"]
+    assert inputs["correlationid"] == outputs["correlationid"] == answer.headers["x-request-id"]
+
+
+def test_the_admin_api_checks_its_token_and_the_traffic_rules(setup: Any) -> None:
+    client, _, _, _, _ = setup
+    assert client.get("/admin/endpoints").status_code == 401
+    for body, expected in (
+        ({"traffic": {"blue": 60, "green": 30}}, 400),
+        ({"traffic": {"blue": 100, "green": 0}, "mirror": {"green": 60}}, 400),
+        ({"traffic": {"blue": 90, "green": 10}, "mirror": {"green": 10}}, 400),
+        ({"traffic": {"blue": 100, "purple": 0}}, 200),
+    ):
+        assert (
+            client.put("/admin/endpoints/ep-contoso/traffic", json=body, headers=ADMIN).status_code
+            == expected
+        )
+    assert (
+        client.delete("/admin/endpoints/ep-contoso/deployments/blue", headers=ADMIN).status_code
+        == 409
+    )
+    assert (
+        client.delete("/admin/endpoints/ep-contoso/deployments/green", headers=ADMIN).status_code
+        == 200
+    )
+
+
+def test_keys_are_stored_as_digests_and_rotate_one_slot_at_a_time() -> None:
+    store = MemoryStore()
+    ring = KeyRing(store)
+    issued = ring.issue("contoso")
+    record = store.get("keys", "tenants", "contoso")
+    assert record is not None and record.data == {slot: digest(k) for slot, k in issued.items()}
+    assert issued["primary"] not in str(record.data)
+    fresh = ring.rotate("contoso", "primary")
+    assert ring.tenant_of(issued["primary"]) is None
+    assert ring.tenant_of(fresh) == ring.tenant_of(issued["secondary"]) == "contoso"
