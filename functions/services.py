@@ -60,18 +60,13 @@ def _store(settings: Settings) -> StateStore:
 
 
 def _port(settings: Settings) -> PlatformPort:
-    try:
-        if settings.adapter == "azure":
-            from adapters.azure import AzurePlatform  # noqa: PLC0415 - azure-ai-ml loads slowly
+    if settings.adapter == "azure":
+        from adapters.azure import AzurePlatform  # noqa: PLC0415 - azure-ai-ml loads slowly
 
-            return AzurePlatform.from_settings(settings)
-        from adapters.local import LocalPlatform  # type: ignore[import-not-found]  # noqa: PLC0415
-
-        return LocalPlatform.from_settings(settings)  # type: ignore[no-any-return]
-    except ImportError as error:
-        raise DependencyError(
-            f"the {settings.adapter} platform adapter is not available: {error}"
-        ) from None
+        return AzurePlatform.from_settings(settings)
+    # The embedded platform's host owns the gateway and the deployment processes, so it
+    # composes the local adapter itself and hands it to compose().
+    raise DependencyError("the local adapter is composed by the embedded platform (`mlops up`)")
 
 
 @cache

@@ -1,0 +1,258 @@
+"""The platform port on the embedded platform: the gateway's admin API for endpoints,
+traffic and metrics; deployment processes started by the DeploymentManager; the MLflow
+registries of the stack; collected data in Azurite; retraining as a local job."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from adapters.collected import collected_rows
+from automation.port import DeploymentStatus, Endpoint
+from automation.rollout import Stats
+from local.deployments import DeploymentManager
+from ml.baseline import Baseline
+from ml.export import MODEL_FILE, SCHEMA_FILE
+from ml.registry import BASELINE_FILE, ModelRegistry, RegistryLayout
+from ml.registry_facts import MlflowModelFacts
+from policies.model_rules import ModelFacts
+from tenancy import naming
+from tenancy.errors import DependencyError, NotFoundError
+from tenancy.spec import PlatformSpec, TenantSpec
+
+logger = logging.getLogger("tenant_mlops.local")
+SHARED_PREFIX = "shared-"
+
+
+class GatewayAdmin:
+    """The gateway's admin API (loopback, admin token)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self.session.request(method, self.url + path, timeout=30, **kwargs)
+        except requests.RequestException as error:
+            raise DependencyError(f"the gateway is not reachable: {error}") from None
+        if answer.status_code == 404:
+            raise NotFoundError(answer.json().get("error", {}).get("message", path))
+        if answer.status_code >= 400:
+            raise DependencyError(
+                f"gateway {method} {path}: {answer.status_code} {answer.text[:200]}"
+            )
+        return answer.json()
+
+    def put_endpoint(
+        self, name: str, tenants: Sequence[str], pooled: bool, timeout_seconds: float
+    ) -> Any:
+        body = {"tenants": list(tenants), "pooled": pooled, "timeout_seconds": timeout_seconds}
+        return self._call("PUT", f"/admin/endpoints/{name}", json=body)
+
+    def endpoint(self, name: str) -> Any:
+        return self._call("GET", f"/admin/endpoints/{name}")
+
+    def set_traffic(self, name: str, traffic: Mapping[str, int], mirror: Mapping[str, int]) -> Any:
+        body = {"traffic": dict(traffic), "mirror": dict(mirror)}
+        return self._call("PUT", f"/admin/endpoints/{name}/traffic", json=body)
+
+    def put_deployment(self, endpoint: str, name: str, url: str) -> Any:
+        return self._call(
+            "PUT", f"/admin/endpoints/{endpoint}/deployments/{name}", json={"url": url}
+        )
+
+    def delete_deployment(self, endpoint: str, name: str) -> Any:
+        return self._call("DELETE", f"/admin/endpoints/{endpoint}/deployments/{name}")
+
+    def stats(self, endpoint: str, name: str, since: float, until: float) -> Any:
+        params = {"since": since, "until": until}
+        return self._call(
+            "GET", f"/admin/endpoints/{endpoint}/deployments/{name}/stats", params=params
+        )
+
+
+@dataclass
+class LocalPlatform:
+    spec: PlatformSpec
+    layout: RegistryLayout
+    gateway: GatewayAdmin
+    deployments: DeploymentManager
+    container: Any = None  # collected data (Azurite blob container)
+    notifications: list[tuple[str, str, str]] = field(default_factory=list)
+    compute_caps: dict[str, int] = field(default_factory=dict)
+    activity: dict[str, datetime] = field(default_factory=dict)
+
+    # --- where a tenant lives ----------------------------------------------------------
+
+    def _tenant(self, tenant: str) -> TenantSpec:
+        return self.spec.tenant(tenant)
+
+    def endpoint_name(self, tenant: str) -> str:
+        spec = self._tenant(tenant)
+        if spec.tier == "dedicated":
+            return spec.endpoints.online.name or naming.online_endpoint(
+                self.spec.prefix, self.spec.environment, spec.id
+            )
+        pool = self.spec.pool(str(spec.pool))
+        return pool.endpoints.online.name or naming.online_endpoint(
+            self.spec.prefix, self.spec.environment, pool.id
+        )
+
+    def _pooled(self, tenant: str) -> bool:
+        return self._tenant(tenant).tier == "pooled"
+
+    def _slot(self, tenant: str) -> str:
+        """Where a tenant's model sits in a deployment: its own folder in a pool."""
+        return tenant if self._pooled(tenant) else "*"
+
+    # --- serving -----------------------------------------------------------------------
+
+    def endpoint(self, tenant: str) -> Endpoint:
+        found = self.gateway.endpoint(self.endpoint_name(tenant))
+        return Endpoint(tenant, found["name"], found["traffic"], found["mirror"])
+
+    def fetch_model(self, tenant: str, ref: str, folder: Path) -> None:
+        """A model version's ONNX file and schema, from the registry that holds it."""
+        name, version = ref.split("/")
+        registry = self._registry_of(tenant if tenant != "*" else "", name)
+        with tempfile.TemporaryDirectory() as scratch:
+            downloaded = registry.download(name, version, Path(scratch))
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in (MODEL_FILE, SCHEMA_FILE):
+                shutil.copyfile(downloaded / file, folder / file)
+
+    def _registry_of(self, tenant: str, model_name: str) -> ModelRegistry:
+        if model_name.startswith(SHARED_PREFIX):
+            return self.layout.platform_registry()
+        owner = tenant or model_name.rsplit("-", 1)[0]
+        return self.layout.registry_for(owner)
+
+    def create_deployment(self, tenant: str, name: str, model: str) -> None:
+        endpoint = self.endpoint_name(tenant)
+        live = self.endpoint(tenant).live
+        self.deployments.create(
+            endpoint, name, {self._slot(tenant): model}, self.fetch_model, carry_from=live
+        )
+
+    def deployment_status(self, tenant: str, name: str) -> tuple[DeploymentStatus, str]:
+        running = self.deployments.get(self.endpoint_name(tenant), name)
+        if running is None:
+            return "missing", ""
+        status: DeploymentStatus = running.status  # type: ignore[assignment]
+        return status, running.message
+
+    def set_traffic(
+        self, tenant: str, traffic: Mapping[str, int], mirror: Mapping[str, int]
+    ) -> None:
+        self.gateway.set_traffic(self.endpoint_name(tenant), traffic, mirror)
+
+    def delete_deployment(self, tenant: str, name: str) -> None:
+        self.deployments.delete(self.endpoint_name(tenant), name)
+
+    def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
+        """Straight to the deployment, as the deployment header routes it."""
+        running = self.deployments.get(self.endpoint_name(tenant), deployment)
+        if running is None or not running.url:
+            return 404
+        headers = {"x-tenant-id": tenant} if self._pooled(tenant) else {}
+        try:
+            return requests.post(
+                f"{running.url}/score", json=dict(body), headers=headers, timeout=30
+            ).status_code
+        except requests.RequestException:
+            return 503
+
+    def _model_of(self, tenant: str, deployment: str) -> str:
+        running = self.deployments.get(self.endpoint_name(tenant), deployment)
+        if running is None:
+            raise NotFoundError.for_item("deployment", deployment)
+        return running.models.get(self._slot(tenant)) or running.models.get("*", "")
+
+    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+        live = self.endpoint(tenant).live
+        _, columns, reference = self.baseline(tenant, live)
+        if not columns:
+            return {"data": [["please reset my password"]]}
+        return {"data": [reference[0, : len(columns)].tolist()]}
+
+    def deployment_stats(
+        self, tenant: str, deployment: str, since: datetime, until: datetime
+    ) -> Stats:
+        stats = self.gateway.stats(
+            self.endpoint_name(tenant), deployment, since.timestamp(), until.timestamp()
+        )
+        return Stats(int(stats["requests"]), int(stats["errors"]), stats["p99_ms"])
+
+    # --- drift -------------------------------------------------------------------------
+
+    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
+        model = self._model_of(tenant, deployment)
+        name, version = model.split("/")
+        registry = self._registry_of(tenant, name)
+        found = registry.version(name, version)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = registry.client.download_artifacts(
+                found.run_id, f"baseline/{BASELINE_FILE}", scratch
+            )
+            baseline = Baseline.load(Path(path))
+        return model, baseline.columns, baseline.reference()
+
+    def inference_data(
+        self,
+        tenant: str,
+        deployment: str,
+        features: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+    ) -> Iterator[np.ndarray]:
+        if self.container is None:
+            return iter(())
+        endpoint = self.endpoint_name(tenant)
+        return collected_rows(
+            self.container, endpoint, deployment, features, since=since, until=until
+        )
+
+    def request_retraining(self, tenant: str, reason: str) -> None:
+        """A local training job (a thread): the new version is registered and announced."""
+        from ml.retrain import retrain_tenant  # noqa: PLC0415
+
+        stamp = self._tenant(tenant).stamp_key
+        self.activity[stamp] = datetime.now(UTC)
+
+        def job() -> None:
+            try:
+                retrain_tenant(self.spec, tenant, self.layout, self.layout.data_dir / "scratch")
+            except Exception:
+                logger.exception("retraining of %s failed", tenant)
+
+        threading.Thread(target=job, name=f"retrain-{tenant}", daemon=True).start()
+
+    # --- registry, compute, notifications ----------------------------------------------
+
+    def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
+        registry = self._registry_of(tenant, name)
+        return MlflowModelFacts(registry.store.tracking_uri).model_facts(name, version)
+
+    def scale_compute(self, tenant: str, max_nodes: int) -> None:
+        # No GPU cluster on one machine: the cap is recorded and shown by `mlops status`.
+        self.compute_caps[self._tenant(tenant).stamp_key] = max_nodes
+
+    def last_compute_activity(self, stamp: str) -> datetime | None:
+        return self.activity.get(stamp)
+
+    def notify(self, tenant: str, severity: str, message: str) -> None:
+        self.notifications.append((tenant, severity, message))
+        logger.warning("[%s] %s: %s", severity, tenant, message)

@@ -1,0 +1,149 @@
+"""The local adapter over the real embedded parts: trained registries, the gateway, and
+deployment processes under azureml-inference-server-http."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from adapters.local import GatewayAdmin, LocalPlatform
+from automation.store import MemoryStore
+from local.deployments import DeploymentManager
+from local.gateway import Gateway, TenantLimits
+from local.keys import KeyRing
+from local.serve import BackgroundServer
+from ml.lifecycle import train_stack
+from ml.registry import RegistryLayout
+from policies.model_rules import evaluate_model
+from tenancy import PlatformSpec
+
+
+@pytest.fixture(scope="module")
+def world(
+    specs: dict[str, PlatformSpec], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    spec = specs["local"]
+    data_dir = tmp_path_factory.mktemp("local-platform")
+    registered = {r.tenant: r for r in train_stack(spec, data_dir)}
+    ring = KeyRing(MemoryStore())
+    keys = {t.id: ring.issue(t.id)["primary"] for t in spec.tenants}
+    limits = {t.id: TenantLimits(600_000, 1 << 20) for t in spec.tenants}
+    gateway = Gateway(ring, limits, "admin", seed=1)
+    server = BackgroundServer(gateway.app).start()
+    admin = GatewayAdmin(server.url, "admin")
+    manager = DeploymentManager(
+        data_dir / "deployments", admin.put_deployment, admin.delete_deployment
+    )
+    platform = LocalPlatform(spec, RegistryLayout(spec, data_dir), admin, manager)
+    admin.put_endpoint(platform.endpoint_name("contoso"), ["contoso"], False, 5)
+    pool = [t.id for t in spec.tenants_in_pool("shared")]
+    admin.put_endpoint(platform.endpoint_name("fabrikam"), pool, True, 5)
+    manager.create(
+        platform.endpoint_name("contoso"),
+        "blue",
+        {"*": registered["contoso"].model.ref},
+        platform.fetch_model,
+        wait=True,
+    )
+    models = {t: registered[t].model.ref for t in pool}
+    manager.create(
+        platform.endpoint_name("fabrikam"), "blue", models, platform.fetch_model, wait=True
+    )
+    for tenant in ("contoso", "fabrikam"):
+        platform.set_traffic(tenant, {"blue": 100}, {})
+    yield {
+        "platform": platform,
+        "manager": manager,
+        "keys": keys,
+        "gateway": server,
+        "registered": registered,
+    }
+    manager.stop_all()
+    server.stop()
+
+
+def _score(world: dict[str, Any], tenant: str, body: Any) -> requests.Response:
+    platform: LocalPlatform = world["platform"]
+    url = f"{world['gateway'].url}/{platform.endpoint_name(tenant)}/score"
+    return requests.post(
+        url, json=body, headers={"Authorization": f"Bearer {world['keys'][tenant]}"}, timeout=30
+    )
+
+
+def test_the_live_deployment_serves_through_the_gateway(world: dict[str, Any]) -> None:
+    platform: LocalPlatform = world["platform"]
+    endpoint = platform.endpoint("contoso")
+    assert (endpoint.live, endpoint.traffic) == ("blue", {"blue": 100})
+    sample = platform.sample_request("contoso")
+    answer = _score(world, "contoso", sample)
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+    assert platform.deployment_status("contoso", "blue") == ("ready", "")
+
+
+def test_a_green_deployment_is_created_invoked_measured_and_deleted(world: dict[str, Any]) -> None:
+    platform: LocalPlatform = world["platform"]
+    manager: DeploymentManager = world["manager"]
+    platform.create_deployment("contoso", "green", world["registered"]["contoso"].model.ref)
+    manager._threads[-1].join(timeout=120)
+    assert platform.deployment_status("contoso", "green") == ("ready", "")
+    assert platform.invoke("contoso", "green", platform.sample_request("contoso")) == 200
+    assert platform.invoke("contoso", "green", {"data": [[1.0]]}) == 400
+    platform.set_traffic("contoso", {"blue": 50, "green": 50}, {})
+    started = datetime.now(UTC)
+    for _ in range(20):
+        _score(world, "contoso", platform.sample_request("contoso"))
+    stats = [
+        platform.deployment_stats("contoso", d, started, datetime.now(UTC) + timedelta(seconds=1))
+        for d in ("blue", "green")
+    ]
+    assert sum(s.requests for s in stats) == 20 and all(s.errors == 0 for s in stats)
+    platform.set_traffic("contoso", {"blue": 100, "green": 0}, {})
+    platform.delete_deployment("contoso", "green")
+    assert platform.deployment_status("contoso", "green") == ("missing", "")
+
+
+def test_a_pooled_deployment_carries_the_other_tenants_models(world: dict[str, Any]) -> None:
+    platform: LocalPlatform = world["platform"]
+    manager: DeploymentManager = world["manager"]
+    platform.create_deployment("northwind", "green", world["registered"]["northwind"].model.ref)
+    manager._threads[-1].join(timeout=120)
+    green = manager.get(platform.endpoint_name("northwind"), "green")
+    assert green is not None and set(green.models) == {"fabrikam", "northwind", "litware"}
+    for tenant in ("fabrikam", "northwind", "litware"):
+        assert platform.invoke(tenant, "green", platform.sample_request(tenant)) == 200
+    platform.delete_deployment("northwind", "green")
+
+
+def test_baselines_and_facts_come_from_the_registries(
+    world: dict[str, Any], specs: dict[str, PlatformSpec]
+) -> None:
+    platform: LocalPlatform = world["platform"]
+    model, columns, reference = platform.baseline("contoso", "blue")
+    assert model == world["registered"]["contoso"].model.ref
+    assert len(columns) == 30 and reference.shape[1] == 31
+    _, text_columns, text_reference = platform.baseline("litware", "blue")
+    assert text_columns == [] and text_reference.shape[1] == 1  # predictions only
+    name, version = model.split("/")
+    assert (
+        evaluate_model(platform.model_facts("contoso", name, version), "contoso", specs["local"])
+        == []
+    )
+
+
+def test_a_tenants_key_never_reaches_another_tenants_endpoint(world: dict[str, Any]) -> None:
+    platform: LocalPlatform = world["platform"]
+    url = f"{world['gateway'].url}/{platform.endpoint_name('contoso')}/score"
+    answer = requests.post(
+        url,
+        json=platform.sample_request("contoso"),
+        headers={
+            "Authorization": f"Bearer {world['keys']['fabrikam']}",
+            "azureml-model-deployment": "blue",
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 401
