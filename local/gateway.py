@@ -175,13 +175,16 @@ class Gateway:
         keys: KeyRing,
         limits: dict[str, TenantLimits],
         admin_token: str,
+        *,
         collector: Callable[[str, str, str, dict[str, Any]], None] | None = None,
         seed: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
         self.limits = limits
         self.admin_token = admin_token
         self.collector = collector
+        self.clock = clock  # when samples happened: the automation reads windows of it
         self.endpoints: dict[str, EndpointConfig] = {}
         self.metrics = Metrics()
         self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
@@ -236,7 +239,7 @@ class Gateway:
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
         status, answer = await self._forward(endpoint, deployment, tenant, body)
         millis = (time.perf_counter() - started) * 1000
-        self.metrics.record(endpoint.name, deployment.name, Sample(time.time(), status, millis))
+        self.metrics.record(endpoint.name, deployment.name, Sample(self.clock(), status, millis))
         if status == 200 and self.collector is not None:
             self._collect(endpoint.name, deployment.name, correlation, body, answer)
         headers = {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
@@ -353,7 +356,7 @@ class Gateway:
         status, _ = await self._forward(endpoint, target, tenant, body)
         millis = (time.perf_counter() - started) * 1000
         self.metrics.record(
-            endpoint.name, target.name, Sample(time.time(), status, millis, mirrored=True)
+            endpoint.name, target.name, Sample(self.clock(), status, millis, mirrored=True)
         )
 
     def _collect(
@@ -465,7 +468,7 @@ class Gateway:
         if (denied := self._admin(request)) is not None:
             return denied
         since = float(request.query_params.get("since", 0))
-        until = float(request.query_params.get("until", time.time() + 1))
+        until = float(request.query_params.get("until", self.clock() + 1))
         stats = self.metrics.stats(
             request.path_params["endpoint"], request.path_params["deployment"], since, until
         )
