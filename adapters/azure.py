@@ -96,7 +96,7 @@ class AzurePlatform:
             credential,
             os.environ[contracts.SETTING_SUBSCRIPTION],
             logs=LogsQueryClient(credential),
-            logs_workspace_id=os.environ.get("TENANT_MLOPS_LOGS_WORKSPACE_ID", ""),
+            logs_workspace_id=os.environ.get(contracts.SETTING_LOGS_WORKSPACE, ""),
         )
 
     # --- where a tenant lives ------------------------------------------------------------

@@ -119,6 +119,8 @@ class Automation(pulumi.ComponentResource):
             contracts.SETTING_STACK: args.stack,
             contracts.SETTING_SUBSCRIPTION: args.subscription_id,
             contracts.SETTING_STORAGE_ACCOUNT: shared.storage.name,
+            # The workspace GUID Log Analytics queries take (not the resource id).
+            contracts.SETTING_LOGS_WORKSPACE: shared.log_analytics.customer_id,
             # The spec holds no secret (group ids, thresholds, names), so it travels as a
             # setting and the automation reads the same document the program did.
             contracts.SETTING_PLATFORM_SPEC: json.dumps(args.spec.model_dump(mode="json")),

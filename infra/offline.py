@@ -220,6 +220,7 @@ class AzureMocks(pulumi.runtime.Mocks):
             "azure-native:applicationinsights:Component": lambda: {
                 "connectionString": f"InstrumentationKey={guid('ikey')};IngestionEndpoint=https://{location}.in.applicationinsights.azure.com/",
             },
+            "azure-native:operationalinsights:Workspace": lambda: {"customerId": guid("customer")},
             "azure-native:keyvault:Key": lambda: {
                 "keyUriWithVersion": f"https://{inputs.get('vaultName')}.vault.azure.net/keys/{name}/1",
             },

@@ -228,6 +228,8 @@ class SharedServices(pulumi.ComponentResource):
         self._assign(
             "automation-mlr", automation, "AzureMLRegistryUser", self.ml_registry.id, "mlr"
         )
+        # Rollout analysis reads the endpoints' traffic log (AmlOnlineEndpointTrafficLog).
+        self._assign("automation-logs", automation, "LAR", self.log_analytics.id, "logs")
         # The deployer (CI/CD) uploads the Functions package with Entra auth: shared keys are
         # off, and Owner on the account grants no data-plane access by itself.
         for group in spec.personas.cicd:

@@ -54,6 +54,7 @@ SETTING_PLATFORM_SPEC: Final = "TENANT_MLOPS_PLATFORM_SPEC"
 SETTING_STORAGE_ACCOUNT: Final = "TENANT_MLOPS_STORAGE_ACCOUNT"
 SETTING_SUBSCRIPTION: Final = "TENANT_MLOPS_SUBSCRIPTION_ID"
 SETTING_IDENTITY_CLIENT_ID: Final = "AZURE_CLIENT_ID"
+SETTING_LOGS_WORKSPACE: Final = "TENANT_MLOPS_LOGS_WORKSPACE_ID"
 
 # Model version tags the training code writes and the model gate reads (MLflow and Azure ML
 # registries alike). Lineage first, then what shared models must add.

@@ -226,3 +226,36 @@ def test_retraining_is_a_command_job_on_the_stamps_gpu_cluster(
     assert properties["environmentId"].endswith("/environments/tenant-mlops-training/versions/1")
     assert properties["tags"]["reason"] == "drift in mean_radius"
     assert properties["inputs"]["tenant"]["value"] == "contoso"
+
+
+def test_deployment_stats_come_from_the_endpoint_traffic_log(
+    specs: dict[str, PlatformSpec], arm: FakeArm
+) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    queries: list[tuple[str, str, object]] = []
+
+    class Logs:
+        def query_workspace(self, workspace: str, query: str, timespan: object) -> object:
+            queries.append((workspace, query, timespan))
+            return SimpleNamespace(tables=[SimpleNamespace(rows=[[120, 3, 87.5]])])
+
+    platform = AzurePlatform(
+        specs["local"],
+        FakeCredential(),
+        SUB,
+        logs=Logs(),
+        logs_workspace_id="guid-1",
+        client_options={"transport": arm},
+    )  # type: ignore[arg-type]
+    since, until = datetime(2026, 11, 22, 12, tzinfo=UTC), datetime(2026, 11, 22, 12, 1, tzinfo=UTC)
+    stats = platform.deployment_stats("contoso", "green", since, until)
+    assert (stats.requests, stats.errors, stats.p99_ms) == (120, 3, 87.5)
+    [(workspace, query, timespan)] = queries
+    assert workspace == "guid-1" and timespan == (since, until)
+    assert "EndpointName == 'tmlops-contoso-loc' and DeploymentName == 'green'" in query
+    no_logs = AzurePlatform(
+        specs["local"], FakeCredential(), SUB, client_options={"transport": arm}
+    )  # type: ignore[arg-type]
+    assert no_logs.deployment_stats("contoso", "green", since, until).requests == 0  # inconclusive
