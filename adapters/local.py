@@ -5,7 +5,6 @@ registries of the stack; collected data in Azurite; retraining as a local job.""
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,10 +19,9 @@ import requests
 from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
-from local.deployments import DeploymentManager
+from local.models import registry_of
 from ml.baseline import Baseline
-from ml.export import MODEL_FILE, SCHEMA_FILE
-from ml.registry import BASELINE_FILE, ModelRegistry, RegistryLayout
+from ml.registry import BASELINE_FILE, RegistryLayout
 from ml.registry_facts import MlflowModelFacts
 from policies.model_rules import ModelFacts
 from tenancy import naming
@@ -68,6 +66,16 @@ class GatewayAdmin:
         body = {"traffic": dict(traffic), "mirror": dict(mirror)}
         return self._call("PUT", f"/admin/endpoints/{name}/traffic", json=body)
 
+    def create_deployment(
+        self, endpoint: str, name: str, models: Mapping[str, str], carry_from: str | None
+    ) -> Any:
+        """Have the platform start a deployment process serving ``models``."""
+        body = {"models": dict(models), "carry_from": carry_from}
+        return self._call("PUT", f"/admin/endpoints/{endpoint}/deployments/{name}", json=body)
+
+    def deployment(self, endpoint: str, name: str) -> Any:
+        return self._call("GET", f"/admin/endpoints/{endpoint}/deployments/{name}")
+
     def put_deployment(self, endpoint: str, name: str, url: str) -> Any:
         return self._call(
             "PUT", f"/admin/endpoints/{endpoint}/deployments/{name}", json={"url": url}
@@ -88,7 +96,6 @@ class LocalPlatform:
     spec: PlatformSpec
     layout: RegistryLayout
     gateway: GatewayAdmin
-    deployments: DeploymentManager
     container: Any = None  # collected data (Azurite blob container)
     notifications: list[tuple[str, str, str]] = field(default_factory=list)
     compute_caps: dict[str, int] = field(default_factory=dict)
@@ -123,35 +130,23 @@ class LocalPlatform:
         found = self.gateway.endpoint(self.endpoint_name(tenant))
         return Endpoint(tenant, found["name"], found["traffic"], found["mirror"])
 
-    def fetch_model(self, tenant: str, ref: str, folder: Path) -> None:
-        """A model version's ONNX file and schema, from the registry that holds it."""
-        name, version = ref.split("/")
-        registry = self._registry_of(tenant if tenant != "*" else "", name)
-        with tempfile.TemporaryDirectory() as scratch:
-            downloaded = registry.download(name, version, Path(scratch))
-            folder.mkdir(parents=True, exist_ok=True)
-            for file in (MODEL_FILE, SCHEMA_FILE):
-                shutil.copyfile(downloaded / file, folder / file)
-
-    def _registry_of(self, tenant: str, model_name: str) -> ModelRegistry:
-        if model_name.startswith(SHARED_PREFIX):
-            return self.layout.platform_registry()
-        owner = tenant or model_name.rsplit("-", 1)[0]
-        return self.layout.registry_for(owner)
-
     def create_deployment(self, tenant: str, name: str, model: str) -> None:
         endpoint = self.endpoint_name(tenant)
         live = self.endpoint(tenant).live
-        self.deployments.create(
-            endpoint, name, {self._slot(tenant): model}, self.fetch_model, carry_from=live
-        )
+        self.gateway.create_deployment(endpoint, name, {self._slot(tenant): model}, live)
+
+    def _deployment(self, tenant: str, name: str) -> Any | None:
+        try:
+            return self.gateway.deployment(self.endpoint_name(tenant), name)
+        except NotFoundError:
+            return None
 
     def deployment_status(self, tenant: str, name: str) -> tuple[DeploymentStatus, str]:
-        running = self.deployments.get(self.endpoint_name(tenant), name)
-        if running is None:
+        found = self._deployment(tenant, name)
+        if found is None:
             return "missing", ""
-        status: DeploymentStatus = running.status  # type: ignore[assignment]
-        return status, running.message
+        status: DeploymentStatus = found["status"]
+        return status, str(found["message"])
 
     def set_traffic(
         self, tenant: str, traffic: Mapping[str, int], mirror: Mapping[str, int]
@@ -159,26 +154,26 @@ class LocalPlatform:
         self.gateway.set_traffic(self.endpoint_name(tenant), traffic, mirror)
 
     def delete_deployment(self, tenant: str, name: str) -> None:
-        self.deployments.delete(self.endpoint_name(tenant), name)
+        self.gateway.delete_deployment(self.endpoint_name(tenant), name)
 
     def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
         """Straight to the deployment, as the deployment header routes it."""
-        running = self.deployments.get(self.endpoint_name(tenant), deployment)
-        if running is None or not running.url:
+        found = self._deployment(tenant, deployment)
+        if found is None or not found["url"]:
             return 404
         headers = {"x-tenant-id": tenant} if self._pooled(tenant) else {}
+        url = f"{found['url']}/score"
         try:
-            return requests.post(
-                f"{running.url}/score", json=dict(body), headers=headers, timeout=30
-            ).status_code
+            return requests.post(url, json=dict(body), headers=headers, timeout=30).status_code
         except requests.RequestException:
             return 503
 
     def _model_of(self, tenant: str, deployment: str) -> str:
-        running = self.deployments.get(self.endpoint_name(tenant), deployment)
-        if running is None:
+        found = self._deployment(tenant, deployment)
+        if found is None:
             raise NotFoundError.for_item("deployment", deployment)
-        return running.models.get(self._slot(tenant)) or running.models.get("*", "")
+        models: dict[str, str] = found["models"]
+        return models.get(self._slot(tenant)) or models.get("*", "")
 
     def sample_request(self, tenant: str) -> Mapping[str, Any]:
         live = self.endpoint(tenant).live
@@ -200,7 +195,7 @@ class LocalPlatform:
     def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
         model = self._model_of(tenant, deployment)
         name, version = model.split("/")
-        registry = self._registry_of(tenant, name)
+        registry = registry_of(self.layout, tenant, name)
         found = registry.version(name, version)
         with tempfile.TemporaryDirectory() as scratch:
             path = registry.client.download_artifacts(
@@ -243,7 +238,7 @@ class LocalPlatform:
     # --- registry, compute, notifications ----------------------------------------------
 
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
-        registry = self._registry_of(tenant, name)
+        registry = registry_of(self.layout, tenant, name)
         return MlflowModelFacts(registry.store.tracking_uri).model_facts(name, version)
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from local.deployments import DeploymentManager
 from local.keys import KeyRing
 
 logger = logging.getLogger("tenant_mlops.gateway")
@@ -179,12 +181,18 @@ class Gateway:
         collector: Callable[[str, str, str, dict[str, Any]], None] | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        deployer: DeploymentManager | None = None,
+        fetch: Callable[[str, str, Path], None] | None = None,
     ) -> None:
         self.keys = keys
         self.limits = limits
         self.admin_token = admin_token
         self.collector = collector
         self.clock = clock  # when samples happened: the automation reads windows of it
+        # Deployments this gateway runs itself (the embedded platform): processes, started
+        # in the background, registered here once healthy.
+        self.deployer = deployer
+        self.fetch = fetch
         self.endpoints: dict[str, EndpointConfig] = {}
         self.metrics = Metrics()
         self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
@@ -200,7 +208,7 @@ class Gateway:
                 Route(
                     "/admin/endpoints/{endpoint}/deployments/{deployment}",
                     self.admin_deployment,
-                    methods=["PUT", "DELETE"],
+                    methods=["GET", "PUT", "DELETE"],
                 ),
                 Route(
                     "/admin/endpoints/{endpoint}/deployments/{deployment}/stats",
@@ -451,18 +459,56 @@ class Gateway:
         if endpoint is None:
             return error(404, "not_found", "no such endpoint")
         name = request.path_params["deployment"]
+        if request.method == "GET":
+            return self._deployment_state(endpoint, name)
         if request.method == "DELETE":
-            if endpoint.traffic.get(name, 0) or endpoint.mirror.get(name, 0):
-                return error(409, "conflict", f"deployment {name} still has traffic")
-            endpoint.deployments.pop(name, None)
-            endpoint.traffic.pop(name, None)
-            return JSONResponse(endpoint.snapshot())
-        spec = await request.json()
-        endpoint.deployments[name] = Deployment(
-            name, str(spec["url"]).rstrip("/"), int(spec.get("max_pending", 16))
-        )
-        endpoint.traffic.setdefault(name, 0)
+            return await self._delete_deployment(endpoint, name)
+        return self._put_deployment(endpoint, name, await request.json())
+
+    async def _delete_deployment(self, endpoint: EndpointConfig, name: str) -> Response:
+        if endpoint.traffic.get(name, 0) or endpoint.mirror.get(name, 0):
+            return error(409, "conflict", f"deployment {name} still has traffic")
+        if self.deployer is not None:
+            await asyncio.to_thread(self.deployer.delete, endpoint.name, name)
+        self.unregister(endpoint.name, name)
         return JSONResponse(endpoint.snapshot())
+
+    def _put_deployment(
+        self, endpoint: EndpointConfig, name: str, spec: dict[str, Any]
+    ) -> Response:
+        if "url" in spec:  # a server someone else runs
+            self.register(endpoint.name, name, str(spec["url"]), int(spec.get("max_pending", 16)))
+            return JSONResponse(endpoint.snapshot())
+        models = {str(k): str(v) for k, v in (spec.get("models") or {}).items()}
+        if self.deployer is None or self.fetch is None or not models:
+            return error(400, "invalid_input", "give a url, or models to a gateway that runs them")
+        carry = spec.get("carry_from")
+        self.deployer.create(endpoint.name, name, models, self.fetch, carry_from=carry)
+        return self._deployment_state(endpoint, name, 202)
+
+    def register(self, endpoint: str, name: str, url: str, max_pending: int = 16) -> None:
+        """A deployment ready to serve (its process is up): known to the endpoint at 0 %."""
+        config = self.endpoints[endpoint]
+        config.deployments[name] = Deployment(name, url.rstrip("/"), max_pending)
+        config.traffic.setdefault(name, 0)
+
+    def unregister(self, endpoint: str, name: str) -> None:
+        config = self.endpoints.get(endpoint)
+        if config is not None:
+            config.deployments.pop(name, None)
+            config.traffic.pop(name, None)
+
+    def _deployment_state(self, endpoint: EndpointConfig, name: str, status: int = 200) -> Response:
+        running = self.deployer.get(endpoint.name, name) if self.deployer else None
+        if running is not None:
+            state = {"status": running.status, "message": running.message, "url": running.url}
+            return JSONResponse({**state, "models": running.models}, status)
+        known = endpoint.deployments.get(name)
+        if known is None:
+            return error(404, "not_found", f"no deployment {name} in {endpoint.name}")
+        return JSONResponse(
+            {"status": "ready", "message": "", "url": known.url, "models": {}}, status
+        )
 
     async def admin_stats(self, request: Request) -> Response:
         if (denied := self._admin(request)) is not None:

@@ -15,6 +15,7 @@ from automation.store import MemoryStore
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
+from local.models import ModelFetcher
 from local.serve import BackgroundServer
 from ml.lifecycle import train_stack
 from ml.registry import RegistryLayout
@@ -32,27 +33,26 @@ def world(
     ring = KeyRing(MemoryStore())
     keys = {t.id: ring.issue(t.id)["primary"] for t in spec.tenants}
     limits = {t.id: TenantLimits(600_000, 1 << 20) for t in spec.tenants}
-    gateway = Gateway(ring, limits, "admin", seed=1)
+    layout = RegistryLayout(spec, data_dir)
+    gateway = Gateway(ring, limits, "admin", seed=1, fetch=ModelFetcher(layout))
+    # The gateway runs the deployments (as the embedded platform does): processes it starts.
+    gateway.deployer = DeploymentManager(
+        data_dir / "deployments", gateway.register, gateway.unregister
+    )
+    manager = gateway.deployer
     server = BackgroundServer(gateway.app).start()
     admin = GatewayAdmin(server.url, "admin")
-    manager = DeploymentManager(
-        data_dir / "deployments", admin.put_deployment, admin.delete_deployment
-    )
-    platform = LocalPlatform(spec, RegistryLayout(spec, data_dir), admin, manager)
+    platform = LocalPlatform(spec, layout, admin)
     admin.put_endpoint(platform.endpoint_name("contoso"), ["contoso"], False, 5)
     pool = [t.id for t in spec.tenants_in_pool("shared")]
     admin.put_endpoint(platform.endpoint_name("fabrikam"), pool, True, 5)
-    manager.create(
-        platform.endpoint_name("contoso"),
-        "blue",
-        {"*": registered["contoso"].model.ref},
-        platform.fetch_model,
-        wait=True,
+    admin.create_deployment(
+        platform.endpoint_name("contoso"), "blue", {"*": registered["contoso"].model.ref}, None
     )
     models = {t: registered[t].model.ref for t in pool}
-    manager.create(
-        platform.endpoint_name("fabrikam"), "blue", models, platform.fetch_model, wait=True
-    )
+    admin.create_deployment(platform.endpoint_name("fabrikam"), "blue", models, None)
+    for thread in manager._threads:
+        thread.join(timeout=120)
     for tenant in ("contoso", "fabrikam"):
         platform.set_traffic(tenant, {"blue": 100}, {})
     yield {

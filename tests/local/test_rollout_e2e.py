@@ -20,6 +20,7 @@ from automation.store import MemoryStore
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
+from local.models import ModelFetcher
 from local.serve import BackgroundServer
 from ml.export import MODEL_FILE
 from ml.lifecycle import train_stack
@@ -67,21 +68,19 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "admin",
         seed=3,
         clock=clock.epoch,
+        fetch=ModelFetcher(RegistryLayout(spec, data_dir)),
     )
+    manager = DeploymentManager(data_dir / "deployments", gateway.register, gateway.unregister)
+    gateway.deployer = manager
     server = BackgroundServer(gateway.app).start()
     admin = GatewayAdmin(server.url, "admin")
-    manager = DeploymentManager(
-        data_dir / "deployments", admin.put_deployment, admin.delete_deployment
-    )
-    port = LocalPlatform(spec, RegistryLayout(spec, data_dir), admin, manager)
+    port = LocalPlatform(spec, RegistryLayout(spec, data_dir), admin)
     admin.put_endpoint(port.endpoint_name("contoso"), ["contoso"], False, 5)
-    manager.create(
-        port.endpoint_name("contoso"),
-        "blue",
-        {"*": first["contoso"].model.ref},
-        port.fetch_model,
-        wait=True,
+    admin.create_deployment(
+        port.endpoint_name("contoso"), "blue", {"*": first["contoso"].model.ref}, None
     )
+    for thread in manager._threads:
+        thread.join(timeout=120)
     port.set_traffic("contoso", {"blue": 100}, {})
     store = MemoryStore()
     runner = RolloutRunner(spec, store, port, clock.now)
@@ -95,6 +94,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "keys": keys,
         "gateway": server,
         "manager": manager,
+        "gateway_app": gateway,
         "data_dir": data_dir,
     }
     manager.stop_all()
@@ -194,13 +194,14 @@ def test_a_model_that_cannot_load_never_gets_traffic(platform: dict[str, Any]) -
         RegistryLayout(world["spec"], world["data_dir"]),
         world["data_dir"] / "scratch",
     )
-    original = port.fetch_model
+    gateway = world["gateway_app"]
+    original = gateway.fetch
 
     def corrupt(tenant: str, ref: str, folder: Any) -> None:
         original(tenant, ref, folder)
         (folder / MODEL_FILE).write_bytes(b"not an onnx model")
 
-    port.fetch_model = corrupt  # type: ignore[method-assign]
+    gateway.fetch = corrupt
     try:
         assert (
             world["handler"]
@@ -214,7 +215,7 @@ def test_a_model_that_cannot_load_never_gets_traffic(platform: dict[str, Any]) -
         )
         assert _advance(world, new.model.ref) == Phase.ROLLED_BACK
     finally:
-        port.fetch_model = original  # type: ignore[method-assign]
+        gateway.fetch = original
     assert (
         0 not in port.endpoint("contoso").traffic.values()
         or sum(port.endpoint("contoso").traffic.values()) == 100
