@@ -5,6 +5,7 @@ registries of the stack; collected data in Azurite; retraining as a local job.""
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,7 +30,10 @@ from tenancy.errors import DependencyError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.local")
-SHARED_PREFIX = "shared-"
+GATEWAY_URL = "TENANT_MLOPS_GATEWAY_URL"
+DATA_DIR = "TENANT_MLOPS_DATA_DIR"
+ADMIN_TOKEN_FILE = "gateway-admin.token"  # noqa: S105 - a file name
+COLLECTED_CONTAINER = "workspaceblobstore"
 
 
 class GatewayAdmin:
@@ -100,6 +104,32 @@ class LocalPlatform:
     notifications: list[tuple[str, str, str]] = field(default_factory=list)
     compute_caps: dict[str, int] = field(default_factory=dict)
     activity: dict[str, datetime] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any, env: Mapping[str, str] | None = None) -> LocalPlatform:
+        """The adapter of a Functions host running beside the embedded platform: where the
+        gateway is, its admin token (a file under the data directory, never a setting's
+        value), the registries' data directory, and Azurite for collected data."""
+        env = dict(os.environ if env is None else env)
+        missing = [k for k in (GATEWAY_URL, DATA_DIR) if not env.get(k)]
+        if missing:
+            raise DependencyError(f"the local adapter needs {', '.join(missing)}")
+        data_dir = Path(env[DATA_DIR])
+        token_file = data_dir / ADMIN_TOKEN_FILE
+        if not token_file.is_file():
+            raise DependencyError(f"no gateway admin token at {token_file}: is the platform up?")
+        container = None
+        if settings.state_connection:
+            from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
+
+            service = BlobServiceClient.from_connection_string(settings.state_connection)
+            container = service.get_container_client(COLLECTED_CONTAINER)
+        return cls(
+            settings.spec,
+            RegistryLayout(settings.spec, data_dir),
+            GatewayAdmin(env[GATEWAY_URL], token_file.read_text(encoding="utf-8").strip()),
+            container,
+        )
 
     # --- where a tenant lives ----------------------------------------------------------
 

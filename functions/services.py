@@ -15,7 +15,6 @@ from automation.port import PlatformPort
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
 from automation.store import StateStore, TableStore
-from tenancy.errors import DependencyError
 
 
 def utc_now() -> datetime:
@@ -64,9 +63,9 @@ def _port(settings: Settings) -> PlatformPort:
         from adapters.azure import AzurePlatform  # noqa: PLC0415 - azure-ai-ml loads slowly
 
         return AzurePlatform.from_settings(settings)
-    # The embedded platform's host owns the gateway and the deployment processes, so it
-    # composes the local adapter itself and hands it to compose().
-    raise DependencyError("the local adapter is composed by the embedded platform (`mlops up`)")
+    from adapters.local import LocalPlatform  # noqa: PLC0415
+
+    return LocalPlatform.from_settings(settings)
 
 
 @cache

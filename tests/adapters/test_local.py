@@ -3,8 +3,10 @@ deployment processes under azureml-inference-server-http."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +63,7 @@ def world(
         "keys": keys,
         "gateway": server,
         "registered": registered,
+        "data_dir": data_dir,
     }
     manager.stop_all()
     server.stop()
@@ -147,3 +150,41 @@ def test_a_tenants_key_never_reaches_another_tenants_endpoint(world: dict[str, A
         timeout=30,
     )
     assert answer.status_code == 401
+
+
+def test_a_functions_host_builds_the_adapter_from_its_settings(
+    world: dict[str, Any], specs: dict[str, PlatformSpec], tmp_path: Path
+) -> None:
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from adapters.local import ADMIN_TOKEN_FILE  # noqa: PLC0415
+    from tests.conftest import ROOT  # noqa: PLC0415
+
+    if str(ROOT / "functions") not in sys.path:  # the app's own import root, as in Azure
+        sys.path.insert(0, str(ROOT / "functions"))
+    from settings import Settings  # noqa: PLC0415
+
+    from tenancy import contracts  # noqa: PLC0415
+    from tenancy.errors import DependencyError  # noqa: PLC0415
+
+    env = {
+        contracts.SETTING_STACK: "local",
+        contracts.SETTING_PLATFORM_SPEC: json.dumps(specs["local"].model_dump(mode="json")),
+        "TENANT_MLOPS_STATE_CONNECTION": "",
+        contracts.SETTING_STORAGE_ACCOUNT: "unused",
+        "TENANT_MLOPS_ADAPTER": "local",
+    }
+    settings = Settings.from_env(env)
+    with pytest.raises(DependencyError, match="TENANT_MLOPS_GATEWAY_URL, TENANT_MLOPS_DATA_DIR"):
+        LocalPlatform.from_settings(settings, env)
+    env |= {
+        "TENANT_MLOPS_GATEWAY_URL": world["gateway"].url,
+        "TENANT_MLOPS_DATA_DIR": str(tmp_path),
+    }
+    with pytest.raises(DependencyError, match="no gateway admin token"):
+        LocalPlatform.from_settings(settings, env)
+    shutil.copytree(world["data_dir"] / "registries", tmp_path / "registries")
+    (tmp_path / ADMIN_TOKEN_FILE).write_text("admin\n")
+    adapter = LocalPlatform.from_settings(settings, env)
+    assert adapter.endpoint("contoso").traffic["blue"] == 100
