@@ -8,13 +8,14 @@ import function_app
 import pytest
 from settings import Settings
 
+from local.functions_host import index
 from tenancy import PlatformSpec, contracts
 from tenancy.errors import ConfigError
 from tests.functions.conftest import environment
 
 
 def test_function_app_registers_every_trigger_of_the_blueprints() -> None:
-    names = {f.get_function_name() for f in function_app.app.get_functions()}
+    names = {name for name, _, _ in index(function_app.app)}
     assert names == {
         contracts.FUNCTION_MODEL_REGISTERED,
         "mlflow_registry_webhook",

@@ -1,0 +1,139 @@
+"""The local Functions host: the real app's HTTP routes, Event Grid webhook and timers,
+served on loopback with the domain wired to a memory store and the fake platform."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from local.functions_host import FunctionsHost, Schedule, load_app
+from local.serve import BackgroundServer
+from tenancy import PlatformSpec, contracts
+
+
+def test_ncrontab_schedules() -> None:
+    moment = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
+    assert Schedule("0 * * * * *").next_after(moment) == datetime(
+        2026, 11, 22, 12, 1, 0, tzinfo=UTC
+    )
+    assert Schedule("0 0 6 * * *").next_after(moment) == datetime(2026, 11, 23, 6, 0, 0, tzinfo=UTC)
+    assert Schedule("*/15 * * * * *").next_after(moment) == datetime(
+        2026, 11, 22, 12, 0, 45, tzinfo=UTC
+    )
+    assert Schedule("0 30 9 * * 1-5").next_after(moment) == datetime(
+        2026, 11, 23, 9, 30, tzinfo=UTC
+    )  # Monday
+    for bad in ("* * * * *", "61 * * * * *", "0 0 25 * * *"):
+        with pytest.raises(ValueError):
+            Schedule(bad)
+
+
+@pytest.fixture
+def host(
+    specs: dict[str, PlatformSpec], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[FunctionsHost, BackgroundServer, Any]]:
+    app = load_app()
+    import services as app_services  # noqa: PLC0415 - on the path once the app is loaded
+    from blueprints import budgets, drift, registry, rollouts  # noqa: PLC0415
+    from settings import Settings  # noqa: PLC0415
+
+    from automation.store import MemoryStore  # noqa: PLC0415
+    from tests.automation.fakes import FakePlatform  # noqa: PLC0415
+    from tests.functions.conftest import environment  # noqa: PLC0415
+
+    platform = FakePlatform()
+    platform.serve("contoso", "contoso-classical/1")
+    composed = app_services.compose(
+        Settings.from_env(environment(specs["local"])), MemoryStore(), platform
+    )
+    for module in (registry, rollouts, budgets, drift):
+        monkeypatch.setattr(module, "services", lambda: composed)
+    functions = FunctionsHost(app)
+    server = BackgroundServer(functions.app).start()
+    yield functions, server, composed
+    server.stop()
+
+
+def test_every_function_of_the_app_is_indexed(
+    host: tuple[FunctionsHost, BackgroundServer, Any],
+) -> None:
+    _, server, _ = host
+    status = requests.get(f"{server.url}/admin/host/status", timeout=10).json()
+    assert status["eventGrid"] == sorted(
+        [contracts.FUNCTION_MODEL_REGISTERED, contracts.FUNCTION_RUN_STATUS_CHANGED]
+    )
+    assert "rollouts/{tenant}/{model}/{version}/{action}" in status["http"]
+    assert status["timers"]["rollout_tick"] == "0 * * * * *"
+
+
+def test_http_routes_reach_the_functions(host: tuple[FunctionsHost, BackgroundServer, Any]) -> None:
+    _, server, _ = host
+    unsigned = requests.post(f"{server.url}/api/registry/mlflow", data=b"{}", timeout=10)
+    assert unsigned.status_code == 401
+    assert unsigned.json()["error"]["code"] == "unauthenticated"
+    denied = requests.post(
+        f"{server.url}/api/rollouts/contoso/contoso-classical/2/approve", timeout=10
+    )
+    assert denied.status_code == 401
+
+
+def test_event_grid_deliveries_and_the_validation_handshake(
+    host: tuple[FunctionsHost, BackgroundServer, Any],
+) -> None:
+    _, server, composed = host
+    url = f"{server.url}/runtime/webhooks/eventgrid"
+    handshake = [
+        {
+            "id": "v",
+            "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+            "data": {"validationCode": "abc"},
+        }
+    ]
+    assert requests.post(
+        url,
+        params={"functionName": contracts.FUNCTION_MODEL_REGISTERED},
+        json=handshake,
+        timeout=10,
+    ).json() == {"validationResponse": "abc"}
+    malformed = [
+        {
+            "id": "e-9",
+            "eventType": contracts.EVENT_MODEL_REGISTERED,
+            "data": {},
+            "eventTime": "2026-11-22T12:00:00Z",
+        }
+    ]
+    answer = requests.post(
+        url,
+        params={"functionName": contracts.FUNCTION_MODEL_REGISTERED},
+        json=malformed,
+        timeout=10,
+    )
+    assert answer.status_code == 200  # refused and recorded, not retried
+    assert [r.row for r in composed.store.query(contracts.TABLE_EVENTS, "refused-eventgrid")] == [
+        "e-9"
+    ]
+    assert (
+        requests.post(url, params={"functionName": "nope"}, json=[], timeout=10).status_code == 404
+    )
+
+
+def test_timers_run_when_their_schedule_fires(
+    host: tuple[FunctionsHost, BackgroundServer, Any],
+) -> None:
+    functions, _, _ = host
+    ran = functions.run_due(
+        datetime(2026, 11, 22, 5, 59, 59, tzinfo=UTC), datetime(2026, 11, 22, 6, 0, 0, tzinfo=UTC)
+    )
+    assert sorted(ran) == ["drift_check", "idle_workspaces", "rollout_tick"]
+    assert (
+        functions.run_due(
+            datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC),
+            datetime(2026, 11, 22, 6, 0, 30, tzinfo=UTC),
+        )
+        == []
+    )
