@@ -14,18 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml.serving import free_port, stop_process
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
 # Azurite's documented, public development key (not a secret).
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -44,13 +39,7 @@ class Azurite:
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def azurite_binary(root: Path = PROJECT_ROOT) -> Path:
@@ -65,8 +54,8 @@ def azurite_binary(root: Path = PROJECT_ROOT) -> Path:
 def start_azurite(data_dir: Path, timeout_seconds: float = 30) -> Azurite:
     """Blob and table services on free 127.0.0.1 ports; returns once both accept calls."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    blob_port, table_port = _free_port(), _free_port()
-    queue_port = _free_port()
+    blob_port, table_port = free_port(), free_port()
+    queue_port = free_port()
     log = data_dir / "azurite.log"
     command = [
         str(azurite_binary()),
