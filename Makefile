@@ -66,10 +66,9 @@ test: lint typecheck unit
 plan: $(INSTALLED)
 	$(VENV)/bin/mlops plan --stack $(STACK)
 
-up: $(INSTALLED)
-	@echo "The embedded platform is not built yet (issue 6). 'make plan STACK=local' shows the"
-	@echo "infrastructure the local stack describes; 'make test' runs the suite."
-	@exit 1
+# The embedded platform in the foreground: Ctrl-C stops every process it started.
+up: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
+	$(VENV)/bin/mlops up --stack $(STACK)
 
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED)
 	$(PY) bench/scoring_latency.py

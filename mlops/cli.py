@@ -55,6 +55,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+    for name, text in (
+        ("up", "start the embedded platform and serve until interrupted"),
+        ("status", "where the running platform's services, endpoints and keys are"),
+        ("down", "stop the running embedded platform"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--stack", default="local", help="stack name (default: local)")
+        command.add_argument("--data-dir", type=Path, default=None, help="default: .mlops/<stack>")
+        command.add_argument(
+            "--root", type=Path, default=None, help="project folder (default: found)"
+        )
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="print JSON")
+            command.add_argument("--show-keys", action="store_true", help="include tenant keys")
     return parser
 
 
@@ -119,7 +133,47 @@ def _gate(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if violations else EXIT_OK
 
 
-COMMANDS = {"plan": _plan, "policy-config": _policy_config, "gate": _gate}
+def _data_dir(args: argparse.Namespace) -> tuple[Path, Path]:
+    from mlops.platform_commands import default_data_dir  # noqa: PLC0415
+
+    root = args.root or project_root()
+    return root, (args.data_dir or default_data_dir(root, args.stack)).resolve()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from mlops.platform_commands import up  # noqa: PLC0415
+
+    root, data_dir = _data_dir(args)
+    return up(root, args.stack, data_dir)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mlops.platform_commands import status  # noqa: PLC0415
+
+    state = status(_data_dir(args)[1], args.show_keys)
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return EXIT_OK
+    print(f"stack {state['stack']}: gateway {state['services']['gateway']}")
+    for tenant in state["tenants"]:
+        print(f"  {tenant['id']:12s} {tenant['scoring_uri']}  traffic {tenant['traffic']}")
+    return EXIT_OK
+
+
+def _down(args: argparse.Namespace) -> int:
+    from mlops.platform_commands import down  # noqa: PLC0415
+
+    return down(_data_dir(args)[1])
+
+
+COMMANDS = {
+    "plan": _plan,
+    "policy-config": _policy_config,
+    "gate": _gate,
+    "up": _up,
+    "status": _status,
+    "down": _down,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
