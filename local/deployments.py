@@ -105,6 +105,12 @@ class DeploymentManager:
         except (MlopsError, OSError, ValueError) as error:
             running.status, running.message = "failed", str(getattr(error, "message", error))
 
+    def wait(self, timeout_seconds: float = 180) -> None:
+        """Until every deployment started so far is ready or failed."""
+        for thread in list(self._threads):
+            thread.join(timeout=timeout_seconds)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
     def delete(self, endpoint: str, name: str) -> None:
         with self._lock:
             running = self.running.pop((endpoint, name), None)
@@ -113,8 +119,7 @@ class DeploymentManager:
             running.server.stop()
 
     def stop_all(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=60)
+        self.wait(60)
         for running in list(self.running.values()):
             if running.server:
                 running.server.stop()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +169,7 @@ class EmbeddedPlatform:
             admin.create_deployment(name, contracts.FIRST_DEPLOYMENT, models, None)
         deployer = self.gateway.deployer
         assert deployer is not None
-        for thread in deployer._threads:
-            thread.join(timeout=180)
+        deployer.wait()
         for name, *_ in self._endpoints():
             state = admin.deployment(name, contracts.FIRST_DEPLOYMENT)
             if state["status"] != "ready":
@@ -212,9 +210,3 @@ class EmbeddedPlatform:
             },
             "tenants": tenants,
         }
-
-
-def require_tools() -> None:
-    """Fail fast, naming what is missing, before anything starts."""
-    if shutil.which("node") is None:
-        raise DependencyError("Node.js is missing: the embedded platform needs it for Azurite")

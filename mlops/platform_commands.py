@@ -26,9 +26,8 @@ def default_data_dir(root: Path, stack: str) -> Path:
 
 
 def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
-    from local.platform import EmbeddedPlatform, require_tools  # noqa: PLC0415 - heavy
+    from local.platform import EmbeddedPlatform  # noqa: PLC0415 - heavy
 
-    require_tools()
     spec = load_stack(stack, root)
     started = time.monotonic()
     platform = EmbeddedPlatform(spec, stack, data_dir).start(timers=timers)

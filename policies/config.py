@@ -45,12 +45,13 @@ def setting_schema(setting: Setting) -> dict[str, Any]:
     return {**schema, "description": setting.description}
 
 
-def _validate_setting(setting: Setting, value: Any, where: str) -> tuple[Any, ConfigIssue | None]:
+def _setting_issue(setting: Setting, value: Any, where: str) -> ConfigIssue | None:
     try:
-        return _adapter(setting.type).validate_python(value, strict=True), None
+        _adapter(setting.type).validate_python(value, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        return None, ConfigIssue(where, f"{first['msg']} (got {value!r})")
+        return ConfigIssue(where, f"{first['msg']} (got {value!r})")
+    return None
 
 
 def defaults(rule: Rule) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def _override_issues(spec: PlatformSpec) -> list[ConfigIssue]:
                     ConfigIssue(f"{where}.settings.{key}", f"no such setting (known: {names})")
                 )
                 continue
-            _, issue = _validate_setting(setting, value, f"{where}.settings.{key}")
+            issue = _setting_issue(setting, value, f"{where}.settings.{key}")
             if issue:
                 issues.append(issue)
     return issues

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -95,7 +94,3 @@ class FakeArm(HttpTransport):
 
     def writes(self, pattern: str) -> list[Call]:
         return [c for c in self.calls if c.method != "GET" and re.search(pattern, c.path, re.I)]
-
-
-def has(call: Call, predicate: Callable[[Any], bool]) -> bool:
-    return predicate(call.body)

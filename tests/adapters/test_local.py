@@ -53,8 +53,7 @@ def world(
     )
     models = {t: registered[t].model.ref for t in pool}
     admin.create_deployment(platform.endpoint_name("fabrikam"), "blue", models, None)
-    for thread in manager._threads:
-        thread.join(timeout=120)
+    manager.wait()
     for tenant in ("contoso", "fabrikam"):
         platform.set_traffic(tenant, {"blue": 100}, {})
     yield {
@@ -91,7 +90,7 @@ def test_a_green_deployment_is_created_invoked_measured_and_deleted(world: dict[
     platform: LocalPlatform = world["platform"]
     manager: DeploymentManager = world["manager"]
     platform.create_deployment("contoso", "green", world["registered"]["contoso"].model.ref)
-    manager._threads[-1].join(timeout=120)
+    manager.wait()
     assert platform.deployment_status("contoso", "green") == ("ready", "")
     assert platform.invoke("contoso", "green", platform.sample_request("contoso")) == 200
     assert platform.invoke("contoso", "green", {"data": [[1.0]]}) == 400
@@ -113,7 +112,7 @@ def test_a_pooled_deployment_carries_the_other_tenants_models(world: dict[str, A
     platform: LocalPlatform = world["platform"]
     manager: DeploymentManager = world["manager"]
     platform.create_deployment("northwind", "green", world["registered"]["northwind"].model.ref)
-    manager._threads[-1].join(timeout=120)
+    manager.wait()
     green = manager.get(platform.endpoint_name("northwind"), "green")
     assert green is not None and set(green.models) == {"fabrikam", "northwind", "litware"}
     for tenant in ("fabrikam", "northwind", "litware"):

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from automation.port import DeploymentStatus, Endpoint
-from automation.rollout import InvariantViolation, Stats, check_invariants
+from automation.rollout import InvariantViolation, Stats
 from policies.model_rules import ModelFacts
 
 
@@ -112,21 +112,3 @@ class FakePlatform:
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         self.notifications.append((tenant, severity, message))
-
-    def check(self, tenant: str) -> None:
-        """The platform's own view satisfies the invariants."""
-        from automation.rollout import Phase, RolloutState  # noqa: PLC0415
-
-        check_invariants(
-            RolloutState(
-                tenant,
-                "ep",
-                "m",
-                "a",
-                "b",
-                Phase.SHIFTING,
-                self.traffic[tenant],
-                self.mirror[tenant],
-            ),
-            (),
-        )

@@ -79,8 +79,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     admin.create_deployment(
         port.endpoint_name("contoso"), "blue", {"*": first["contoso"].model.ref}, None
     )
-    for thread in manager._threads:
-        thread.join(timeout=120)
+    manager.wait()
     port.set_traffic("contoso", {"blue": 100}, {})
     store = MemoryStore()
     runner = RolloutRunner(spec, store, port, clock.now)
@@ -116,8 +115,7 @@ def _advance(world: dict[str, Any], model: str) -> Phase:
     """One interval of real traffic, then one tick of the automation."""
     runner: RolloutRunner = world["runner"]
     manager: DeploymentManager = world["manager"]
-    for thread in manager._threads:
-        thread.join(timeout=120)  # a deployment being created finishes first
+    manager.wait()  # a deployment being created finishes first
     # Half an interval on, an interval's requests, the other half: the analysis is due and
     # sees them all in its window.
     world["clock"].skip(30)
