@@ -13,10 +13,11 @@ BENCH_VENV := .venv-bench
 BENCH_INSTALLED := $(BENCH_VENV)/.installed
 STACK ?= local
 
-.PHONY: help install test lint typecheck unit up plan bench clean
+.PHONY: help install test lint typecheck unit up demo plan bench clean
 
 help:
 	@echo "make up     - start the embedded platform (stack '$(STACK)')"
+	@echo "make demo   - play the lifecycle story on the running platform (after make up)"
 	@echo "make test   - lint, type-check and run the test suite"
 	@echo "make plan   - print what 'pulumi up' would provision for STACK=<name>"
 	@echo "make bench  - run the benchmarks (bench/)"
@@ -69,6 +70,10 @@ plan: $(INSTALLED)
 # The embedded platform in the foreground: Ctrl-C stops every process it started.
 up: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/mlops up --stack $(STACK)
+
+# The lifecycle story on the platform `make up` runs (in another shell), with a timeline.
+demo: $(INSTALLED)
+	$(VENV)/bin/mlops demo --stack $(STACK)
 
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED)
 	$(PY) bench/scoring_latency.py

@@ -212,15 +212,22 @@ class AzurePlatform:
                 return int(error.status_code or 500)
         return 200
 
-    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+    def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
+        """The ``sample_request`` tag the deployment carries (green copies blue's)."""
         client = self.client(tenant)
         endpoint = self.endpoint(tenant)
-        blue = client.online_deployments.get(endpoint.live, endpoint.name)
-        sample = (blue.tags or {}).get("sample_request")
+        name = deployment or endpoint.live
+        found = client.online_deployments.get(name, endpoint.name)
+        sample = (found.tags or {}).get("sample_request")
         if not sample:
-            raise ResourceNotFoundError(f"deployment {endpoint.live} has no sample_request tag")
+            raise ResourceNotFoundError(f"deployment {name} has no sample_request tag")
         loaded: Mapping[str, Any] = json.loads(sample)
         return loaded
+
+    def serves_tenant(self, tenant: str, deployment: str) -> bool:
+        """A deployment of the tenant's stamp endpoint carries the tenant: in Azure the
+        endpoint's deployments come from `pulumi up` with every tenant of the stamp."""
+        return self.deployment_status(tenant, deployment)[0] != "missing"
 
     def deployment_stats(
         self, tenant: str, deployment: str, since: datetime, until: datetime

@@ -4,6 +4,8 @@ registries of the stack; collected data in Azurite; retraining as a local job.""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -32,8 +34,11 @@ from tenancy.spec import PlatformSpec, TenantSpec
 logger = logging.getLogger("tenant_mlops.local")
 GATEWAY_URL = "TENANT_MLOPS_GATEWAY_URL"
 DATA_DIR = "TENANT_MLOPS_DATA_DIR"
+#: {store key: tracking server URL}, JSON: the embedded platform's MLflow servers.
+REGISTRY_URIS = "TENANT_MLOPS_REGISTRY_URIS"
 ADMIN_TOKEN_FILE = "gateway-admin.token"  # noqa: S105 - a file name
 COLLECTED_CONTAINER = "workspaceblobstore"
+NOTIFICATIONS_FILE = "notifications.jsonl"
 
 
 class GatewayAdmin:
@@ -104,6 +109,7 @@ class LocalPlatform:
     notifications: list[tuple[str, str, str]] = field(default_factory=list)
     compute_caps: dict[str, int] = field(default_factory=dict)
     activity: dict[str, datetime] = field(default_factory=dict)
+    _notify_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Any, env: Mapping[str, str] | None = None) -> LocalPlatform:
@@ -118,6 +124,12 @@ class LocalPlatform:
         token_file = data_dir / ADMIN_TOKEN_FILE
         if not token_file.is_file():
             raise DependencyError(f"no gateway admin token at {token_file}: is the platform up?")
+        try:
+            uris = json.loads(env.get(REGISTRY_URIS) or "{}")
+        except json.JSONDecodeError:
+            raise DependencyError(f"{REGISTRY_URIS} is not JSON") from None
+        if not isinstance(uris, dict):
+            raise DependencyError(f"{REGISTRY_URIS} must map store keys to URLs")
         container = None
         if settings.state_connection:
             from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
@@ -126,7 +138,7 @@ class LocalPlatform:
             container = service.get_container_client(COLLECTED_CONTAINER)
         return cls(
             settings.spec,
-            RegistryLayout(settings.spec, data_dir),
+            RegistryLayout(settings.spec, data_dir, uris),
             GatewayAdmin(env[GATEWAY_URL], token_file.read_text(encoding="utf-8").strip()),
             container,
         )
@@ -161,9 +173,10 @@ class LocalPlatform:
         return Endpoint(tenant, found["name"], found["traffic"], found["mirror"])
 
     def create_deployment(self, tenant: str, name: str, model: str) -> None:
-        endpoint = self.endpoint_name(tenant)
-        live = self.endpoint(tenant).live
-        self.gateway.create_deployment(endpoint, name, {self._slot(tenant): model}, live)
+        endpoint = self.endpoint(tenant)
+        # A pooled deployment carries the other pool tenants' models from the live one.
+        live = endpoint.live if endpoint.serving else None
+        self.gateway.create_deployment(endpoint.name, name, {self._slot(tenant): model}, live)
 
     def _deployment(self, tenant: str, name: str) -> Any | None:
         try:
@@ -184,7 +197,8 @@ class LocalPlatform:
         self.gateway.set_traffic(self.endpoint_name(tenant), traffic, mirror)
 
     def delete_deployment(self, tenant: str, name: str) -> None:
-        self.gateway.delete_deployment(self.endpoint_name(tenant), name)
+        with contextlib.suppress(NotFoundError):  # gone already: deleting is done
+            self.gateway.delete_deployment(self.endpoint_name(tenant), name)
 
     def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
         """Straight to the deployment, as the deployment header routes it."""
@@ -205,8 +219,20 @@ class LocalPlatform:
         models: dict[str, str] = found["models"]
         return models.get(self._slot(tenant)) or models.get("*", "")
 
-    def sample_request(self, tenant: str) -> Mapping[str, Any]:
-        live = self.endpoint(tenant).live
+    def serves_tenant(self, tenant: str, deployment: str) -> bool:
+        found = self._deployment(tenant, deployment)
+        return found is not None and self._slot(tenant) in found["models"]
+
+    def serving_model(self, tenant: str, deployment: str) -> str:
+        """The model ("<name>/<version>") ``deployment`` serves for ``tenant``, or ""."""
+        found = self._deployment(tenant, deployment)
+        if found is None:
+            return ""
+        models: dict[str, str] = found["models"]
+        return models.get(self._slot(tenant), "")
+
+    def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
+        live = deployment or self.endpoint(tenant).live
         _, columns, reference = self.baseline(tenant, live)
         if not columns:
             return {"data": [["please reset my password"]]}
@@ -279,5 +305,15 @@ class LocalPlatform:
         return self.activity.get(stamp)
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
+        """Logged, and appended to ``notifications.jsonl`` in the data directory: what the
+        action group's e-mail would say in Azure, where `mlops demo` and people read it."""
         self.notifications.append((tenant, severity, message))
         logger.warning("[%s] %s: %s", severity, tenant, message)
+        record = {
+            "at": datetime.now(UTC).isoformat(),
+            "tenant": tenant,
+            "severity": severity,
+            "message": message,
+        }
+        with self._notify_lock, (self.layout.data_dir / NOTIFICATIONS_FILE).open("a") as out:
+            out.write(json.dumps(record) + "\n")

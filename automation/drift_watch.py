@@ -102,6 +102,16 @@ class DriftDecision:
     result: DriftResult | None = None
 
 
+@dataclass(frozen=True)
+class Measurement:
+    model: str
+    deployment: str
+    columns: list[str]  # the features, then the prediction
+    reference: np.ndarray
+    current: np.ndarray  # the window's rows, when kept (else empty)
+    result: DriftResult
+
+
 class DriftWatcher:
     def __init__(
         self,
@@ -117,7 +127,11 @@ class DriftWatcher:
         self.source = source
         self.clock = clock
 
-    def check(self, tenant: str) -> DriftDecision:
+    def measure(
+        self, tenant: str, *, hours: float | None = None, keep_current: bool = False
+    ) -> Measurement:
+        """Drift of the tenant's live deployment over the window (the stack's, or ``hours``);
+        with ``keep_current`` the window's rows are kept (for a report's plots)."""
         policy = self.spec.drift
         deployment = self.port.endpoint(tenant).live
         model, features, reference = self.source.baseline(tenant, deployment)
@@ -129,12 +143,15 @@ class DriftWatcher:
             tenant,
             deployment,
             features,
-            since=now - timedelta(hours=policy.window_hours),
+            since=now - timedelta(hours=hours or policy.window_hours),
             until=now,
         )
+        kept: list[np.ndarray] = []
         for chunk in window:
             if len(chunk):
                 monitor.update(chunk)
+                if keep_current:
+                    kept.append(chunk)
         result = monitor.result(
             thresholds=dict(policy.thresholds.items()),
             numerical_metric=policy.numerical_metric,
@@ -143,6 +160,12 @@ class DriftWatcher:
             drifted_feature_fraction=policy.drifted_feature_fraction,
             prediction_feature=PREDICTION if policy.prediction_drift else None,
         )
+        current = np.vstack(kept) if kept else np.empty((0, len(columns)))
+        return Measurement(model, deployment, columns, reference, current, result)
+
+    def check(self, tenant: str) -> DriftDecision:
+        measured = self.measure(tenant)
+        model, result = measured.model, measured.result
         if result.verdict == "insufficient_data":
             return DriftDecision(
                 tenant,
@@ -157,7 +180,7 @@ class DriftWatcher:
             *result.drifted_features,
             *([PREDICTION] if result.prediction and result.prediction.drifted else []),
         ]
-        return self.act(tenant, model, f"drift in {', '.join(drifted)}", result)
+        return self.act(tenant, model, f"drift in {_listed(drifted)}", result)
 
     def act(
         self, tenant: str, model: str, reason: str, result: DriftResult | None = None
@@ -194,6 +217,13 @@ class DriftWatcher:
             )
         self.source.request_retraining(tenant, reason)
         return DriftDecision(tenant, model, "retrain", reason, result)
+
+
+def _listed(names: Sequence[str], shown: int = 5) -> str:
+    """A list short enough for an alert's subject line."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def monitor_breach(event_data: Mapping[str, Any]) -> tuple[str, str] | None:

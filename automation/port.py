@@ -30,6 +30,11 @@ class Endpoint:
             return "blue"
         return max(sorted(self.traffic), key=lambda name: self.traffic[name])
 
+    @property
+    def serving(self) -> bool:
+        """Whether any deployment takes live traffic (an endpoint starts serving nothing)."""
+        return any(share > 0 for share in self.traffic.values())
+
 
 class PlatformPort(Protocol):
     # --- serving ------------------------------------------------------------------------
@@ -55,8 +60,14 @@ class PlatformPort(Protocol):
         HTTP status."""
         ...
 
-    def sample_request(self, tenant: str) -> Mapping[str, Any]:
-        """A valid request body for the tenant's model (for smoke tests)."""
+    def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
+        """A valid request body for the tenant's model on ``deployment`` (default: the live
+        one), for smoke tests."""
+        ...
+
+    def serves_tenant(self, tenant: str, deployment: str) -> bool:
+        """Whether ``deployment`` carries a model of ``tenant`` (a pooled deployment carries
+        the models of the pool's tenants that are live)."""
         ...
 
     def deployment_stats(

@@ -6,6 +6,13 @@ optionally mirror traffic to it -> shift live traffic in the policy's steps, ana
 at every step -> wait for approval where the stack requires it -> promote (blue to 0, deleted
 after the drain delay) or roll back (all traffic to blue in one update, green kept).
 
+A tenant's *first* model has no live traffic of its own to protect: once smoke-tested it takes
+all of the endpoint's traffic in one switch (behind approval where asked), and, on an endpoint
+that serves nothing yet, there is no blue at all (``blue == ""``). One rollout runs per
+endpoint at a time: another one waits ``queued`` until the endpoint is free (a pooled
+endpoint's deployments carry every pool tenant's model, so two rollouts there would fight
+over one green).
+
 :func:`advance` takes the current state, what was observed since (deployment ready, smoke
 results, per-deployment metrics), an optional command (approve, abort) and the time, and
 returns the next state plus the actions that make the world match it. Actions are absolute
@@ -23,12 +30,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from tenancy import contracts
 from tenancy.spec import AnalysisSpec, RolloutPolicy
 
 Traffic = Mapping[str, int]
 
 
 class Phase(StrEnum):
+    QUEUED = "queued"
     CREATING = "creating"
     SMOKE_TESTING = "smoke_testing"
     MIRRORING = "mirroring"
@@ -137,6 +146,7 @@ class RolloutState:
     delete_blue_at: datetime | None = None
     reason: str = ""
     revision: int = 0  # transitions applied; part of every action's idempotency key
+    first: bool = False  # the tenant's first model: no canary, one switch
 
     @property
     def done(self) -> bool:
@@ -156,22 +166,50 @@ class Transition:
 
 
 def start(
-    tenant: str, endpoint: str, model: str, live: str, now: datetime
+    tenant: str,
+    endpoint: str,
+    model: str,
+    live: str | None,
+    now: datetime,
+    *,
+    first: bool = False,
+    revision: int = 0,
 ) -> tuple[RolloutState, tuple[Action, ...]]:
-    """A new rollout: the other colour is created at 0 % of live traffic."""
-    green = "green" if live != "green" else "blue"
+    """A new rollout: the other colour is created at 0 % of live traffic (an endpoint that
+    serves nothing yet gets its first deployment, and there is no blue)."""
+    blue = live or ""
+    green = "green" if blue == "blue" else "blue" if blue else contracts.FIRST_DEPLOYMENT
+    traffic = {blue: 100, green: 0} if blue else {green: 0}
     state = RolloutState(
         tenant=tenant,
         endpoint=endpoint,
         model=model,
-        blue=live,
+        blue=blue,
         green=green,
         phase=Phase.CREATING,
-        traffic={live: 100, green: 0},
+        traffic=traffic,
         next_check_at=now,
-        reason=f"model {model} passed the gate",
+        reason=f"model {model} passed the gate" + ("; the tenant's first model" if first else ""),
+        revision=revision,
+        first=first or not blue,
     )
     return state, (CreateDeployment(green, model), SetTraffic(state.traffic, {}))
+
+
+def queued(tenant: str, endpoint: str, model: str, busy_with: str, now: datetime) -> RolloutState:
+    """A rollout waiting for another one on the same endpoint to finish (since ``now``:
+    ``next_check_at`` orders the queue)."""
+    return RolloutState(
+        tenant=tenant,
+        endpoint=endpoint,
+        model=model,
+        blue="",
+        green="",
+        phase=Phase.QUEUED,
+        traffic={},
+        next_check_at=now,
+        reason=f"model {model} passed the gate; queued behind {busy_with}",
+    )
 
 
 # --- the machine ------------------------------------------------------------------------------
@@ -188,6 +226,8 @@ def advance(
     observation = observation or Observation()
     if command is not None and not state.phase.terminal:
         result = _command(state, policy, command, now)
+    elif state.phase == Phase.QUEUED:  # the runner starts it when the endpoint is free
+        result = Transition(state, state, (), "queued")
     elif state.phase.terminal:
         result = _after_end(state, now)
     else:
@@ -199,6 +239,9 @@ def advance(
 def _command(
     state: RolloutState, policy: RolloutPolicy, command: Command, now: datetime
 ) -> Transition:
+    if command.kind == "abort" and state.phase == Phase.QUEUED:
+        after = _next(state, phase=Phase.ROLLED_BACK, reason=f"cancelled by {command.actor}")
+        return Transition(state, after, (), after.reason)
     if command.kind == "abort":
         reason = f"aborted by {command.actor}" + (f": {command.reason}" if command.reason else "")
         return _rollback(state, reason)
@@ -242,7 +285,7 @@ def _smoke_testing(
             state,
             f"smoke test: {seen.smoke_failed} of {policy.smoke_test_requests} requests failed",
         )
-    if policy.mirror_percent:
+    if policy.mirror_percent and not state.first:
         mirror = {state.green: policy.mirror_percent}
         after = _next(
             state,
@@ -366,6 +409,7 @@ def analyse(spec: AnalysisSpec, green: Stats | None, blue: Stats | None) -> tupl
             green.p99_ms
             and blue.p99_ms
             and green.p99_ms > blue.p99_ms * spec.max_p99_increase_ratio
+            and green.p99_ms - blue.p99_ms > spec.p99_increase_tolerance_ms
         ):
             problems.append(f"p99 {green.p99_ms:.0f} ms vs blue {blue.p99_ms:.0f} ms")
     if problems:
@@ -376,7 +420,7 @@ def analyse(spec: AnalysisSpec, green: Stats | None, blue: Stats | None) -> tupl
 def _shift(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:
     """The next traffic step; the last step (100 %) is promotion, behind approval if asked."""
     following = state.step + 1
-    final = following >= len(policy.steps) - 1
+    final = state.first or following >= len(policy.steps) - 1
     if final:
         if policy.approval_required and not state.approved_by:
             after = _next(
@@ -407,6 +451,18 @@ def _shift(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) 
 
 
 def _promote(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:
+    if not state.blue:  # nothing to drain: the endpoint's first deployment goes live
+        after = _next(
+            state,
+            phase=Phase.PROMOTED,
+            step=len(policy.steps) - 1,
+            traffic={state.green: 100},
+            mirror={},
+            failures=0,
+            inconclusive=0,
+            reason=f"{why}; the endpoint's first deployment is live",
+        )
+        return Transition(state, after, (SetTraffic(after.traffic, {}),), after.reason)
     traffic = {state.blue: 0, state.green: 100}
     after = _next(
         state,
@@ -433,8 +489,9 @@ def _after_end(state: RolloutState, now: datetime) -> Transition:
 
 
 def _rollback(state: RolloutState, why: str) -> Transition:
-    """All live traffic back to blue in one update; green stays for inspection."""
-    traffic = {state.blue: 100, state.green: 0}
+    """All live traffic back to blue in one update; green stays for inspection (with no blue,
+    the endpoint serves nothing, as before the rollout)."""
+    traffic = {state.blue: 100, state.green: 0} if state.blue else {state.green: 0}
     after = _next(
         state,
         phase=Phase.ROLLED_BACK,

@@ -32,6 +32,7 @@ from automation.rollout import (
     SmokeTest,
     Transition,
     advance,
+    queued,
     start,
 )
 from automation.store import Record, StateStore
@@ -112,10 +113,15 @@ class RolloutRunner:
 
     def begin(self, tenant: str, model: str, actor: str, correlation: str) -> RolloutState | None:
         """Start the rollout of ``model`` for ``tenant`` unless one exists for that version
-        (duplicate deliveries start nothing). Returns the new state, or None."""
+        (duplicate deliveries start nothing), or queue it behind the endpoint's running
+        rollout. Returns the new state, or None."""
         endpoint = self.port.endpoint(tenant)
-        now = self.clock()
-        state, actions = start(tenant, endpoint.name, model, endpoint.live, now)
+        busy = self._busy(endpoint.name)
+        actions: tuple[Action, ...]
+        if busy:
+            state, actions = queued(tenant, endpoint.name, model, busy, self.clock()), ()
+        else:
+            state, actions = self._fresh(tenant, model)
         try:
             record = self.store.insert(
                 contracts.TABLE_ROLLOUTS, tenant, rollout_key(model), encode(state, list(actions))
@@ -132,6 +138,52 @@ class RolloutRunner:
         )
         self._apply(record, state, list(actions))
         return state
+
+    def _fresh(
+        self, tenant: str, model: str, revision: int = 0
+    ) -> tuple[RolloutState, tuple[Action, ...]]:
+        endpoint = self.port.endpoint(tenant)
+        live = endpoint.live if endpoint.serving else None
+        first = live is None or not self.port.serves_tenant(tenant, live)
+        return start(
+            tenant, endpoint.name, model, live, self.clock(), first=first, revision=revision
+        )
+
+    def _busy(self, endpoint: str, besides: str = "") -> str:
+        """The rollout (tenant/model) that holds ``endpoint``, or ""."""
+        for record in self.store.query(contracts.TABLE_ROLLOUTS):
+            if "phase" not in record.data:
+                continue
+            state, pending = decode(record.data)
+            holder = f"{state.tenant}/{state.model}"
+            if state.endpoint != endpoint or holder == besides or state.phase == Phase.QUEUED:
+                continue
+            if pending or not state.done:
+                return holder
+        return ""
+
+    def _dequeue(self, record: Record, state: RolloutState, correlation: str) -> Transition | None:
+        """Start a queued rollout once its endpoint is free (the oldest waits least)."""
+        busy = self._busy(state.endpoint, besides=f"{state.tenant}/{state.model}")
+        if busy or self._older_queued(state):
+            return Transition(state, state, (), f"queued behind {busy or 'an older rollout'}")
+        after, actions = self._fresh(state.tenant, state.model, state.revision + 1)
+        transition = Transition(state, after, actions, after.reason)
+        return self._commit(record, transition, "automation", correlation)
+
+    def _older_queued(self, state: RolloutState) -> bool:
+        """Whether another rollout has waited longer for the same endpoint."""
+        mine = (state.next_check_at, state.tenant, state.model)
+        for record in self.store.query(contracts.TABLE_ROLLOUTS):
+            if "phase" not in record.data:
+                continue
+            other, _ = decode(record.data)
+            if other.phase != Phase.QUEUED or other.endpoint != state.endpoint:
+                continue
+            theirs = (other.next_check_at, other.tenant, other.model)
+            if theirs != mine and theirs < mine:
+                return True
+        return False
 
     def get(self, tenant: str, model: str) -> RolloutState:
         record = self._record(tenant, model)
@@ -163,6 +215,8 @@ class RolloutRunner:
         if pending:
             self._apply(record, state, pending)  # finish what a crashed worker started
             return None
+        if state.phase == Phase.QUEUED:
+            return self._dequeue(record, state, correlation)
         observation = self._observe(state)
         return self._commit(
             record,
@@ -249,14 +303,14 @@ class RolloutRunner:
             return Observation()
         now = self.clock()
         since = now - timedelta(seconds=self.policy_for(tenant).analysis.interval_seconds)
+        blue = self.port.deployment_stats(tenant, state.blue, since, now) if state.blue else None
         return Observation(
-            green=self.port.deployment_stats(tenant, state.green, since, now),
-            blue=self.port.deployment_stats(tenant, state.blue, since, now),
+            green=self.port.deployment_stats(tenant, state.green, since, now), blue=blue
         )
 
     def _smoke(self, state: RolloutState) -> Observation:
         requests = self.policy_for(state.tenant).smoke_test_requests
-        body = self.port.sample_request(state.tenant)
+        body = self.port.sample_request(state.tenant, state.green)
         statuses = [self.port.invoke(state.tenant, state.green, body) for _ in range(requests)]
         failed = sum(1 for status in statuses if status != 200)
         return Observation(smoke_passed=requests - failed, smoke_failed=failed)

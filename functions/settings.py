@@ -13,9 +13,9 @@ from tenancy.errors import ConfigError, ConfigIssue
 from tenancy.load import parse_platform_spec
 from tenancy.spec import PlatformSpec
 
-STATE_CONNECTION = "TENANT_MLOPS_STATE_CONNECTION"
-ADAPTER = "TENANT_MLOPS_ADAPTER"
-WEBHOOK_SECRET = "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET"  # noqa: S105 - a setting's name
+STATE_CONNECTION = contracts.SETTING_STATE_CONNECTION
+ADAPTER = contracts.SETTING_ADAPTER
+WEBHOOK_SECRET = contracts.SETTING_WEBHOOK_SECRET
 ADAPTERS = ("azure", "local")
 
 

@@ -124,6 +124,9 @@ class Automation(pulumi.ComponentResource):
             # The spec holds no secret (group ids, thresholds, names), so it travels as a
             # setting and the automation reads the same document the program did.
             contracts.SETTING_PLATFORM_SPEC: json.dumps(args.spec.model_dump(mode="json")),
+            # Timer schedules (%NAME% in the triggers) follow the stack's policies.
+            contracts.SETTING_ROLLOUT_SCHEDULE: args.spec.rollout_tick_schedule(),
+            contracts.SETTING_DRIFT_SCHEDULE: args.spec.drift.schedule,
         }
         return [{"name": key, "value": value} for key, value in settings.items()]
 

@@ -32,14 +32,19 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
-        )
+        return connection_string(self.blob_port, self.table_port)
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+def connection_string(blob_port: int, table_port: int) -> str:
+    """Azurite's blob and table services on loopback, with the development account."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{blob_port}/{ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{ACCOUNT};"
+    )
 
 
 def azurite_binary(root: Path = PROJECT_ROOT) -> Path:

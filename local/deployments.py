@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ml.serving import InferenceServer, start_inference_server
-from tenancy.errors import MlopsError
 
 
 @dataclass
@@ -102,7 +101,7 @@ class DeploymentManager:
             running.server = start_inference_server(running.model_dir, log)
             self.register(running.endpoint, running.name, running.url)
             running.status = "ready"
-        except (MlopsError, OSError, ValueError) as error:
+        except Exception as error:  # whatever broke, it broke this deployment only
             running.status, running.message = "failed", str(getattr(error, "message", error))
 
     def wait(self, timeout_seconds: float = 180) -> None:

@@ -7,19 +7,26 @@ serves them.
 - Event Grid triggers at ``/runtime/webhooks/eventgrid?functionName=<name>``, the path the
   cloud host exposes, taking the Event Grid schema (a list of events; the subscription
   validation handshake answered);
-- timer triggers on their NCRONTAB schedules (six fields, seconds first), from a thread.
+- timer triggers on their NCRONTAB schedules (six fields, seconds first), from a thread; a
+  schedule written ``%NAME%`` is the app setting NAME, as the Functions host resolves it;
+- ``POST /admin/functions/<name>`` with the host's master key (``x-functions-key``) runs a
+  non-HTTP function now, as the Functions host's admin API does (here it answers 202 when
+  the run has finished, so a caller knows its effects are visible).
 
 A function that raises answers 500 for that call only (and is logged); the host keeps serving.
 """
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import json
 import logging
+import os
+import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -28,9 +35,12 @@ from typing import Any
 import azure.functions as func
 from azure.functions.timer import TimerRequest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tenancy.errors import DependencyError
 
 logger = logging.getLogger("tenant_mlops.functions_host")
 APP_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -109,11 +119,31 @@ def index(app: func.FunctionApp) -> tuple[tuple[str, Any, Callable[..., Any]], .
     )
 
 
+_SETTING = re.compile(r"^%([A-Za-z0-9_]+)%$")
+
+
+def resolve_schedule(expression: str, settings: Mapping[str, str]) -> str:
+    """A schedule as written, or the app setting a ``%NAME%`` schedule names."""
+    found = _SETTING.match(expression.strip())
+    if found is None:
+        return expression
+    value = settings.get(found.group(1), "")
+    if not value:
+        raise DependencyError(f"the timer schedule {expression} names a setting that is not set")
+    return value
+
+
 class FunctionsHost:
     def __init__(
-        self, app: func.FunctionApp, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        app: func.FunctionApp,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        settings: Mapping[str, str] | None = None,
+        master_key: str | None = None,
     ) -> None:
         self.clock = clock
+        self.master_key = master_key
+        settings = os.environ if settings is None else settings
         self.http: list[tuple[str, list[str], Callable[..., Any]]] = []
         self.event_grid: dict[str, Callable[..., Any]] = {}
         self.timers: list[tuple[str, Schedule, Callable[..., Any]]] = []
@@ -127,13 +157,15 @@ class FunctionsHost:
             elif kind == "EventGridTrigger":
                 self.event_grid[name] = user
             elif kind == "TimerTrigger":
-                self.timers.append((name, Schedule(trigger.schedule), user))
+                schedule = Schedule(resolve_schedule(trigger.schedule, settings))
+                self.timers.append((name, schedule, user))
         routes = [
             Route(f"/api/{route}", self._http_handler(user), methods=methods)
             for route, methods, user in self.http
         ]
         routes.append(Route("/runtime/webhooks/eventgrid", self._event_grid, methods=["POST"]))
         routes.append(Route("/admin/host/status", self._status, methods=["GET"]))
+        routes.append(Route("/admin/functions/{name}", self._run_now, methods=["POST"]))
         self.app = Starlette(routes=routes)
         self._stop = threading.Event()
         self._timer_thread = threading.Thread(target=self._run_timers, daemon=True)
@@ -240,6 +272,29 @@ class FunctionsHost:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _run_now(self, request: Request) -> Response:
+        given = request.headers.get("x-functions-key", "")
+        if not self.master_key or not hmac.compare_digest(given, self.master_key):
+            return _error(401, "unauthorized", "the admin API needs the host's master key")
+        name = request.path_params["name"]
+        if name not in {timer for timer, _, _ in self.timers}:
+            return _error(404, "not_found", f"no timer function {name!r}")
+        if not await run_in_threadpool(self.run, name):
+            return _error(500, "internal", f"{name} failed; see the host's log")
+        return Response(status_code=202)
+
+    def run(self, name: str) -> bool:
+        """Run the timer function ``name`` now; whether it succeeded."""
+        for timer, _, user in self.timers:
+            if timer == name:
+                try:
+                    user(TimerRequest(past_due=False))
+                except Exception:
+                    logger.exception("function %s failed", name)
+                    return False
+                return True
+        raise KeyError(name)
+
     async def _status(self, request: Request) -> Response:
         return JSONResponse(
             {
@@ -248,6 +303,10 @@ class FunctionsHost:
                 "timers": {name: s.expression for name, s, _ in self.timers},
             }
         )
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status)
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local.deployments import DeploymentManager
-from local.keys import KeyRing
+from local.keys import SLOTS, KeyRing
 
 logger = logging.getLogger("tenant_mlops.gateway")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -215,6 +215,7 @@ class Gateway:
                     self.admin_stats,
                     methods=["GET"],
                 ),
+                Route("/admin/keys/{tenant}/{slot}/rotate", self.admin_rotate, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
             ],
             lifespan=self._lifespan,
@@ -449,6 +450,8 @@ class Gateway:
             return error(
                 400, "invalid_input", "mirror at most 50 % to one deployment without live traffic"
             )
+        # Shares of 0 for deployments that are gone (deleted after a drain) are dropped.
+        traffic = {k: v for k, v in traffic.items() if v or k in endpoint.deployments}
         endpoint.traffic, endpoint.mirror = traffic, mirror  # one update, as Azure ML applies it
         return JSONResponse(endpoint.snapshot())
 
@@ -509,6 +512,19 @@ class Gateway:
         return JSONResponse(
             {"status": "ready", "message": "", "url": known.url, "models": {}}, status
         )
+
+    async def admin_rotate(self, request: Request) -> Response:
+        """A new key for one slot, returned once; the old one stops working at once."""
+        if (denied := self._admin(request)) is not None:
+            return denied
+        tenant, slot = request.path_params["tenant"], request.path_params["slot"]
+        if slot not in SLOTS:
+            return error(400, "invalid_input", f"slot must be primary or secondary, got {slot!r}")
+        if tenant not in self.keys.tenants:
+            return error(404, "not_found", f"no keys for tenant {tenant!r}")
+        actor = request.headers.get("x-actor", "admin")[:100]
+        key = await asyncio.to_thread(self.keys.rotate, tenant, slot, actor)
+        return JSONResponse({"tenant": tenant, "slot": slot, "key": key})
 
     async def admin_stats(self, request: Request) -> Response:
         if (denied := self._admin(request)) is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Literal
 
 from automation.store import StateStore
+from tenancy import contracts
 from tenancy.errors import ConflictError, NotFoundError
 
 TABLE = "keys"
@@ -49,13 +52,30 @@ class KeyRing:
         self.reload()
         return keys
 
-    def rotate(self, tenant: str, slot: Slot) -> str:
+    def rotate(self, tenant: str, slot: Slot, actor: str = "platform") -> str:
+        """A new key for ``slot``; the old one stops working now. Audited (never the key)."""
         record = self.store.get(TABLE, "tenants", tenant)
         if record is None:
             raise NotFoundError.for_item("tenant keys", tenant)
         key = new_key()
         self.store.replace(record, {**record.data, slot: digest(key)})
         self.reload()
+        now = datetime.now(UTC)
+        self.store.insert(
+            contracts.TABLE_AUDIT,
+            tenant,
+            f"{now:%Y%m%dT%H%M%S%f}-{time.time_ns():020d}-key",
+            {
+                "at": now.isoformat(),
+                "actor": actor,
+                "tenant": tenant,
+                "subject": f"key {slot}",
+                "before": None,
+                "after": None,
+                "reason": f"{slot} key rotated",
+                "correlation_id": secrets.token_hex(8),
+            },
+        )
         return key
 
     def tenant_of(self, presented: str) -> str | None:

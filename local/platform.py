@@ -1,11 +1,16 @@
 """The embedded platform: the local stack's parts started together, on free loopback ports,
 with state under one data directory, and stopped together.
 
-``EmbeddedPlatform.start()``: Azurite (blob and table storage), the scoring gateway with the
-deployments it runs, the Functions host running ``functions/function_app.py`` against the
-local adapter; then every tenant's first model is trained and registered, and every endpoint
-starts serving it from its first deployment (``blue``, as ``pulumi up`` creates it in
-Azure). From there the automation owns rollouts.
+``EmbeddedPlatform.start()``: Azurite (blob and table storage), one MLflow tracking server per
+store of the stack, the scoring gateway with the deployments it runs, and the Functions host
+running ``functions/function_app.py`` against the local adapter, with every tracking server's
+registry webhook pointing at it. Then every tenant's first model is trained and registered,
+and the automation takes it from there as it would in Azure: the webhook reaches the
+registration handler, the model gate passes it, and a rollout puts it live. ``start``
+returns once every tenant is served (or says which tenant's first rollout failed and why).
+
+Endpoints and deployments are saved at ``stop`` and restored by the next ``start`` on the
+same data directory, whose registries already hold the models: a warm start trains nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,11 @@ from adapters.local import (
     COLLECTED_CONTAINER,
     DATA_DIR,
     GATEWAY_URL,
+    REGISTRY_URIS,
     GatewayAdmin,
     LocalPlatform,
 )
+from automation.runner import rollout_key
 from automation.store import TableStore
 from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
@@ -35,14 +44,16 @@ from local.functions_host import FunctionsHost, load_app
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
 from local.models import ModelFetcher
+from local.operations import FUNCTIONS_KEY_FILE, KEYS_FILE
 from local.serve import BackgroundServer
+from local.tracking import TrackingServer, start_tracking_servers, subscribe
 from ml.lifecycle import Registered, train_stack
 from ml.registry import RegistryLayout
 from tenancy import contracts
 from tenancy.errors import DependencyError
 from tenancy.spec import PlatformSpec
 
-KEYS_FILE = "tenant-keys.json"  # shown only by `mlops status --show-keys`
+GATEWAY_STATE_FILE = "gateway-state.json"
 
 
 @dataclass
@@ -57,23 +68,31 @@ class EmbeddedPlatform:
     functions: FunctionsHost | None = None
     collector: BlobCollector | None = None
     adapter: LocalPlatform | None = None
+    store: TableStore | None = None
+    tracking: dict[str, TrackingServer] = field(default_factory=dict)
     registered: dict[str, Registered] = field(default_factory=dict)
+    trained_in_seconds: float = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    def start(self, *, timers: bool = True) -> EmbeddedPlatform:
+    def start(self, *, timers: bool = True, rollout_timeout: float = 600) -> EmbeddedPlatform:
+        """Everything up and every tenant served. Without ``timers`` the timer functions run
+        only when called (tests drive them); the first rollouts are then ticked here."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_storage()
+            self._start_tracking()
             self._start_gateway()
             self._start_functions(timers)
-            self._bootstrap()
+            self._restore()
+            self._bootstrap(timers, rollout_timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        self._save()
         for server in (self.functions_server, self.gateway_server):
             if server is not None:
                 server.stop()
@@ -83,6 +102,10 @@ class EmbeddedPlatform:
             self.gateway.deployer.stop_all()
         if self.collector is not None:
             self.collector.stop()
+        for tracking in self.tracking.values():
+            tracking.terminate()  # all at once, then wait for each
+        for tracking in self.tracking.values():
+            tracking.stop()
         if self.azurite is not None:
             self.azurite.stop()
 
@@ -95,11 +118,19 @@ class EmbeddedPlatform:
         if not container.exists():
             container.create_container()
         self.collector = BlobCollector(container).start()
+        self.store = TableStore.from_connection_string(self.azurite.connection_string)
+
+    def _start_tracking(self) -> None:
+        keys = RegistryLayout(self.spec, self.data_dir).store_keys()
+        self.tracking = start_tracking_servers(keys, self.data_dir)
+
+    def _layout(self) -> RegistryLayout:
+        uris = {key: server.url for key, server in self.tracking.items()}
+        return RegistryLayout(self.spec, self.data_dir, uris)
 
     def _start_gateway(self) -> None:
-        assert self.azurite is not None and self.collector is not None
-        store = TableStore.from_connection_string(self.azurite.connection_string)
-        ring = KeyRing(store)
+        assert self.store is not None and self.collector is not None
+        ring = KeyRing(self.store)
         keys = {}
         for tenant in self.spec.tenants:
             if tenant.id not in ring.tenants:
@@ -117,7 +148,7 @@ class EmbeddedPlatform:
         token_file = self.data_dir / ADMIN_TOKEN_FILE
         token_file.write_text(token)
         token_file.chmod(0o600)
-        layout = RegistryLayout(self.spec, self.data_dir)
+        layout = self._layout()
         self.gateway = Gateway(
             ring, limits, token, collector=self.collector, fetch=ModelFetcher(layout)
         )
@@ -143,62 +174,144 @@ class EmbeddedPlatform:
         return [(name, *values) for name, values in sorted(found.items())]
 
     def _start_functions(self, timers: bool) -> None:
+        """The Functions host, with the app settings Azure would give the Function App."""
         assert self.azurite is not None and self.gateway_server is not None
+        webhook_secret = secrets.token_urlsafe(32)  # a new one each run, never written down
         os.environ.update(
             {
                 contracts.SETTING_STACK: self.stack,
                 contracts.SETTING_PLATFORM_SPEC: json.dumps(self.spec.model_dump(mode="json")),
-                "TENANT_MLOPS_STATE_CONNECTION": self.azurite.connection_string,
-                "TENANT_MLOPS_ADAPTER": "local",
+                contracts.SETTING_ROLLOUT_SCHEDULE: self.spec.rollout_tick_schedule(),
+                contracts.SETTING_DRIFT_SCHEDULE: self.spec.drift.schedule,
+                contracts.SETTING_STATE_CONNECTION: self.azurite.connection_string,
+                contracts.SETTING_ADAPTER: "local",
+                contracts.SETTING_WEBHOOK_SECRET: webhook_secret,
                 GATEWAY_URL: self.gateway_server.url,
                 DATA_DIR: str(self.data_dir),
+                REGISTRY_URIS: json.dumps({k: s.url for k, s in self.tracking.items()}),
             }
         )
-        self.functions = FunctionsHost(load_app())
+        master_key = _secret_file(self.data_dir / FUNCTIONS_KEY_FILE)
+        app = load_app()
+        _fresh_worker()
+        self.functions = FunctionsHost(app, master_key=master_key)
         self.functions_server = BackgroundServer(self.functions.app).start()
+        hook = f"{self.functions_server.url}/api/registry/mlflow"
+        for server in self.tracking.values():
+            subscribe(server, hook, webhook_secret)
         if timers:
             self.functions.start_timers()
 
-    def _bootstrap(self) -> None:
-        """Every tenant's first model, served from each endpoint's first deployment."""
-        assert self.adapter is not None and self.gateway is not None
-        self.registered = {r.tenant: r for r in train_stack(self.spec, self.data_dir)}
-        admin = self.adapter.gateway
-        for name, tenants, pooled, _ in self._endpoints():
-            models = {(t if pooled else "*"): self.registered[t].model.ref for t in tenants}
-            admin.create_deployment(name, contracts.FIRST_DEPLOYMENT, models, None)
+    # --- endpoints across restarts ------------------------------------------------------
+
+    def _save(self) -> None:
+        """Endpoints' deployments (their models) and traffic, for the next start."""
+        if self.gateway is None or self.gateway.deployer is None:
+            return
         deployer = self.gateway.deployer
-        assert deployer is not None
-        deployer.wait()
-        for name, *_ in self._endpoints():
-            state = admin.deployment(name, contracts.FIRST_DEPLOYMENT)
-            if state["status"] != "ready":
+        saved = {}
+        for name, endpoint in self.gateway.endpoints.items():
+            deployments = {}
+            for deployment in endpoint.deployments:
+                running = deployer.get(name, deployment)
+                if running is not None and running.status == "ready":
+                    deployments[deployment] = running.models
+            saved[name] = {
+                "traffic": {d: s for d, s in endpoint.traffic.items() if d in deployments},
+                "deployments": deployments,
+            }
+        if any(e["deployments"] for e in saved.values()):
+            (self.data_dir / GATEWAY_STATE_FILE).write_text(json.dumps(saved, indent=2))
+
+    def _restore(self) -> None:
+        path = self.data_dir / GATEWAY_STATE_FILE
+        if self.adapter is None or self.gateway is None or not path.is_file():
+            return
+        saved = json.loads(path.read_text())
+        admin = self.adapter.gateway
+        known = {name for name, *_ in self._endpoints()}
+        for name, endpoint in saved.items():
+            for deployment, models in endpoint["deployments"].items():
+                if name in known:
+                    admin.create_deployment(name, deployment, models, None)
+        assert self.gateway.deployer is not None
+        self.gateway.deployer.wait()
+        for name, endpoint in saved.items():
+            ready = [
+                d
+                for d in endpoint["deployments"]
+                if name in known and admin.deployment(name, d)["status"] == "ready"
+            ]
+            traffic = endpoint["traffic"]
+            if ready and set(traffic) <= set(ready) and sum(traffic.values()) == 100:
+                admin.set_traffic(name, traffic, {})
+
+    # --- first models -------------------------------------------------------------------
+
+    def _served(self, tenant: str) -> bool:
+        assert self.adapter is not None
+        endpoint = self.adapter.endpoint(tenant)
+        return (
+            endpoint.serving
+            and endpoint.traffic.get(endpoint.live) == 100
+            and self.adapter.serves_tenant(tenant, endpoint.live)
+        )
+
+    def _bootstrap(self, timers: bool, timeout_seconds: float) -> None:
+        """Train and register the tenants' models; the automation rolls them out."""
+        if all(self._served(t.id) for t in self.spec.tenants):
+            return  # restored: the registries and endpoints are as they were
+        started = time.monotonic()
+        layout = self._layout()
+        self.registered = {r.tenant: r for r in train_stack(self.spec, self.data_dir, layout)}
+        self.trained_in_seconds = round(time.monotonic() - started, 1)
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            waiting = [t.id for t in self.spec.tenants if not self._served(t.id)]
+            if not waiting:
+                return
+            self._fail_on_refusals(waiting)
+            if not timers and self.functions is not None:
+                self.functions.run("rollout_tick")
+            time.sleep(0.5)  # rollouts advance on the timer; this only waits for them
+        raise DependencyError(
+            f"first rollouts not finished within {timeout_seconds:g} s: "
+            f"{', '.join(t.id for t in self.spec.tenants if not self._served(t.id))}"
+        )
+
+    def _fail_on_refusals(self, tenants: list[str]) -> None:
+        """A first model the gate rejected, or whose rollout rolled back, will never serve."""
+        assert self.store is not None
+        for tenant in tenants:
+            registered = self.registered.get(tenant)
+            if registered is None:
+                continue
+            record = self.store.get(
+                contracts.TABLE_ROLLOUTS, tenant, rollout_key(registered.model.ref)
+            )
+            if record is None:
+                continue
+            if record.data.get("rejected"):
+                reasons = "; ".join(record.data.get("reasons", []))
+                raise DependencyError(f"{tenant}'s first model failed the gate: {reasons}")
+            if record.data.get("phase") == "rolled_back":
                 raise DependencyError(
-                    f"{name}'s first deployment did not start: {state['message']}"
+                    f"{tenant}'s first rollout rolled back: {record.data.get('reason')}"
                 )
-            admin.set_traffic(name, {contracts.FIRST_DEPLOYMENT: 100}, {})
 
     # --- what is where ------------------------------------------------------------------
 
     def status(self, show_keys: bool = False) -> dict[str, Any]:
+        """Services, and per tenant: endpoint, scoring URI, input schema, a sample request,
+        deployments with the model each serves the tenant, traffic, its latest rollout;
+        keys only when asked."""
         assert self.adapter is not None and self.gateway_server is not None
-        keys = json.loads((self.data_dir / KEYS_FILE).read_text()) if show_keys else {}
-        tenants = []
-        for tenant in self.spec.tenants:
-            endpoint = self.adapter.endpoint(tenant.id)
-            entry: dict[str, Any] = {
-                "id": tenant.id,
-                "tier": tenant.tier,
-                "strategy": tenant.model_strategy,
-                "endpoint": endpoint.name,
-                "scoring_uri": f"{self.gateway_server.url}/{endpoint.name}/score",
-                "traffic": endpoint.traffic,
-                "sample_request": self.adapter.sample_request(tenant.id),
-            }
-            if show_keys:
-                entry["keys"] = keys.get(tenant.id, {})
-            tenants.append(entry)
         assert self.functions_server is not None and self.azurite is not None
+        keys = json.loads((self.data_dir / KEYS_FILE).read_text()) if show_keys else {}
+        tenants = [self._tenant_status(t.id) for t in self.spec.tenants]
+        if show_keys:
+            for entry in tenants:
+                entry["keys"] = keys.get(entry["id"], {})
         return {
             "stack": self.stack,
             "data_dir": str(self.data_dir),
@@ -207,6 +320,54 @@ class EmbeddedPlatform:
                 "functions": self.functions_server.url,
                 "azurite_blob": f"http://127.0.0.1:{self.azurite.blob_port}",
                 "azurite_table": f"http://127.0.0.1:{self.azurite.table_port}",
+                "azurite_blob_port": self.azurite.blob_port,
+                "azurite_table_port": self.azurite.table_port,
+                "tracking": {key: server.url for key, server in self.tracking.items()},
             },
             "tenants": tenants,
         }
+
+    def _tenant_status(self, tenant_id: str) -> dict[str, Any]:
+        assert self.adapter is not None and self.gateway_server is not None
+        tenant = self.spec.tenant(tenant_id)
+        endpoint = self.adapter.endpoint(tenant_id)
+        found = self.adapter.gateway.endpoint(endpoint.name)
+        deployments = {}
+        for name in found["deployments"]:
+            state = self.adapter.gateway.deployment(endpoint.name, name)
+            models = state.get("models", {})
+            deployments[name] = {
+                "status": state["status"],
+                "model": models.get(tenant_id if tenant.tier == "pooled" else "*", ""),
+            }
+        live = endpoint.live if endpoint.serving else None
+        _, columns, _ = self.adapter.baseline(tenant_id, live) if live else ("", [], None)
+        schema = {"type": "tabular", "columns": columns} if columns else {"type": "text"}
+        return {
+            "id": tenant.id,
+            "tier": tenant.tier,
+            "strategy": tenant.model_strategy,
+            "kind": tenant.model_kind,
+            "endpoint": endpoint.name,
+            "scoring_uri": f"{self.gateway_server.url}/{endpoint.name}/score",
+            "champion": {"deployment": live, **deployments.get(live or "", {})},
+            "traffic": dict(endpoint.traffic),
+            "deployments": deployments,
+            "input_schema": schema,
+            "sample_request": self.adapter.sample_request(tenant_id) if live else None,
+        }
+
+
+def _secret_file(path: Path) -> str:
+    """A secret kept in a file only its owner reads (made on first use)."""
+    if not path.is_file():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _fresh_worker() -> None:
+    """A new host is a new worker: the app's services are built again from its settings."""
+    module = sys.modules.get("services")
+    if module is not None:
+        module.services.cache_clear()

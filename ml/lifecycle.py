@@ -56,14 +56,14 @@ def _champion_bytes(registry: ModelRegistry, name: str, scratch: Path) -> bytes 
     return (folder / MODEL_FILE).read_bytes()
 
 
-def _contact(spec: PlatformSpec, owner: str) -> str:
+def owner_contact_of(spec: PlatformSpec, owner: str) -> str:
     if owner == SHARED_OWNER:
         return "platform-data-science"
     scientists = spec.tenant(owner).personas.data_scientist
     return f"group:{scientists[0]}" if scientists else f"{owner}-data-science"
 
 
-def _baseline(trained: TrainedModel, onnx_bytes: bytes) -> Baseline:
+def baseline_of(trained: TrainedModel, onnx_bytes: bytes) -> Baseline:
     """Training rows and the shipped model's predictions on them (text: predictions only)."""
     rows = trained.training.X
     probabilities = onnx_probabilities(onnx_bytes, trained.kind, rows)
@@ -92,16 +92,19 @@ def register_trained(
         trained,
         exported,
         metrics,
-        owner_contact=_contact(spec, trained.owner),
-        baseline=_baseline(trained, exported.onnx_bytes),
+        owner_contact=owner_contact_of(spec, trained.owner),
+        baseline=baseline_of(trained, exported.onnx_bytes),
     )
     registry.set_alias(ref.name, contracts.ALIAS_CHALLENGER, ref.version)
     return ref, metrics
 
 
-def train_stack(spec: PlatformSpec, data_dir: Path) -> list[Registered]:
-    """Every tenant's model for the stack, registered where the tenant's registry is."""
-    layout = RegistryLayout(spec, data_dir)
+def train_stack(
+    spec: PlatformSpec, data_dir: Path, layout: RegistryLayout | None = None
+) -> list[Registered]:
+    """Every tenant's model for the stack, registered where the tenant's registry is (the
+    sqlite stores under ``data_dir`` unless ``layout`` says otherwise)."""
+    layout = layout or RegistryLayout(spec, data_dir)
     scratch = data_dir / "scratch"
     data = tenant_datasets(spec)
     splits = {tenant: rows.split() for tenant, rows in data.items()}

@@ -31,6 +31,9 @@ from tenancy.spec import PlatformSpec, TenantSpec
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A platform's log is not a terminal: no progress bars, no "View run at" lines.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 import mlflow.onnx  # after the telemetry switch above
 import onnx
@@ -58,13 +61,28 @@ class Store:
 
 
 class RegistryLayout:
-    """Which store serves which tenant, under one data directory."""
+    """Which store serves which tenant: sqlite files under one data directory, or, when
+    ``tracking_uris`` names them, the tracking servers serving those stores."""
 
-    def __init__(self, spec: PlatformSpec, data_dir: Path) -> None:
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        data_dir: Path,
+        tracking_uris: Mapping[str, str] | None = None,
+    ) -> None:
         self.spec = spec
         self.data_dir = data_dir
+        self.tracking_uris = dict(tracking_uris or {})
+
+    def store_keys(self) -> list[str]:
+        """Every store of the stack: each dedicated tenant's, each pool's, the platform's."""
+        return sorted({t.stamp_key for t in self.spec.tenants} | {PLATFORM})
 
     def _store(self, key: str) -> Store:
+        if self.tracking_uris:
+            if key not in self.tracking_uris:
+                raise NotFoundError.for_item("tracking server", key)
+            return Store(key, self.tracking_uris[key], None)  # the server keeps artifacts
         folder = self.data_dir / "registries"
         folder.mkdir(parents=True, exist_ok=True)
         return Store(key, f"sqlite:///{folder / key}.db", self.data_dir / "artifacts" / key)

@@ -20,10 +20,16 @@ from pathlib import Path
 
 from ml.data import tenant_datasets
 from ml.lifecycle import Registered, register_trained
-from ml.registry import RegistryLayout, Store
-from ml.training import train_shared, train_tenant_specific, train_tuned
+from ml.registry import ModelVersionRef, RegistryLayout, Store
+from ml.training import (
+    SHARED_OWNER,
+    TrainedModel,
+    train_shared,
+    train_tenant_specific,
+    train_tuned,
+)
 from tenancy.load import load_stack
-from tenancy.spec import PlatformSpec
+from tenancy.spec import ModelKind, PlatformSpec
 
 
 def retrain_tenant(
@@ -41,11 +47,8 @@ def retrain_tenant(
         return Registered(
             tenant.id, "tenant_specific", registry.store.key, ref, metrics, trained.contributors
         )
-    base = train_shared(spec, tenant.model_kind, train)
+    base, base_ref, base_metrics = _retrain_base(spec, tenant.model_kind, layout, scratch)
     platform = layout.platform_registry()
-    base_ref, base_metrics = register_trained(
-        spec, platform, base, [holdout[t] for t in base.contributors], scratch
-    )
     if tenant.model_strategy == "shared":
         return Registered(
             tenant.id, "shared", platform.store.key, base_ref, base_metrics, base.contributors
@@ -56,6 +59,28 @@ def retrain_tenant(
     return Registered(
         tenant.id, "tuned_shared", registry.store.key, ref, metrics, tuned.contributors
     )
+
+
+def retrain_shared(
+    spec: PlatformSpec, kind: ModelKind, layout: RegistryLayout, scratch: Path
+) -> Registered:
+    """The shared model of ``kind`` again, from the tenants that consent *in this spec* (a
+    tenant who withdrew consent is not in it): registered in the platform's registry, it
+    reaches the tenants serving shared models through the registration handler."""
+    base, ref, metrics = _retrain_base(spec, kind, layout, scratch)
+    store = layout.platform_registry().store.key
+    return Registered(SHARED_OWNER, "shared", store, ref, metrics, base.contributors)
+
+
+def _retrain_base(
+    spec: PlatformSpec, kind: ModelKind, layout: RegistryLayout, scratch: Path
+) -> tuple[TrainedModel, ModelVersionRef, dict[str, float]]:
+    data = tenant_datasets(spec)
+    splits = {t: rows.split() for t, rows in data.items()}
+    base = train_shared(spec, kind, {t: parts[0] for t, parts in splits.items()})
+    holdout = [splits[t][1] for t in base.contributors]
+    ref, metrics = register_trained(spec, layout.platform_registry(), base, holdout, scratch)
+    return base, ref, metrics
 
 
 class _SingleStoreLayout(RegistryLayout):

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tenancy.errors import ConfigError, MlopsError
 from tenancy.load import load_stack, project_root
@@ -55,21 +56,59 @@ def _parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
-    for name, text in (
-        ("up", "start the embedded platform and serve until interrupted"),
-        ("status", "where the running platform's services, endpoints and keys are"),
-        ("down", "stop the running embedded platform"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--stack", default="local", help="stack name (default: local)")
-        command.add_argument("--data-dir", type=Path, default=None, help="default: .mlops/<stack>")
-        command.add_argument(
-            "--root", type=Path, default=None, help="project folder (default: found)"
-        )
-        if name == "status":
-            command.add_argument("--json", action="store_true", help="print JSON")
-            command.add_argument("--show-keys", action="store_true", help="include tenant keys")
+    _platform_commands(commands)
     return parser
+
+
+def _platform_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--stack", default="local", help="stack name (default: local)")
+    command.add_argument("--data-dir", type=Path, default=None, help="default: .mlops/<stack>")
+    command.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+
+
+def _platform_commands(commands: Any) -> None:
+    """The embedded platform's commands: they act on the platform running from --data-dir."""
+    up = commands.add_parser("up", help="start the embedded platform and serve until interrupted")
+    up.add_argument(
+        "--detach", action="store_true", help="start in the background and return once serving"
+    )
+    status = commands.add_parser("status", help="services, tenants, endpoints, rollouts")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--show-keys", action="store_true", help="include tenant keys")
+    down = commands.add_parser("down", help="stop the running embedded platform")
+    score = commands.add_parser("score", help="score through the gateway as a tenant")
+    score.add_argument("--tenant", required=True)
+    score.add_argument("--data", default=None, help="request body (JSON); default: the sample")
+    score.add_argument("--key", choices=("primary", "secondary"), default="primary")
+    score.add_argument("--deployment", default=None, help="azureml-model-deployment header")
+    rollout = commands.add_parser("rollout", help="list, show, approve or abort rollouts")
+    rollout_actions = rollout.add_subparsers(dest="action", required=True)
+    listing = rollout_actions.add_parser("list", help="every rollout, oldest first")
+    listing.add_argument("--tenant", default=None)
+    listing.add_argument("--json", action="store_true")
+    rollout_parsers = [listing]
+    for action in ("show", "approve", "abort"):
+        parser = rollout_actions.add_parser(action, help=f"{action} one rollout")
+        parser.add_argument("--tenant", required=True)
+        parser.add_argument("--model", required=True, help="<name>/<version>")
+        if action != "show":
+            parser.add_argument("--persona", default="", help="default: the first approver")
+            parser.add_argument("--reason", default="")
+        rollout_parsers.append(parser)
+    keys = commands.add_parser("keys", help="tenant keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    rotate = key_actions.add_parser("rotate", help="a new key for one slot")
+    rotate.add_argument("--tenant", required=True)
+    rotate.add_argument("--slot", choices=("primary", "secondary"), required=True)
+    drift = commands.add_parser("drift", help="drift of a tenant's live deployment")
+    drift_actions = drift.add_subparsers(dest="action", required=True)
+    report = drift_actions.add_parser("report", help="an HTML report with a plot per feature")
+    report.add_argument("--tenant", required=True)
+    report.add_argument("--out", type=Path, default=None, help="default: <data-dir>/reports/")
+    report.add_argument("--hours", type=float, default=None, help="default: the stack's window")
+    demo = commands.add_parser("demo", help="play the platform's story on the running platform")
+    for parser in (up, status, down, score, *rollout_parsers, rotate, report, demo):
+        _platform_options(parser)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -141,23 +180,31 @@ def _data_dir(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from mlops.platform_commands import up  # noqa: PLC0415
+    from mlops.platform_commands import up, up_detached  # noqa: PLC0415
 
     root, data_dir = _data_dir(args)
+    if args.detach:
+        return up_detached(root, args.stack, data_dir)
     return up(root, args.stack, data_dir)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from mlops.platform_commands import status  # noqa: PLC0415
+    from mlops.platform_commands import render_status, status  # noqa: PLC0415
 
-    state = status(_data_dir(args)[1], args.show_keys)
-    if args.json:
-        print(json.dumps(state, indent=2))
-        return EXIT_OK
-    print(f"stack {state['stack']}: gateway {state['services']['gateway']}")
-    for tenant in state["tenants"]:
-        print(f"  {tenant['id']:12s} {tenant['scoring_uri']}  traffic {tenant['traffic']}")
+    root, data_dir = _data_dir(args)
+    state = status(root, args.stack, data_dir, args.show_keys)
+    print(json.dumps(state, indent=2) if args.json else render_status(state))
     return EXIT_OK
+
+
+def _platform(args: argparse.Namespace) -> int:
+    """score, rollout, keys, drift, demo: against the running platform."""
+    from mlops import platform_commands  # noqa: PLC0415
+
+    root, data_dir = _data_dir(args)
+    handler = getattr(platform_commands, args.command.replace("-", "_"))
+    code: int = handler(root, args.stack, data_dir, args)
+    return code
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -173,6 +220,11 @@ COMMANDS = {
     "up": _up,
     "status": _status,
     "down": _down,
+    "score": _platform,
+    "rollout": _platform,
+    "keys": _platform,
+    "drift": _platform,
+    "demo": _platform,
 }
 
 

@@ -1,24 +1,32 @@
-"""`mlops up`, `mlops status`, `mlops down`: the embedded platform from the command line.
+"""The embedded platform from the command line: `mlops up [--detach]`, `status`, `down`,
+`score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `demo`.
 
 ``up`` runs in the foreground until interrupted (Ctrl-C or SIGTERM, which ``down`` sends)
-and then stops every process it started. While it runs, ``<data-dir>/platform.json`` says
-where everything is and which process to signal.
+and then stops every process it started; ``--detach`` runs the same in the background and
+returns once it serves. While it runs, ``<data-dir>/platform.json`` says where everything is
+and which process to signal. The other commands act on the running platform through
+:class:`local.operations.PlatformClient`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from tenancy.errors import DependencyError, NotFoundError
+from local.operations import STATE_FILE, PlatformClient, running_state
+from tenancy.errors import DependencyError, InvalidInputError
 from tenancy.load import load_stack
 
-STATE_FILE = "platform.json"
+LOG_FILE = "platform.log"
 
 
 def default_data_dir(root: Path, stack: str) -> Path:
@@ -29,6 +37,7 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
     from local.platform import EmbeddedPlatform  # noqa: PLC0415 - heavy
 
     spec = load_stack(stack, root)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no per-registration chatter
     started = time.monotonic()
     platform = EmbeddedPlatform(spec, stack, data_dir).start(timers=timers)
     stop = threading.Event()
@@ -43,45 +52,178 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
         print("serving; Ctrl-C (or `mlops down`) stops everything", flush=True)
         stop.wait()
     finally:
+        platform.stop()  # before the state file goes: `down` returns when both are done
         (data_dir / STATE_FILE).unlink(missing_ok=True)
-        platform.stop()
     return 0
 
 
-def running_state(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / STATE_FILE
-    if not path.is_file():
-        raise NotFoundError(
-            f"no platform is running with data in {data_dir} (`mlops up` starts one)"
+def up_detached(root: Path, stack: str, data_dir: Path, timeout_seconds: float = 900) -> int:
+    """``mlops up`` in the background (its output in ``<data-dir>/platform.log``); returns
+    once it serves, or says why it stopped."""
+    if (data_dir / STATE_FILE).is_file():
+        raise InvalidInputError(f"a platform is running with data in {data_dir} already")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / LOG_FILE
+    command = [sys.executable, "-m", "mlops", "up", "--stack", stack, "--data-dir", str(data_dir)]
+    with log.open("ab") as stream:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [*command, "--root", str(root)],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=root,
+            start_new_session=True,  # survives the shell that started it
         )
-    state: dict[str, Any] = json.loads(path.read_text())
-    return state
-
-
-def status(data_dir: Path, show_keys: bool) -> dict[str, Any]:
-    """The running platform's state, with live traffic from the gateway."""
-    from adapters.local import ADMIN_TOKEN_FILE, GatewayAdmin  # noqa: PLC0415
-    from local.platform import KEYS_FILE  # noqa: PLC0415
-
+    deadline = time.monotonic() + timeout_seconds
+    while not (data_dir / STATE_FILE).is_file():
+        if process.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise DependencyError(f"the platform stopped while starting; {log} ends:\n{tail}")
+        if time.monotonic() > deadline:
+            raise DependencyError(f"the platform did not serve within {timeout_seconds:g} s")
+        time.sleep(0.5)  # waiting for the platform to come up
     state = running_state(data_dir)
-    admin = GatewayAdmin(
-        state["services"]["gateway"], (data_dir / ADMIN_TOKEN_FILE).read_text().strip()
-    )
-    keys = json.loads((data_dir / KEYS_FILE).read_text()) if show_keys else {}
+    print(render_status(state))
+    print(f"running in the background (pid {process.pid}, log {log}); `mlops down` stops it")
+    return 0
+
+
+def _client(root: Path, stack: str, data_dir: Path) -> PlatformClient:
+    return PlatformClient.of(load_stack(stack, root), data_dir)
+
+
+def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str, Any]:
+    """The running platform's state, with live traffic, deployments and latest rollouts."""
+    client = _client(root, stack, data_dir)
+    state = client.state
+    keys = client.keys() if show_keys else {}
+    rollouts = client.rollouts()
     for tenant in state["tenants"]:
-        tenant["traffic"] = admin.endpoint(tenant["endpoint"])["traffic"]
+        endpoint = client.admin.endpoint(tenant["endpoint"])
+        tenant["traffic"] = endpoint["traffic"]
+        tenant["deployments"] = {
+            name: {"model": client.adapter.serving_model(tenant["id"], name)}
+            for name in endpoint["deployments"]
+        }
+        live = max(endpoint["traffic"], key=endpoint["traffic"].get, default=None)
+        tenant["champion"] = {"deployment": live, **tenant["deployments"].get(live or "", {})}
+        mine = [r for r in rollouts if r["tenant"] == tenant["id"]]
+        tenant["rollouts"] = mine[-3:]
         if show_keys:
             tenant["keys"] = keys.get(tenant["id"], {})
     return state
 
 
-def down(data_dir: Path, timeout_seconds: float = 60) -> int:
+def render_status(state: dict[str, Any]) -> str:
+    services = state["services"]
+    lines = [
+        f"stack {state['stack']} (data {state['data_dir']})",
+        f"  gateway    {services['gateway']}",
+        f"  functions  {services['functions']}",
+        f"  azurite    {services['azurite_blob']} (blob), {services['azurite_table']} (table)",
+        *(f"  mlflow     {url} ({key})" for key, url in sorted(services["tracking"].items())),
+        "tenants:",
+    ]
+    for tenant in state["tenants"]:
+        champion = tenant.get("champion") or {}
+        lines.append(
+            f"  {tenant['id']:10s} {tenant['scoring_uri']}  traffic {tenant['traffic']}  "
+            f"champion {champion.get('model') or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    # A zombie has exited; only its parent's wait is missing.
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def down(data_dir: Path, timeout_seconds: float = 120) -> int:
     state = running_state(data_dir)
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
-        if not (data_dir / STATE_FILE).exists():
+        if not (data_dir / STATE_FILE).exists() and not _running(pid):
             return 0
         time.sleep(0.2)  # waiting for the platform to stop, not timing anything
     raise DependencyError(f"the platform (pid {pid}) did not stop within {timeout_seconds:g} s")
+
+
+# --- acting on the running platform ------------------------------------------------------------
+
+
+def score(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    client = _client(root, stack, data_dir)
+    body = None
+    if args.data is not None:
+        try:
+            body = json.loads(args.data)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"--data is not JSON: {error}") from None
+    scored = client.score(args.tenant, body, slot=args.key, deployment=args.deployment)
+    print(
+        json.dumps(
+            {"status": scored.status, "deployment": scored.deployment, "body": scored.body},
+            indent=2,
+        )
+    )
+    return 0 if scored.status == 200 else 1
+
+
+def rollout(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    client = _client(root, stack, data_dir)
+    if args.action == "list":
+        found = client.rollouts(args.tenant)
+        if args.json:
+            print(json.dumps(found, indent=2))
+        for entry in [] if args.json else found:
+            print(
+                f"{entry['tenant']:10s} {entry['model']:24s} {entry['phase']:17s} "
+                f"{json.dumps(entry['traffic']):28s} {entry['reason']}"
+            )
+        return 0
+    if args.action == "show":
+        print(json.dumps(client.rollout(args.tenant, args.model), indent=2))
+        return 0
+    code, answer = client.command(
+        args.tenant, args.model, args.action, persona=args.persona, reason=args.reason
+    )
+    print(json.dumps(answer, indent=2))
+    return 0 if code == 200 else 1
+
+
+def keys(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    client = _client(root, stack, data_dir)
+    client.rotate_key(args.tenant, args.slot)
+    other = "secondary" if args.slot == "primary" else "primary"
+    print(
+        f"{args.tenant}'s {args.slot} key rotated: the old one no longer works, the {other} "
+        "key is unchanged; `mlops status --show-keys` shows the new key"
+    )
+    return 0
+
+
+def drift(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    from local.drift_report import write_report  # noqa: PLC0415
+
+    client = _client(root, stack, data_dir)
+    out = args.out or data_dir / "reports" / f"drift-{args.tenant}.html"
+    result = write_report(client, args.tenant, out, hours=args.hours)
+    print(
+        f"{out}: {result.verdict}, {result.current_rows} rows, drifted: "
+        f"{', '.join(result.drifted_features) or 'none'}"
+    )
+    return 0
+
+
+def demo(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    from local.demo import Demo  # noqa: PLC0415
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # the timeline is the output
+    return 0 if Demo(_client(root, stack, data_dir), print).run() else 1

@@ -55,6 +55,12 @@ SETTING_STORAGE_ACCOUNT: Final = "TENANT_MLOPS_STORAGE_ACCOUNT"
 SETTING_SUBSCRIPTION: Final = "TENANT_MLOPS_SUBSCRIPTION_ID"
 SETTING_IDENTITY_CLIENT_ID: Final = "AZURE_CLIENT_ID"
 SETTING_LOGS_WORKSPACE: Final = "TENANT_MLOPS_LOGS_WORKSPACE_ID"
+SETTING_STATE_CONNECTION: Final = "TENANT_MLOPS_STATE_CONNECTION"
+SETTING_ADAPTER: Final = "TENANT_MLOPS_ADAPTER"
+SETTING_WEBHOOK_SECRET: Final = "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET"  # noqa: S105 - a name
+# Timer schedules are app settings (``%NAME%`` in the trigger), derived from the spec.
+SETTING_ROLLOUT_SCHEDULE: Final = "TENANT_MLOPS_ROLLOUT_SCHEDULE"
+SETTING_DRIFT_SCHEDULE: Final = "TENANT_MLOPS_DRIFT_SCHEDULE"
 
 # Model version tags the training code writes and the model gate reads (MLflow and Azure ML
 # registries alike). Lineage first, then what shared models must add.

@@ -225,6 +225,9 @@ class AnalysisSpec(SpecModel):
     # Green is also compared with blue over the same interval.
     max_error_rate_increase: float = Field(default=0.005, ge=0, le=1)
     max_p99_increase_ratio: float = Field(default=1.5, ge=1)
+    # ... and by at least this much: a few milliseconds of jitter on a fast model is not a
+    # regression, however large the ratio (a 4 ms p99 doubles on one slow request).
+    p99_increase_tolerance_ms: float = Field(default=25, ge=0)
     # Consecutive failed analyses before rolling back.
     failure_threshold: int = Field(default=2, ge=1, le=20)
     # Consecutive analyses without enough data before the rollout pauses and alerts.
@@ -477,6 +480,16 @@ class PlatformSpec(SpecModel):
     @property
     def consenting_tenants(self) -> list[TenantSpec]:
         return [t for t in self.tenants if t.shared_training_consent]
+
+    def rollout_tick_schedule(self) -> str:
+        """NCRONTAB of the rollout timer: at least two ticks per shortest analysis interval
+        (an analysis is never late by more than half an interval), at most one a minute."""
+        policies = [self.rollout, *(self.rollout_for(t) for t in self.tenants)]
+        shortest = min(policy.analysis.interval_seconds for policy in policies)
+        if shortest >= 120:
+            return "0 * * * * *"
+        every = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= max(1, shortest // 2))
+        return f"*/{every} * * * * *"
 
     def rollout_for(self, tenant: TenantSpec) -> RolloutPolicy:
         return tenant.rollout or self.rollout

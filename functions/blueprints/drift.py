@@ -17,7 +17,10 @@ logger = logging.getLogger("tenant_mlops.drift")
 
 
 @bp.function_name("drift_check")
-@bp.timer_trigger(schedule="0 0 * * * *", arg_name="timer", run_on_startup=False)
+# The schedule is an app setting: the stack's drift.schedule.
+@bp.timer_trigger(
+    schedule=f"%{contracts.SETTING_DRIFT_SCHEDULE}%", arg_name="timer", run_on_startup=False
+)
 def drift_check(timer: func.TimerRequest) -> None:
     app = services()
     for tenant in app.settings.spec.tenants:

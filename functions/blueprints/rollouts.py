@@ -13,6 +13,7 @@ from services import Services, services
 
 from automation.rollout import Command
 from blueprints.edge import error_response, json_response
+from tenancy import contracts
 from tenancy.errors import AuthenticationError, InvalidInputError, MlopsError, PermissionDeniedError
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -21,7 +22,10 @@ PRINCIPAL_HEADER = "x-ms-client-principal"  # set by App Service authentication 
 
 
 @bp.function_name("rollout_tick")
-@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
+# The schedule is an app setting the program derives from the stack's analysis intervals.
+@bp.timer_trigger(
+    schedule=f"%{contracts.SETTING_ROLLOUT_SCHEDULE}%", arg_name="timer", run_on_startup=False
+)
 def rollout_tick(timer: func.TimerRequest) -> None:
     app = services()
     app.runner.resume()

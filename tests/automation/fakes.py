@@ -35,6 +35,8 @@ class FakePlatform:
     fail_next: str = ""  # name of a method that raises once (a crash mid-apply)
     scaled: dict[str, int] = field(default_factory=dict)
     activity: dict[str, datetime] = field(default_factory=dict)
+    # Tenants that share an endpoint (a pool); others have their own.
+    endpoint_names: dict[str, str] = field(default_factory=dict)
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
@@ -47,9 +49,10 @@ class FakePlatform:
             raise RuntimeError(f"crash in {method}")
 
     def endpoint(self, tenant: str) -> Endpoint:
-        return Endpoint(
-            tenant, f"ep-{tenant}", dict(self.traffic[tenant]), dict(self.mirror[tenant])
-        )
+        name = self.endpoint_names.get(tenant, f"ep-{tenant}")
+        self.deployments.setdefault(tenant, {})
+        traffic = self.traffic.setdefault(tenant, {})
+        return Endpoint(tenant, name, dict(traffic), dict(self.mirror.setdefault(tenant, {})))
 
     def create_deployment(self, tenant: str, name: str, model: str) -> None:
         self._crash("create_deployment")
@@ -88,8 +91,11 @@ class FakePlatform:
         found = self.deployments[tenant][deployment]
         return 500 if found.error_rate >= 0.5 else 200
 
-    def sample_request(self, tenant: str) -> Mapping[str, Any]:
+    def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
         return {"data": [[1.0, 2.0]]}
+
+    def serves_tenant(self, tenant: str, deployment: str) -> bool:
+        return deployment in self.deployments.get(tenant, {})
 
     def deployment_stats(
         self, tenant: str, deployment: str, since: datetime, until: datetime

@@ -22,6 +22,7 @@ from automation.rollout import (
     SmokeTest,
     Stats,
     advance,
+    analyse,
     check_invariants,
     start,
 )
@@ -270,3 +271,11 @@ def test_a_green_failing_after_promotion_goes_back_to_blue_before_blue_is_delete
     assert state.phase == Phase.ROLLED_BACK and state.traffic == {"blue": 100, "green": 0}
     # Nothing is deleted after a rollback, however long we wait.
     assert advance(state, policy, T0 + timedelta(days=1)).actions == ()
+
+
+def test_latency_jitter_on_a_fast_model_is_not_a_regression() -> None:
+    spec = AnalysisSpec(min_requests=10, max_p99_increase_ratio=1.5, p99_increase_tolerance_ms=25)
+    blue = Stats(50, 0, 4.0)
+    assert analyse(spec, Stats(50, 0, 16.0), blue)[0] == "pass"  # 4x, but 12 ms
+    verdict, why = analyse(spec, Stats(50, 0, 40.0), blue)
+    assert verdict == "fail" and "vs blue" in why  # 10x and 36 ms

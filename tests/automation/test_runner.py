@@ -189,3 +189,81 @@ def test_approval_and_abort_through_the_runner(spec: PlatformSpec) -> None:
     assert runner.get("contoso", "contoso-classical/2").phase == Phase.DRAINING
     audit = store.query(contracts.TABLE_AUDIT, "contoso")[-1].data
     assert (audit["actor"], audit["correlation_id"]) == ("lee", "req-9")
+
+
+def _drive_tenant(
+    runner: RolloutRunner, clock: Clock, tenant: str, model: str, limit: int = 20
+) -> Phase:
+    for _ in range(limit):
+        clock.advance(60)
+        runner.tick(tenant, model)
+        phase = runner.get(tenant, model).phase
+        if phase.terminal and runner.get(tenant, model).done:
+            return phase
+    return runner.get(tenant, model).phase
+
+
+def test_an_endpoint_serving_nothing_gets_its_first_deployment_in_one_switch(
+    spec: PlatformSpec,
+) -> None:
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    runner = RolloutRunner(spec, store, platform, clock)
+    state = runner.begin("adatum", "adatum-cv/1", "automation", "c-1")
+    assert state is not None and (state.blue, state.green, state.first) == ("", "blue", True)
+    assert _drive_tenant(runner, clock, "adatum", "adatum-cv/1") == Phase.PROMOTED
+    traffic_calls = [args[1] for kind, args in platform.calls if kind == "traffic"]
+    # No canary steps: there is no live traffic to split, only the first switch.
+    assert traffic_calls == [{"blue": 0}, {"blue": 100}]
+    assert not any(kind == "delete" for kind, _ in platform.calls)
+
+
+def test_a_failing_first_deployment_leaves_the_endpoint_serving_nothing(
+    spec: PlatformSpec,
+) -> None:
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform.behaviour["adatum-cv/1"] = FakeDeployment("adatum-cv/1", error_rate=1.0)
+    runner = RolloutRunner(spec, store, platform, clock)
+    runner.begin("adatum", "adatum-cv/1", "automation", "c-1")
+    assert _drive_tenant(runner, clock, "adatum", "adatum-cv/1") == Phase.ROLLED_BACK
+    assert platform.traffic["adatum"] == {"blue": 0}
+    assert "smoke test" in runner.get("adatum", "adatum-cv/1").reason
+
+
+def test_rollouts_on_one_pooled_endpoint_run_one_after_another_in_arrival_order(
+    spec: PlatformSpec,
+) -> None:
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform.endpoint_names = {"fabrikam": "ep-pool", "northwind": "ep-pool", "litware": "ep-pool"}
+    runner = RolloutRunner(spec, store, platform, clock)
+    first = runner.begin("fabrikam", "shared-classical/1", "automation", "c-1")
+    clock.advance(1)
+    second = runner.begin("northwind", "northwind-classical/1", "automation", "c-2")
+    clock.advance(1)
+    third = runner.begin("litware", "litware-nlp/1", "automation", "c-3")
+    assert first is not None and first.phase == Phase.CREATING
+    assert second is not None and second.phase == Phase.QUEUED
+    assert third is not None and third.phase == Phase.QUEUED
+    assert "fabrikam/shared-classical/1" in second.reason
+    # The third may not jump the queue when the endpoint frees up.
+    assert _drive_tenant(runner, clock, "fabrikam", "shared-classical/1") == Phase.PROMOTED
+    runner.tick("litware", "litware-nlp/1")
+    assert runner.get("litware", "litware-nlp/1").phase == Phase.QUEUED
+    runner.tick("northwind", "northwind-classical/1")
+    assert runner.get("northwind", "northwind-classical/1").phase == Phase.CREATING
+    assert _drive_tenant(runner, clock, "northwind", "northwind-classical/1") == Phase.PROMOTED
+    assert _drive_tenant(runner, clock, "litware", "litware-nlp/1") == Phase.PROMOTED
+
+
+def test_a_queued_rollout_can_be_cancelled_and_changes_nothing(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    runner, platform, _, _ = world
+    runner.begin("contoso", "contoso-classical/2", "automation", "c-1")
+    queued = runner.begin("contoso", "contoso-classical/3", "automation", "c-2")
+    assert queued is not None and queued.phase == Phase.QUEUED
+    calls = list(platform.calls)
+    runner.command("contoso", "contoso-classical/3", Command("abort", "ops@example.com"))
+    cancelled = runner.get("contoso", "contoso-classical/3")
+    assert cancelled.phase == Phase.ROLLED_BACK and "cancelled" in cancelled.reason
+    assert platform.calls == calls
+    assert ("contoso", "contoso-classical/3") not in runner.active()

@@ -13,6 +13,7 @@ import requests
 from local.functions_host import FunctionsHost, Schedule, load_app
 from local.serve import BackgroundServer
 from tenancy import PlatformSpec, contracts
+from tenancy.errors import DependencyError
 
 
 def test_ncrontab_schedules() -> None:
@@ -52,7 +53,11 @@ def host(
     )
     for module in (registry, rollouts, budgets, drift):
         monkeypatch.setattr(module, "services", lambda: composed)
-    functions = FunctionsHost(app)
+    schedules = {
+        contracts.SETTING_ROLLOUT_SCHEDULE: "0 * * * * *",
+        contracts.SETTING_DRIFT_SCHEDULE: "0 0 * * * *",
+    }
+    functions = FunctionsHost(app, settings=schedules, master_key="master-key")
     server = BackgroundServer(functions.app).start()
     yield functions, server, composed
     server.stop()
@@ -137,3 +142,25 @@ def test_timers_run_when_their_schedule_fires(
         )
         == []
     )
+
+
+def test_a_schedule_naming_an_unset_setting_fails_at_start() -> None:
+    with pytest.raises(DependencyError, match="TENANT_MLOPS_ROLLOUT_SCHEDULE"):
+        FunctionsHost(load_app(), settings={}, master_key="k")
+
+
+def test_the_admin_api_runs_a_timer_now_only_with_the_master_key(
+    host: tuple[FunctionsHost, BackgroundServer, Any],
+) -> None:
+    _, server, composed = host
+    composed.runner.begin("contoso", "contoso-classical/2", "automation", "c-1")
+    url = f"{server.url}/admin/functions/rollout_tick"
+    assert requests.post(url, json={}, timeout=10).status_code == 401
+    wrong = {"x-functions-key": "guess"}
+    assert requests.post(url, json={}, headers=wrong, timeout=10).status_code == 401
+    key = {"x-functions-key": "master-key"}
+    missing = requests.post(f"{server.url}/admin/functions/nope", headers=key, timeout=10)
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
+    assert requests.post(url, json={}, headers=key, timeout=10).status_code == 202
+    # The tick ran: green was ready, so the rollout moved on to its smoke test.
+    assert composed.runner.get("contoso", "contoso-classical/2").phase.value != "creating"

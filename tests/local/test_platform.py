@@ -1,80 +1,222 @@
-"""The embedded platform started as a whole: every tenant of the local stack served from its
-first deployment through the gateway, keys that work only for their tenant, the Functions
-host wired to the local adapter, and nothing left running after stop."""
+"""The embedded platform end to end, as a user drives it: `mlops up --detach` on free ports
+with the local stack, `mlops status --json --show-keys`, scores as every tenant, a key that
+reaches nothing of another tenant, `mlops demo` (drift -> alert -> retraining -> canary ->
+promotion; a broken model rolled back by the automation; a shared model retrained without a
+tenant who withdrew consent), the other commands, and `mlops down` leaving no process."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from local.platform import EmbeddedPlatform
+from local.operations import PlatformClient
+from mlops.cli import EXIT_CONFIG, EXIT_OK, main
 from tenancy import PlatformSpec
+from tests.conftest import ROOT
+
+
+def _mlops(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        check=False,
+    )
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process started under ``pid`` (from /proc), however deep."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture(scope="module")
-def platform(
-    specs: dict[str, PlatformSpec], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EmbeddedPlatform]:
-    saved = dict(os.environ)
-    running = EmbeddedPlatform(specs["local"], "local", tmp_path_factory.mktemp("platform")).start(
-        timers=False
-    )
-    yield running
-    running.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-    import services  # noqa: PLC0415 - the Functions app's module, loaded by the host
-
-    services.services.cache_clear()
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data_dir = tmp_path_factory.mktemp("platform") / "data"
+    options = ["--stack", "local", "--data-dir", str(data_dir), "--root", str(ROOT)]
+    started = _mlops("up", "--detach", *options)
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads((data_dir / "platform.json").read_text())
+    world = {"options": options, "data_dir": data_dir, "pid": state["pid"], "up": started}
+    yield world
+    if (data_dir / "platform.json").exists():  # a failed test must not leave it running
+        os.kill(state["pid"], signal.SIGTERM)
 
 
-def test_every_tenant_is_served_from_its_first_deployment(platform: EmbeddedPlatform) -> None:
-    status = platform.status(show_keys=True)
-    assert {t["id"] for t in status["tenants"]} == {t.id for t in platform.spec.tenants}
-    for tenant in status["tenants"]:
-        assert tenant["traffic"] == {"blue": 100}, tenant["id"]
-        answer = requests.post(
-            tenant["scoring_uri"],
-            json=tenant["sample_request"],
-            headers={"Authorization": f"Bearer {tenant['keys']['primary']}"},
-            timeout=30,
-        )
-        assert answer.status_code == 200, (tenant["id"], answer.text)
-        assert len(answer.json()["predictions"]) == 1
+@pytest.fixture(scope="module")
+def status(platform: dict[str, Any]) -> dict[str, Any]:
+    shown = _mlops("status", "--json", "--show-keys", *platform["options"])
+    assert shown.returncode == 0, shown.stderr
+    found: dict[str, Any] = json.loads(shown.stdout)
+    return found
 
 
-def test_a_key_works_only_for_its_own_tenant(platform: EmbeddedPlatform) -> None:
-    status = platform.status(show_keys=True)
-    by_id = {t["id"]: t for t in status["tenants"]}
-    contoso, adatum = by_id["contoso"], by_id["adatum"]
-    answer = requests.post(
-        contoso["scoring_uri"],
-        json=contoso["sample_request"],
-        headers={"Authorization": f"Bearer {adatum['keys']['secondary']}"},
+@pytest.fixture(scope="module")
+def client(specs: dict[str, PlatformSpec], platform: dict[str, Any]) -> PlatformClient:
+    return PlatformClient.of(specs["local"], platform["data_dir"])
+
+
+def _post(tenant: dict[str, Any], key: str, **kwargs: Any) -> requests.Response:
+    return requests.post(
+        kwargs.pop("uri", tenant["scoring_uri"]),
+        json=tenant["sample_request"],
+        headers={"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})},
         timeout=30,
     )
-    assert answer.status_code == 401
-    assert "keys" not in platform.status()["tenants"][0]  # keys only when asked
 
 
-def test_the_functions_host_runs_the_app_on_the_local_adapter(platform: EmbeddedPlatform) -> None:
-    assert platform.functions_server is not None
-    unsigned = requests.post(
-        f"{platform.functions_server.url}/api/registry/mlflow", data=b"{}", timeout=30
+def test_every_tenant_is_served_by_a_champion_the_automation_rolled_out(
+    specs: dict[str, PlatformSpec], status: dict[str, Any], client: PlatformClient
+) -> None:
+    assert {t["id"] for t in status["tenants"]} == {t.id for t in specs["local"].tenants}
+    for tenant in status["tenants"]:
+        champion = tenant["champion"]
+        assert tenant["traffic"][champion["deployment"]] == 100, tenant["id"]
+        assert champion["model"], tenant["id"]
+        answer = _post(tenant, tenant["keys"]["primary"])
+        assert answer.status_code == 200, (tenant["id"], answer.text)
+        assert len(answer.json()["predictions"]) == 1
+        first = client.rollout(tenant["id"], champion["model"])
+        assert first["phase"] in ("promoted", "draining")
+        actors = {record["actor"] for record in first["audit"]}
+        assert actors == {"automation"}  # gated and rolled out, not placed by hand
+        assert tenant["input_schema"]["type"] in ("tabular", "text")
+    assert set(status["services"]["tracking"]) == {
+        "platform",
+        "pool-shared",
+        "tenant-adatum",
+        "tenant-contoso",
+    }
+
+
+def test_a_key_reaches_nothing_of_another_tenant(status: dict[str, Any]) -> None:
+    by_id = {t["id"]: t for t in status["tenants"]}
+    contoso, adatum, fabrikam = by_id["contoso"], by_id["adatum"], by_id["fabrikam"]
+    stolen = contoso["keys"]["primary"]
+    for other in (adatum, fabrikam):
+        answer = _post(other, stolen)
+        assert answer.status_code == 401, answer.text
+        named = _post(other, stolen, headers={"azureml-model-deployment": "blue"})
+        assert named.status_code == 401, named.text
+    # Its own endpoint, naming a deployment it does not have: nothing is routed there.
+    own = _post(contoso, stolen, headers={"azureml-model-deployment": "nope"})
+    assert own.status_code == 404
+    shown = _mlops("status", "--json", *_options_of(status))
+    assert "keys" not in json.loads(shown.stdout)["tenants"][0]  # keys only when asked
+
+
+def _options_of(status: dict[str, Any]) -> list[str]:
+    return ["--stack", "local", "--data-dir", status["data_dir"], "--root", str(ROOT)]
+
+
+def test_the_demo_tells_the_whole_story(status: dict[str, Any]) -> None:
+    played = _mlops("demo", *_options_of(status))
+    timeline = played.stdout
+    assert played.returncode == 0, timeline + played.stderr
+    for step in (
+        "contoso scores through",
+        "drift check: drift in",
+        "alert to contoso",
+        "retraining of contoso requested",
+        "contoso-classical/2: shifting",
+        "contoso: contoso-classical/2 promoted",
+        "adatum-cv/2 registered, exported for ONNX opset 99",
+        "adatum: adatum-cv/2 rolled back",
+        "adatum still scores: HTTP 200",
+        "(contoso not among them)",
+        "fabrikam: shared-classical/2 promoted",
+        "demo complete",
+    ):
+        assert step in timeline, step
+
+
+def test_rollout_commands_need_an_approver_and_name_what_is_missing(
+    status: dict[str, Any],
+) -> None:
+    listed = _mlops("rollout", "list", "--json", *_options_of(status))
+    rollouts = json.loads(listed.stdout)
+    assert {"contoso-classical/2", "adatum-cv/2"} <= {r["model"] for r in rollouts}
+    missing = _mlops(
+        "rollout", "abort", "--tenant", "contoso", "--model", "contoso-classical/9",
+        *_options_of(status),
+    )  # fmt: skip
+    assert missing.returncode == 1 and "does not exist" in missing.stdout
+    wrong = _mlops(
+        "rollout", "approve", "--tenant", "contoso", "--model", "x", *_options_of(status)
     )
-    assert unsigned.status_code == 401  # the app built its services (local adapter) and refused
+    assert wrong.returncode == EXIT_CONFIG and "<name>/<version>" in wrong.stderr
 
 
-def test_stop_leaves_no_process(specs: dict[str, PlatformSpec], platform: EmbeddedPlatform) -> None:
-    assert platform.azurite is not None and platform.gateway is not None
-    deployer = platform.gateway.deployer
-    assert deployer is not None
-    processes = [platform.azurite.process] + [
-        r.server.process for r in deployer.running.values() if r.server
-    ]
-    assert all(p.poll() is None for p in processes)
-    platform.stop()
-    assert all(p.poll() is not None for p in processes)
+def test_keys_rotate_one_slot_at_a_time(status: dict[str, Any], client: PlatformClient) -> None:
+    contoso = next(t for t in status["tenants"] if t["id"] == "contoso")
+    old = contoso["keys"]["secondary"]
+    rotated = _mlops("keys", "rotate", "--tenant", "contoso", "--slot", "secondary",
+                     *_options_of(status))  # fmt: skip
+    assert rotated.returncode == 0, rotated.stderr
+    new = client.keys()["contoso"]["secondary"]
+    assert new != old and new not in rotated.stdout  # the key is not printed
+    assert _post(contoso, old).status_code == 401
+    assert _post(contoso, new).status_code == 200
+    assert _post(contoso, contoso["keys"]["primary"]).status_code == 200
+    audit = [a for a in client.audit("contoso") if a["subject"] == "key secondary"]
+    assert audit and old not in json.dumps(audit) and new not in json.dumps(audit)
+
+
+def test_drift_report_plots_every_feature(status: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "contoso.html"
+    made = _mlops("drift", "report", "--tenant", "contoso", "--out", str(out),
+                  *_options_of(status))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    page = out.read_text()
+    contoso = next(t for t in status["tenants"] if t["id"] == "contoso")
+    columns = contoso["input_schema"]["columns"]
+    assert page.count("<svg") == len(columns) + 1  # every feature and the prediction
+    assert all(column in page for column in columns)
+
+
+def test_score_command_answers_as_the_gateway_does(status: dict[str, Any]) -> None:
+    scored = _mlops("score", "--tenant", "litware", *_options_of(status))
+    assert scored.returncode == 0 and json.loads(scored.stdout)["status"] == 200
+    bad = _mlops("score", "--tenant", "litware", "--data", '{"data": 3}', *_options_of(status))
+    assert bad.returncode == 1 and json.loads(bad.stdout)["status"] == 400
+
+
+def test_down_stops_every_process_it_started(platform: dict[str, Any]) -> None:
+    pid = platform["pid"]
+    started = _descendants(pid)
+    assert len(started) >= 8  # Azurite, 4 MLflow servers (+ workers), deployments
+    assert main(["down", *platform["options"]]) == EXIT_OK
+    assert not _alive(pid)
+    assert [p for p in started if _alive(p)] == []
+    assert main(["status", *platform["options"]]) == EXIT_CONFIG

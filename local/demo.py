@@ -1,0 +1,316 @@
+"""`mlops demo`: the platform's story, played on the running platform through its real doors,
+with a timeline of what happened and when.
+
+1. Every tenant scores through the gateway with its own key.
+2. contoso's inputs drift (its clients send shifted features); the drift check (the timer
+   function, run now through the Functions host's admin API) alerts and asks for
+   retraining; the retrained version is registered, the MLflow webhook reaches the
+   automation, the gate passes it, a canary shifts contoso's traffic step by step while
+   contoso keeps scoring, and the new version is promoted.
+3. adatum gets a broken version: exported for an ONNX opset the serving runtime does not
+   know. The registry checks pass it (they read lineage, metrics and the file's digest, not
+   the graph); the new deployment cannot load it, and the rollout rolls back on its own:
+   adatum keeps being served by its champion.
+4. contoso withdraws its consent to shared training: the shared classical model is
+   retrained from the tenants that still consent, and rolled out to the tenants that serve
+   it (fabrikam, in the pool) while the pool keeps scoring.
+
+The demo changes nothing it does not announce, and each step waits for the automation with
+a deadline: a step that does not happen in time is reported as failed, not waited for
+forever.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from local.operations import PlatformClient
+from ml.data import tenant_datasets
+from ml.evaluate import compare
+from ml.export import ExportedModel, export
+from ml.lifecycle import baseline_of, owner_contact_of
+from ml.retrain import retrain_shared
+from ml.training import train_tenant_specific
+from tenancy import contracts
+from tenancy.spec import PlatformSpec
+
+DRIFT_TENANT, BROKEN_TENANT, WITHDRAWING_TENANT = "contoso", "adatum", "contoso"
+DRIFT_REQUESTS = 300
+DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
+STEP_TIMEOUT = 300.0
+UNKNOWN_OPSET = 99
+
+
+@dataclass
+class Timeline:
+    say: Callable[[str], Any]
+    started: float = field(default_factory=time.monotonic)
+    entries: list[tuple[float, str]] = field(default_factory=list)
+
+    def __call__(self, text: str) -> None:
+        at = time.monotonic() - self.started
+        self.entries.append((at, text))
+        self.say(f"[{at:6.1f}s] {text}")
+
+
+class Load:
+    """Tenants' clients scoring in the background while rollouts need traffic to judge."""
+
+    def __init__(self, client: PlatformClient, tenants: list[str], per_second: float) -> None:
+        self.client, self.tenants, self.pause = client, tenants, 1.0 / per_second
+        self.sent: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for tenant in self.tenants:
+                status = self.client.score(tenant).status
+                self.sent[status] = self.sent.get(status, 0) + 1
+            self._stop.wait(self.pause)  # a steady client, not a timing measurement
+
+
+class Demo:
+    def __init__(self, client: PlatformClient, say: Callable[[str], Any] = print) -> None:
+        self.client = client
+        self.spec = client.spec
+        self.log = Timeline(say)
+        self.scratch = client.data_dir / "scratch" / "demo"
+        self.shown: set[str] = set()  # notifications already on the timeline
+
+    def run(self) -> bool:
+        steps = (self.tenants_score, self.drift_to_promotion, self.broken_model, self.consent)
+        ok = True
+        for step in steps:
+            try:
+                ok = step() and ok
+            except Exception as error:  # one failed step is reported; the others still run
+                self.log(f"FAILED {step.__name__}: {error}")
+                ok = False
+        self.log("demo " + ("complete" if ok else "finished with failures"))
+        return ok
+
+    # --- 1 ---------------------------------------------------------------------------------
+
+    def tenants_score(self) -> bool:
+        ok = True
+        for tenant in self.client.state["tenants"]:
+            scored = self.client.score(tenant["id"])
+            predictions = scored.body.get("predictions") if isinstance(scored.body, dict) else None
+            self.log(
+                f"{tenant['id']} scores through {tenant['endpoint']}: HTTP {scored.status}, "
+                f"deployment {scored.deployment or '-'}, predictions {predictions}"
+            )
+            ok = ok and scored.status == 200
+        return ok
+
+    # --- 2 ---------------------------------------------------------------------------------
+
+    def drift_to_promotion(self) -> bool:
+        tenant = DRIFT_TENANT
+        champion = self._champion(tenant)
+        shifted = self._shifted_rows(tenant)
+        statuses: dict[int, int] = {}
+        for row in shifted:
+            status = self.client.score(tenant, {"data": [row]}).status
+            statuses[status] = statuses.get(status, 0) + 1
+            time.sleep(DRIFT_PACE)  # within the tenant's rate limit, as its clients would be
+        self.log(
+            f"{tenant}'s clients send {len(shifted)} requests with shifted features "
+            f"(answers by status: {statuses}); the gateway collects them to Azurite"
+        )
+        time.sleep(3)  # the collector flushes every 2 s: the rows must be in blob storage
+        self.client.run_function("drift_check")
+        decision = self._drift_decision(tenant, champion)
+        if decision is None:
+            self.log(f"no drift decision for {tenant} (the check found no drift)")
+            return False
+        self.log(f"drift check: {decision['reason']}")
+        for note in self._new_notifications(tenant, "drift"):
+            self.log(f"alert to {tenant}: [{note['severity']}] {note['message']}")
+        self.log(f"retraining of {tenant} requested (a local training job)")
+        with Load(self.client, [tenant], per_second=25):
+            return self._follow_rollout(tenant, champion, expect="promoted")
+
+    def _shifted_rows(self, tenant: str) -> list[list[float]]:
+        """The live model's training rows, every feature moved by two standard deviations."""
+        _, columns, reference = self.client.adapter.baseline(
+            tenant, self.client.adapter.endpoint(tenant).live
+        )
+        features = reference[:, : len(columns)].astype(float)
+        rng = np.random.default_rng(7)
+        rows = features[rng.integers(0, len(features), DRIFT_REQUESTS)]
+        shifted = rows + 2.0 * features.std(axis=0)
+        return [[float(v) for v in row] for row in shifted]
+
+    def _drift_decision(self, tenant: str, model: str) -> dict[str, Any] | None:
+        key = model.replace("/", "-v")
+        for event in self.client.events("drift"):
+            if event["key"].startswith(f"{tenant}|{key}|"):
+                return event
+        return None
+
+    # --- 3 ---------------------------------------------------------------------------------
+
+    def broken_model(self) -> bool:
+        tenant = BROKEN_TENANT
+        champion = self._champion(tenant)
+        ref = register_broken_version(self.spec, self.client, tenant)
+        self.log(
+            f"{tenant}: {ref} registered, exported for ONNX opset {UNKNOWN_OPSET} (the serving "
+            "runtime does not know it); lineage, metrics and digest are in order"
+        )
+        ok = self._follow_rollout(tenant, champion, expect="rolled_back", model=ref)
+        scored = self.client.score(tenant)
+        self.log(
+            f"{tenant} still scores: HTTP {scored.status} from {scored.deployment} "
+            f"({self._champion(tenant)})"
+        )
+        return ok and scored.status == 200 and self._champion(tenant) == champion
+
+    # --- 4 ---------------------------------------------------------------------------------
+
+    def consent(self) -> bool:
+        withdrawn = self._without_consent(WITHDRAWING_TENANT)
+        kind = self.spec.tenant(WITHDRAWING_TENANT).model_kind
+        serving = [
+            t.id for t in self.spec.tenants if t.model_strategy == "shared" and t.model_kind == kind
+        ]
+        if not serving:
+            self.log(f"no tenant serves the shared {kind} model: nothing to retrain")
+            return True
+        champion = self._champion(serving[0])
+        self.log(
+            f"{WITHDRAWING_TENANT} withdraws its consent to shared training; the shared {kind} "
+            f"model is retrained from the tenants that still consent"
+        )
+        registered = retrain_shared(withdrawn, kind, self.client.adapter.layout, self.scratch)
+        excluded = WITHDRAWING_TENANT not in registered.contributors
+        self.log(
+            f"{registered.model.ref} registered, trained on {', '.join(registered.contributors)}"
+            f" ({WITHDRAWING_TENANT} {'not ' if excluded else ''}among them)"
+        )
+        pool = [t.id for t in self.spec.tenants if t.tier == "pooled"]
+        with Load(self.client, pool, per_second=10):
+            ok = self._follow_rollout(
+                serving[0], champion, expect="promoted", model=registered.model.ref
+            )
+        return ok and excluded
+
+    def _without_consent(self, tenant: str) -> PlatformSpec:
+        tenants = [
+            t.model_copy(update={"shared_training_consent": False}) if t.id == tenant else t
+            for t in self.spec.tenants
+        ]
+        return self.spec.model_copy(update={"tenants": tenants})
+
+    # --- following the automation ----------------------------------------------------------
+
+    def _champion(self, tenant: str) -> str:
+        adapter = self.client.adapter
+        endpoint = adapter.endpoint(tenant)
+        return adapter.serving_model(tenant, endpoint.live) if endpoint.serving else ""
+
+    def _follow_rollout(
+        self, tenant: str, champion: str, *, expect: str, model: str | None = None
+    ) -> bool:
+        """Print the rollout's transitions until it ends (or the deadline passes)."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        seen: set[str] = set()
+        found = None
+        while time.monotonic() < deadline:
+            found = self._rollout_of(tenant, champion, model)
+            if found is not None:
+                for record in self.client.rollout(tenant, found["model"])["audit"]:
+                    key = f"{record['at']}|{record['reason']}"
+                    if key not in seen:
+                        seen.add(key)
+                        after = record.get("after") or {}
+                        self.log(
+                            f"{tenant} rollout of {found['model']}: {after.get('phase')} "
+                            f"{after.get('traffic')} ({record['reason']})"
+                        )
+                if found["phase"] in ("promoted", "rolled_back", "rejected") or (
+                    expect == "promoted" and found["phase"] == "draining"
+                ):
+                    break
+            time.sleep(1)  # the automation ticks on its timer; this only watches
+        if found is None:
+            self.log(f"{tenant}: no rollout started within {STEP_TIMEOUT:g} s")
+            return False
+        if found["phase"] == "rejected":
+            self.log(f"{tenant}: {found['model']} was rejected by the gate: {found['reason']}")
+        for note in self._new_notifications(tenant, found["model"]):
+            self.log(f"alert to {tenant}: [{note['severity']}] {note['message']}")
+        outcome = "promoted" if found["phase"] in ("promoted", "draining") else found["phase"]
+        self.log(f"{tenant}: {found['model']} {outcome.replace('_', ' ')}")
+        return outcome == expect
+
+    def _rollout_of(self, tenant: str, champion: str, model: str | None) -> Any:
+        for entry in reversed(self.client.rollouts(tenant)):
+            if (model and entry["model"] == model) or (
+                not model and entry["model"] != champion and _newer(entry["model"], champion)
+            ):
+                return entry
+        return None
+
+    def _new_notifications(self, tenant: str, about: str) -> list[dict[str, Any]]:
+        fresh = [
+            n
+            for n in self.client.notifications()
+            if n["tenant"] == tenant and about in n["message"] and n["at"] not in self.shown
+        ]
+        self.shown |= {n["at"] for n in fresh}
+        return fresh
+
+
+def _newer(model: str, than: str) -> bool:
+    name, _, version = model.partition("/")
+    other, _, other_version = than.partition("/")
+    return name == other and int(version) > int(other_version or 0)
+
+
+def register_broken_version(spec: PlatformSpec, client: PlatformClient, tenant: str) -> str:
+    """A version of ``tenant``'s model whose ONNX file names an opset no runtime knows: its
+    metrics and baseline are the real model's, its digest the broken file's."""
+    train, holdout = tenant_datasets(spec)[tenant].split()
+    trained = train_tenant_specific(train)
+    exported = export(trained, holdout.features())
+    metrics = compare(
+        trained.kind,
+        exported.onnx_bytes,
+        None,
+        X=holdout.features(),
+        y=holdout.y,
+        classes=trained.classes,
+    )
+    graph = onnx.load_from_string(exported.onnx_bytes)
+    for opset in graph.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = UNKNOWN_OPSET
+    broken = ExportedModel(graph.SerializeToString(), exported.schema, exported.parity)
+    registry = client.adapter.layout.registry_for(tenant)
+    ref = registry.register(
+        trained,
+        broken,
+        metrics,
+        owner_contact=owner_contact_of(spec, tenant),
+        baseline=baseline_of(trained, exported.onnx_bytes),
+    )
+    registry.set_alias(ref.name, contracts.ALIAS_CHALLENGER, ref.version)
+    return ref.ref

@@ -1,0 +1,261 @@
+"""Operating a running embedded platform from another process: what `mlops score`,
+`mlops rollout ...`, `mlops keys rotate`, `mlops drift report` and `mlops demo` do.
+
+:class:`PlatformClient` is built from the platform's data directory (``platform.json`` says
+where the services are; the admin token, the Functions host's master key and the tenant keys
+are files only the owner reads). It talks to the platform through the same doors Azure has:
+the gateway's scoring API with a tenant key, the Functions app's HTTP routes (approve and
+abort as a signed-in approver), the Functions host's admin API (run a timer now), the state
+tables, and the MLflow registries.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from adapters.local import (
+    ADMIN_TOKEN_FILE,
+    COLLECTED_CONTAINER,
+    NOTIFICATIONS_FILE,
+    GatewayAdmin,
+    LocalPlatform,
+)
+from automation.runner import decode
+from automation.store import TableStore
+from local.azurite import connection_string
+from ml.registry import RegistryLayout
+from tenancy import contracts
+from tenancy.errors import DependencyError, InvalidInputError, NotFoundError
+from tenancy.spec import PlatformSpec
+
+STATE_FILE = "platform.json"
+KEYS_FILE = "tenant-keys.json"  # shown only by `mlops status --show-keys`
+FUNCTIONS_KEY_FILE = "functions-master.key"
+
+
+def running_state(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        raise NotFoundError(
+            f"no platform is running with data in {data_dir} (`mlops up` starts one)"
+        )
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state
+
+
+@dataclass
+class Scored:
+    status: int
+    body: Any
+    deployment: str  # the deployment that answered (azureml-model-deployment)
+
+
+class PlatformClient:
+    def __init__(self, spec: PlatformSpec, data_dir: Path, state: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.data_dir = data_dir
+        self.state = dict(state)
+        services = state["services"]
+        self.gateway_url: str = services["gateway"]
+        self.functions_url: str = services["functions"]
+        self.admin = GatewayAdmin(self.gateway_url, _read(data_dir / ADMIN_TOKEN_FILE))
+        self.store = TableStore.from_connection_string(
+            connection_string(services["azurite_blob_port"], services["azurite_table_port"])
+        )
+        layout = RegistryLayout(spec, data_dir, services["tracking"])
+        container = _blob_container(
+            connection_string(services["azurite_blob_port"], services["azurite_table_port"])
+        )
+        self.adapter = LocalPlatform(spec, layout, self.admin, container)
+
+    @classmethod
+    def of(cls, spec: PlatformSpec, data_dir: Path) -> PlatformClient:
+        return cls(spec, data_dir, running_state(data_dir))
+
+    # --- tenants and keys ------------------------------------------------------------------
+
+    def tenant(self, tenant: str) -> Mapping[str, Any]:
+        for entry in self.state["tenants"]:
+            if entry["id"] == tenant:
+                found: Mapping[str, Any] = entry
+                return found
+        known = ", ".join(t["id"] for t in self.state["tenants"])
+        raise InvalidInputError(f"no tenant {tenant!r} in this stack (tenants: {known})")
+
+    def keys(self) -> dict[str, dict[str, str]]:
+        path = self.data_dir / KEYS_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def rotate_key(self, tenant: str, slot: str) -> str:
+        """A new key for the tenant's slot (the other keeps working); kept in the keys file."""
+        self.tenant(tenant)
+        answer = self.admin._call(
+            "POST",
+            f"/admin/keys/{tenant}/{slot}/rotate",
+            headers={"x-actor": getpass.getuser()},
+        )
+        key = str(answer["key"])
+        keys = self.keys()
+        keys.setdefault(tenant, {})[slot] = key
+        path = self.data_dir / KEYS_FILE
+        path.write_text(json.dumps(keys, indent=2))
+        path.chmod(0o600)
+        return key
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    def score(
+        self,
+        tenant: str,
+        body: Any | None = None,
+        *,
+        slot: str = "primary",
+        deployment: str | None = None,
+        key: str | None = None,
+    ) -> Scored:
+        """Through the gateway with the tenant's key, as the tenant's client would."""
+        entry = self.tenant(tenant)
+        key = key or self.keys().get(tenant, {}).get(slot, "")
+        headers = {"Authorization": f"Bearer {key}"}
+        if deployment:
+            headers["azureml-model-deployment"] = deployment
+        payload = entry["sample_request"] if body is None else body
+        try:
+            answer = requests.post(entry["scoring_uri"], json=payload, headers=headers, timeout=30)
+        except requests.RequestException as error:
+            raise DependencyError(f"the gateway is not reachable: {error}") from None
+        try:
+            content: Any = answer.json()
+        except ValueError:
+            content = answer.text
+        return Scored(
+            answer.status_code, content, answer.headers.get("azureml-model-deployment", "")
+        )
+
+    # --- rollouts --------------------------------------------------------------------------
+
+    def rollouts(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every rollout (and recorded gate rejection), oldest first."""
+        found = []
+        for record in self.store.query(contracts.TABLE_ROLLOUTS, tenant):
+            if "phase" in record.data:
+                state, pending = decode(record.data)
+                found.append(
+                    {
+                        "tenant": state.tenant,
+                        "model": state.model,
+                        "phase": state.phase.value,
+                        "traffic": dict(state.traffic),
+                        "blue": state.blue,
+                        "green": state.green,
+                        "reason": state.reason,
+                        "revision": state.revision,
+                        "pending": len(pending),
+                    }
+                )
+            else:
+                found.append(
+                    {
+                        "tenant": record.partition,
+                        "model": record.data.get("model", ""),
+                        "phase": "rejected",
+                        "traffic": {},
+                        "reason": "; ".join(record.data.get("reasons", [])),
+                        "revision": 0,
+                        "pending": 0,
+                    }
+                )
+        return found
+
+    def rollout(self, tenant: str, model: str) -> dict[str, Any]:
+        """One rollout with its audit trail."""
+        for entry in self.rollouts(tenant):
+            if entry["model"] == model:
+                subject = f"rollout {model}"
+                entry["audit"] = [a for a in self.audit(tenant) if a.get("subject") == subject]
+                return entry
+        raise NotFoundError.for_item("rollout", f"{tenant}/{model}")
+
+    def audit(self, tenant: str) -> list[dict[str, Any]]:
+        return [dict(r.data) for r in self.store.query(contracts.TABLE_AUDIT, tenant)]
+
+    def command(
+        self, tenant: str, model: str, action: str, *, persona: str = "", reason: str = ""
+    ) -> tuple[int, Any]:
+        """approve / abort through the Functions app's route, signed in as a member of one
+        of the tenant's personas (what App Service authentication puts in the header)."""
+        spec = self.spec.tenant(tenant)
+        policy = self.spec.rollout_for(spec)
+        persona = persona or policy.approver_personas[0]
+        groups = spec.personas.model_dump().get(persona) or []
+        if not groups:
+            raise InvalidInputError(f"{tenant} has no members in persona {persona!r}")
+        name, version = _split_model(model)
+        principal = {
+            "claims": [
+                {"typ": "name", "val": getpass.getuser()},
+                *({"typ": "groups", "val": group} for group in groups),
+            ]
+        }
+        header = base64.b64encode(json.dumps(principal).encode()).decode()
+        url = f"{self.functions_url}/api/rollouts/{tenant}/{name}/{version}/{action}"
+        answer = requests.post(
+            url,
+            params={"reason": reason} if reason else None,
+            headers={"x-ms-client-principal": header},
+            timeout=60,
+        )
+        return answer.status_code, answer.json()
+
+    # --- automation ------------------------------------------------------------------------
+
+    def run_function(self, name: str) -> None:
+        """Run a timer function now (the Functions host's admin API)."""
+        answer = requests.post(
+            f"{self.functions_url}/admin/functions/{name}",
+            json={"input": ""},
+            headers={"x-functions-key": _read(self.data_dir / FUNCTIONS_KEY_FILE)},
+            timeout=300,
+        )
+        if answer.status_code != 202:
+            raise DependencyError(f"{name} did not run: {answer.status_code} {answer.text[:200]}")
+
+    def notifications(self) -> list[dict[str, Any]]:
+        path = self.data_dir / NOTIFICATIONS_FILE
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def events(self, partition: str) -> list[dict[str, Any]]:
+        return [
+            {"key": r.row, **r.data} for r in self.store.query(contracts.TABLE_EVENTS, partition)
+        ]
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise DependencyError(f"{path} is missing: is the platform up?")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _split_model(model: str) -> tuple[str, str]:
+    name, _, version = model.partition("/")
+    if not name or not version.isdigit():
+        raise InvalidInputError(f"give the model as <name>/<version>, got {model!r}")
+    return name, version
+
+
+def _blob_container(connection: str) -> Any:
+    from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
+
+    return BlobServiceClient.from_connection_string(connection).get_container_client(
+        COLLECTED_CONTAINER
+    )
