@@ -41,6 +41,13 @@ COLLECTED_CONTAINER = "workspaceblobstore"
 NOTIFICATIONS_FILE = "notifications.jsonl"
 
 
+def sample_of(columns: Sequence[str], reference: np.ndarray) -> Mapping[str, Any]:
+    """A valid request body from a model's baseline (text models have no feature columns)."""
+    if not columns:
+        return {"data": [["please reset my password"]]}
+    return {"data": [reference[0, : len(columns)].tolist()]}
+
+
 class GatewayAdmin:
     """The gateway's admin API (loopback, admin token)."""
 
@@ -92,6 +99,13 @@ class GatewayAdmin:
 
     def delete_deployment(self, endpoint: str, name: str) -> Any:
         return self._call("DELETE", f"/admin/endpoints/{endpoint}/deployments/{name}")
+
+    def rotate_key(self, tenant: str, slot: str, actor: str) -> str:
+        """A new key for the tenant's slot, returned once."""
+        answer = self._call(
+            "POST", f"/admin/keys/{tenant}/{slot}/rotate", headers={"x-actor": actor}
+        )
+        return str(answer["key"])
 
     def stats(self, endpoint: str, name: str, since: float, until: float) -> Any:
         params = {"since": since, "until": until}
@@ -234,9 +248,7 @@ class LocalPlatform:
     def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
         live = deployment or self.endpoint(tenant).live
         _, columns, reference = self.baseline(tenant, live)
-        if not columns:
-            return {"data": [["please reset my password"]]}
-        return {"data": [reference[0, : len(columns)].tolist()]}
+        return sample_of(columns, reference)
 
     def deployment_stats(
         self, tenant: str, deployment: str, since: datetime, until: datetime

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -151,10 +151,7 @@ class RolloutRunner:
 
     def _busy(self, endpoint: str, besides: str = "") -> str:
         """The rollout (tenant/model) that holds ``endpoint``, or ""."""
-        for record in self.store.query(contracts.TABLE_ROLLOUTS):
-            if "phase" not in record.data:
-                continue
-            state, pending = decode(record.data)
+        for _, state, pending in self._rollouts():
             holder = f"{state.tenant}/{state.model}"
             if state.endpoint != endpoint or holder == besides or state.phase == Phase.QUEUED:
                 continue
@@ -174,10 +171,7 @@ class RolloutRunner:
     def _older_queued(self, state: RolloutState) -> bool:
         """Whether another rollout has waited longer for the same endpoint."""
         mine = (state.next_check_at, state.tenant, state.model)
-        for record in self.store.query(contracts.TABLE_ROLLOUTS):
-            if "phase" not in record.data:
-                continue
-            other, _ = decode(record.data)
+        for _, other, _ in self._rollouts():
             if other.phase != Phase.QUEUED or other.endpoint != state.endpoint:
                 continue
             theirs = (other.next_check_at, other.tenant, other.model)
@@ -195,13 +189,17 @@ class RolloutRunner:
             raise NotFoundError.for_item("rollout", f"{tenant}/{model}")
         return record
 
+    def _rollouts(self) -> Iterator[tuple[Record, RolloutState, list[Action]]]:
+        """Every rollout with its pending actions (recorded gate rejections are not ones)."""
+        for record in self.store.query(contracts.TABLE_ROLLOUTS):
+            if "phase" in record.data:
+                state, pending = decode(record.data)
+                yield record, state, pending
+
     def active(self) -> list[tuple[str, str]]:
         """(tenant, model) of every rollout that still has work to do."""
         found = []
-        for record in self.store.query(contracts.TABLE_ROLLOUTS):
-            if "phase" not in record.data:
-                continue  # a recorded rejection
-            state, pending = decode(record.data)
+        for _, state, pending in self._rollouts():
             if pending or not state.done:
                 found.append((state.tenant, state.model))
         return found
@@ -238,10 +236,7 @@ class RolloutRunner:
     def resume(self) -> int:
         """Re-apply the pending actions of every rollout a crash interrupted."""
         resumed = 0
-        for record in self.store.query(contracts.TABLE_ROLLOUTS):
-            if "phase" not in record.data:
-                continue
-            state, pending = decode(record.data)
+        for record, state, pending in self._rollouts():
             if pending:
                 self._apply(record, state, pending)
                 resumed += 1

@@ -97,12 +97,7 @@ class PlatformClient:
     def rotate_key(self, tenant: str, slot: str) -> str:
         """A new key for the tenant's slot (the other keeps working); kept in the keys file."""
         self.tenant(tenant)
-        answer = self.admin._call(
-            "POST",
-            f"/admin/keys/{tenant}/{slot}/rotate",
-            headers={"x-actor": getpass.getuser()},
-        )
-        key = str(answer["key"])
+        key = self.admin.rotate_key(tenant, slot, getpass.getuser())
         keys = self.keys()
         keys.setdefault(tenant, {})[slot] = key
         path = self.data_dir / KEYS_FILE

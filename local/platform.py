@@ -34,6 +34,7 @@ from adapters.local import (
     REGISTRY_URIS,
     GatewayAdmin,
     LocalPlatform,
+    sample_of,
 )
 from automation.runner import rollout_key
 from automation.store import TableStore
@@ -341,7 +342,11 @@ class EmbeddedPlatform:
                 "model": models.get(tenant_id if tenant.tier == "pooled" else "*", ""),
             }
         live = endpoint.live if endpoint.serving else None
-        _, columns, _ = self.adapter.baseline(tenant_id, live) if live else ("", [], None)
+        columns: list[str] = []
+        sample = None
+        if live:
+            _, columns, reference = self.adapter.baseline(tenant_id, live)
+            sample = sample_of(columns, reference)
         schema = {"type": "tabular", "columns": columns} if columns else {"type": "text"}
         return {
             "id": tenant.id,
@@ -354,7 +359,7 @@ class EmbeddedPlatform:
             "traffic": dict(endpoint.traffic),
             "deployments": deployments,
             "input_schema": schema,
-            "sample_request": self.adapter.sample_request(tenant_id) if live else None,
+            "sample_request": sample,
         }
 
 

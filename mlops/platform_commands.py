@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automation.port import Endpoint
 from local.operations import STATE_FILE, PlatformClient, running_state
 from tenancy.errors import DependencyError, InvalidInputError
 from tenancy.load import load_stack
@@ -99,13 +100,14 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
     keys = client.keys() if show_keys else {}
     rollouts = client.rollouts()
     for tenant in state["tenants"]:
-        endpoint = client.admin.endpoint(tenant["endpoint"])
-        tenant["traffic"] = endpoint["traffic"]
+        found = client.admin.endpoint(tenant["endpoint"])
+        endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
+        tenant["traffic"] = dict(endpoint.traffic)
         tenant["deployments"] = {
             name: {"model": client.adapter.serving_model(tenant["id"], name)}
-            for name in endpoint["deployments"]
+            for name in found["deployments"]
         }
-        live = max(endpoint["traffic"], key=endpoint["traffic"].get, default=None)
+        live = endpoint.live if endpoint.serving else None
         tenant["champion"] = {"deployment": live, **tenant["deployments"].get(live or "", {})}
         mine = [r for r in rollouts if r["tenant"] == tenant["id"]]
         tenant["rollouts"] = mine[-3:]
