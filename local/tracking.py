@@ -53,12 +53,24 @@ class TrackingServer(InferenceServer):
         if self.process.poll() is not None:
             return
         self.terminate()
-        try:
+        deadline = time.monotonic() + grace_seconds
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
             self.process.wait(timeout=grace_seconds)
-        except subprocess.TimeoutExpired:
+        # The uvicorn worker may outlive the CLI parent by a moment: the group must go.
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)  # waiting for the worker to exit
+        if _group_alive(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _environment(data_dir: Path) -> dict[str, str]:
