@@ -1,30 +1,92 @@
 """Inference data collection to blob storage in Azure ML's data collector layout
 (``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<id>.jsonl``):
-records are buffered in memory and written by a background thread, so scoring never waits
-for storage; a failed write is retried at the next flush, never raised into a request."""
+the gateway hands over each scored exchange as the raw bytes it forwarded and received;
+parsing them into records, buffering and writing happen on a background thread, so scoring
+never waits for JSON or storage; a failed write is retried at the next flush, never raised
+into a request."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from automation.drift_watch import COLLECTOR_ROOT
 
 logger = logging.getLogger("tenant_mlops.collector")
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One scored request as the gateway saw it."""
+
+    endpoint: str
+    deployment: str
+    correlation: str
+    at: datetime
+    body: bytes
+    answer: bytes
+
+
+def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
+    """(collection, record) pairs for the inputs and the outputs; none when the request or
+    the answer has no rows the collector understands (they pass through unrecorded)."""
+    try:
+        request_json = orjson.loads(exchange.body)
+        answer_json = orjson.loads(exchange.answer)
+    except ValueError:
+        return []
+    rows = _rows(request_json)
+    predictions = answer_json.get("predictions") if isinstance(answer_json, dict) else None
+    if rows is None or not isinstance(predictions, list) or len(rows) != len(predictions):
+        return []
+    common = {"correlationid": exchange.correlation, "time": exchange.at.isoformat()}
+    return [
+        ("model_inputs", {**common, "data": rows}),
+        ("model_outputs", {**common, "data": predictions}),
+    ]
+
+
+def _rows(request_json: Any) -> list[Any] | None:
+    """The request's rows as the collector stores them (objects keyed by column when the
+    caller named the columns)."""
+    if not isinstance(request_json, dict):
+        return None
+    if isinstance(request_json.get("data"), list):
+        return list(request_json["data"])
+    frame = request_json.get("input_data")
+    if (
+        isinstance(frame, dict)
+        and isinstance(frame.get("columns"), list)
+        and isinstance(frame.get("data"), list)
+    ):
+        columns = frame["columns"]
+        return [
+            dict(zip(columns, row, strict=False)) for row in frame["data"] if isinstance(row, list)
+        ]
+    return None
+
+
 class BlobCollector:
     def __init__(
-        self, container: Any, flush_seconds: float = 2.0, max_buffered: int = 100_000
+        self,
+        container: Any,
+        flush_seconds: float = 2.0,
+        max_buffered: int = 100_000,
+        max_exchange_bytes: int = 64 << 20,
     ) -> None:
         self.container = container
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
         self._buffers: dict[str, list[str]] = {}
+        self._exchanges: list[Exchange] = []
+        self._exchange_bytes = 0
+        self.max_exchange_bytes = max_exchange_bytes
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -34,19 +96,49 @@ class BlobCollector:
         self._thread.start()
         return self
 
-    def __call__(
-        self, endpoint: str, deployment: str, collection: str, record: dict[str, Any]
-    ) -> None:
-        hour = datetime.now(UTC)
-        prefix = f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/"
-        line = json.dumps(record)
+    def submit(self, exchange: Exchange) -> None:
+        """From the gateway's event loop: only a list append under the lock."""
+        size = len(exchange.body) + len(exchange.answer)
         with self._lock:
-            if sum(len(b) for b in self._buffers.values()) >= self.max_buffered:
-                self.dropped += 1  # storage is down for long: shed data, keep serving
+            if (
+                len(self._exchanges) + self._buffered() >= self.max_buffered
+                or self._exchange_bytes + size > self.max_exchange_bytes
+            ):
+                self.dropped += 1  # storage is slow or down: shed data, keep serving
+                return
+            self._exchanges.append(exchange)
+            self._exchange_bytes += size
+
+    def __call__(
+        self,
+        endpoint: str,
+        deployment: str,
+        collection: str,
+        record: dict[str, Any],
+        at: datetime | None = None,
+    ) -> None:
+        hour = at or datetime.now(UTC)
+        prefix = f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/"
+        line = orjson.dumps(record).decode()
+        with self._lock:
+            if self._buffered() >= self.max_buffered:
+                self.dropped += 1
                 return
             self._buffers.setdefault(prefix, []).append(line)
 
+    def _buffered(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    def _parse_exchanges(self) -> None:
+        with self._lock:
+            exchanges, self._exchanges = self._exchanges, []
+            self._exchange_bytes = 0
+        for exchange in exchanges:
+            for collection, record in records_of(exchange):
+                self(exchange.endpoint, exchange.deployment, collection, record, exchange.at)
+
     def flush(self) -> int:
+        self._parse_exchanges()
         with self._lock:
             buffers, self._buffers = self._buffers, {}
         written = 0

@@ -98,7 +98,7 @@ class DeploymentManager:
                     source = previous.model_dir if tenant == "*" else previous.model_dir / tenant
                     shutil.copytree(source, target, dirs_exist_ok=True)
             log = self.root / f"{running.endpoint}-{running.name}.log"
-            running.server = start_inference_server(running.model_dir, log)
+            running.server = start_inference_server(running.model_dir, log, server="lean")
             self.register(running.endpoint, running.name, running.url)
             running.status = "ready"
         except Exception as error:  # whatever broke, it broke this deployment only

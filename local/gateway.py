@@ -38,13 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from local.collector import Exchange
 from local.deployments import DeploymentManager
+from local.http_pool import HttpPool, UpstreamError
 from local.keys import SLOTS, KeyRing
 
 logger = logging.getLogger("tenant_mlops.gateway")
@@ -63,7 +64,13 @@ class _Refusal(Exception):  # noqa: N818 - control flow inside the gateway, neve
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
-        self.response = error(status, code, message, headers)
+        self.status = status
+        self.body = _error_body(code, message)
+        self.headers = headers or {}
+
+
+class _Disconnected(Exception):  # noqa: N818 - the caller left before sending its body
+    pass
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -75,6 +82,10 @@ class Deployment:
     url: str  # the inference server's base URL
     max_pending: int = 16
     pending: int = 0
+    connections: HttpPool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.connections = HttpPool(self.url)
 
 
 @dataclass
@@ -178,7 +189,7 @@ class Gateway:
         limits: dict[str, TenantLimits],
         admin_token: str,
         *,
-        collector: Callable[[str, str, str, dict[str, Any]], None] | None = None,
+        collector: Callable[[Exchange], None] | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         deployer: DeploymentManager | None = None,
@@ -197,11 +208,9 @@ class Gateway:
         self.metrics = Metrics()
         self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
         self.random = random.Random(seed)  # noqa: S311 - traffic split, not security
-        self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.app = Starlette(
+        self.admin_app = Starlette(
             routes=[
-                Route("/{endpoint}/score", self.score, methods=["POST"]),
                 Route("/admin/endpoints", self.admin_list, methods=["GET"]),
                 Route("/admin/endpoints/{endpoint}", self.admin_endpoint, methods=["GET", "PUT"]),
                 Route("/admin/endpoints/{endpoint}/traffic", self.admin_traffic, methods=["PUT"]),
@@ -221,53 +230,84 @@ class Gateway:
             lifespan=self._lifespan,
         )
 
-    async def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        return self._session
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await self._asgi(scope, receive, send)
+
+        # A plain coroutine function: servers tell ASGI 3 apps by that (not bound methods).
+        self.app = app
+
+    async def _asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI app. Scoring is served here, before any framework: it is every tenant
+        request, and the routing, middleware and request objects of Starlette cost more
+        per request than the gateway's own work. Everything else goes to Starlette."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")
+            if len(parts) == 3 and parts[0] == "" and parts[2] == "score" and parts[1]:
+                await self._serve_score(parts[1], scope, receive, send)
+                return
+        await self.admin_app(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
-        if self._session is not None:
-            await self._session.close()
+        for endpoint in self.endpoints.values():
+            for deployment in endpoint.deployments.values():
+                deployment.connections.close()
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoints": len(self.endpoints)})
 
     # --- scoring ---------------------------------------------------------------------------
 
-    async def score(self, request: Request) -> Response:
+    async def _serve_score(self, name: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            status, body, headers = await self.score(name, _wanted_headers(scope), receive)
+        except _Disconnected:
+            return  # nobody to answer
+        except Exception:  # a tenant's request must never take the shared gateway down
+            logger.exception("scoring request failed inside the gateway")
+            status, body, headers = 500, _error_body("internal", "the gateway failed"), {}
+        raw_headers = [(b"content-type", b"application/json")]
+        raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def score(
+        self, name: str, headers: dict[str, str], receive: Any
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers of one scoring request to endpoint ``name``."""
         started = time.perf_counter()
         try:
-            tenant, endpoint, body = await self._admit(request)
-            deployment = self._route(endpoint, request.headers.get(DEPLOYMENT_HEADER))
+            tenant, endpoint, body = await self._admit(name, headers, receive)
+            deployment = self._route(endpoint, headers.get(DEPLOYMENT_HEADER))
         except _Refusal as refusal:
-            return refusal.response
+            return refusal.status, refusal.body, refusal.headers
         correlation = str(uuid.uuid4())
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
         status, answer = await self._forward(endpoint, deployment, tenant, body)
         millis = (time.perf_counter() - started) * 1000
         self.metrics.record(endpoint.name, deployment.name, Sample(self.clock(), status, millis))
         if status == 200 and self.collector is not None:
-            self._collect(endpoint.name, deployment.name, correlation, body, answer)
-        headers = {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
-        return Response(answer, status, media_type="application/json", headers=headers)
+            at = datetime.now(UTC)
+            self.collector(Exchange(endpoint.name, deployment.name, correlation, at, body, answer))
+        return status, answer, {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
 
-    async def _admit(self, request: Request) -> tuple[str, EndpointConfig, bytes]:
+    async def _admit(
+        self, name: str, headers: dict[str, str], receive: Any
+    ) -> tuple[str, EndpointConfig, bytes]:
         """Who calls (from the key), which of their endpoints, within their limits."""
-        authorization = request.headers.get("authorization", "")
-        key = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+        authorization = headers.get("authorization", "")
+        key = authorization[7:] if authorization[:7].lower() == "bearer " else ""
         tenant = self.keys.tenant_of(key)
         if tenant is None:
             raise _Refusal(
                 401, "unauthenticated", "send a valid key as 'Authorization: Bearer <key>'"
             )
-        endpoint = self.endpoints.get(request.path_params["endpoint"])
+        endpoint = self.endpoints.get(name)
         if endpoint is None or tenant not in endpoint.tenants:
             raise _Refusal(401, "unauthenticated", "the key is not valid for this endpoint")
         limits = self.limits[tenant]
-        body = await self._body(request, limits.max_payload_bytes)
+        body = await _read_body(receive, headers.get("content-length"), limits.max_payload_bytes)
         if body is None:
             raise _Refusal(
                 413, "payload_too_large", f"the body is above {limits.max_payload_bytes} bytes"
@@ -292,19 +332,6 @@ class Gateway:
             raise _Refusal(429, "rate_limited", message, {"Retry-After": "1"})
         return deployment
 
-    @staticmethod
-    async def _body(request: Request, limit: int) -> bytes | None:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return None
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _choose(self, endpoint: EndpointConfig, requested: str | None) -> str | None:
         if requested and not endpoint.pooled:
             return requested  # the caller's own endpoint: any of its deployments, even at 0 %
@@ -326,23 +353,20 @@ class Gateway:
             headers[TENANT_HEADER] = tenant  # set here, never taken from the caller
         deployment.pending += 1
         try:
-            session = await self._http()
-            timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
-            async with session.post(
-                f"{deployment.url}/score", data=body, headers=headers, timeout=timeout
-            ) as answer:
-                content = await answer.read()
-                if answer.status >= 500:
-                    return 424, _error_body(
-                        "model_failed", f"deployment {deployment.name} failed to score"
-                    )
-                return answer.status, content
+            status, content = await deployment.connections.post(
+                "/score", body, headers, endpoint.timeout_seconds
+            )
+            if status >= 500:
+                return 424, _error_body(
+                    "model_failed", f"deployment {deployment.name} failed to score"
+                )
+            return status, content
         except TimeoutError:
             return 408, _error_body(
                 "request_timeout",
                 f"deployment {deployment.name} did not answer in {endpoint.timeout_seconds:g} s",
             )
-        except aiohttp.ClientError:
+        except UpstreamError:
             return 424, _error_body(
                 "model_failed", f"deployment {deployment.name} is not reachable"
             )
@@ -366,33 +390,6 @@ class Gateway:
         millis = (time.perf_counter() - started) * 1000
         self.metrics.record(
             endpoint.name, target.name, Sample(self.clock(), status, millis, mirrored=True)
-        )
-
-    def _collect(
-        self, endpoint: str, deployment: str, correlation: str, body: bytes, answer: bytes
-    ) -> None:
-        try:
-            request_json = json.loads(body)
-            answer_json = json.loads(answer)
-        except ValueError:
-            return
-        rows = _rows(request_json)
-        predictions = answer_json.get("predictions") if isinstance(answer_json, dict) else None
-        if rows is None or not isinstance(predictions, list) or len(rows) != len(predictions):
-            return
-        now = datetime.now(UTC).isoformat()
-        assert self.collector is not None
-        self.collector(
-            endpoint,
-            deployment,
-            "model_inputs",
-            {"correlationid": correlation, "time": now, "data": rows},
-        )
-        self.collector(
-            endpoint,
-            deployment,
-            "model_outputs",
-            {"correlationid": correlation, "time": now, "data": predictions},
         )
 
     # --- admin -----------------------------------------------------------------------------
@@ -492,14 +489,19 @@ class Gateway:
     def register(self, endpoint: str, name: str, url: str, max_pending: int = 16) -> None:
         """A deployment ready to serve (its process is up): known to the endpoint at 0 %."""
         config = self.endpoints[endpoint]
+        replaced = config.deployments.get(name)
+        if replaced is not None:
+            replaced.connections.close()
         config.deployments[name] = Deployment(name, url.rstrip("/"), max_pending)
         config.traffic.setdefault(name, 0)
 
     def unregister(self, endpoint: str, name: str) -> None:
         config = self.endpoints.get(endpoint)
         if config is not None:
-            config.deployments.pop(name, None)
+            gone = config.deployments.pop(name, None)
             config.traffic.pop(name, None)
+            if gone is not None:
+                gone.connections.close()
 
     def _deployment_state(self, endpoint: EndpointConfig, name: str, status: int = 200) -> Response:
         running = self.deployer.get(endpoint.name, name) if self.deployer else None
@@ -541,21 +543,31 @@ def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-def _rows(request_json: Any) -> list[Any] | None:
-    """The request's rows as the collector stores them (objects keyed by column when the
-    caller named the columns)."""
-    if not isinstance(request_json, dict):
+_WANTED = {b"authorization", b"content-length", DEPLOYMENT_HEADER.encode()}
+
+
+def _wanted_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """The few request headers the gateway reads (ASGI names are lower case already)."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _WANTED
+    }
+
+
+async def _read_body(receive: Any, declared: str | None, limit: int) -> bytes | None:
+    """The body, or None above ``limit`` (refused on the declared length before reading)."""
+    if declared and declared.isdigit() and int(declared) > limit:
         return None
-    if isinstance(request_json.get("data"), list):
-        return list(request_json["data"])
-    frame = request_json.get("input_data")
-    if (
-        isinstance(frame, dict)
-        and isinstance(frame.get("columns"), list)
-        and isinstance(frame.get("data"), list)
-    ):
-        columns = frame["columns"]
-        return [
-            dict(zip(columns, row, strict=False)) for row in frame["data"] if isinstance(row, list)
-        ]
-    return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)

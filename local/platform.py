@@ -151,7 +151,7 @@ class EmbeddedPlatform:
         token_file.chmod(0o600)
         layout = self._layout()
         self.gateway = Gateway(
-            ring, limits, token, collector=self.collector, fetch=ModelFetcher(layout)
+            ring, limits, token, collector=self.collector.submit, fetch=ModelFetcher(layout)
         )
         gateway = self.gateway
         gateway.deployer = DeploymentManager(

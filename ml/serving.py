@@ -16,11 +16,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCORING_CODE = Path(__file__).resolve().parent / "scoring"
+LEAN_SERVER = PROJECT_ROOT / "local" / "endpoint_server.py"
+ServerKind = Literal["azmlinfsrv", "lean"]
 
 
 def scoring_python(root: Path = PROJECT_ROOT) -> Path:
@@ -73,8 +76,13 @@ def start_inference_server(
     port: int | None = None,
     timeout_seconds: float = 60,
     env: dict[str, str] | None = None,
+    server: ServerKind = "azmlinfsrv",
 ) -> InferenceServer:
-    """Serve ``entry_script`` with the models under ``model_dir``; returns once healthy."""
+    """Serve ``entry_script`` with the models under ``model_dir``; returns once healthy.
+
+    ``server`` is azureml-inference-server-http (what Azure ML runs; ``workers`` gunicorn
+    workers) or ``lean``, the embedded platform's single-process uvicorn host of the same
+    contract (``local/endpoint_server.py``)."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -84,26 +92,30 @@ def start_inference_server(
         "AZUREML_LOG_LEVEL": "WARNING",
         **(env or {}),
     }
-    command = [
-        str(scoring_python()),
-        "-m",
-        "gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        str(workers),
-        "--timeout",
-        "300",
-        "--no-control-socket",  # gunicorn would otherwise create ~/.gunicorn
-        "azureml_inference_server_http.server.entry:app",
-    ]
+    if server == "azmlinfsrv":
+        command = [
+            str(scoring_python()),
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
+            "--timeout",
+            "300",
+            "--no-control-socket",  # gunicorn would otherwise create ~/.gunicorn
+            "azureml_inference_server_http.server.entry:app",
+        ]
+    else:  # one process, as one instance of a deployment
+        # -P: the script's folder (local/, with a platform.py) must not shadow the stdlib.
+        command = [str(scoring_python()), "-P", str(LEAN_SERVER), "--port", str(port)]
     with log.open("ab") as stream:
         process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
             command, cwd=SCORING_CODE, env=environment, stdout=stream, stderr=subprocess.STDOUT
         )
-    server = InferenceServer(process, port, log)
-    _wait_healthy(server, timeout_seconds)
-    return server
+    started = InferenceServer(process, port, log)
+    _wait_healthy(started, timeout_seconds)
+    return started
 
 
 def _wait_healthy(server: InferenceServer, timeout_seconds: float) -> None:

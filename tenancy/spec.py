@@ -330,7 +330,12 @@ class ModelGatePolicy(SpecModel):
     ]
     allowed_formats: list[str] = ["onnx"]
     allowed_flavors: list[str] = ["onnx"]
-    allowed_packages: list[str] = ["onnxruntime", "numpy", "azureml-inference-server-http"]
+    allowed_packages: list[str] = [
+        "onnxruntime",
+        "numpy",
+        "azureml-inference-server-http",
+        "orjson",
+    ]
     min_metrics: dict[str, float] = {"accuracy": 0.7}
     max_champion_regression: float = Field(default=0.02, ge=0, le=1)
     require_baseline: bool = True

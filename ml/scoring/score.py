@@ -19,8 +19,8 @@ comes from the ``x-tenant-id`` header the gateway sets (callers cannot set it), 
 load lazily into a bounded LRU cache.
 
 This file is the endpoint's code asset and runs unchanged in the scoring image: it imports
-only the standard library, numpy and onnxruntime (and the server's response class when the
-server is there). Classes are plain (no dataclasses): the server loads this file with
+only the standard library, numpy and onnxruntime (orjson and the server's response class
+when they are there). Classes are plain (no dataclasses): the server loads this file with
 ``spec_from_file_location`` without registering it as a module.
 """
 
@@ -31,11 +31,17 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+try:  # orjson parses float-heavy bodies >10x faster; it refuses NaN and Infinity as we do
+    from orjson import loads as _fast_loads
+except ImportError:  # the standard library alone still serves, only slower
+    _fast_loads = None  # type: ignore[assignment]
 
 logger = logging.getLogger("tenant_mlops.score")
 
@@ -43,6 +49,7 @@ TENANT_HEADER = "x-tenant-id"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.onnx"
 _TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+_NUMBER_TYPES = {int, float}
 
 
 class ScoringError(Exception):
@@ -103,6 +110,11 @@ def parse_body(raw: Any) -> Any:
             raise ScoringInputError("the body is not UTF-8 text") from None
     if not isinstance(raw, str) or not raw.strip():
         raise ScoringInputError("the body is empty: send a JSON object")
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(raw)
+        except ValueError:
+            pass  # the standard parser below names the problem (NaN, depth, position)
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
@@ -172,8 +184,9 @@ def validate(body: Any, schema: Schema) -> np.ndarray:
 
 
 def _numeric_input(rows: list[Any], schema: Schema) -> np.ndarray:
-    # Exact types: bool is an int subclass, and a string would be parsed by numpy.
-    if not all(type(value) in (int, float) for row in rows for value in row):
+    # Exact types: bool is an int subclass, and a string would be parsed by numpy. The set
+    # of types is built in C (map, chain): a per-value Python loop cost more than the model.
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
         _name_bad_value(rows, schema)
     try:
         values = np.array(rows, dtype=np.float64)
@@ -348,10 +361,15 @@ def init() -> None:
     logger.info("scoring service ready for %s", model_dir)
 
 
-def run(raw_data: Any, request_headers: dict[str, str] | None = None) -> Any:
+def respond(raw_data: Any, request_headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """``run()``'s status and body, for a host that writes the HTTP response itself."""
     if not _service:
-        return _response(503, ScoringError("init() has not run").body())
-    status, body = score(_service[0], raw_data, request_headers)
+        return 503, ScoringError("init() has not run").body()
+    return score(_service[0], raw_data, request_headers)
+
+
+def run(raw_data: Any, request_headers: dict[str, str] | None = None) -> Any:
+    status, body = respond(raw_data, request_headers)
     return body if status == 200 else _response(status, body)
 
 

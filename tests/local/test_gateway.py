@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from automation.store import MemoryStore
+from local.collector import records_of
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing, digest
 from local.serve import BackgroundServer
@@ -39,9 +40,7 @@ def setup() -> Iterator[tuple[Client, Gateway, dict[str, str], dict[str, Upstrea
     }
     collected: list[Any] = []
     limits = {t: TenantLimits(rate_per_minute=600_000, max_payload_bytes=2048) for t in keys}
-    gateway = Gateway(
-        ring, limits, "admin-token", collector=lambda *args: collected.append(args), seed=7
-    )
+    gateway = Gateway(ring, limits, "admin-token", collector=collected.append, seed=7)
     server = BackgroundServer(gateway.app).start()
     client = Client(server.url)
     with upstreams("blue", "green", "pool") as servers:
@@ -163,7 +162,7 @@ def test_deployment_failures_map_to_azure_mls_statuses(setup: Any) -> None:
     servers["blue"].mode = "hang"
     assert _score(client, keys["contoso"]).status_code == 408
     servers["blue"].release.set()
-    gateway.endpoints["ep-contoso"].deployments["blue"].url = "http://127.0.0.1:9"
+    gateway.register("ep-contoso", "blue", "http://127.0.0.1:9")  # nothing listens there
     assert _score(client, keys["contoso"]).status_code == 424
     # Another tenant's endpoint kept serving throughout.
     assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200
@@ -197,8 +196,10 @@ def test_inputs_and_outputs_are_collected_with_a_correlation_id(setup: Any) -> N
     client, _, keys, _, collected = setup
     body = {"input_data": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}}
     answer = _score(client, keys["contoso"], body=body)
-    (ep, dep, kind, inputs), (_, _, kind2, outputs) = collected[-2:]
-    assert (ep, dep, kind, kind2) == ("ep-contoso", "blue", "model_inputs", "model_outputs")
+    exchange = collected[-1]
+    (kind, inputs), (kind2, outputs) = records_of(exchange)
+    assert (exchange.endpoint, exchange.deployment) == ("ep-contoso", "blue")
+    assert (kind, kind2) == ("model_inputs", "model_outputs")
     assert inputs["data"] == [{"a": 1.0, "b": 2.0}] and outputs["data"] == ["blue"]
     assert inputs["correlationid"] == outputs["correlationid"] == answer.headers["x-request-id"]
 
