@@ -61,16 +61,37 @@ class Outcome:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _text(value: Any, where: str) -> str:
+# Azure ML's limits on names and tags, rounded up: anything longer is not a real
+# registration and is refused whole, before it reaches the store or a message.
+MAX_NAME_LENGTH = 255
+MAX_TAGS = 64
+MAX_TAG_LENGTH = 1024
+
+
+def _text(value: Any, where: str, max_length: int = MAX_NAME_LENGTH) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{where} is missing or not text")
+    if len(value) > max_length:
+        raise InvalidInputError(f"{where} is longer than {max_length} characters")
     return value.strip()
 
 
+def _tags(value: Any, where: str) -> dict[str, str]:
+    tags = {} if value is None else value
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError(f"{where} must be an object")
+    if len(tags) > MAX_TAGS:
+        raise InvalidInputError(f"{where} has {len(tags)} tags, more than {MAX_TAGS}")
+    found = {str(k): str(v) for k, v in tags.items()}
+    if any(len(k) > MAX_TAG_LENGTH or len(v) > MAX_TAG_LENGTH for k, v in found.items()):
+        raise InvalidInputError(f"{where} has a tag longer than {MAX_TAG_LENGTH} characters")
+    return found
+
+
 def _version(value: Any, where: str) -> str:
-    version = _text(value, where)
+    version = _text(value, where, max_length=20)
     if not version.isdigit():
         raise InvalidInputError(f"{where} must be a version number, got {version!r}")
     return version
@@ -84,16 +105,12 @@ def from_event_grid(event_id: str, event_type: str, data: Any) -> RegistryEvent:
         )
     if not isinstance(data, Mapping):
         raise InvalidInputError("event data must be an object")
-    tags = data.get("modelTags", {})
-    tags = {} if tags is None else tags
-    if not isinstance(tags, Mapping):
-        raise InvalidInputError("data.modelTags must be an object")
     return RegistryEvent(
         event_id=_text(event_id, "id"),
         source="eventgrid",
         model=_text(data.get("modelName"), "data.modelName"),
         version=_version(data.get("modelVersion"), "data.modelVersion"),
-        tags={str(k): str(v) for k, v in tags.items()},
+        tags=_tags(data.get("modelTags"), "data.modelTags"),
     )
 
 
@@ -135,16 +152,12 @@ def from_mlflow(delivery_id: str, body: bytes) -> RegistryEvent | None:
         raise InvalidInputError("the webhook body must be an object with 'data'")
     entity, action, data = payload.get("entity"), payload.get("action"), payload["data"]
     if (entity, action) == ("model_version", "created"):
-        tags = data.get("tags", {})
-        tags = {} if tags is None else tags
-        if not isinstance(tags, Mapping):
-            raise InvalidInputError("data.tags must be an object")
         return RegistryEvent(
             delivery_id,
             "mlflow",
             _text(data.get("name"), "data.name"),
             _version(data.get("version"), "data.version"),
-            {str(k): str(v) for k, v in tags.items()},
+            _tags(data.get("tags"), "data.tags"),
         )
     if (entity, action) == ("model_version_alias", "created"):
         alias = _text(data.get("alias"), "data.alias")

@@ -38,7 +38,8 @@ def make_app(model_path: str) -> Any:
         body = json.dumps(
             {"predictions": labels.tolist(), "probabilities": probabilities.round(6).tolist()}
         ).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        headers = [*HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     return app

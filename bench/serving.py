@@ -170,7 +170,13 @@ def inference_server(work: Path, model_dir: Path) -> Iterator[Server]:
 def mlflow_serve(work: Path, mlflow_dir: Path) -> Iterator[Server]:
     port = free_port()
     log = work / "mlflow-serve.log"
-    environment = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    environment = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        # mlflow starts `uvicorn` by name: the interpreter's environment must be on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     mlflow_cli = str(Path(sys.executable).parent / "mlflow")
     command = [mlflow_cli, "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local"]
     command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
@@ -211,6 +217,8 @@ def check(server: Server, body: bytes, batch: int) -> None:
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
         document = json.loads(answer.read())
     predictions = document.get("predictions") if isinstance(document, dict) else None
+    if isinstance(predictions, dict):  # mlflow: one list per ONNX output
+        predictions = predictions.get("label")
     if not isinstance(predictions, list) or len(predictions) != batch:
         raise RuntimeError(f"{server.name} answered {str(document)[:200]}")
 

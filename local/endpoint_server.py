@@ -69,7 +69,8 @@ class EndpointApp:
         else:
             status, body = 404, {"error": {"code": "not_found", "message": f"no route {path}"}}
         payload = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+        headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     async def _score(self, scope: dict[str, Any], receive: Any) -> tuple[int, Any]:

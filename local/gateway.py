@@ -267,7 +267,10 @@ class Gateway:
         except Exception:  # a tenant's request must never take the shared gateway down
             logger.exception("scoring request failed inside the gateway")
             status, body, headers = 500, _error_body("internal", "the gateway failed"), {}
-        raw_headers = [(b"content-type", b"application/json")]
+        raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
@@ -468,9 +471,17 @@ class Gateway:
     async def _delete_deployment(self, endpoint: EndpointConfig, name: str) -> Response:
         if endpoint.traffic.get(name, 0) or endpoint.mirror.get(name, 0):
             return error(409, "conflict", f"deployment {name} still has traffic")
+        # Out of routing first, then drained: requests already sent to it finish before its
+        # process stops, as Azure ML drains a deployment it deletes.
+        draining = endpoint.deployments.pop(name, None)
+        endpoint.traffic.pop(name, None)
+        if draining is not None:
+            await _drained(draining, endpoint.timeout_seconds)
         if self.deployer is not None:
             await asyncio.to_thread(self.deployer.delete, endpoint.name, name)
         self.unregister(endpoint.name, name)
+        if draining is not None:
+            draining.connections.close()
         return JSONResponse(endpoint.snapshot())
 
     def _put_deployment(
@@ -506,7 +517,13 @@ class Gateway:
     def _deployment_state(self, endpoint: EndpointConfig, name: str, status: int = 200) -> Response:
         running = self.deployer.get(endpoint.name, name) if self.deployer else None
         if running is not None:
-            state = {"status": running.status, "message": running.message, "url": running.url}
+            state_name, message = running.status, running.message
+            process = running.server.process if running.server else None
+            if state_name == "ready" and process is not None and process.poll() is not None:
+                # It served once and its process is gone: the automation must see it.
+                state_name = "failed"
+                message = f"the deployment's process exited ({process.poll()})"
+            state = {"status": state_name, "message": message, "url": running.url}
             return JSONResponse({**state, "models": running.models}, status)
         known = endpoint.deployments.get(name)
         if known is None:
@@ -571,3 +588,10 @@ async def _read_body(receive: Any, declared: str | None, limit: int) -> bytes | 
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _drained(deployment: Deployment, timeout_seconds: float) -> None:
+    """Until no request is in flight to ``deployment`` (at most one request timeout)."""
+    deadline = time.monotonic() + timeout_seconds
+    while deployment.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # in-flight requests end on the same event loop

@@ -8,13 +8,25 @@ from dataclasses import asdict
 import azure.functions as func
 from services import services
 
-from automation.registry_events import from_event_grid, from_mlflow, verify_mlflow_signature
+from automation.registry_events import (
+    MAX_NAME_LENGTH,
+    from_event_grid,
+    from_mlflow,
+    verify_mlflow_signature,
+)
 from blueprints.edge import error_response, json_response
 from tenancy import contracts
-from tenancy.errors import AuthenticationError, InvalidInputError, MlopsError
+from tenancy.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    MlopsError,
+    PayloadTooLargeError,
+)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 logger = logging.getLogger("tenant_mlops.registry")
+# MLflow's registry payloads are a few hundred bytes; a megabyte is not one of them.
+MAX_WEBHOOK_BYTES = 256 * 1024
 
 
 @bp.function_name(contracts.FUNCTION_MODEL_REGISTERED)
@@ -39,13 +51,17 @@ def mlflow_registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
     app = services()
     secret = app.settings.webhook_secret
     body = req.get_body()
-    delivery = req.headers.get("x-mlflow-delivery-id", "")
+    delivery = req.headers.get("x-mlflow-delivery-id", "")[:MAX_NAME_LENGTH]
     try:
+        if len(body) > MAX_WEBHOOK_BYTES:  # refused before the HMAC is even computed
+            raise PayloadTooLargeError(
+                f"the webhook body is {len(body)} bytes, above {MAX_WEBHOOK_BYTES}"
+            )
         if not secret:
             raise AuthenticationError("the MLflow webhook secret is not configured")
         delivery = verify_mlflow_signature(secret, dict(req.headers), body, app.clock())
         event = from_mlflow(delivery, body)
-    except (AuthenticationError, InvalidInputError) as error:
+    except (AuthenticationError, InvalidInputError, PayloadTooLargeError) as error:
         app.registration.record_refusal("mlflow", delivery, error.message)
         return error_response(error)
     if event is None:
