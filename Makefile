@@ -75,10 +75,14 @@ up: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/mlops demo --stack $(STACK)
 
-bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED)
+# Every benchmark (about 20 minutes), then bench/results/README.md from their JSON.
+bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
+	$(PY) bench/serving.py
+	$(PY) bench/pooled.py
 	$(PY) bench/scoring_latency.py
 	$(PY) bench/drift_vs_evidently.py
 	$(PY) bench/plan_scaling.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) node_modules .pytest_cache .ruff_cache .mypy_cache *.egg-info

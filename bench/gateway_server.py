@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--ready", type=Path, required=True)
     arguments = parser.parse_args()
     config = json.loads(arguments.config.read_text())
+    # Settings of the deployment processes (they inherit this process's environment).
+    os.environ.update(config.get("deployment_env", {}))
     gateway, collector, keys = build(config)
     url = f"http://127.0.0.1:{config['port']}"
     ready = {"url": url, "keys": keys, "admin_token": ADMIN_TOKEN, "pid": None}

@@ -42,7 +42,9 @@ class Load:
     body: bytes
     headers: dict[str, str]
     connections: int
-    seconds: int
+    seconds: float
+    # Several callers (a pool's tenants): connection i sends callers[i % n]'s headers too.
+    callers: list[dict[str, str]] | None = None
 
 
 def _children() -> dict[int, list[int]]:
@@ -89,26 +91,13 @@ def rss_mb(pids: list[int]) -> float:
 
 def run(load: Load, server_pid: int) -> dict[str, Any]:
     """Drive ``load`` from a separate process; the server's CPU and RSS are read meanwhile."""
-    _loopback_only(load.url)
-    with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
-        body_file.write(load.body)
-        body_file.flush()
-        command = [
-            sys.executable,
-            __file__,
-            "--url",
-            load.url,
-            "--body",
-            body_file.name,
-            "--connections",
-            str(load.connections),
-            "--seconds",
-            str(load.seconds),
-            *[arg for name, value in load.headers.items() for arg in ("-H", f"{name}: {value}")],
-        ]
+    with tempfile.TemporaryDirectory() as scratch:
         cpu_before = cpu_seconds(process_tree(server_pid))
         finished = subprocess.run(
-            command, capture_output=True, check=True, timeout=load.seconds + 60
+            command_for(load, Path(scratch)),
+            capture_output=True,
+            check=True,
+            timeout=load.seconds + 60,
         )
         cpu_after = cpu_seconds(process_tree(server_pid))
         memory = rss_mb(process_tree(server_pid))
@@ -120,6 +109,32 @@ def run(load: Load, server_pid: int) -> dict[str, Any]:
         "cpu_ms_per_request": round((cpu_after - cpu_before) * 1000 / max(1, total), 3),
         "rss_mb": round(memory, 1),
     }
+
+
+def command_for(load: Load, scratch: Path) -> list[str]:
+    """The command line of this file driving ``load`` (files written under ``scratch``)."""
+    _loopback_only(load.url)
+    body = scratch / "body.json"
+    body.write_bytes(load.body)
+    command = [
+        sys.executable,
+        __file__,
+        "--url",
+        load.url,
+        "--body",
+        str(body),
+        "--connections",
+        str(load.connections),
+        "--seconds",
+        str(load.seconds),
+    ]
+    for name, value in load.headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if load.callers:
+        callers = scratch / "callers.json"
+        callers.write_text(json.dumps(load.callers))
+        command += ["--callers", str(callers)]
+    return command
 
 
 def _loopback_only(url: str) -> tuple[str, int]:
@@ -181,17 +196,30 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def drive(
-    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    *,
+    callers: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     host, port = _loopback_only(url)
     path = urlsplit(url).path or "/"
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def request_of(extra: dict[str, str]) -> bytes:
+        lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in {**headers, **extra}.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    requests = [request_of(extra) for extra in (callers or [{}])]
     tally = Tally([], {})
     deadline = time.perf_counter() + seconds
     await asyncio.gather(
-        *(_connection(host, port, request, deadline, tally) for _ in range(connections))
+        *(
+            _connection(host, port, requests[i % len(requests)], deadline, tally)
+            for i in range(connections)
+        )
     )
     latencies = sorted(tally.latencies)
 
@@ -218,7 +246,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("-H", dest="headers", action="append", default=[])
+    parser.add_argument("--callers", type=Path, help="JSON list of header sets, one per caller")
     arguments = parser.parse_args()
+    callers = json.loads(arguments.callers.read_text()) if arguments.callers else None
     headers = {"content-type": "application/json"}
     for header in arguments.headers:
         name, _, value = header.partition(":")
@@ -236,6 +266,7 @@ def main() -> None:
             headers,
             arguments.connections,
             arguments.seconds,
+            callers=callers,
         )
     )
     print(json.dumps(report))

@@ -113,21 +113,18 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float 
 
 
 @contextmanager
-def gateway(work: Path, model_dir: Path) -> Iterator[Server]:
+def gateway_process(
+    work: Path, endpoints: list[dict[str, Any]], deployment_env: dict[str, str] | None = None
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """Azurite and the gateway (``bench/gateway_server.py``) serving ``endpoints``: yields
+    what the gateway wrote once ready (url, keys) and its pid."""
     azurite = start_azurite(work / "azurite")
-    port = free_port()
     config = {
         "connection_string": azurite.connection_string,
-        "port": port,
+        "port": free_port(),
         "data_dir": str(work / "deployments"),
-        "endpoints": [
-            {
-                "name": ENDPOINT,
-                "tenants": [TENANT],
-                "deployments": {"blue": {"*": str(model_dir)}},
-                "traffic": {"blue": 100},
-            }
-        ],
+        "endpoints": endpoints,
+        "deployment_env": deployment_env or {},
     }
     config_file, ready = work / "gateway.json", work / "gateway-ready.json"
     config_file.write_text(json.dumps(config))
@@ -137,22 +134,29 @@ def gateway(work: Path, model_dir: Path) -> Iterator[Server]:
         [sys.executable, script, "--config", str(config_file), "--ready", str(ready)], log
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not ready.is_file():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the gateway did not start; see {log}")
             time.sleep(0.2)  # polling for readiness
-        started = json.loads(ready.read_text())
-        yield Server(
-            "gateway",
-            f"{started['url']}/{ENDPOINT}/score",
-            process.pid,
-            {"authorization": f"Bearer {started['keys'][TENANT]}"},
-            "data",
-        )
+        yield json.loads(ready.read_text()), process.pid
     finally:
         stop_group(process)
         azurite.stop()
+
+
+@contextmanager
+def gateway(work: Path, model_dir: Path) -> Iterator[Server]:
+    endpoint = {
+        "name": ENDPOINT,
+        "tenants": [TENANT],
+        "deployments": {"blue": {"*": str(model_dir)}},
+        "traffic": {"blue": 100},
+    }
+    with gateway_process(work, [endpoint]) as (started, pid):
+        key = started["keys"][TENANT]
+        url = f"{started['url']}/{ENDPOINT}/score"
+        yield Server("gateway", url, pid, {"authorization": f"Bearer {key}"}, "data")
 
 
 @contextmanager
