@@ -338,7 +338,8 @@ def main() -> None:
         "benchmark": "serving",
         "machine": describe(),
         "method": (
-            f"autocannon, {arguments.seconds} s per run after a 2 s warm-up, median of "
+            f"bench/loadgen.py (its own process), {arguments.seconds} s per run after a 2 s "
+            f"warm-up, median of "
             f"{arguments.runs} runs; one worker process per server; one onnxruntime thread; "
             "CPU and RSS of each server's whole process tree (gateway + deployment for (a))"
         ),

@@ -1,0 +1,230 @@
+"""bench/results/README.md from the benchmarks' JSON: machine, versions, commands, medians and
+the ratios against each peer measured in the same run, with the issue's targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def serving(result: dict[str, Any]) -> list[str]:
+    machine = result["machine"]
+    lines = [
+        "## Serving: one ONNX model, four servers (`bench/serving.py`)",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"Python {machine['python']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + "; scoring environment: "
+        + ", ".join(f"{k} {v}" for k, v in machine["scoring_environment"].items())
+        + ".",
+        "",
+        f"Method: {result['method']}. Model: {result['model']}. Command: "
+        "`.venv/bin/python bench/serving.py`.",
+        "",
+        "(a) gateway = the embedded platform's gateway, everything on, + one deployment "
+        "process; (b) azmlinfsrv = azureml-inference-server-http running score.py; "
+        "(c) mlflow_serve = `mlflow models serve`; (d) floor = uvicorn + onnxruntime.",
+        "",
+    ]
+    rows = [
+        [
+            r["server"],
+            r["batch"],
+            r["connections"],
+            r["requests_per_second"],
+            r["p50_ms"],
+            r["p99_ms"],
+            r["errors"],
+            r["cpu_ms_per_request"],
+            r["rss_mb"],
+        ]
+        for r in result["rows"]
+    ]
+    lines += _table(
+        [
+            "server",
+            "batch",
+            "connections",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "CPU ms/req",
+            "RSS MB",
+        ],
+        rows,
+    )
+    lines += ["", "Ratios of (a) against each peer, same run, and the targets:", ""]
+    target_rows = []
+    for ratio in result["ratios"]:
+        for name, target in ratio["targets"].items():
+            target_rows.append(
+                [
+                    ratio["batch"],
+                    ratio["connections"],
+                    name,
+                    target["ratio"],
+                    target["target"],
+                    "met" if target["met"] else "**not met**",
+                ]
+            )
+    lines += _table(["batch", "connections", "target", "ratio", "wanted", "verdict"], target_rows)
+    others = [
+        [
+            r["batch"],
+            r["connections"],
+            *(r.get(f"throughput_vs_{p}") for p in ("azmlinfsrv", "mlflow_serve", "floor")),
+            *(r.get(f"p99_vs_{p}") for p in ("azmlinfsrv", "mlflow_serve", "floor")),
+        ]
+        for r in result["ratios"]
+    ]
+    lines += ["", "All ratios (throughput: higher is better for (a); p99: lower is better):", ""]
+    lines += _table(
+        [
+            "batch",
+            "connections",
+            "req/s vs azmlinfsrv",
+            "vs mlflow",
+            "vs floor",
+            "p99 vs azmlinfsrv",
+            "vs mlflow",
+            "vs floor",
+        ],
+        others,
+    )
+    return [*lines, ""]
+
+
+def pooled(result: dict[str, Any]) -> list[str]:
+    warm = result["warm_cache_50_tenants"]
+    alone = result["single_tenant_alone"]
+    noisy = result["single_tenant_with_49_neighbours"]
+    cold = result["cold_load"]
+    return [
+        "## Pooled serving: 50 tenants on one deployment (`bench/pooled.py`)",
+        "",
+        f"Method: {result['method']}.",
+        "",
+        *_table(
+            ["measure", "value"],
+            [
+                [
+                    "first request of a tenant (model loaded), median ms",
+                    cold["cold_first_request_ms_median"],
+                ],
+                ["first request of a tenant, max ms", cold["cold_first_request_ms_max"]],
+                ["second request (cached), median ms", cold["warm_second_request_ms_median"]],
+                ["warm cache, 50 tenants x 1 connection: req/s", warm["requests_per_second"]],
+                ["warm cache: p50 / p99 ms", f"{warm['p50_ms']} / {warm['p99_ms']}"],
+                ["warm cache: RSS MB (gateway + deployment)", warm["rss_mb"]],
+                ["warm cache: errors", warm["errors"]],
+                [
+                    "one tenant alone (8 connections): req/s, p99 ms",
+                    f"{alone['requests_per_second']}, {alone['p99_ms']}",
+                ],
+                [
+                    "same tenant while 49 others load (49 connections): req/s, p99 ms",
+                    f"{noisy['requests_per_second']}, {noisy['p99_ms']}",
+                ],
+                ["share of its throughput kept", noisy["throughput_share_kept"]],
+            ],
+        ),
+        "",
+    ]
+
+
+def drift(result: dict[str, Any]) -> list[str]:
+    contenders = result["contenders"]
+    return [
+        "## Drift: ours against Evidently and scipy (`bench/drift_vs_evidently.py`)",
+        "",
+        f"Data: {result['data']}.",
+        "",
+        *_table(
+            ["contender", "seconds (median)", "runs", "peak MB"],
+            [
+                [name, c["seconds_median"], c["seconds_runs"], c["peak_mb"]]
+                for name, c in contenders.items()
+            ],
+        ),
+        "",
+        f"Speed-up vs Evidently {result['speedup_vs_evidently']}x, memory "
+        f"{result['memory_ratio_vs_evidently']}x of Evidently's, verdicts agree: "
+        f"{result['verdicts_agree']}. Targets: {result['targets']}.",
+        "",
+    ]
+
+
+def plan(result: dict[str, Any]) -> list[str]:
+    return [
+        "## `mlops plan` scaling (`bench/plan_scaling.py`)",
+        "",
+        f"Command: `{result['command']}`, one run per size.",
+        "",
+        *_table(
+            ["tenants", "resources", "seconds", "ms/resource", "peak RSS MB"],
+            [
+                [r["tenants"], r["resources"], r["seconds"], r["ms_per_resource"], r["peak_rss_mb"]]
+                for r in result["results"]
+            ],
+        ),
+        "",
+    ]
+
+
+def scoring(result: dict[str, Any]) -> list[str]:
+    return [
+        "## In-process scoring: ONNX against scikit-learn (`bench/scoring_latency.py`)",
+        "",
+        f"Method: {result['method']}.",
+        "",
+        *_table(
+            ["kind", "batch", "scikit-learn us", "onnx us", "speed-up"],
+            [
+                [r["kind"], r["batch"], r["sklearn_us"], r["onnx_us"], r["speedup"]]
+                for r in result["rows"]
+            ],
+        ),
+        "",
+    ]
+
+
+def main() -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`bench/report.py`) from the JSON files beside this one; "
+        "every figure is a median of the runs each JSON lists. Nothing here is asserted in "
+        "tests.",
+        "",
+    ]
+    for name, render in (
+        ("serving", serving),
+        ("pooled", pooled),
+        ("drift_vs_evidently", drift),
+        ("plan_scaling", plan),
+        ("scoring_latency", scoring),
+    ):
+        result = _load(name)
+        lines += render(result) if result else [f"## {name}", "", "Not run yet.", ""]
+    (RESULTS / "README.md").write_text("\n".join(lines))
+    print(f"wrote {RESULTS / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
