@@ -88,7 +88,7 @@ def main() -> None:
     os.environ.update(config.get("deployment_env", {}))
     gateway, collector, keys = build(config)
     url = f"http://127.0.0.1:{config['port']}"
-    ready = {"url": url, "keys": keys, "admin_token": ADMIN_TOKEN, "pid": None}
+    ready = {"url": url, "keys": keys, "admin_token": ADMIN_TOKEN}
     server = uvicorn.Server(
         uvicorn.Config(
             gateway.app,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import loadgen  # noqa: E402
 from bench.machine import describe  # noqa: E402
-from bench.serving import Server, body_of, build_model, gateway_process  # noqa: E402
+from bench.serving import body_of, build_model, gateway_process  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TENANTS = [f"tenant-{i:02d}" for i in range(50)]
@@ -87,8 +87,7 @@ def main() -> None:
         with gateway_process(work, [endpoint], env) as (started, pid):
             url = f"{started['url']}/{ENDPOINT}/score"
             keys = started["keys"]
-            server = Server("gateway", url, pid, {}, "data")
-            body = body_of(server, rows, 1)
+            body = body_of("data", rows, 1)
             cold = cold_and_warm(url, body, keys)
             print(f"cold load {cold}", flush=True)
             base = {"content-type": "application/json"}

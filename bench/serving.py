@@ -208,9 +208,9 @@ def floor(work: Path, model_dir: Path) -> Iterator[Server]:
         stop_group(process)
 
 
-def body_of(server: Server, rows: list[list[float]], batch: int) -> bytes:
+def body_of(envelope: str, rows: list[list[float]], batch: int) -> bytes:
     chosen = [rows[i % len(rows)] for i in range(batch)]
-    return json.dumps({server.envelope: chosen}).encode()
+    return json.dumps({envelope: chosen}).encode()
 
 
 def check(server: Server, body: bytes, batch: int) -> None:
@@ -232,7 +232,7 @@ def measure(
 ) -> list[dict[str, Any]]:
     results = []
     for batch, connections in plan:
-        body = body_of(server, rows, batch)
+        body = body_of(server.envelope, rows, batch)
         check(server, body, batch)
         headers = {"content-type": "application/json", **server.headers}
         warm = loadgen.Load(server.url, body, headers, connections, 2)

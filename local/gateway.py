@@ -473,15 +473,13 @@ class Gateway:
             return error(409, "conflict", f"deployment {name} still has traffic")
         # Out of routing first, then drained: requests already sent to it finish before its
         # process stops, as Azure ML drains a deployment it deletes.
-        draining = endpoint.deployments.pop(name, None)
-        endpoint.traffic.pop(name, None)
-        if draining is not None:
-            await _drained(draining, endpoint.timeout_seconds)
-        if self.deployer is not None:
-            await asyncio.to_thread(self.deployer.delete, endpoint.name, name)
+        draining = endpoint.deployments.get(name)
         self.unregister(endpoint.name, name)
         if draining is not None:
-            draining.connections.close()
+            await _drained(draining, endpoint.timeout_seconds)
+            draining.connections.close()  # the connections the drained requests gave back
+        if self.deployer is not None:
+            await asyncio.to_thread(self.deployer.delete, endpoint.name, name)
         return JSONResponse(endpoint.snapshot())
 
     def _put_deployment(

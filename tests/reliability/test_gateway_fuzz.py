@@ -80,7 +80,7 @@ def _authorizations(world: World) -> st.SearchStrategy[dict[str, str]]:
                 "azureml-model-deployment": deployment,
             },
             st.just(own),
-            printable,
+            printable.map(str.strip),  # HTTP clients refuse a value opening with a space
         ),
     )
 
