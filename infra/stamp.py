@@ -289,25 +289,28 @@ class Stamp(pulumi.ComponentResource):
             compute_name="gpu-cluster",
             location=self._args.spec.location,
             identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
-            properties={
-                "compute_type": "AmlCompute",
-                "disable_local_auth": True,
-                "properties": {
-                    "vm_size": compute.gpu_sku,
-                    "vm_priority": "LowPriority" if compute.low_priority else "Dedicated",
-                    "os_type": "Linux",
-                    "enable_node_public_ip": not self._private,
-                    "remote_login_port_public_access": "Disabled",
-                    "scale_settings": {
+            # Typed arguments, not a dict: Compute.properties is a union, and a plain dict
+            # reaches the engine in camelCase only when the SDK happens to have registered
+            # the union's member types (it depends on import order).
+            properties=machinelearningservices.AmlComputeArgs(
+                compute_type="AmlCompute",
+                disable_local_auth=True,
+                properties=machinelearningservices.AmlComputePropertiesArgs(
+                    vm_size=compute.gpu_sku,
+                    vm_priority="LowPriority" if compute.low_priority else "Dedicated",
+                    os_type="Linux",
+                    enable_node_public_ip=not self._private,
+                    remote_login_port_public_access="Disabled",
+                    scale_settings=machinelearningservices.ScaleSettingsArgs(
                         # Zero nodes when idle: a GPU cluster costs nothing between jobs.
-                        "min_node_count": 0,
-                        "max_node_count": compute.max_nodes,
-                        "node_idle_time_before_scale_down": (
+                        min_node_count=0,
+                        max_node_count=compute.max_nodes,
+                        node_idle_time_before_scale_down=(
                             f"PT{compute.idle_seconds_before_scale_down}S"
                         ),
-                    },
-                },
-            },
+                    ),
+                ),
+            ),
             tags=self.tags,
             opts=self._opts,
         )

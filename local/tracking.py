@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from ml.serving import InferenceServer, free_port
+from ml.stores import prepare_sqlite_store
 from tenancy.errors import DependencyError
 
 WEBHOOK_NAME = "tenant-mlops-automation"
@@ -101,6 +102,7 @@ def start_tracking_servers(
     servers: dict[str, TrackingServer] = {}
     try:
         for key in keys:
+            prepare_sqlite_store(registries / f"{key}.db")
             servers[key] = _launch(key, registries, artifacts / key, env)
         _wait_healthy(servers.values(), timeout_seconds)
     except BaseException:

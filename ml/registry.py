@@ -14,16 +14,19 @@ platform's shared models through :meth:`ModelRegistry.shared_view`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ml.baseline import Baseline
 from ml.export import MODEL_FILE, SCHEMA_FILE, ExportedModel
+from ml.stores import prepare_sqlite_store
 from ml.training import SHARED_OWNER, TrainedModel
 from tenancy import contracts
 from tenancy.errors import InvalidInputError, NotFoundError
@@ -83,9 +86,8 @@ class RegistryLayout:
             if key not in self.tracking_uris:
                 raise NotFoundError.for_item("tracking server", key)
             return Store(key, self.tracking_uris[key], None)  # the server keeps artifacts
-        folder = self.data_dir / "registries"
-        folder.mkdir(parents=True, exist_ok=True)
-        return Store(key, f"sqlite:///{folder / key}.db", self.data_dir / "artifacts" / key)
+        path = prepare_sqlite_store(self.data_dir / "registries" / f"{key}.db")
+        return Store(key, f"sqlite:///{path}", self.data_dir / "artifacts" / key)
 
     def store_for(self, tenant: TenantSpec) -> Store:
         return self._store(tenant.stamp_key)
@@ -301,16 +303,39 @@ class _ReadOnlyRegistry(ModelRegistry):
         raise NotFoundError.for_item("registry", "shared (read-only)")
 
 
+#: MLflow checks a model's pins against the process saving it. These pins are the scoring
+#: environment's, not the control plane's: its mismatch warning is by design, and noise.
+_REQUIREMENTS_LOGGER = "mlflow.utils.requirements_utils"
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _save_model_folder(exported: ExportedModel, folder: Path) -> None:
     """An MLflow ONNX model folder whose requirements are the scoring environment's: the
     endpoint runs score.py with onnxruntime and numpy, not MLflow."""
-    mlflow.onnx.save_model(onnx.load_from_string(exported.onnx_bytes), str(folder))
-    (folder / SCHEMA_FILE).write_text(json.dumps(exported.schema, indent=2))
     requirements = [
         line.strip()
         for line in SCORING_REQUIREMENTS.read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    # Stated, not inferred: inference runs a Python subprocess that imports the model's
+    # flavor (about 3 s a model) and would name the control plane's packages, not the
+    # scoring environment's.
+    with _quiet(_REQUIREMENTS_LOGGER):
+        mlflow.onnx.save_model(
+            onnx.load_from_string(exported.onnx_bytes), str(folder), pip_requirements=requirements
+        )
+    (folder / SCHEMA_FILE).write_text(json.dumps(exported.schema, indent=2))
+    # MLflow adds itself to the pins it writes; the endpoint does not run MLflow.
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     # MLflow re-serializes the graph; the file shipped must be the bytes the digest names.
     (folder / MODEL_FILE).write_bytes(exported.onnx_bytes)
