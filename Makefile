@@ -60,7 +60,7 @@ typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
 unit: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 test: lint typecheck unit
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
+from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -295,6 +296,9 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
     """Run ``program`` under mocks and return what it registered."""
     mocks = AzureMocks()
     monitor = RecordingMonitor(mocks)
+    # A fresh root stack: set_mocks keeps the previous run's, and with it every stack
+    # transformation an earlier program in this process registered.
+    reset_options(project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     _sync_await(run_pulumi_func(program))
     records = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,49 @@ from tenancy import PlatformSpec, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("local", "dev", "staging", "prod")
+
+#: The longest modules, started first: `make test` runs the suite on two workers, and a long
+#: file picked up last would leave the other worker idle.
+LONGEST_FIRST = (
+    "tests/local/test_platform.py",
+    "tests/infra/test_program.py",
+    "tests/local/test_rollout_e2e.py",
+    "tests/ml/test_lifecycle.py",
+)
+
+#: Modules that share an expensive session fixture (``planned``: every example stack run
+#: through the program, about a minute) run on the same worker, so it is made once.
+SAME_WORKER = {
+    "tests/infra/test_program.py": "planned",
+    "tests/policies/test_stacks_against_pack.py": "planned",
+}
+
+
+def _module_of(item: pytest.Item) -> str:
+    return Path(str(item.path)).relative_to(ROOT).as_posix()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first (the order within a module is kept)."""
+
+    def rank(item: pytest.Item) -> int:
+        module = _module_of(item)
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist, a module's tests stay on one worker (its module fixtures are made once)
+    and the modules of SAME_WORKER share one."""
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
+
+    class ByModule(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(module, module)
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
+from pulumi.runtime.settings import reset_options
 
 from infra.offline import AzureMocks, OfflineRun, RecordedResource
 
@@ -26,6 +27,7 @@ class Mocks(AzureMocks):
 def mocks() -> Iterator[Mocks]:
     """Pulumi runtime under mocks for one `@pulumi.runtime.test` test."""
     instance = Mocks()
+    reset_options(project="tenant-mlops", stack="local")  # no root stack of an earlier test
     pulumi.runtime.set_mocks(instance, project="tenant-mlops", stack="local", preview=False)
     yield instance
 
