@@ -77,8 +77,8 @@ demo: $(INSTALLED)
 
 # Every benchmark (about 20 minutes), then bench/results/README.md from their JSON.
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
-	$(PY) bench/serving.py
-	$(PY) bench/pooled.py
+	$(PY) bench/serving.py --seconds 4
+	$(PY) bench/pooled.py --seconds 4
 	$(PY) bench/scoring_latency.py
 	$(PY) bench/drift_vs_evidently.py
 	$(PY) bench/plan_scaling.py

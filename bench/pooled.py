@@ -121,6 +121,7 @@ def main() -> None:
     print(f"one tenant alone {alone_row}; with 49 neighbours {noisy_row}", flush=True)
     result = {
         "benchmark": "pooled",
+        "command": " ".join([".venv/bin/python", *sys.argv]),
         "machine": describe(),
         "method": (
             f"one pooled deployment (one process) with {len(TENANTS)} tenants' models behind "

@@ -34,7 +34,7 @@ def serving(result: dict[str, Any]) -> list[str]:
         + ".",
         "",
         f"Method: {result['method']}. Model: {result['model']}. Command: "
-        "`.venv/bin/python bench/serving.py`.",
+        f"`{result.get('command', '.venv/bin/python bench/serving.py')}`.",
         "",
         "(a) gateway = the embedded platform's gateway, everything on, + one deployment "
         "process; (b) azmlinfsrv = azureml-inference-server-http running score.py; "
@@ -118,7 +118,8 @@ def pooled(result: dict[str, Any]) -> list[str]:
     return [
         "## Pooled serving: 50 tenants on one deployment (`bench/pooled.py`)",
         "",
-        f"Method: {result['method']}.",
+        f"Method: {result['method']}. Command: "
+        f"`{result.get('command', '.venv/bin/python bench/pooled.py')}`.",
         "",
         *_table(
             ["measure", "value"],

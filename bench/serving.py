@@ -336,6 +336,7 @@ def main() -> None:
                 rows.extend(measure(server, data, plan, arguments.runs, arguments.seconds))
     result = {
         "benchmark": "serving",
+        "command": " ".join([".venv/bin/python", *sys.argv]),
         "machine": describe(),
         "method": (
             f"bench/loadgen.py (its own process), {arguments.seconds} s per run after a 2 s "
