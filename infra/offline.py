@@ -10,6 +10,7 @@ a tenant's gateway route).
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -292,15 +293,37 @@ class OfflineRun:
         return None
 
 
+def _without_aliases(
+    args: pulumi.ResourceTransformationArgs,
+) -> pulumi.ResourceTransformationResult | None:
+    """The resource as registered, without its aliases.
+
+    azure-native gives each resource an alias per type token it had in older API versions
+    (about sixteen), so that the engine can match it to a resource already in a stack's
+    state. An offline run has no state to match, and turning every alias into a URN (each
+    an Output of its own) cost a large share of a plan's time. Nothing recorded depends on
+    aliases; `pulumi up` keeps them, as this runs only here."""
+    if not args.opts.aliases:
+        return None
+    opts = copy.copy(args.opts)
+    opts.aliases = None
+    return pulumi.ResourceTransformationResult(args.props, opts)
+
+
 def run_offline(program: Callable[[], None], *, stack: str, preview: bool = False) -> OfflineRun:
     """Run ``program`` under mocks and return what it registered."""
+
+    def offline_program() -> None:
+        pulumi.runtime.register_stack_transformation(_without_aliases)
+        program()
+
     mocks = AzureMocks()
     monitor = RecordingMonitor(mocks)
     # A fresh root stack: set_mocks keeps the previous run's, and with it every stack
     # transformation an earlier program in this process registered.
     reset_options(project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    _sync_await(run_pulumi_func(program))
+    _sync_await(run_pulumi_func(offline_program))
     records = []
     for reg in monitor.registrations:
         inputs = mocks.inputs.get((reg.type, reg.name), {})
