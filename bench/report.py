@@ -34,7 +34,7 @@ def serving(result: dict[str, Any]) -> list[str]:
         + ".",
         "",
         f"Method: {result['method']}. Model: {result['model']}. Command: "
-        f"`{result.get('command', '.venv/bin/python bench/serving.py')}`.",
+        f"`{result['command']}`.",
         "",
         "(a) gateway = the embedded platform's gateway, everything on, + one deployment "
         "process; (b) azmlinfsrv = azureml-inference-server-http running score.py; "
@@ -119,7 +119,7 @@ def pooled(result: dict[str, Any]) -> list[str]:
         "## Pooled serving: 50 tenants on one deployment (`bench/pooled.py`)",
         "",
         f"Method: {result['method']}. Command: "
-        f"`{result.get('command', '.venv/bin/python bench/pooled.py')}`.",
+        f"`{result['command']}`.",
         "",
         *_table(
             ["measure", "value"],

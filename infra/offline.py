@@ -293,6 +293,20 @@ class OfflineRun:
         return None
 
 
+def install_mocks(
+    mocks: pulumi.runtime.Mocks,
+    *,
+    stack: str,
+    preview: bool = False,
+    monitor: MockMonitor | None = None,
+) -> None:
+    """The Pulumi runtime under ``mocks``, on a fresh root stack: ``set_mocks`` alone keeps
+    the previous run's, and with it every stack transformation an earlier program in this
+    process registered."""
+    reset_options(project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+
+
 def _without_aliases(
     args: pulumi.ResourceTransformationArgs,
 ) -> pulumi.ResourceTransformationResult | None:
@@ -319,10 +333,7 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
 
     mocks = AzureMocks()
     monitor = RecordingMonitor(mocks)
-    # A fresh root stack: set_mocks keeps the previous run's, and with it every stack
-    # transformation an earlier program in this process registered.
-    reset_options(project=PROJECT, stack=stack, preview=preview)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    install_mocks(mocks, stack=stack, preview=preview, monitor=monitor)
     _sync_await(run_pulumi_func(offline_program))
     records = []
     for reg in monitor.registrations:

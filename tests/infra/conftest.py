@@ -3,12 +3,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
-from pulumi.runtime.settings import reset_options
 
-from infra.offline import AzureMocks, OfflineRun, RecordedResource
+from infra.offline import AzureMocks, OfflineRun, RecordedResource, install_mocks
 
 
 class Mocks(AzureMocks):
@@ -27,8 +25,7 @@ class Mocks(AzureMocks):
 def mocks() -> Iterator[Mocks]:
     """Pulumi runtime under mocks for one `@pulumi.runtime.test` test."""
     instance = Mocks()
-    reset_options(project="tenant-mlops", stack="local")  # no root stack of an earlier test
-    pulumi.runtime.set_mocks(instance, project="tenant-mlops", stack="local", preview=False)
+    install_mocks(instance, stack="local")
     yield instance
 
 

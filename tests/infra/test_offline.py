@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pytest
 from pulumi_azure_native import machinelearningservices, resources
 
 from infra import offline
@@ -34,7 +35,9 @@ def test_a_stack_transformation_of_an_earlier_run_does_not_reach_the_next() -> N
     assert group.urn.startswith("urn:pulumi:two::"), group.urn
 
 
-def test_an_offline_run_registers_resources_without_their_aliases() -> None:
+def test_an_offline_run_registers_resources_without_their_aliases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """azure-native declares an alias per older type token; a plan has no state to match."""
     captured: list[object] = []
 
@@ -43,12 +46,8 @@ def test_an_offline_run_registers_resources_without_their_aliases() -> None:
             captured.append(request)
             return super().RegisterResource(request)
 
-    original = offline.RecordingMonitor
-    offline.RecordingMonitor = Capturing  # type: ignore[misc]
-    try:
-        run = run_offline(_workspace, stack="aliases")
-    finally:
-        offline.RecordingMonitor = original  # type: ignore[misc]
+    monkeypatch.setattr(offline, "RecordingMonitor", Capturing)
+    run = run_offline(_workspace, stack="aliases")
     (workspace,) = run.custom_resources()
     assert workspace.inputs["workspaceName"] == "ws", workspace.urn
     registered = [r for r in captured if getattr(r, "type", "").endswith(":Workspace")]
