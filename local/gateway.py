@@ -47,6 +47,7 @@ from local.collector import Exchange
 from local.deployments import DeploymentManager
 from local.http_pool import HttpPool, UpstreamError
 from local.keys import SLOTS, KeyRing
+from tenancy.errors import MlopsError, http_status_for
 
 logger = logging.getLogger("tenant_mlops.gateway")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -499,7 +500,10 @@ class Gateway:
         if self.deployer is None or self.fetch is None or not models:
             return error(400, "invalid_input", "give a url, or models to a gateway that runs them")
         carry = spec.get("carry_from")
-        self.deployer.create(endpoint.name, name, models, self.fetch, carry_from=carry)
+        try:
+            self.deployer.create(endpoint.name, name, models, self.fetch, carry_from=carry)
+        except MlopsError as refused:  # the platform is stopping
+            return error(http_status_for(refused), refused.code, refused.message)
         return self._deployment_state(endpoint, name, 202)
 
     def register(self, endpoint: str, name: str, url: str, max_pending: int = 16) -> None:

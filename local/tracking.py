@@ -45,14 +45,12 @@ class TrackingServer(InferenceServer):
 
     def terminate(self) -> None:
         """Ask the server and its uvicorn worker (one process group) to stop."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(self.process.pid, signal.SIGTERM)
 
     def stop(self, grace_seconds: float = 10) -> None:
-        """Stop, killing what has not stopped within the grace period."""
-        if self.process.poll() is not None:
-            return
+        """Stop, killing what has not stopped within the grace period. The group is waited
+        for, not only the CLI parent: a worker can outlive it."""
         self.terminate()
         deadline = time.monotonic() + grace_seconds
         with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
@@ -64,14 +62,32 @@ class TrackingServer(InferenceServer):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        killed_by = time.monotonic() + grace_seconds
+        while _group_alive(self.process.pid) and time.monotonic() < killed_by:
+            time.sleep(0.05)  # SIGKILL is final, but not instantaneous: waiting for it to land
 
 
 def _group_alive(group: int) -> bool:
+    """Whether a member of the process group still runs. Zombies do not count: a worker
+    orphaned by its CLI parent is reparented to PID 1, which in some containers never reaps
+    it, and ``killpg(group, 0)`` would report the group alive for ever."""
     try:
         os.killpg(group, 0)
     except ProcessLookupError:
         return False
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():  # no /proc (macOS): init reaps orphans there
+        return True
+    return any(_running_in_group(entry, group) for entry in proc.iterdir() if entry.name.isdigit())
+
+
+def _running_in_group(entry: Path, group: int) -> bool:
+    try:
+        # After the ")" that closes the command: state, parent, process group, ...
+        state, _parent, member_of = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+    except (OSError, ValueError):
+        return False  # exited while we looked
+    return int(member_of) == group and state != "Z"
 
 
 def _environment(data_dir: Path) -> dict[str, str]:

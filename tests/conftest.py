@@ -9,6 +9,9 @@ import pytest
 
 from infra.offline import OfflineRun, run_offline
 from infra.program import deploy
+from ml.data import split_kind
+from ml.export import export
+from ml.training import train_tenant_specific
 from tenancy import PlatformSpec, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +77,13 @@ def planned(specs: dict[str, PlatformSpec]) -> dict[str, OfflineRun]:
 
         runs[stack] = run_offline(program, stack=stack)
     return runs
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small ONNX model folder (score.py's layout), trained here on contoso's data."""
+    data = split_kind("classical", ["contoso"])["contoso"]
+    train, holdout = data.split()
+    return export(train_tenant_specific(train), holdout.X).write(
+        tmp_path_factory.mktemp("model") / "model"
+    )

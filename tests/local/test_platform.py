@@ -53,6 +53,14 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _command(pid: int) -> str:
+    """A process's command line, to name a survivor."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "(exited)"
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -218,5 +226,5 @@ def test_down_stops_every_process_it_started(platform: dict[str, Any]) -> None:
     assert len(started) >= 8  # Azurite, 4 MLflow servers (+ workers), deployments
     assert main(["down", *platform["options"]]) == EXIT_OK
     assert not _alive(pid)
-    assert [p for p in started if _alive(p)] == []
+    assert {p: _command(p) for p in started if _alive(p)} == {}
     assert main(["status", *platform["options"]]) == EXIT_CONFIG

@@ -24,10 +24,8 @@ from local.deployments import DeploymentManager
 from local.gateway import DEPLOYMENT_HEADER, Gateway, TenantLimits
 from local.keys import KeyRing
 from local.serve import BackgroundServer
-from ml.data import split_kind
-from ml.export import SCHEMA_FILE, export
+from ml.export import SCHEMA_FILE
 from ml.registry import RegistryLayout
-from ml.training import train_tenant_specific
 from tenancy import PlatformSpec
 
 # The Function App's composition on a memory store and the fake platform (it also puts
@@ -37,15 +35,6 @@ from tests.functions.conftest import wired  # noqa: F401
 ADMIN_TOKEN = "reliability-admin"
 TENANTS = ("contoso", "adatum")  # the local stack's dedicated tenants: one endpoint each
 MAX_PAYLOAD = 64 * 1024
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = split_kind("classical", ["contoso"])["contoso"]
-    train, holdout = data.split()
-    return export(train_tenant_specific(train), holdout.X).write(
-        tmp_path_factory.mktemp("model") / "model"
-    )
 
 
 @dataclass
