@@ -75,7 +75,7 @@ up: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/mlops demo --stack $(STACK)
 
-# Every benchmark (about 22 minutes on 2 cores, after the installs), then
+# Every benchmark (about 13 minutes on 2 cores, after about 3 minutes of installs), then
 # bench/results/README.md from their JSON.
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/serving.py --seconds 4
