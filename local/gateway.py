@@ -474,7 +474,7 @@ class Gateway:
             return self._deployment_state(endpoint, name)
         if request.method == "DELETE":
             return await self._delete_deployment(endpoint, name)
-        return self._put_deployment(endpoint, name, await request.json())
+        return await self._put_deployment(endpoint, name, await request.json())
 
     async def _delete_deployment(self, endpoint: EndpointConfig, name: str) -> Response:
         if endpoint.traffic.get(name, 0) or endpoint.mirror.get(name, 0):
@@ -490,7 +490,7 @@ class Gateway:
             await asyncio.to_thread(self.deployer.delete, endpoint.name, name)
         return JSONResponse(endpoint.snapshot())
 
-    def _put_deployment(
+    async def _put_deployment(
         self, endpoint: EndpointConfig, name: str, spec: dict[str, Any]
     ) -> Response:
         if "url" in spec:  # a server someone else runs
@@ -500,8 +500,10 @@ class Gateway:
         if self.deployer is None or self.fetch is None or not models:
             return error(400, "invalid_input", "give a url, or models to a gateway that runs them")
         carry = spec.get("carry_from")
-        try:
-            self.deployer.create(endpoint.name, name, models, self.fetch, carry_from=carry)
+        try:  # off the event loop: replacing a deployment stops its old process
+            await asyncio.to_thread(
+                self.deployer.create, endpoint.name, name, models, self.fetch, carry_from=carry
+            )
         except MlopsError as refused:  # the platform is stopping
             return error(http_status_for(refused), refused.code, refused.message)
         return self._deployment_state(endpoint, name, 202)
