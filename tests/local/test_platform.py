@@ -78,8 +78,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     state = json.loads((data_dir / "platform.json").read_text())
     world = {"options": options, "data_dir": data_dir, "pid": state["pid"], "up": started}
     yield world
-    if (data_dir / "platform.json").exists():  # a failed test must not leave it running
-        os.kill(state["pid"], signal.SIGTERM)
+    running = data_dir / "platform.json"  # a failed test must not leave it running
+    if running.exists():
+        os.kill(json.loads(running.read_text())["pid"], signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -220,11 +221,44 @@ def test_score_command_answers_as_the_gateway_does(status: dict[str, Any]) -> No
     assert bad.returncode == 1 and json.loads(bad.stdout)["status"] == 400
 
 
+def _served(options: list[str]) -> dict[str, dict[str, Any]]:
+    """Per tenant, what ``mlops status`` says serves it and how many rollouts it has had."""
+    shown = _mlops("status", "--json", "--show-keys", *options)
+    assert shown.returncode == 0, shown.stderr
+    listed = _mlops("rollout", "list", "--json", *options)
+    assert listed.returncode == 0, listed.stderr
+    rollouts = [r["tenant"] for r in json.loads(listed.stdout)]
+    return {
+        tenant["id"]: {
+            "champion": tenant["champion"]["model"],
+            "traffic": {d: share for d, share in tenant["traffic"].items() if share},
+            "rollouts": rollouts.count(tenant["id"]),
+            "tenant": tenant,
+        }
+        for tenant in json.loads(shown.stdout)["tenants"]
+    }
+
+
 def test_down_stops_every_process_it_started(platform: dict[str, Any]) -> None:
     pid = platform["pid"]
+    platform["served_at_down"] = _served(platform["options"])
     started = _descendants(pid)
     assert len(started) >= 8  # Azurite, 4 MLflow servers (+ workers), deployments
     assert main(["down", *platform["options"]]) == EXIT_OK
     assert not _alive(pid)
     assert {p: _command(p) for p in started if _alive(p)} == {}
     assert main(["status", *platform["options"]]) == EXIT_CONFIG
+
+
+def test_up_again_restores_every_endpoint_and_trains_nothing(platform: dict[str, Any]) -> None:
+    before = platform["served_at_down"]  # after the demo: retrained and rolled-back models
+    again = _mlops("up", "--detach", *platform["options"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = _served(platform["options"])
+    for tenant, was in before.items():
+        now = after[tenant]
+        assert (now["champion"], now["traffic"]) == (was["champion"], was["traffic"]), tenant
+        assert now["rollouts"] == was["rollouts"], tenant  # no model trained, none rolled out
+        answer = _post(now["tenant"], was["tenant"]["keys"]["primary"])  # keys kept too
+        assert answer.status_code == 200, (tenant, answer.text)
+    assert main(["down", *platform["options"]]) == EXIT_OK
