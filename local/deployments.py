@@ -86,11 +86,11 @@ class DeploymentManager:
                 raise DependencyError(f"deployment {name} not created: the platform is stopping")
             replaced = self.running.get((endpoint, name))
             self.running[(endpoint, name)] = running
+            arguments = (running, models, fetch, previous)
+            thread = threading.Thread(target=self._build, args=arguments, daemon=True)
+            self._threads.append(thread)  # under the lock: stop_all waits for every build
         if replaced:  # one still building stops its own process when its build ends
             _retire(replaced)
-        arguments = (running, models, fetch, previous)
-        thread = threading.Thread(target=self._build, args=arguments, daemon=True)
-        self._threads.append(thread)
         thread.start()
         if wait:
             thread.join()
@@ -140,9 +140,12 @@ class DeploymentManager:
     def wait(self, timeout_seconds: float = 180) -> None:
         """Until every deployment started so far is ready or failed."""
         deadline = time.monotonic() + timeout_seconds
-        for thread in list(self._threads):
+        with self._lock:
+            building = list(self._threads)
+        for thread in building:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        self._threads = [t for t in self._threads if t.is_alive()]
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
 
     def delete(self, endpoint: str, name: str) -> None:
         """Out of the gateway and stopped; one still being built stops when its build ends."""
@@ -164,7 +167,9 @@ class DeploymentManager:
 
 
 def _retire(running: Running) -> None:
-    """Stop a deployment's process (if it has one yet) and remove its model folder."""
+    """Stop a deployment's process (if it has one yet) and remove its model folder, unless
+    its build is still writing there (that build cleans up after itself)."""
     if running.server:
         running.server.stop()
+    if running.status != "creating":
         shutil.rmtree(running.model_dir, ignore_errors=True)

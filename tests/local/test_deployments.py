@@ -147,3 +147,18 @@ def test_stopping_stops_builds_in_progress_and_refuses_new_deployments(
     assert [name for _, name, _ in calls.registered] == ["blue"]
     with pytest.raises(DependencyError, match="stopping"):
         manager.create(ENDPOINT, "green", MODELS, _copy(model_dir))
+
+
+def test_a_failed_build_is_reported_and_deleting_it_removes_its_folder(
+    manager: DeploymentManager, calls: GatewayCalls, started: list[InferenceServer]
+) -> None:
+    def unreachable_registry(tenant: str, ref: str, folder: Path) -> None:
+        (folder / "MLmodel").write_text("partial")  # a fetch that broke half-way
+        raise DependencyError(f"the registry did not answer for {ref}")
+
+    failed = manager.create(ENDPOINT, "green", MODELS, unreachable_registry, wait=True)
+    assert failed.status == "failed" and "contoso-classical/1" in failed.message
+    assert started == [] and calls.registered == []
+    assert failed.model_dir.is_dir()  # kept while the deployment exists, to look into
+    manager.delete(ENDPOINT, "green")
+    assert manager.get(ENDPOINT, "green") is None and not failed.model_dir.exists()
