@@ -118,8 +118,7 @@ def pooled(result: dict[str, Any]) -> list[str]:
     return [
         "## Pooled serving: 50 tenants on one deployment (`bench/pooled.py`)",
         "",
-        f"Method: {result['method']}. Command: "
-        f"`{result['command']}`.",
+        f"Method: {result['method']}. Command: `{result['command']}`.",
         "",
         *_table(
             ["measure", "value"],

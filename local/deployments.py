@@ -25,8 +25,8 @@ from typing import Any
 from ml.serving import InferenceServer, start_inference_server
 from tenancy.errors import DependencyError
 
-#: How long stopping waits for builds in progress (each is bounded by its model fetch and
-#: the server's 60 s health timeout).
+#: How long to wait for builds in progress (each is bounded by its model fetch and the
+#: server's 60 s health timeout).
 BUILD_WAIT_SECONDS = 180
 
 
@@ -137,7 +137,7 @@ class DeploymentManager:
             running.status = "ready"
             return True
 
-    def wait(self, timeout_seconds: float = 180) -> None:
+    def wait(self, timeout_seconds: float = BUILD_WAIT_SECONDS) -> None:
         """Until every deployment started so far is ready or failed."""
         deadline = time.monotonic() + timeout_seconds
         with self._lock:
@@ -159,7 +159,7 @@ class DeploymentManager:
         """Every deployment stopped, including those still being built, and no new ones."""
         with self._lock:
             self._stopping = True
-        self.wait(BUILD_WAIT_SECONDS)  # builds in progress stop their own servers
+        self.wait()  # builds in progress stop their own servers
         with self._lock:
             stopping, self.running = list(self.running.values()), {}
         for running in stopping:

@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 
+from local.processes import group_running
 from ml.serving import InferenceServer, free_port
 from ml.stores import prepare_sqlite_store
 from tenancy.errors import DependencyError
@@ -56,38 +57,15 @@ class TrackingServer(InferenceServer):
         with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
             self.process.wait(timeout=grace_seconds)
         # The uvicorn worker may outlive the CLI parent by a moment: the group must go.
-        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+        while group_running(self.process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)  # waiting for the worker to exit
-        if _group_alive(self.process.pid):
+        if group_running(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         killed_by = time.monotonic() + grace_seconds
-        while _group_alive(self.process.pid) and time.monotonic() < killed_by:
+        while group_running(self.process.pid) and time.monotonic() < killed_by:
             time.sleep(0.05)  # SIGKILL is final, but not instantaneous: waiting for it to land
-
-
-def _group_alive(group: int) -> bool:
-    """Whether a member of the process group still runs. Zombies do not count: a worker
-    orphaned by its CLI parent is reparented to PID 1, which in some containers never reaps
-    it, and ``killpg(group, 0)`` would report the group alive for ever."""
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():  # no /proc (macOS): init reaps orphans there
-        return True
-    return any(_running_in_group(entry, group) for entry in proc.iterdir() if entry.name.isdigit())
-
-
-def _running_in_group(entry: Path, group: int) -> bool:
-    try:
-        # After the ")" that closes the command: state, parent, process group, ...
-        state, _parent, member_of = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-    except (OSError, ValueError):
-        return False  # exited while we looked
-    return int(member_of) == group and state != "Z"
 
 
 def _environment(data_dir: Path) -> dict[str, str]:

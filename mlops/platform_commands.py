@@ -24,6 +24,7 @@ from typing import Any
 
 from automation.port import Endpoint
 from local.operations import STATE_FILE, PlatformClient, running_state
+from local.processes import is_running
 from tenancy.errors import DependencyError, InvalidInputError
 from tenancy.load import load_stack
 
@@ -135,23 +136,13 @@ def render_status(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    # A zombie has exited; only its parent's wait is missing.
-    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
-
-
 def down(data_dir: Path, timeout_seconds: float = 120) -> int:
     state = running_state(data_dir)
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
-        if not (data_dir / STATE_FILE).exists() and not _running(pid):
+        if not (data_dir / STATE_FILE).exists() and not is_running(pid):
             return 0
         time.sleep(0.2)  # waiting for the platform to stop, not timing anything
     raise DependencyError(f"the platform (pid {pid}) did not stop within {timeout_seconds:g} s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,11 @@ def manager(tmp_path: Path, calls: GatewayCalls) -> DeploymentManager:
     return DeploymentManager(tmp_path / "deployments", calls.register, calls.unregister)
 
 
-def _copy(model_dir: Path) -> Any:
-    return lambda tenant, ref, folder: shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+def _copy(model_dir: Path) -> Callable[[str, str, Path], None]:
+    def fetch(tenant: str, ref: str, folder: Path) -> None:
+        shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+
+    return fetch
 
 
 def _held_build(
@@ -136,7 +140,7 @@ def test_stopping_stops_builds_in_progress_and_refuses_new_deployments(
     green, held = _held_build(manager, "green", model_dir)
     waits_for_builds = manager.wait
 
-    def release_once_stopping(timeout_seconds: float = 180) -> None:
+    def release_once_stopping(timeout_seconds: float = deployments.BUILD_WAIT_SECONDS) -> None:
         held.release.set()  # stop_all has refused new deployments by the time it waits
         waits_for_builds(timeout_seconds)
 
