@@ -250,13 +250,11 @@ class EmbeddedPlatform:
     # --- first models -------------------------------------------------------------------
 
     def _served(self, tenant: str) -> bool:
+        """Its live deployment serves the tenant. Not "at 100 %": an endpoint restored in
+        the middle of a canary is served (a first rollout switches 0 -> 100 in one step)."""
         assert self.adapter is not None
         endpoint = self.adapter.endpoint(tenant)
-        return (
-            endpoint.serving
-            and endpoint.traffic.get(endpoint.live) == 100
-            and self.adapter.serves_tenant(tenant, endpoint.live)
-        )
+        return endpoint.serving and self.adapter.serves_tenant(tenant, endpoint.live)
 
     def _bootstrap(self, timers: bool, timeout_seconds: float) -> None:
         """Train and register the tenants' models; the automation rolls them out."""

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,27 @@ def _served(options: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_down_stops_every_process_it_started(platform: dict[str, Any]) -> None:
+def _split_as_a_canary_would(tenant: dict[str, Any], client: PlatformClient) -> dict[str, int]:
+    """The tenant's endpoint 90 / 10 between its champion and a second deployment of the
+    same model, ready: the platform then stops in the middle of a traffic shift."""
+    endpoint, live = tenant["endpoint"], tenant["champion"]["deployment"]
+    client.admin.create_deployment(endpoint, "canary", {"*": tenant["champion"]["model"]}, None)
+    while (state := client.admin.deployment(endpoint, "canary"))["status"] == "creating":
+        time.sleep(0.2)  # waiting for the process to be ready, not timing anything
+    assert state["status"] == "ready", state
+    split = {live: 90, "canary": 10}
+    client.admin.set_traffic(endpoint, split, {})
+    return split
+
+
+def test_down_stops_every_process_it_started(
+    platform: dict[str, Any], client: PlatformClient
+) -> None:
     pid = platform["pid"]
+    contoso = _served(platform["options"])["contoso"]["tenant"]  # as the demo left it
+    split = _split_as_a_canary_would(contoso, client)
     platform["served_at_down"] = _served(platform["options"])
+    assert platform["served_at_down"]["contoso"]["traffic"] == split
     started = _descendants(pid)
     assert len(started) >= 8  # Azurite, 4 MLflow servers (+ workers), deployments
     assert main(["down", *platform["options"]]) == EXIT_OK
@@ -251,7 +270,8 @@ def test_down_stops_every_process_it_started(platform: dict[str, Any]) -> None:
 
 
 def test_up_again_restores_every_endpoint_and_trains_nothing(platform: dict[str, Any]) -> None:
-    before = platform["served_at_down"]  # after the demo: retrained and rolled-back models
+    # After the demo (retrained and rolled-back models), contoso halfway through a shift.
+    before = platform["served_at_down"]
     again = _mlops("up", "--detach", *platform["options"])
     assert again.returncode == 0, again.stdout + again.stderr
     after = _served(platform["options"])
