@@ -49,6 +49,7 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
         status = platform.status()
         status["pid"] = os.getpid()
         status["started_in_seconds"] = round(time.monotonic() - started, 1)
+        status["trained_in_seconds"] = platform.trained_in_seconds  # 0: restored, not trained
         (data_dir / STATE_FILE).write_text(json.dumps(status, indent=2))
         print(json.dumps(status, indent=2), flush=True)
         print("serving; Ctrl-C (or `mlops down`) stops everything", flush=True)
