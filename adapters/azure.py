@@ -133,11 +133,7 @@ class AzurePlatform:
         return self._client(self._stamp(tenant)[0])
 
     def endpoint_name(self, tenant: str) -> str:
-        _, stamp_id = self._stamp(tenant)
-        tenant_spec = self._tenant(tenant)
-        serving = tenant_spec if tenant_spec.tier == "dedicated" else self.spec.pool(stamp_id)
-        given = serving.endpoints.online.name
-        return given or naming.online_endpoint(self.spec.prefix, self.spec.environment, stamp_id)
+        return self.spec.online_endpoint_name(tenant)
 
     # --- serving -------------------------------------------------------------------------
 
@@ -292,7 +288,9 @@ class AzurePlatform:
         from azure.ai.ml import command  # noqa: PLC0415
 
         serving = self.spec.serving
-        registry = naming.ml_registry(self.spec.prefix, self.spec.environment)
+        registry = naming.ml_registry(
+            self.spec.prefix, self.spec.environment, self.spec.installation
+        )
         env_name, env_version = serving.training_environment.split(":")
         code_name, code_version = serving.training_code.split(":")
         job = command(

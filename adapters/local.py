@@ -27,7 +27,6 @@ from ml.baseline import Baseline
 from ml.registry import BASELINE_FILE, RegistryLayout
 from ml.registry_facts import MlflowModelFacts
 from policies.model_rules import ModelFacts
-from tenancy import naming
 from tenancy.errors import DependencyError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec
 
@@ -163,15 +162,7 @@ class LocalPlatform:
         return self.spec.tenant(tenant)
 
     def endpoint_name(self, tenant: str) -> str:
-        spec = self._tenant(tenant)
-        if spec.tier == "dedicated":
-            return spec.endpoints.online.name or naming.online_endpoint(
-                self.spec.prefix, self.spec.environment, spec.id
-            )
-        pool = self.spec.pool(str(spec.pool))
-        return pool.endpoints.online.name or naming.online_endpoint(
-            self.spec.prefix, self.spec.environment, pool.id
-        )
+        return self.spec.online_endpoint_name(tenant)
 
     def _pooled(self, tenant: str) -> bool:
         return self._tenant(tenant).tier == "pooled"

@@ -138,7 +138,7 @@ class Automation(pulumi.ComponentResource):
         return web.WebApp(
             f"{self._name}-func",
             resource_group_name=shared.resource_group.name,
-            name=naming.function_app(spec.prefix, spec.environment),
+            name=naming.function_app(spec.prefix, spec.environment, spec.installation),
             location=spec.location,
             kind="functionapp,linux",
             server_farm_id=self.plan.id,

@@ -35,7 +35,9 @@ def storage_account(at: Placement) -> storage.StorageAccount:
     return storage.StorageAccount(
         f"{at.name}-st",
         resource_group_name=at.resource_group_name,
-        account_name=naming.storage_account(spec.prefix, spec.environment, at.scope),
+        account_name=naming.storage_account(
+            spec.prefix, spec.environment, at.scope, spec.installation
+        ),
         location=spec.location,
         kind="StorageV2",
         sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
@@ -59,7 +61,7 @@ def key_vault(
     vault = keyvault.Vault(
         f"{at.name}-kv",
         resource_group_name=at.resource_group_name,
-        vault_name=naming.key_vault(spec.prefix, spec.environment, at.scope),
+        vault_name=naming.key_vault(spec.prefix, spec.environment, at.scope, spec.installation),
         location=spec.location,
         properties={
             "tenant_id": entra_tenant_id,
@@ -84,7 +86,9 @@ def container_registry(at: Placement, *, public_sku: str) -> containerregistry.R
     return containerregistry.Registry(
         f"{at.name}-acr",
         resource_group_name=at.resource_group_name,
-        registry_name=naming.container_registry(spec.prefix, spec.environment, at.scope),
+        registry_name=naming.container_registry(
+            spec.prefix, spec.environment, at.scope, spec.installation
+        ),
         location=spec.location,
         sku={"name": "Premium" if spec.networking.private else public_sku},
         admin_user_enabled=False,

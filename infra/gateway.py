@@ -145,7 +145,7 @@ class TenantGateway(pulumi.ComponentResource):
         return apimanagement.ApiManagementService(
             f"{self._name}-apim",
             resource_group_name=self._args.shared.resource_group.name,
-            service_name=naming.api_management(spec.prefix, spec.environment),
+            service_name=naming.api_management(spec.prefix, spec.environment, spec.installation),
             location=spec.location,
             publisher_email=spec.gateway.publisher_email,
             publisher_name=spec.gateway.publisher_name,

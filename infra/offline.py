@@ -76,6 +76,10 @@ class RecordedResource:
     # Input property -> URNs of the resources its value was computed from (as the engine
     # gives a policy pack), so references can be followed without resolving ids.
     property_dependencies: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Every resource the engine creates before this one (property dependencies and
+    # `depends_on`), and the inputs under `ignore_changes`, as the program registered them.
+    dependencies: frozenset[str] = frozenset()
+    ignore_changes: tuple[str, ...] = ()
 
 
 def _provider_namespace(type_token: str) -> tuple[str, str]:
@@ -238,6 +242,8 @@ class Registration:
     name: str
     custom: bool
     property_dependencies: dict[str, frozenset[str]]
+    dependencies: frozenset[str]
+    ignore_changes: tuple[str, ...]
 
 
 class RecordingMonitor(MockMonitor):
@@ -263,6 +269,8 @@ class RecordingMonitor(MockMonitor):
                     request.name,
                     bool(request.custom),
                     dependencies,
+                    frozenset(request.dependencies),
+                    tuple(request.ignoreChanges),
                 )
             )
         return response
@@ -350,6 +358,8 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
                 inputs,
                 state,
                 reg.property_dependencies,
+                reg.dependencies,
+                reg.ignore_changes,
             )
         )
     return OfflineRun(records)

@@ -7,6 +7,7 @@ run :func:`deploy` under ``pulumi.runtime.set_mocks`` with the same spec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,15 @@ def main() -> Platform:
     return deploy(spec, stack=pulumi.get_stack())
 
 
-def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT) -> Platform:
+def deploy(
+    spec: PlatformSpec,
+    *,
+    stack: str,
+    project_root: Path = PROJECT_ROOT,
+    today: date | None = None,
+) -> Platform:
+    """The environment ``spec`` describes. ``today`` (default: the UTC date now) is when
+    this `pulumi up` runs: time-bound inputs such as budget start dates derive from it."""
     client = authorization.get_client_config_output()
     subscription_id = client.subscription_id
     entra_tenant = client.tenant_id
@@ -65,6 +74,7 @@ def deploy(spec: PlatformSpec, *, stack: str, project_root: Path = PROJECT_ROOT)
         "gateway_principal_id": gateway.principal_id,
         "subscription_id": subscription_id,
         "entra_tenant_id": entra_tenant,
+        "today": today or datetime.now(UTC).date(),
     }
     platform = Platform(shared, automation, alerting, gateway)
     for tenant in spec.dedicated_tenants:

@@ -156,7 +156,7 @@ class SharedServices(pulumi.ComponentResource):
         return machinelearningservices.Registry(
             f"{self._name}-mlr",
             resource_group_name=self.resource_group.name,
-            registry_name=naming.ml_registry(spec.prefix, spec.environment),
+            registry_name=naming.ml_registry(spec.prefix, spec.environment, spec.installation),
             location=spec.location,
             identity={"type": "SystemAssigned"},
             public_network_access="Disabled" if spec.networking.private else "Enabled",

@@ -9,6 +9,7 @@ read with resource-context permissions (see ``tenancy.rbac``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import pulumi
@@ -76,6 +77,7 @@ class StampArgs:
     gateway_principal_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
     entra_tenant_id: pulumi.Input[str]
+    today: date
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -328,8 +330,7 @@ class Stamp(pulumi.ComponentResource):
         if not online.enabled:
             return None
         spec = self._args.spec
-        default = naming.online_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
-        name = online.name or default
+        name = spec.endpoint_name("online", self._args.stamp_id, self._args.endpoints)
         endpoint = machinelearningservices.OnlineEndpoint(
             f"{self._name}-online",
             resource_group_name=self.resource_group.name,
@@ -416,8 +417,7 @@ class Stamp(pulumi.ComponentResource):
         if not batch.enabled:
             return None
         spec = self._args.spec
-        default = naming.batch_endpoint(spec.prefix, spec.environment, self._args.stamp_id)
-        name = batch.name or default
+        name = spec.endpoint_name("batch", self._args.stamp_id, self._args.endpoints)
         endpoint = machinelearningservices.BatchEndpoint(
             f"{self._name}-batch",
             resource_group_name=self.resource_group.name,
@@ -550,21 +550,17 @@ class Stamp(pulumi.ComponentResource):
     # --- cost -------------------------------------------------------------------------
 
     def _create_budgets(self) -> None:
-        args = self._args
-        self._budget(f"{self._name}-budget", args.budget, self, tag_filter=None)
-        if args.kind == "pool":
-            # Pooled tenants: a budget each on the pool's resource group, filtered by tag.
-            for tenant in args.tenants:
-                holder = PooledTenant(
-                    f"{self._name}-{tenant.id}", tenant.id, pulumi.ResourceOptions(parent=self)
-                )
-                self._budget(f"{self._name}-{tenant.id}-budget", tenant.budget, holder, tenant.id)
+        """One budget on the stamp's resource group (a dedicated tenant's, or a pool's).
 
-    def _budget(
-        self, name: str, budget: BudgetSpec, parent: pulumi.Resource, tag_filter: str | None
-    ) -> consumption.Budget:
-        spec = self._args.spec
-        start = budget.start_date or spec.budget_policy.start_date
+        A pooled tenant gets no Azure budget of its own: every resource of a pool is tagged
+        with the pool (``tenant-id=pool:<id>``), so a budget filtered on the tenant's tag
+        would watch no cost at all (the review's W8). The pool's budget covers its tenants;
+        a pooled tenant's own limit needs usage-based attribution, which Cost Management
+        cannot do for shared resources."""
+        self._budget(f"{self._name}-budget", self._args.budget)
+
+    def _budget(self, name: str, budget: BudgetSpec) -> consumption.Budget:
+        start = budget_start(budget, self._args.spec, self._args.today)
         notifications = {
             f"{t.type.lower()}-{t.percent:g}pct": {
                 "enabled": True,
@@ -586,13 +582,12 @@ class Stamp(pulumi.ComponentResource):
             category="Cost",
             time_grain=budget.time_grain,
             time_period={"start_date": f"{start.isoformat()}T00:00:00Z"},
-            filter={
-                "tags": {"name": contracts.TAG_TENANT, "operator": "In", "values": [tag_filter]}
-            }
-            if tag_filter
-            else None,
             notifications=notifications,
-            opts=pulumi.ResourceOptions(parent=parent),
+            # Azure never changes a budget's start date ("Start date of budgets cannot be
+            # updated"): the date of the first `pulumi up` stays in the state and is what
+            # every later update sends, so plans do not churn when the month turns.
+            # https://learn.microsoft.com/rest/api/consumption/budgets/create-or-update
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["timePeriod"]),
         )
 
     # --- monitoring and network ------------------------------------------------------------
@@ -642,10 +637,13 @@ class Stamp(pulumi.ComponentResource):
         )
 
 
-class PooledTenant(pulumi.ComponentResource):
-    """What a pooled tenant owns inside its pool's stamp (its budget); carries the tenant id
-    so that inventories attribute these resources to the tenant, not to the pool."""
+def budget_start(budget: BudgetSpec, spec: PlatformSpec, today: date) -> date:
+    """The start of a budget: the spec's date when it gives one, else the first day of the
+    month of ``today`` (the first `pulumi up`).
 
-    def __init__(self, name: str, tenant_id: str, opts: pulumi.ResourceOptions) -> None:
-        super().__init__("tenant-mlops:stamp:PooledTenant", name, {"tenantId": tenant_id}, opts)
-        self.register_outputs({"tenantId": tenant_id})
+    Azure's rule (BudgetTimePeriod): the start is the first of a month, "Future start date
+    should not be more than twelve months. Past start date should be selected within the
+    timegrain period" — the first of the current month is valid for every grain.
+    https://learn.microsoft.com/rest/api/consumption/budgets/create-or-update#budgettimeperiod
+    """
+    return budget.start_date or spec.budget_policy.start_date or today.replace(day=1)

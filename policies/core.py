@@ -122,6 +122,12 @@ class Resource:
     props: Props
     parent: str | None = None
     property_dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Every resource this one waits for: its property dependencies, `depends_on` and its
+    # parent's (what the engine creates first).
+    dependencies: frozenset[str] = frozenset()
+    # Inputs under `ignore_changes`. In a preview of an update the engine hands a pack the
+    # state's values for them, not the program's; `mlops plan` always plans from scratch.
+    ignored: frozenset[str] = frozenset()
 
     @property
     def tags(self) -> Mapping[str, Any]:

@@ -39,6 +39,8 @@ def as_resource(record: RecordedResource) -> Resource:
         props=Props(record.inputs),
         parent=record.parent,
         property_dependencies=record.property_dependencies,
+        # A plan from scratch: every input is what creation sends, so nothing is "ignored".
+        dependencies=record.dependencies,
     )
 
 

@@ -52,6 +52,11 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _ignored(opts: Any) -> frozenset[str]:
+    """Inputs under ignore_changes (the engine sends the state's values for them)."""
+    return frozenset(getattr(opts, "ignore_changes", None) or ())
+
+
 def _report(findings: list[Finding], report_violation: ReportViolation) -> None:
     unknown = None
     for finding in findings:
@@ -71,7 +76,13 @@ def _schema(rule: Rule) -> PolicyConfigSchema | None:
 
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        resource = Resource(args.resource_type, args.urn, args.name, Props(plain(args.props)))
+        resource = Resource(
+            args.resource_type,
+            args.urn,
+            args.name,
+            Props(plain(args.props)),
+            ignored=_ignored(args.opts),
+        )
         settings = resolve(rule, args.get_config())
         _report(run_resource_rule(rule, resource, settings), report_violation)
 
@@ -100,6 +111,8 @@ def stack_resource(resource: PolicyResource) -> Resource:
             prop: frozenset(d.urn for d in deps)
             for prop, deps in resource.property_dependencies.items()
         },
+        dependencies=frozenset(d.urn for d in resource.dependencies),
+        ignored=_ignored(resource.opts),
     )
 
 

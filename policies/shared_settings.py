@@ -39,6 +39,22 @@ TENANT_TIERS = Setting(
     {},
     tenant_tiers,
 )
+
+
+def tenant_pools(spec: PlatformSpec) -> dict[str, str]:
+    """Each pooled tenant's pool, under the pool's tag (``pool:<id>``)."""
+    return {
+        t.id: contracts.pool_tenant_tag(str(t.pool)) for t in spec.tenants if t.tier == "pooled"
+    }
+
+
+TENANT_POOLS = Setting(
+    "tenantPools",
+    dict[str, str],
+    "the pool (as pool:<id>) of every pooled tenant",
+    {},
+    tenant_pools,
+)
 TENANT_CLASSIFICATIONS = Setting(
     "tenantClassifications",
     dict[str, Literal["public", "internal", "confidential", "restricted"]],

@@ -25,7 +25,7 @@ from policies.core import (
     Stack,
     rule_type,
 )
-from policies.shared_settings import TENANT_TIERS
+from policies.shared_settings import TENANT_POOLS, TENANT_TIERS
 from tenancy import contracts
 
 BUDGET = "azure-native:consumption:Budget"
@@ -125,13 +125,22 @@ def tenant_isolation(stack: Stack, _: Settings) -> Iterator[Finding]:
 # --- budgets ------------------------------------------------------------------------------
 
 
-def _budget_tenants(stack: Stack, budget: Resource) -> list[str]:
-    """The tenants a budget watches: those its tag filter names, else its scope's owner."""
-    tag_filter = budget.props.get_known("filter.tags", {})
-    if tag_filter.get("name") == contracts.TAG_TENANT and tag_filter.get("operator") == "In":
-        return [str(v) for v in tag_filter.get("values") or []]
+def _budget_tenants(stack: Stack, budget: Resource, pools: Mapping[str, str]) -> list[str]:
+    """The tenants a budget watches: its scope's owner, and a pool's pooled tenants (every
+    resource of a pool carries the pool's tag, so the pool's cost holds theirs)."""
     owner = stack.owner(budget)
-    return [owner] if owner else []
+    if not owner:
+        return []
+    return [owner, *(tenant for tenant, pool in pools.items() if pool == owner)]
+
+
+def _filter_problem(budget: Resource) -> str | None:
+    """A tag filter naming a tenant-id no resource of the scope carries watches no cost."""
+    tag_filter = budget.props.get_known("filter.tags", {})
+    if tag_filter.get("name") != contracts.TAG_TENANT:
+        return None
+    values = [str(v) for v in tag_filter.get("values") or []]
+    return f"filters on {contracts.TAG_TENANT} in {values}, a tag no resource of its scope has"
 
 
 def _notification_problems(budget: Resource, minimum: int) -> list[str]:
@@ -147,12 +156,18 @@ def _notification_problems(budget: Resource, minimum: int) -> list[str]:
 
 def tenant_budgets(stack: Stack, settings: Settings) -> Iterator[Finding]:
     tiers: Mapping[str, Any] = settings[TENANT_TIERS.name]
+    pools: Mapping[str, str] = settings[TENANT_POOLS.name]
     tenants = [tag for tag in tiers if not tag.startswith("pool:")]
     minimum = int(settings["minNotifications"])
     budgets: dict[str, list[Resource]] = {}
     for budget in stack.of_type(BUDGET):
-        for tenant in _budget_tenants(stack, budget):
+        problem = _filter_problem(budget)
+        if problem:
+            yield Finding(f"budget '{budget.name}' {problem}", budget.urn)
+            continue
+        for tenant in _budget_tenants(stack, budget, pools):
             budgets.setdefault(tenant, []).append(budget)
+    unwatched: dict[str, tuple[Resource, list[str], list[str]]] = {}
     for tenant in sorted(tenants):
         watched = budgets.get(tenant, [])
         if not watched:
@@ -161,10 +176,13 @@ def tenant_budgets(stack: Stack, settings: Settings) -> Iterator[Finding]:
         checked = [(b, _notification_problems(b, minimum)) for b in watched]
         if all(problems for _, problems in checked):
             budget, problems = checked[0]
-            yield Finding(
-                f"tenant '{tenant}': budget '{budget.name}' has {'; '.join(problems)}",
-                budget.urn,
-            )
+            unwatched.setdefault(budget.urn, (budget, problems, []))[2].append(tenant)
+    # One finding per budget: a pool's budget speaks for all of its tenants.
+    for budget, problems, of_tenants in unwatched.values():
+        named = ", ".join(f"'{t}'" for t in of_tenants)
+        yield Finding(
+            f"tenant {named}: budget '{budget.name}' has {'; '.join(problems)}", budget.urn
+        )
 
 
 def _anchor(stack: Stack, tenant: str) -> str:
@@ -239,13 +257,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "tenant-budgets",
-        "Every tenant, dedicated or pooled, has a budget with at least two notifications, "
-        "one of them forecasted.",
+        "Every tenant has a budget with at least two notifications, one of them forecasted "
+        "(a pooled tenant: its pool's), and no budget filters on a tag that matches no cost.",
         "A budget is how the automation learns to stop a tenant's spending; a forecasted "
-        "notification warns before the money is gone.",
+        "notification warns before the money is gone; a filter matching nothing never fires.",
         MANDATORY,
         settings=(
             TENANT_TIERS,
+            TENANT_POOLS,
             Setting("minNotifications", int, "notifications each budget needs", 2),
         ),
         stack_check=tenant_budgets,

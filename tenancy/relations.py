@@ -176,8 +176,9 @@ def _stamps(raw: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, Any
 def _endpoint_names(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
     env = _environment(raw)
     prefix = raw.get("prefix", "tmlops")
-    if env is None or not isinstance(prefix, str):
-        return
+    installation = raw.get("installation")
+    if env is None or not isinstance(prefix, str) or not isinstance(installation, str):
+        return  # a missing or bad installation id is reported by its own key
     seen: dict[str, str] = {}
     derive = {"online": naming.online_endpoint, "batch": naming.batch_endpoint}
     for path, stamp_id, node in _stamps(raw):
@@ -188,7 +189,7 @@ def _endpoint_names(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
             if explicit is not None:
                 name, key = explicit, f"{path}.endpoints.{kind}.name"
             else:
-                name, key = derive_name(prefix, env, stamp_id), f"{path}.id"
+                name, key = derive_name(prefix, env, stamp_id, installation), f"{path}.id"
                 problem = endpoint_name_problem(name)
                 if problem:
                     yield ConfigIssue(

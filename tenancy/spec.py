@@ -16,6 +16,7 @@ from typing import Annotated, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from tenancy import naming
 from tenancy import validators as v
 
 Slug = Annotated[str, AfterValidator(v.slug)]
@@ -315,7 +316,9 @@ class DriftPolicy(SpecModel):
 
 class BudgetPolicy(SpecModel):
     stop_at_percent: float = Field(default=100, gt=0, le=1000)
-    start_date: Annotated[date, AfterValidator(v.first_of_month)] = date(2026, 1, 1)
+    # None: the first day of the budget period current at the first `pulumi up` (Azure
+    # accepts a past start date only within the current period, and never changes one).
+    start_date: Annotated[date, AfterValidator(v.first_of_month)] | None = None
     # A pre-production workspace with no active compute for this many days is flagged.
     idle_workspace_days: int = Field(default=14, ge=1, le=365)
 
@@ -361,6 +364,20 @@ class NetworkingSpec(SpecModel):
     # FQDNs and service tags a workspace's managed network may reach (the policy pack's
     # `workspace-managed-network` rule rejects outbound rules to anything else).
     approved_outbound: list[str] = []
+    # Public ranges the deployer reaches the platform storage account from when the stack
+    # is private and `pulumi up` runs outside the virtual network (the Functions package
+    # upload is a data-plane call); empty: deploy from inside the network.
+    deployer_ip_ranges: list[Annotated[str, AfterValidator(v.public_cidr)]] = []
+
+
+class KeyVaultsSpec(SpecModel):
+    """Vaults have purge protection (customer-managed keys require it), so a destroyed
+    vault keeps its name for the retention period: ``recover`` brings such vaults back, with
+    their keys, on the next `pulumi up` (a vault's ``createMode``)."""
+
+    create_mode: Literal["default", "recover"] = "default"
+    # 7-90 days (Key Vault's range); None: 90 in staging and prod, 7 elsewhere.
+    soft_delete_retention_days: int | None = Field(default=None, ge=7, le=90)
 
 
 class GatewaySpec(SpecModel):
@@ -447,8 +464,13 @@ class PlatformSpec(SpecModel):
     environment: Environment
     location: Annotated[str, AfterValidator(v.region)]
     prefix: Annotated[str, AfterValidator(v.name_prefix)] = "tmlops"
+    # Drawn once per installation: globally unique names (storage, vaults, registries, the
+    # gateway, the function app, endpoint host names) carry it, so two installations of the
+    # product never ask Azure for the same name.
+    installation: Annotated[str, AfterValidator(v.installation_id)]
     cost_center: str = Field(min_length=1)
     networking: NetworkingSpec = NetworkingSpec()
+    key_vaults: KeyVaultsSpec = KeyVaultsSpec()
     gateway: GatewaySpec
     function_app: FunctionAppSpec
     alerts: AlertsSpec
@@ -504,3 +526,30 @@ class PlatformSpec(SpecModel):
 
     def min_metrics_for(self, tenant: TenantSpec) -> dict[str, float]:
         return {**self.model_gate.min_metrics, **(tenant.min_metrics or {})}
+
+    # --- who serves a tenant (asked by infra, both adapters and the gateway's routes) ------
+
+    def serving_of(self, tenant_id: str) -> tuple[str, EndpointsSpec, bool]:
+        """(stamp id, the endpoints that serve the tenant, whether they are a pool's)."""
+        tenant = self.tenant(tenant_id)
+        if tenant.tier == "dedicated":
+            return tenant.id, tenant.endpoints, False
+        pool = self.pool(str(tenant.pool))
+        return pool.id, pool.endpoints, True
+
+    def endpoint_name(
+        self, kind: Literal["online", "batch"], stamp_id: str, endpoints: EndpointsSpec
+    ) -> str:
+        """A stamp's endpoint name: the one given in the spec, else the derived one."""
+        given = endpoints.online.name if kind == "online" else endpoints.batch.name
+        derive = naming.online_endpoint if kind == "online" else naming.batch_endpoint
+        return given or derive(self.prefix, self.environment, stamp_id, self.installation)
+
+    def online_endpoint_name(self, tenant_id: str) -> str:
+        stamp_id, endpoints, _ = self.serving_of(tenant_id)
+        return self.endpoint_name("online", stamp_id, endpoints)
+
+    @property
+    def vault_retention_days(self) -> int:
+        chosen = self.key_vaults.soft_delete_retention_days
+        return chosen if chosen is not None else (90 if self.environment.is_production else 7)

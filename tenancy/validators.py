@@ -14,6 +14,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _REGION = re.compile(r"^[a-z][a-z0-9]{2,30}$")
 _ASSET_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}:[0-9]+$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,7}$")
+_INSTALLATION = re.compile(r"^[a-z0-9]{4,8}$")
 
 SLUG_MIN, SLUG_MAX = 3, 24
 ENDPOINT_NAME_MIN, ENDPOINT_NAME_MAX = 3, 32
@@ -75,6 +76,31 @@ def name_prefix(value: str) -> str:
         raise ValueError(
             f"'{value}' is not a valid prefix: use 2-8 lowercase letters and digits, starting "
             "with a letter (it is part of globally unique storage and registry names)"
+        )
+    return value
+
+
+def installation_id(value: str) -> str:
+    if not _INSTALLATION.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid installation id: use 4-8 lowercase letters and digits, "
+            "drawn once per installation (e.g. `python -c \"import secrets; "
+            "print(secrets.token_hex(3))\"`); it makes globally unique names unique to it"
+        )
+    return value
+
+
+def public_cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not a network address in CIDR form: {exc}") from None
+    # Storage firewall IP rules take public IPv4 addresses and ranges only (no private
+    # ranges, no /31 or /32 prefixes): https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-from-an-internet-ip-range
+    if network.version != 4 or network.is_private or network.prefixlen > 30:
+        raise ValueError(
+            f"'{value}' must be a public IPv4 address range of at most /30 "
+            "(storage firewalls take no private ranges, /31 or /32)"
         )
     return value
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 from xml.etree import ElementTree  # the policies parsed are our own output
 
 import pytest
 
-from infra.offline import AzureMocks, OfflineRun, RecordedResource
-from tenancy import PlatformSpec, contracts
+from infra.offline import AzureMocks, OfflineRun, RecordedResource, run_offline
+from infra.program import deploy
+from tenancy import PlatformSpec, contracts, load_stack
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
-from tests.conftest import STACKS
+from tests.conftest import ROOT, STACKS
 from tests.infra.conftest import of_type, stamp_of, tenant_of
 
 ROLE_BY_GUID = {guid: code for code, guid in ROLE_IDS.items()}
@@ -48,40 +50,48 @@ def test_every_event_subscription_retries_and_dead_letters(
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_tenant_and_pool_has_its_budget(
+def test_every_dedicated_tenant_and_pool_has_its_budget(
     planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec], stack: str
 ) -> None:
     run, spec = planned[stack], specs[stack]
-    budgets = of_type(run, "consumption:Budget")
     by_owner: dict[str, RecordedResource] = {}
-    for budget in budgets:
+    for budget in of_type(run, "consumption:Budget"):
         owner = tenant_of(run, budget) or stamp_of(run, budget)
         assert owner is not None
         by_owner[owner] = budget
-    for tenant in spec.tenants:
-        budget = by_owner[tenant.id]
+        # W8: no budget claims a tag filter (a pool's resources carry the pool's tag only).
+        assert "filter" not in budget.inputs, budget.urn
+    owners: list[tuple[str, Any, str]] = [
+        (t.id, t.budget, f"-tenant-{t.id}") for t in spec.dedicated_tenants
+    ]
+    owners += [(f"pool-{p.id}", p.budget, f"-pool-{p.id}") for p in spec.pools]
+    for owner, expected, scope in owners:
+        budget = by_owner.pop(owner)
         notifications = budget.inputs["notifications"]
         assert sorted(n["threshold"] for n in notifications.values()) == sorted(
-            t.percent for t in tenant.budget.thresholds
+            t.percent for t in expected.thresholds
         ), budget.urn
         assert {n["thresholdType"] for n in notifications.values()} == {
-            t.type for t in tenant.budget.thresholds
+            t.type for t in expected.thresholds
         }
-        assert all(n["contactEmails"] == tenant.budget.contacts for n in notifications.values())
-        assert budget.inputs["amount"] == tenant.budget.amount
-        if tenant.tier == "pooled":
-            # A pooled tenant's budget watches the pool's resource group, its tag only.
-            assert budget.inputs["filter"]["tags"] == {
-                "name": contracts.TAG_TENANT,
-                "operator": "In",
-                "values": [tenant.id],
-            }, budget.urn
-            assert budget.inputs["scope"].endswith(f"-pool-{tenant.pool}"), budget.urn
-        else:
-            assert "filter" not in budget.inputs, budget.urn
-            assert budget.inputs["scope"].endswith(f"-tenant-{tenant.id}"), budget.urn
-    for pool in spec.pools:
-        assert by_owner[f"pool-{pool.id}"].inputs["amount"] == pool.budget.amount
+        assert all(n["contactEmails"] == expected.contacts for n in notifications.values())
+        assert budget.inputs["amount"] == expected.amount
+        assert budget.inputs["scope"].endswith(scope), budget.urn
+    assert by_owner == {}  # pooled tenants have no Azure budget of their own
+
+
+def test_budgets_start_in_the_month_of_the_first_up_and_keep_that_start() -> None:
+    """D2: the start date is the first of the month `pulumi up` runs in (Azure refuses a past
+    start outside the current period), and it is under ignore_changes: Azure never changes a
+    budget's start, so a later run re-sends the creation date instead of churning."""
+    spec = load_stack("dev", ROOT)
+    for today, expected in ((date(2026, 12, 3), "2026-12-01"), (date(2027, 2, 28), "2027-02-01")):
+        run = run_offline(lambda today=today: deploy(spec, stack="dev", today=today), stack="dev")
+        budgets = of_type(run, "consumption:Budget")
+        assert budgets
+        for budget in budgets:
+            assert budget.inputs["timePeriod"]["startDate"] == f"{expected}T00:00:00Z"
+            assert "timePeriod" in budget.ignore_changes, budget.urn
 
 
 def _owners(run: OfflineRun) -> dict[str, str]:

@@ -58,7 +58,7 @@ def test_every_tenant_is_attributed_and_shared_resources_are_not(
     assert by_name["platform-logs"]["tenant"] is None
     assert by_name["tenant-contoso-ws"]["tenant"] == "contoso"
     assert by_name["pool-shared-ws"]["tenant"] is None  # a pool is shared by its tenants
-    assert by_name["pool-shared-fabrikam-budget"]["tenant"] == "fabrikam"
+    assert by_name["pool-shared-budget"]["tenant"] is None  # the pool's budget covers its tenants
     assert by_name["gateway-northwind-subscription"]["tenant"] == "northwind"
     summary = local_plan_json["summary"]
     assert isinstance(summary, dict)

@@ -104,28 +104,24 @@ NOTIFY = {
     "actual-80pct": {"enabled": True, "thresholdType": "Actual"},
     "forecasted-100pct": {"enabled": True, "thresholdType": "Forecasted"},
 }
-TENANTS = {"tenantTiers": {"a": "dedicated", "p1": "pooled", "pool:x": "pooled"}}
+TENANTS = {
+    "tenantTiers": {"a": "dedicated", "p1": "pooled", "pool:x": "pooled"},
+    "tenantPools": {"p1": "pool:x"},
+}
 
 
-def _budgets(pooled_notifications: dict[str, Any]) -> list[Resource]:
+def _budgets(pool_notifications: dict[str, Any]) -> list[Resource]:
     return [
         res("resources:ResourceGroup", "rg-a", tags("a")),
         res("resources:ResourceGroup", "rg-x", tags("pool:x")),
         res("consumption:Budget", "b-a", {"notifications": NOTIFY}, {"scope": ["rg-a"]}),
-        res("consumption:Budget", "b-x", {"notifications": NOTIFY}, {"scope": ["rg-x"]}),
         res(
-            "consumption:Budget",
-            "b-p1",
-            {
-                "notifications": pooled_notifications,
-                "filter": {"tags": {"name": "tenant-id", "operator": "In", "values": ["p1"]}},
-            },
-            {"scope": ["rg-x"]},
+            "consumption:Budget", "b-x", {"notifications": pool_notifications}, {"scope": ["rg-x"]}
         ),
     ]
 
 
-def test_every_tenant_dedicated_or_pooled_has_a_budget() -> None:
+def test_every_tenant_has_a_budget_a_pooled_one_its_pools() -> None:
     assert run("tenant-budgets", _budgets(NOTIFY), **TENANTS) == []
 
 
@@ -133,9 +129,9 @@ def test_a_budget_without_a_forecast_is_named() -> None:
     actual_only = {"actual-80pct": NOTIFY["actual-80pct"]}
     assert run("tenant-budgets", _budgets(actual_only), **TENANTS) == [
         Finding(
-            "tenant 'p1': budget 'b-p1' has 1 notification(s), at least 2 required; no "
+            "tenant 'p1': budget 'b-x' has 1 notification(s), at least 2 required; no "
             "forecasted notification (an overrun is only seen after it happens)",
-            "urn:b-p1",
+            "urn:b-x",
         )
     ]
 
@@ -150,6 +146,26 @@ def test_a_tenant_without_a_budget_is_named_at_its_resource_group() -> None:
     resources = [r for r in _budgets(NOTIFY) if r.name != "b-a"]
     assert run("tenant-budgets", resources, **TENANTS) == [
         Finding("tenant 'a' has no budget", "urn:rg-a")
+    ]
+
+
+def test_a_pooled_tenants_budget_filtered_on_its_own_tag_watches_no_cost() -> None:
+    """W8: every resource of a pool is tagged with the pool, so a budget filtered on a
+    pooled tenant's tag matches no cost and would never fire."""
+    filtered = res(
+        "consumption:Budget",
+        "b-p1",
+        {
+            "notifications": NOTIFY,
+            "filter": {"tags": {"name": "tenant-id", "operator": "In", "values": ["p1"]}},
+        },
+        {"scope": ["rg-x"]},
+    )
+    assert run("tenant-budgets", [*_budgets(NOTIFY), filtered], **TENANTS) == [
+        Finding(
+            "budget 'b-p1' filters on tenant-id in ['p1'], a tag no resource of its scope has",
+            "urn:b-p1",
+        )
     ]
 
 

@@ -47,7 +47,8 @@ BROKEN_AT = {
     "canary-steps": "automation-func",
     "mandatory-tags": "tenant-contoso-st",
     "tenant-isolation": "tenant-contoso-notebook",
-    "tenant-budgets": "pool-shared-northwind-budget",
+    "tenant-budgets": "pool-shared-budget",
+    "time-bound-inputs": "tenant-adatum-budget",
     "workspace-diagnostics": "tenant-contoso-ws",
 }
 

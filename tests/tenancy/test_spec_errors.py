@@ -152,7 +152,31 @@ def payload_above_gateway_limit(raw: Raw) -> None:
     _tenant(raw, "contoso")["quota"]["max_payload_kb"] = 8192
 
 
+def installation_missing(raw: Raw) -> None:
+    del raw["installation"]
+
+
+def installation_not_an_id(raw: Raw) -> None:
+    raw["installation"] = "Prod-1"
+
+
+def deployer_range_private(raw: Raw) -> None:
+    raw.setdefault("networking", {})["deployer_ip_ranges"] = ["10.0.0.0/24"]
+
+
+def vault_retention_too_short(raw: Raw) -> None:
+    raw["key_vaults"] = {"soft_delete_retention_days": 3}
+
+
 CASES: list[tuple[Callable[[Raw], None], str, str]] = [
+    (installation_missing, "installation", "required key is missing"),
+    (installation_not_an_id, "installation", "not a valid installation id"),
+    (deployer_range_private, "networking.deployer_ip_ranges[0]", "public IPv4"),
+    (
+        vault_retention_too_short,
+        "key_vaults.soft_delete_retention_days",
+        "greater than or equal to 7",
+    ),
     (unknown_tier, "tenants[0].tier", "'dedicated' or 'pooled'"),
     (
         unknown_strategy,
