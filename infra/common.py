@@ -11,6 +11,7 @@ import pulumi
 from pulumi_azure_native import authorization, monitor
 
 from tenancy import contracts
+from tenancy.permissions import NEEDS, Condition, Identity, Target
 from tenancy.rbac import ROLE_IDS, Column, Grant, Persona
 from tenancy.spec import PlatformSpec
 
@@ -117,6 +118,59 @@ def apply_grants(
                     description=f"MLOps v2 persona {grant.persona}: {grant.column}",
                 )
             )
+    return created
+
+
+@dataclass(frozen=True)
+class GrantTarget:
+    """Where a need's role goes: a stable key (for the assignment's name), the scope, and
+    whether it lies in the holder's own resource group (a grant there then covers it)."""
+
+    key: str
+    scope: pulumi.Input[str]
+    in_group: bool = True
+
+
+def grant_needs(
+    name: str,
+    *,
+    identities: Sequence[Identity],
+    principal: Principal,
+    targets: Mapping[Target, GrantTarget],
+    conditions: Sequence[Condition],
+    subscription_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> list[pulumi.CustomResource]:
+    """The role assignments ``tenancy.permissions`` asks for ``identities`` on ``targets``:
+    for each need, its first role, unless a role it accepts is granted already on the same
+    target or, for a target of the group, on the group."""
+    granted: list[tuple[Target, str]] = []
+    created = []
+    for need in NEEDS:
+        target = targets.get(need.target)
+        if need.identity not in identities or need.when not in conditions or target is None:
+            continue
+        covered = any(
+            role in need.roles
+            and (where == need.target or (where == "resource_group" and target.in_group))
+            for where, role in granted
+        )
+        if covered:
+            continue
+        role = need.roles[0]
+        created.append(
+            assign_role(
+                f"{name}-{need.target.replace('_', '')}-{role}",
+                principal=principal,
+                role_code=role,
+                scope=target.scope,
+                scope_key=target.key,
+                subscription_id=subscription_id,
+                parent=parent,
+                description=f"tenant-mlops {need.identity} identity: {need.action}",
+            )
+        )
+        granted.append((need.target, role))
     return created
 
 

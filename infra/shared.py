@@ -16,9 +16,11 @@ from pulumi_azure_native import (
 
 from infra import blocks
 from infra.common import (
+    GrantTarget,
     Principal,
     apply_grants,
     assign_role,
+    grant_needs,
     group_principals,
     standard_tags,
 )
@@ -221,15 +223,23 @@ class SharedServices(pulumi.ComponentResource):
         automation = Principal(
             "automation", self.automation_identity.principal_id, "ServicePrincipal"
         )
-        storage_roles = ("BlobDataOwner", "TableDataContributor", "QueueDataContributor")
-        for role in storage_roles:
-            self._assign(f"automation-st-{role}", automation, role, self.storage.id, "st")
-        self._assign("automation-kv", automation, "KeyVaultSecretsUser", self.key_vault.id, "kv")
-        self._assign(
-            "automation-mlr", automation, "AzureMLRegistryUser", self.ml_registry.id, "mlr"
+        # Rollout analysis reads the endpoints' traffic log (AmlOnlineEndpointTrafficLog);
+        # telemetry goes to App Insights with Entra auth (local auth is off there).
+        grant_needs(
+            f"{self._name}-automation",
+            identities=("automation",),
+            principal=automation,
+            targets={
+                "platform_storage": GrantTarget(f"{key}/st", self.storage.id),
+                "platform_app_insights": GrantTarget(f"{key}/appi", self.app_insights.id),
+                "platform_key_vault": GrantTarget(f"{key}/kv", self.key_vault.id),
+                "ml_registry": GrantTarget(f"{key}/mlr", self.ml_registry.id),
+                "log_analytics": GrantTarget(f"{key}/logs", self.log_analytics.id),
+            },
+            conditions=["always"],
+            subscription_id=self._args.subscription_id,
+            parent=self,
         )
-        # Rollout analysis reads the endpoints' traffic log (AmlOnlineEndpointTrafficLog).
-        self._assign("automation-logs", automation, "LAR", self.log_analytics.id, "logs")
         # The deployer (CI/CD) uploads the Functions package with Entra auth: shared keys are
         # off, and Owner on the account grants no data-plane access by itself.
         for group in spec.personas.cicd:

@@ -25,9 +25,11 @@ from infra import blocks
 from infra.alerting import Alerting
 from infra.automation import Automation
 from infra.common import (
+    GrantTarget,
     Principal,
     apply_grants,
     assign_role,
+    grant_needs,
     group_principals,
     send_diagnostics,
     standard_tags,
@@ -36,6 +38,7 @@ from infra.eventing import subscribe_workspace_events
 from infra.monitoring import create_endpoint_alerts
 from infra.shared import SharedServices
 from tenancy import contracts, naming
+from tenancy.permissions import Condition, Target
 from tenancy.rbac import (
     PLATFORM_PERSONAS,
     PROJECT_PERSONAS,
@@ -209,11 +212,13 @@ class Stamp(pulumi.ComponentResource):
         )
 
     def _grant_workspace_identity(self) -> list[pulumi.CustomResource]:
-        """The "AML Workspace" persona of the guidance is the workspace's own identity; its
-        roles must exist before the workspace is created, so they are granted first."""
+        """The stamp's identity is the workspace's, its cluster's and its endpoint's. Its
+        roles must exist before the workspace is created, so they are granted first: the
+        "AML Workspace" column of the MLOps v2 guidance, then what Azure requires of a
+        user-assigned workspace, endpoint and managed network (``tenancy.permissions``)."""
         table = table_for(self._args.spec.environment.is_production)
         principal = Principal(f"{self._name}-id", self.identity.principal_id, "ServicePrincipal")
-        return apply_grants(
+        guidance = apply_grants(
             f"{self._name}-rbac",
             grants=grants(table, ("aml_workspace",)),
             principals={"aml_workspace": [principal]},
@@ -221,6 +226,31 @@ class Stamp(pulumi.ComponentResource):
             subscription_id=self._args.subscription_id,
             parent=self,
         )
+        key = self._scope_key
+        registry = self._args.shared.ml_registry
+        targets: dict[Target, GrantTarget] = {
+            "resource_group": GrantTarget(f"{key}/rg", self.resource_group.id),
+            "storage": GrantTarget(f"{key}/st", self.storage.id),
+            "key_vault": GrantTarget(f"{key}/kv", self.key_vault.id),
+            "container_registry": GrantTarget(f"{key}/acr", self.container_registry.id),
+            "app_insights": GrantTarget(f"{key}/appi", self.app_insights.id),
+            "ml_registry": GrantTarget(f"{key}/mlr", registry.id, in_group=False),
+        }
+        conditions: list[Condition] = ["always", "data_collection"]
+        if self._args.data_classification == "restricted":
+            conditions.append("customer_managed_key")
+        if self._private:
+            conditions.append("managed_network")
+        required = grant_needs(
+            f"{self._name}-id",
+            identities=("workspace", "endpoint"),
+            principal=principal,
+            targets=targets,
+            conditions=conditions,
+            subscription_id=self._args.subscription_id,
+            parent=self,
+        )
+        return guidance + required
 
     def _data_scopes(self) -> dict[Column, tuple[str, pulumi.Input[str]]]:
         key = self._scope_key
@@ -506,20 +536,6 @@ class Stamp(pulumi.ComponentResource):
             parent=self,
         )
 
-    def _assign(
-        self, suffix: str, principal: Principal, role: str, scope: pulumi.Input[str], key: str
-    ) -> None:
-        assign_role(
-            f"{self._name}-{suffix}",
-            principal=principal,
-            role_code=role,
-            scope=scope,
-            scope_key=f"{self._scope_key}/{key}",
-            subscription_id=self._args.subscription_id,
-            parent=self,
-            description="tenant-mlops platform identity",
-        )
-
     def _grant_automation_and_gateway(self) -> None:
         automation = Principal(
             "automation",
@@ -528,10 +544,21 @@ class Stamp(pulumi.ComponentResource):
         )
         # Deployments and traffic (rollouts), compute scaling (budgets), collected inference
         # data (drift) and endpoint metrics (rollout analysis).
-        self._assign("automation-ws-ads", automation, "ADS", self.workspace.id, "ws")
-        self._assign("automation-ws-aco", automation, "ACO", self.workspace.id, "ws")
-        self._assign("automation-st", automation, "BlobDataReader", self.storage.id, "st")
-        self._assign("automation-rg-mr", automation, "MR", self.resource_group.id, "rg")
+        key = self._scope_key
+        grant_needs(
+            f"{self._name}-automation",
+            identities=("automation",),
+            principal=automation,
+            targets={
+                "workspace": GrantTarget(f"{key}/ws", self.workspace.id),
+                "stamp_identity": GrantTarget(f"{key}/id", self.identity.id),
+                "resource_group": GrantTarget(f"{key}/rg", self.resource_group.id),
+                "storage": GrantTarget(f"{key}/st", self.storage.id),
+            },
+            conditions=["always"],
+            subscription_id=self._args.subscription_id,
+            parent=self,
+        )
         if self.online_endpoint is not None:
             # The gateway's identity may score this endpoint and do nothing else.
             gateway = Principal("gateway", self._args.gateway_principal_id, "ServicePrincipal")

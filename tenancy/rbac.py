@@ -63,6 +63,13 @@ ROLE_IDS: dict[str, str] = {
     "KeyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
     "AzureMLRegistryUser": "1823dd4f-9b8c-4ab6-ab4e-7397a3684615",
     "EventGridDataSender": "d5a91429-5739-47e2-a06b-3470a27159e7",
+    # What Azure requires of the platform's identities (tenancy.permissions):
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    "KeyVaultCryptoServiceEncryptionUser": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+    "KeyVaultCryptoUser": "12338af0-0e69-4776-bea7-57ae8d297424",
+    "MonitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "ManagedIdentityOperator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "AIEnterpriseNetworkConnectionApprover": "b556d68e-0be0-4f35-a333-ad7ee1ce17ea",
 }
 #: Codes that are Azure DevOps permissions, not Azure roles.
 DEVOPS_CODES = frozenset({"DOPA", "DOPCA"})

@@ -84,8 +84,8 @@ def installation_id(value: str) -> str:
     if not _INSTALLATION.match(value):
         raise ValueError(
             f"'{value}' is not a valid installation id: use 4-8 lowercase letters and digits, "
-            "drawn once per installation (e.g. `python -c \"import secrets; "
-            "print(secrets.token_hex(3))\"`); it makes globally unique names unique to it"
+            'drawn once per installation (e.g. `python -c "import secrets; '
+            'print(secrets.token_hex(3))"`); it makes globally unique names unique to it'
         )
     return value
 

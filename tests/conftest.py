@@ -31,6 +31,7 @@ LONGEST_FIRST = (
 SAME_WORKER = {
     "tests/infra/test_program.py": "planned",
     "tests/policies/test_stacks_against_pack.py": "planned",
+    "tests/infra/test_identity_grants.py": "planned",
 }
 
 

@@ -16,7 +16,7 @@ WS = (
     f"/subscriptions/{SUB}/resourceGroups/rg-tmlops-local-tenant-contoso"
     "/providers/Microsoft.MachineLearningServices/workspaces/mlw-tenant-contoso-loc"
 )
-ENDPOINT = f"{WS}/onlineEndpoints/tmlops-contoso-loc"
+ENDPOINT = f"{WS}/onlineEndpoints/tmlops-contoso-loc-ex4m"
 
 
 def _deployment(name: str, state: str = "Succeeded") -> dict[str, object]:
@@ -47,7 +47,7 @@ def arm() -> FakeArm:
     fake = FakeArm()
     fake.resources[ENDPOINT.lower()] = {
         "id": ENDPOINT,
-        "name": "tmlops-contoso-loc",
+        "name": "tmlops-contoso-loc-ex4m",
         "location": "westeurope",
         "identity": {"type": "SystemAssigned"},
         "properties": {
@@ -77,7 +77,7 @@ def test_the_endpoint_is_read_from_the_tenants_workspace(
 ) -> None:
     endpoint = platform.endpoint("contoso")
     assert (endpoint.name, endpoint.traffic, endpoint.live) == (
-        "tmlops-contoso-loc",
+        "tmlops-contoso-loc-ex4m",
         {"blue": 100},
         "blue",
     )
@@ -131,7 +131,7 @@ def test_pooled_tenants_use_their_pools_workspace(platform: AzurePlatform) -> No
     assert (
         platform.endpoint_name("fabrikam")
         == platform.endpoint_name("northwind")
-        == "tmlops-shared-loc"
+        == "tmlops-shared-loc-ex4m"
     )
 
 
@@ -158,11 +158,11 @@ def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
         container.upload_blob("baselines/contoso/1.npz", buffer.read_bytes())
         record = {"correlationid": "c", "data": [{"x1": 5.0, "x2": 6.0}]}
         container.upload_blob(
-            "modelDataCollector/tmlops-contoso-loc/blue/model_inputs/2026/11/22/10/a.jsonl",
+            "modelDataCollector/tmlops-contoso-loc-ex4m/blue/model_inputs/2026/11/22/10/a.jsonl",
             json.dumps(record),
         )
         container.upload_blob(
-            "modelDataCollector/tmlops-contoso-loc/blue/model_outputs/2026/11/22/10/a.jsonl",
+            "modelDataCollector/tmlops-contoso-loc-ex4m/blue/model_outputs/2026/11/22/10/a.jsonl",
             json.dumps({"correlationid": "c", "data": [1]}),
         )
         store = {
@@ -254,7 +254,7 @@ def test_deployment_stats_come_from_the_endpoint_traffic_log(
     assert (stats.requests, stats.errors, stats.p99_ms) == (120, 3, 87.5)
     [(workspace, query, timespan)] = queries
     assert workspace == "guid-1" and timespan == (since, until)
-    assert "EndpointName == 'tmlops-contoso-loc' and DeploymentName == 'green'" in query
+    assert "EndpointName == 'tmlops-contoso-loc-ex4m' and DeploymentName == 'green'" in query
     no_logs = AzurePlatform(
         specs["local"], FakeCredential(), SUB, client_options={"transport": arm}
     )  # type: ignore[arg-type]

@@ -1,0 +1,170 @@
+"""identity-permissions: a compliant and a violating plan for each way a grant can be
+missing (no role, wrong role, wrong scope, too late, wrong principal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies.catalogue import BY_NAME
+from policies.core import Finding, Props, Resource, Stack, run_stack_rule
+from tenancy.permissions import NEEDS, SCORE_ACTION
+from tenancy.rbac import ROLE_IDS
+
+SUB = "/subscriptions/00000000-0000-4000-8000-00000000c0de"
+
+
+def res(
+    type_name: str,
+    name: str,
+    props: dict[str, Any] | None = None,
+    deps: dict[str, list[str]] | None = None,
+    after: list[str] | None = None,
+) -> Resource:
+    return Resource(
+        f"azure-native:{type_name}",
+        f"urn:{name}",
+        name,
+        Props(props or {}),
+        property_dependencies={
+            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
+        },
+        dependencies=frozenset(f"urn:{v}" for v in after or []),
+    )
+
+
+def grant(name: str, principal: str, role: str, scope: str) -> Resource:
+    props = {
+        "roleDefinitionId": f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/"
+        f"{ROLE_IDS[role]}"
+    }
+    return res(
+        "authorization:RoleAssignment", name, props, {"principalId": [principal], "scope": [scope]}
+    )
+
+
+WORKSPACE_GRANTS = [
+    grant("g-rg", "id", "C", "rg"),
+    grant("g-st", "id", "BlobDataContributor", "st"),
+    grant("g-kv", "id", "KVA", "kv"),
+    grant("g-appi", "id", "MonitoringMetricsPublisher", "appi"),
+]
+
+
+def workspace_plan(grants: list[Resource], *, cmk: bool = False) -> list[Resource]:
+    props: dict[str, Any] = {"encryption": {"status": "Enabled"}} if cmk else {}
+    return [
+        res("resources:ResourceGroup", "rg"),
+        res("managedidentity:UserAssignedIdentity", "id", {}, {"resourceGroupName": ["rg"]}),
+        res("storage:StorageAccount", "st", {}, {"resourceGroupName": ["rg"]}),
+        res("keyvault:Vault", "kv", {}, {"resourceGroupName": ["rg"]}),
+        res("containerregistry:Registry", "acr", {}, {"resourceGroupName": ["rg"]}),
+        res("applicationinsights:Component", "appi", {}, {"resourceGroupName": ["rg"]}),
+        *grants,
+        res(
+            "machinelearningservices:Workspace",
+            "ws",
+            props,
+            {
+                "resourceGroupName": ["rg"],
+                "primaryUserAssignedIdentity": ["id"],
+                "storageAccount": ["st"],
+                "keyVault": ["kv"],
+                "containerRegistry": ["acr"],
+                "applicationInsights": ["appi"],
+            },
+            after=[g.name for g in grants],
+        ),
+    ]
+
+
+def run(resources: list[Resource]) -> list[Finding]:
+    return run_stack_rule(BY_NAME["identity-permissions"], Stack(resources), {})
+
+
+def test_a_workspace_identity_with_what_microsoft_documents_passes() -> None:
+    assert run(workspace_plan(WORKSPACE_GRANTS)) == []
+    # Key Vault Administrator also wraps and unwraps a customer-managed key.
+    assert run(workspace_plan(WORKSPACE_GRANTS, cmk=True)) == []
+
+
+def test_a_cmk_workspace_whose_identity_only_reads_the_vault_is_named() -> None:
+    """D4: Key Vault Reader reads metadata only; the key cannot be unwrapped."""
+    grants = [g for g in WORKSPACE_GRANTS if g.name != "g-kv"] + [grant("g-kv", "id", "KVR", "kv")]
+    [finding] = run(workspace_plan(grants, cmk=True))
+    assert finding.urn == "urn:ws"
+    assert "cannot get, wrap and unwrap the customer-managed key on 'kv'" in finding.message
+    assert "how-to-setup-customer-managed-keys" in finding.message
+
+
+def test_control_plane_storage_contributor_is_no_data_access() -> None:
+    """D5: Storage Account Contributor (here Contributor on the group) does not read blobs."""
+    grants = [g for g in WORKSPACE_GRANTS if g.name != "g-st"]
+    [finding] = run(workspace_plan(grants))
+    assert "read and write its system datastores on 'st'" in finding.message
+
+
+def test_a_group_grant_covers_the_groups_resources_and_a_grant_elsewhere_does_not() -> None:
+    elsewhere = [res("resources:ResourceGroup", "rg-other")]
+    grants = [g for g in WORKSPACE_GRANTS if g.name != "g-st"]
+    moved = [*grants, grant("g-st", "id", "BlobDataContributor", "rg-other")]
+    assert run([*elsewhere, *workspace_plan(moved)]) != []
+    at_group = [*grants, grant("g-st", "id", "BlobDataOwner", "rg")]
+    assert run(workspace_plan(at_group)) == []
+
+
+def test_a_grant_to_another_principal_does_not_count() -> None:
+    grants = [g for g in WORKSPACE_GRANTS if g.name != "g-kv"] + [
+        grant("g-kv", "other", "KVA", "kv")
+    ]
+    other = res("managedidentity:UserAssignedIdentity", "other")
+    [finding] = run([other, *workspace_plan(grants)])
+    assert "manage the workspace's secrets" in finding.message
+
+
+def test_a_grant_the_workspace_does_not_wait_for_is_too_late() -> None:
+    plan = workspace_plan(WORKSPACE_GRANTS)
+    workspace = plan[-1]
+    hurried = Resource(
+        workspace.type,
+        workspace.urn,
+        workspace.name,
+        workspace.props,
+        property_dependencies=workspace.property_dependencies,
+        dependencies=frozenset({"urn:g-rg", "urn:g-st", "urn:g-appi"}),
+    )
+    [finding] = run([*plan[:-1], hurried])
+    assert "before ws is created, which does not wait for the assignment" in finding.message
+
+
+def _gateway_plan(actions: list[str]) -> list[Resource]:
+    role = res(
+        "authorization:RoleDefinition",
+        "scorer",
+        {"permissions": [{"actions": actions}]},
+    )
+    assignment = res(
+        "authorization:RoleAssignment",
+        "g-score",
+        {"roleDefinitionId": "computed"},
+        {"principalId": ["apim"], "scope": ["ep"], "roleDefinitionId": ["scorer"]},
+    )
+    return [
+        res("apimanagement:ApiManagementService", "apim"),
+        res("machinelearningservices:OnlineEndpoint", "ep"),
+        res("apimanagement:Backend", "backend", {}, {"serviceName": ["apim"], "url": ["ep"]}),
+        role,
+        assignment,
+    ]
+
+
+def test_the_gateway_scores_through_a_custom_role_that_holds_the_score_action() -> None:
+    assert run(_gateway_plan([SCORE_ACTION])) == []
+    [finding] = run(_gateway_plan(["Microsoft.MachineLearningServices/workspaces/read"]))
+    assert "cannot score the online endpoint it routes to on 'ep'" in finding.message
+
+
+def test_every_need_links_the_microsoft_document_and_names_known_roles() -> None:
+    for need in NEEDS:
+        assert need.doc.startswith("https://learn.microsoft.com/"), need
+        for role in need.roles:
+            assert role.startswith("action:") or role in ROLE_IDS, (need, role)
