@@ -3,6 +3,7 @@ registries and telemetry are secured the same way everywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -29,9 +30,20 @@ class Placement:
         return "Disabled" if self.spec.networking.private else "Enabled"
 
 
-def storage_account(at: Placement) -> storage.StorageAccount:
-    """Entra-only storage: no shared keys, no public blobs, TLS 1.2."""
+def storage_account(
+    at: Placement, *, trusted_services: bool = False, allowed_ranges: Sequence[str] = ()
+) -> storage.StorageAccount:
+    """Entra-only storage: no shared keys, no public blobs, TLS 1.2.
+
+    Private stacks turn public network access off, except on an account that Azure services
+    must write to through its firewall (``trusted_services``: Event Grid's dead letters).
+    Azure's trusted-service exception applies only to "Enabled from selected networks", not
+    to "Disabled", so such an account denies every network but its private endpoints, the
+    trusted services and ``allowed_ranges`` (the deployer's public ranges).
+    https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-to-trusted-azure-services
+    """
     spec = at.spec
+    selected_networks = spec.networking.private and trusted_services
     return storage.StorageAccount(
         f"{at.name}-st",
         resource_group_name=at.resource_group_name,
@@ -46,7 +58,17 @@ def storage_account(at: Placement) -> storage.StorageAccount:
         default_to_o_auth_authentication=True,
         minimum_tls_version="TLS1_2",
         enable_https_traffic_only=True,
-        public_network_access=at.public_access,
+        public_network_access="Enabled" if selected_networks else at.public_access,
+        network_rule_set=storage.NetworkRuleSetArgs(
+            default_action="Deny",
+            bypass="AzureServices",
+            ip_rules=[
+                storage.IPRuleArgs(i_p_address_or_range=cidr, action="Allow")
+                for cidr in allowed_ranges
+            ],
+        )
+        if selected_networks
+        else None,
         tags=at.tags,
         opts=pulumi.ResourceOptions(parent=at.parent),
     )

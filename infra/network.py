@@ -24,6 +24,23 @@ ZONES_BY_GROUP: dict[str, tuple[str, ...]] = {
 }
 ALL_ZONES: tuple[str, ...] = tuple(sorted({z for zones in ZONES_BY_GROUP.values() for z in zones}))
 
+#: API Management in a virtual network (External mode) needs a network security group on
+#: its subnet: "A network security group (NSG) is required to explicitly allow inbound
+#: connectivity, because the load balancer used internally by API Management is secure by
+#: default and rejects all inbound traffic." The rules are the documented required ports
+#: (https://learn.microsoft.com/azure/api-management/virtual-network-injection-resources,
+#: https://learn.microsoft.com/azure/api-management/virtual-network-reference).
+#: (name, direction, ports, source, destination)
+GATEWAY_NSG_RULES: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
+    ("client-https", "Inbound", ("443",), "Internet", "VirtualNetwork"),
+    ("management", "Inbound", ("3443",), "ApiManagement", "VirtualNetwork"),
+    ("load-balancer", "Inbound", ("6390",), "AzureLoadBalancer", "VirtualNetwork"),
+    ("storage", "Outbound", ("443",), "VirtualNetwork", "Storage"),
+    ("sql", "Outbound", ("1433",), "VirtualNetwork", "Sql"),
+    ("key-vault", "Outbound", ("443",), "VirtualNetwork", "AzureKeyVault"),
+    ("monitor", "Outbound", ("1886", "443"), "VirtualNetwork", "AzureMonitor"),
+)
+
 
 def _subnets(address_space: str) -> dict[str, str]:
     """Carve the environment's range into the subnets the platform needs (/24 each)."""
@@ -66,8 +83,13 @@ class PrivateNetwork(pulumi.ComponentResource):
         self.functions_subnet = self._create_subnet(
             "functions", ranges, "Microsoft.App/environments", depends_on=[self.endpoints_subnet]
         )
+        self.gateway_nsg = self._create_gateway_nsg()
         self.gateway_subnet = self._create_subnet(
-            "gateway", ranges, None, depends_on=[self.functions_subnet]
+            "gateway",
+            ranges,
+            None,
+            depends_on=[self.functions_subnet],
+            security_group=self.gateway_nsg,
         )
         self.zone_ids = {zone: self._create_zone(zone) for zone in ALL_ZONES}
         self.register_outputs(
@@ -85,6 +107,7 @@ class PrivateNetwork(pulumi.ComponentResource):
         ranges: dict[str, str],
         delegation: str | None,
         depends_on: list[pulumi.Resource] | None = None,
+        security_group: network.NetworkSecurityGroup | None = None,
     ) -> network.Subnet:
         # Subnets of one VNet are created one after another: Azure rejects parallel updates.
         return network.Subnet(
@@ -99,7 +122,34 @@ class PrivateNetwork(pulumi.ComponentResource):
             delegations=(
                 [{"name": "delegation", "service_name": delegation}] if delegation else None
             ),
+            network_security_group={"id": security_group.id} if security_group else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
+        )
+
+    def _create_gateway_nsg(self) -> network.NetworkSecurityGroup:
+        rules = []
+        for index, (name, direction, ports, source, destination) in enumerate(GATEWAY_NSG_RULES):
+            rules.append(
+                network.SecurityRuleArgs(
+                    name=f"allow-{name}",
+                    priority=100 + index * 10,
+                    direction=direction,
+                    access="Allow",
+                    protocol="Tcp",
+                    source_address_prefix=source,
+                    source_port_range="*",
+                    destination_address_prefix=destination,
+                    destination_port_ranges=list(ports),
+                )
+            )
+        return network.NetworkSecurityGroup(
+            f"{self._name}-nsg-gateway",
+            resource_group_name=self._args.resource_group_name,
+            network_security_group_name="nsg-gateway",
+            location=self._args.spec.location,
+            security_rules=rules,
+            tags=self._args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _create_zone(self, zone: str) -> pulumi.Output[str]:

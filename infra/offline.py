@@ -49,6 +49,7 @@ _NAME_KEYS = (
     "virtualNetworkLinkName",
     "privateDnsZoneGroupName",
     "subnetName",
+    "networkSecurityGroupName",
     "virtualNetworkName",
     "containerName",
     "tableName",

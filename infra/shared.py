@@ -128,7 +128,13 @@ class SharedServices(pulumi.ComponentResource):
     def _create_storage(self, at: blocks.Placement) -> storage.StorageAccount:
         """Blob containers for dead letters, the Functions package and inference data; tables
         for the automation's state."""
-        account = blocks.storage_account(at)
+        # Event Grid writes dead letters here and the deployer uploads the Functions package:
+        # a private stack lets both through the account's firewall (W12, D1).
+        account = blocks.storage_account(
+            at,
+            trusted_services=True,
+            allowed_ranges=self._args.spec.networking.deployer_ip_ranges,
+        )
         for container in (
             contracts.CONTAINER_DEAD_LETTER,
             contracts.CONTAINER_FUNCTION_PACKAGE,

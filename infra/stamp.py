@@ -283,13 +283,46 @@ class Stamp(pulumi.ComponentResource):
             system_datastores_auth_mode="identity",
             hbi_workspace=self._args.data_classification in ("confidential", "restricted"),
             public_network_access="Disabled" if self._private else "Enabled",
-            managed_network={
-                "isolation_mode": "AllowOnlyApprovedOutbound" if self._private else "Disabled"
-            },
+            managed_network=self._managed_network(),
+            # "To create an online deployment, you must manually provision the managed
+            # network" (how-to-managed-network): provisioned with the workspace, before any
+            # deployment depends on it.
+            provision_network_now=True if self._private else None,
             encryption=self._customer_managed_key() if restricted else None,
             v1_legacy_mode=False,
             tags=self.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=identity_grants),
+        )
+
+    def _managed_network(self) -> machinelearningservices.ManagedNetworkSettingsArgs:
+        """Private stamps allow only approved outbound traffic. Private endpoints are made
+        automatically to the workspace's own storage, vault and registry only; every other
+        private dependency needs a rule (https://learn.microsoft.com/azure/machine-learning/
+        how-to-managed-network#list-of-required-rules): the environment's Azure ML registry
+        (serving assets, shared models) and, for batch endpoints, the default storage's
+        queues and tables ("Scenario: Use batch endpoints")."""
+        if not self._private:
+            return machinelearningservices.ManagedNetworkSettingsArgs(isolation_mode="Disabled")
+        targets: dict[str, tuple[pulumi.Input[str], str]] = {
+            "platform-registry": (self._args.shared.ml_registry.id, "amlregistry"),
+        }
+        if self._args.endpoints.batch.enabled:
+            targets["batch-queue"] = (self.storage.id, "queue")
+            targets["batch-table"] = (self.storage.id, "table")
+        return machinelearningservices.ManagedNetworkSettingsArgs(
+            isolation_mode="AllowOnlyApprovedOutbound",
+            outbound_rules={
+                rule: machinelearningservices.PrivateEndpointOutboundRuleArgs(
+                    type="PrivateEndpoint",
+                    category="UserDefined",
+                    destination=machinelearningservices.PrivateEndpointDestinationArgs(
+                        service_resource_id=resource_id,
+                        subresource_target=subresource,
+                        spark_enabled=False,
+                    ),
+                )
+                for rule, (resource_id, subresource) in targets.items()
+            },
         )
 
     def _customer_managed_key(self) -> dict[str, object]:

@@ -16,10 +16,21 @@ the rule it enforces:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
-from policies.core import MANDATORY, Resource, Rule, Setting, Settings
+from policies.core import (
+    MANDATORY,
+    ML,
+    Finding,
+    Resource,
+    Rule,
+    Setting,
+    Settings,
+    Stack,
+    rule_type,
+)
 from policies.resource_rules import duration_seconds
 
 BUDGET = "azure-native:consumption:Budget"
@@ -121,6 +132,170 @@ AS_OF = Setting(
     "",
 )
 
+# --- network prerequisites -----------------------------------------------------------------
+
+APIM = "azure-native:apimanagement:ApiManagementService"
+SUBNET = "azure-native:network:Subnet"
+NSG = "azure-native:network:NetworkSecurityGroup"
+WORKSPACE = f"{ML}:Workspace"
+REGISTRY = f"{ML}:Registry"
+ONLINE_DEPLOYMENT = f"{ML}:OnlineDeployment"
+BATCH_DEPLOYMENT = f"{ML}:BatchDeployment"
+BATCH_ENDPOINT = f"{ML}:BatchEndpoint"
+STORAGE = "azure-native:storage:StorageAccount"
+EVENT_SUBSCRIPTION = "azure-native:eventgrid:SystemTopicEventSubscription"
+
+#: Inbound rules API Management's own traffic needs on its subnet (the management endpoint
+#: and the infrastructure load balancer): https://learn.microsoft.com/azure/api-management/
+#: virtual-network-reference#required-ports
+APIM_INBOUND: tuple[tuple[str, str], ...] = (
+    ("3443", "ApiManagement"),
+    ("6390", "AzureLoadBalancer"),
+)
+
+
+def _deps(stack: Stack, resource: Resource, prop: str, type_token: str) -> list[Resource]:
+    found = []
+    for urn in sorted(resource.property_dependencies.get(prop, ())):
+        target = stack.by_urn.get(urn)
+        if target is not None and rule_type(target.type) == type_token:
+            found.append(target)
+    return found
+
+
+def _allows_inbound(nsg: Resource, port: str, source: str) -> bool:
+    for rule in nsg.props.raw.get("securityRules") or []:
+        if not isinstance(rule, Mapping) or rule.get("direction") != "Inbound":
+            continue
+        ports = [rule.get("destinationPortRange"), *(rule.get("destinationPortRanges") or [])]
+        sources = [rule.get("sourceAddressPrefix"), *(rule.get("sourceAddressPrefixes") or [])]
+        if rule.get("access") == "Allow" and port in ports and source in sources:
+            return True
+    return False
+
+
+def _gateway_subnet_problems(stack: Stack) -> Iterator[Finding]:
+    for service in stack.of_type(APIM):
+        for subnet in _deps(stack, service, "virtualNetworkConfiguration", SUBNET):
+            groups = _deps(stack, subnet, "networkSecurityGroup", NSG)
+            if not groups:
+                yield Finding(
+                    f"API Management '{service.name}' is injected into subnet '{subnet.name}', "
+                    "which has no network security group (required: https://learn.microsoft."
+                    "com/azure/api-management/virtual-network-injection-resources)",
+                    subnet.urn,
+                )
+                continue
+            missing = [
+                f"{port} from {source}"
+                for port, source in APIM_INBOUND
+                if not any(_allows_inbound(nsg, port, source) for nsg in groups)
+            ]
+            if missing:
+                yield Finding(
+                    f"the network security group of '{subnet.name}' does not allow inbound "
+                    f"{', '.join(missing)}, which API Management needs",
+                    groups[0].urn,
+                )
+
+
+def _in_workspace(stack: Stack, workspace: Resource, type_token: str) -> list[Resource]:
+    return [
+        r
+        for r in stack.of_type(type_token)
+        if workspace.urn in r.property_dependencies.get("workspaceName", frozenset())
+    ]
+
+
+def _private_endpoint_rules(workspace: Resource) -> list[Mapping[str, Any]]:
+    rules = (workspace.props.raw.get("managedNetwork") or {}).get("outboundRules") or {}
+    return [
+        rule.get("destination") or {}
+        for rule in rules.values()
+        if isinstance(rule, Mapping) and rule.get("type") == "PrivateEndpoint"
+    ]
+
+
+def _has_rule(stack: Stack, workspace: Resource, target: Resource, subresource: str) -> bool:
+    """A private endpoint rule to ``subresource`` of a target the network settings name."""
+    named = workspace.property_dependencies.get("managedNetwork", frozenset())
+    return target.urn in named and any(
+        rule.get("subresourceTarget") == subresource for rule in _private_endpoint_rules(workspace)
+    )
+
+
+def _private_registries(stack: Stack, deployments: list[Resource]) -> dict[str, Resource]:
+    registries: dict[str, Resource] = {}
+    for deployment in deployments:
+        for registry in _deps(stack, deployment, "properties", REGISTRY):
+            if registry.props.raw.get("publicNetworkAccess") == "Disabled":
+                registries[registry.urn] = registry
+    return registries
+
+
+def _managed_network_problems(stack: Stack) -> Iterator[Finding]:
+    """https://learn.microsoft.com/azure/machine-learning/how-to-managed-network: "To create
+    an online deployment, you must manually provision the managed network"; private
+    endpoints are made automatically only to the workspace's own storage, vault and
+    registry; batch endpoints need rules to the default storage's queues and tables."""
+    for workspace in stack.of_type(WORKSPACE):
+        mode = (workspace.props.raw.get("managedNetwork") or {}).get("isolationMode")
+        if mode not in ("AllowOnlyApprovedOutbound", "AllowInternetOutbound"):
+            continue
+        problems = []
+        online = _in_workspace(stack, workspace, ONLINE_DEPLOYMENT)
+        batch = _in_workspace(stack, workspace, BATCH_DEPLOYMENT)
+        if online and workspace.props.raw.get("provisionNetworkNow") is not True:
+            problems.append("its managed network is not provisioned before its online deployments")
+        for registry in _private_registries(stack, online + batch).values():
+            if not _has_rule(stack, workspace, registry, "amlregistry"):
+                problems.append(
+                    f"no private endpoint rule to the private registry '{registry.name}'"
+                )
+        if _in_workspace(stack, workspace, BATCH_ENDPOINT):
+            for storage in _deps(stack, workspace, "storageAccount", STORAGE):
+                for sub in ("queue", "table"):
+                    if not _has_rule(stack, workspace, storage, sub):
+                        problems.append(
+                            f"no private endpoint rule to {sub}s of '{storage.name}' "
+                            "(batch endpoints)"
+                        )
+        if problems:
+            yield Finding(f"workspace '{workspace.name}': {'; '.join(problems)}", workspace.urn)
+
+
+def _dead_letter_problems(stack: Stack) -> Iterator[Finding]:
+    """Event Grid reaches a storage firewall only as a trusted service, which applies to
+    "Enabled from selected networks" with the AzureServices bypass, never to "Disabled".
+    https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-to-trusted-azure-services"""
+    reported: set[str] = set()
+    for subscription in stack.of_type(EVENT_SUBSCRIPTION):
+        for account in _deps(stack, subscription, "deadLetterWithResourceIdentity", STORAGE):
+            props = account.props.raw
+            rules = props.get("networkRuleSet") or {}
+            if account.urn in reported:
+                continue
+            if props.get("publicNetworkAccess") == "Disabled":
+                problem = "has public network access Disabled, which no trusted service passes"
+            elif rules.get("defaultAction") == "Deny" and "AzureServices" not in str(
+                rules.get("bypass") or ""
+            ):
+                problem = "denies by default without the AzureServices bypass"
+            else:
+                continue
+            reported.add(account.urn)
+            yield Finding(
+                f"Event Grid cannot write dead letters to '{account.name}': the account {problem}",
+                account.urn,
+            )
+
+
+def network_prerequisites(stack: Stack, _: Settings) -> Iterator[Finding]:
+    yield from _gateway_subnet_problems(stack)
+    yield from _managed_network_problems(stack)
+    yield from _dead_letter_problems(stack)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "time-bound-inputs",
@@ -132,5 +307,17 @@ RULES: tuple[Rule, ...] = (
         settings=(AS_OF,),
         resource_types=(BUDGET, PIM_ELIGIBILITY),
         check=time_bound_inputs,
+    ),
+    Rule(
+        "network-prerequisites",
+        "What a private network needs before anything runs in it: an NSG with API "
+        "Management's ports on its subnet, managed-network rules for every private "
+        "dependency and provisioning before deployments, a dead-letter account Event Grid "
+        "can pass.",
+        "Each is refused or silently broken only once deployed: API Management's load "
+        "balancer rejects all inbound traffic without an NSG, a deployment cannot start in an "
+        "unprovisioned network or reach a private registry, dead letters are lost.",
+        MANDATORY,
+        stack_check=network_prerequisites,
     ),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.catalogue import BY_NAME
-from policies.core import Props, Resource, run_resource_rule
+from policies.core import Props, Resource, Stack, run_resource_rule, run_stack_rule
 from tests.policies.conftest import settings_for
 
 BUDGET = "azure-native:consumption:Budget"
@@ -67,3 +67,136 @@ def test_role_eligibility_must_not_have_ended() -> None:
     ended = eligibility({"type": "AfterDateTime", "endDateTime": "2026-06-30T00:00:00Z"})
     assert time_bound(ended) == ["eligibility ends on 2026-06-30, not after 2026-12-03"]
     assert time_bound(eligibility({"type": "AfterDuration", "duration": "P"})) != []
+
+
+# --- network prerequisites ----------------------------------------------------------------
+
+
+def res(
+    type_name: str,
+    name: str,
+    props: dict[str, Any] | None = None,
+    deps: dict[str, list[str]] | None = None,
+) -> Resource:
+    return Resource(
+        f"azure-native:{type_name}",
+        f"urn:{name}",
+        name,
+        Props(props or {}),
+        property_dependencies={
+            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
+        },
+    )
+
+
+def network(resources: list[Resource]) -> list[str]:
+    return [
+        f.message for f in run_stack_rule(BY_NAME["network-prerequisites"], Stack(resources), {})
+    ]
+
+
+APIM_RULES = [
+    {
+        "direction": "Inbound",
+        "access": "Allow",
+        "destinationPortRanges": ["3443"],
+        "sourceAddressPrefix": "ApiManagement",
+    },
+    {
+        "direction": "Inbound",
+        "access": "Allow",
+        "destinationPortRange": "6390",
+        "sourceAddressPrefix": "AzureLoadBalancer",
+    },
+]
+
+
+def gateway(nsg_rules: list[dict[str, Any]] | None) -> list[Resource]:
+    subnet_deps = {"networkSecurityGroup": ["nsg"]} if nsg_rules is not None else {}
+    resources = [
+        res("network:Subnet", "snet", {}, subnet_deps),
+        res(
+            "apimanagement:ApiManagementService",
+            "apim",
+            {},
+            {"virtualNetworkConfiguration": ["snet"]},
+        ),
+    ]
+    if nsg_rules is not None:
+        resources.append(res("network:NetworkSecurityGroup", "nsg", {"securityRules": nsg_rules}))
+    return resources
+
+
+def test_api_managements_subnet_needs_an_nsg_that_lets_its_own_traffic_in() -> None:
+    """D3: the load balancer API Management uses rejects all inbound traffic without one."""
+    assert network(gateway(APIM_RULES)) == []
+    [message] = network(gateway(None))
+    assert "subnet 'snet', which has no network security group" in message
+    [message] = network(gateway(APIM_RULES[:1]))
+    assert "does not allow inbound 6390 from AzureLoadBalancer" in message
+
+
+def managed_workspace(props: dict[str, Any], network_deps: list[str]) -> list[Resource]:
+    base = {"managedNetwork": {"isolationMode": "AllowOnlyApprovedOutbound"}} | props
+    return [
+        res("storage:StorageAccount", "st"),
+        res("machinelearningservices:Registry", "mlr", {"publicNetworkAccess": "Disabled"}),
+        res(
+            "machinelearningservices:Workspace",
+            "ws",
+            base,
+            {"storageAccount": ["st"], "managedNetwork": network_deps},
+        ),
+        res(
+            "machinelearningservices:OnlineDeployment",
+            "blue",
+            {},
+            {"workspaceName": ["ws"], "properties": ["mlr"]},
+        ),
+        res("machinelearningservices:BatchEndpoint", "batch", {}, {"workspaceName": ["ws"]}),
+    ]
+
+
+def _rule(subresource: str) -> dict[str, Any]:
+    return {"type": "PrivateEndpoint", "destination": {"subresourceTarget": subresource}}
+
+
+def test_a_managed_network_is_provisioned_and_reaches_every_private_dependency() -> None:
+    """D6: provisioned before the first deployment, a rule to the private registry of the
+    serving assets, and queue and table rules for batch endpoints."""
+    rules = {"mlr": _rule("amlregistry"), "q": _rule("queue"), "t": _rule("table")}
+    complete = {
+        "provisionNetworkNow": True,
+        "managedNetwork": {"isolationMode": "AllowOnlyApprovedOutbound", "outboundRules": rules},
+    }
+    assert network(managed_workspace(complete, ["mlr", "st"])) == []
+    [message] = network(managed_workspace({}, []))
+    assert "is not provisioned before its online deployments" in message
+    assert "no private endpoint rule to the private registry 'mlr'" in message
+    assert "no private endpoint rule to queues of 'st'" in message
+    assert "no private endpoint rule to tables of 'st'" in message
+
+
+def test_dead_letters_need_an_account_event_grid_can_pass() -> None:
+    """W12: trusted services pass "Enabled from selected networks", never "Disabled"."""
+
+    def plan(account: dict[str, Any]) -> list[Resource]:
+        return [
+            res("storage:StorageAccount", "st", account),
+            res(
+                "eventgrid:SystemTopicEventSubscription",
+                "sub",
+                {},
+                {"deadLetterWithResourceIdentity": ["st"]},
+            ),
+        ]
+
+    selected = {
+        "publicNetworkAccess": "Enabled",
+        "networkRuleSet": {"defaultAction": "Deny", "bypass": "AzureServices"},
+    }
+    assert network(plan(selected)) == []
+    [message] = network(plan({"publicNetworkAccess": "Disabled"}))
+    assert "which no trusted service passes" in message
+    no_bypass = {"publicNetworkAccess": "Enabled", "networkRuleSet": {"defaultAction": "Deny"}}
+    assert "without the AzureServices bypass" in network(plan(no_bypass))[0]
