@@ -72,7 +72,9 @@ class Alerting(pulumi.ComponentResource):
                 {
                     "name": "automation-budget",
                     "service_uri": pulumi.Output.concat(
-                        "https://", self._args.function_host_name, "/api/",
+                        "https://",
+                        self._args.function_host_name,
+                        "/api/",
                         contracts.ROUTE_BUDGET_ALERT,
                     ),
                     "use_common_alert_schema": True,

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from pulumi_azure_native import storage, web
+from pulumi_azure_native import web
 
-from infra.common import send_diagnostics
+from infra.common import Principal, assign_role, send_diagnostics
+from infra.deploy_time import FunctionPackageInputs, PackageUpload
 from infra.package import build_function_package
 from infra.shared import SharedServices
 from tenancy import contracts, naming
@@ -27,6 +28,8 @@ class AutomationArgs:
     shared: SharedServices
     subscription_id: pulumi.Input[str]
     project_root: Path
+    # Who runs `pulumi up` (azure-native's client config): it uploads the code package.
+    deployer_object_id: pulumi.Input[str]
 
 
 class Automation(pulumi.ComponentResource):
@@ -39,6 +42,7 @@ class Automation(pulumi.ComponentResource):
         super().__init__("tenant-mlops:automation:Automation", name, {"stamp": "platform"}, opts)
         self._name = name
         self._args = args
+        self.package_upload: PackageUpload | None = None
         self.package_digest = self._create_package()
         self.plan = self._create_plan()
         self.function_app = self._create_function_app()
@@ -62,6 +66,9 @@ class Automation(pulumi.ComponentResource):
         return pulumi.Output.concat(self.function_app.id, "/functions/", function_name)
 
     def _create_package(self) -> str:
+        """The code package, uploaded with the deployer's Entra credential (shared keys are
+        off on the account, so azure-native's key-based ``storage.Blob`` cannot, D1) once
+        the deployer may write the package container."""
         package = build_function_package(self._args.project_root)
         shared = self._args.shared
         if package.is_empty:
@@ -70,20 +77,34 @@ class Automation(pulumi.ComponentResource):
                 resource=self,
             )
             return package.digest
-        storage.Blob(
+        spec = self._args.spec
+        container = pulumi.Output.concat(
+            shared.storage.id,
+            "/blobServices/default/containers/",
+            contracts.CONTAINER_FUNCTION_PACKAGE,
+        )
+        deployer_can_write = assign_role(
+            f"{self._name}-deployer-package",
+            principal=Principal("deployer", self._args.deployer_object_id, None),
+            role_code="BlobDataContributor",
+            scope=container,
+            scope_key=f"{spec.prefix}/{spec.environment.value}/platform/package",
+            subscription_id=self._args.subscription_id,
+            parent=self,
+            description="the deployer uploads the Functions package",
+        )
+        self.package_upload = PackageUpload(
             f"{self._name}-package",
-            resource_group_name=shared.resource_group.name,
-            account_name=shared.storage.name,
-            container_name=contracts.CONTAINER_FUNCTION_PACKAGE,
-            blob_name=PACKAGE_BLOB,
-            type="Block",
-            content_type="application/zip",
-            source=pulumi.AssetArchive(
-                {arcname: pulumi.FileAsset(str(path)) for arcname, path in package.files.items()}
+            FunctionPackageInputs(
+                account_name=shared.storage.name,
+                blob_endpoint=shared.storage.primary_endpoints.blob,
+                container_name=contracts.CONTAINER_FUNCTION_PACKAGE,
+                blob_name=PACKAGE_BLOB,
+                files={arcname: str(path) for arcname, path in package.files.items()},
+                digest=package.digest,
+                uploader_object_id=self._args.deployer_object_id,
             ),
-            # The digest changes whenever any file in the package does: a new upload.
-            metadata={"digest": package.digest},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer_can_write]),
         )
         return package.digest
 

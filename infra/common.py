@@ -44,7 +44,9 @@ class Principal:
 
     key: str  # stable, for names: the group id, or the identity's logical name
     object_id: pulumi.Input[str]
-    kind: Literal["Group", "ServicePrincipal"]
+    # None: whoever runs `pulumi up` (a user or a pipeline's service principal; Azure looks
+    # the type up itself).
+    kind: Literal["Group", "ServicePrincipal"] | None
 
 
 def assign_role(

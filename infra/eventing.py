@@ -35,6 +35,8 @@ def subscribe_workspace_events(
     """A system topic on the workspace and one subscription per handled event type, each
     with a retry policy and a dead-letter container written with the topic's identity."""
     shared = args.shared
+    upload = args.automation.package_upload
+    code: list[pulumi.Resource] = [upload] if upload is not None else []
     topic = eventgrid.SystemTopic(
         f"{name}-events",
         resource_group_name=resource_group.name,
@@ -85,6 +87,9 @@ def subscribe_workspace_events(
                     "blob_container_name": contracts.CONTAINER_DEAD_LETTER,
                 },
             },
-            opts=pulumi.ResourceOptions(parent=topic, depends_on=[grant]),
+            # The destination is a function of the app's code: it exists once the package
+            # is uploaded ("Destination endpoint not found" before), so the subscription waits
+            # for the upload as well as for its dead-letter grant.
+            opts=pulumi.ResourceOptions(parent=topic, depends_on=[grant, *code]),
         )
     return topic

@@ -56,11 +56,10 @@ def deploy(
     client = authorization.get_client_config_output()
     subscription_id = client.subscription_id
     entra_tenant = client.tenant_id
-    shared = SharedServices(
-        "platform", SharedServicesArgs(spec, subscription_id, entra_tenant)
-    )
+    shared = SharedServices("platform", SharedServicesArgs(spec, subscription_id, entra_tenant))
     automation = Automation(
-        "automation", AutomationArgs(spec, stack, shared, subscription_id, project_root)
+        "automation",
+        AutomationArgs(spec, stack, shared, subscription_id, project_root, client.object_id),
     )
     alerting = Alerting(
         "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)

@@ -76,9 +76,7 @@ class SharedServices(pulumi.ComponentResource):
             tags=self.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.key_vault = blocks.key_vault(
-            at, entra_tenant_id=args.tenant_id, log_workspace_id=logs
-        )
+        self.key_vault = blocks.key_vault(at, entra_tenant_id=args.tenant_id, log_workspace_id=logs)
         self.storage = self._create_storage(at)
         self.container_registry = blocks.container_registry(at, public_sku="Standard")
         self.ml_registry = self._create_ml_registry()
@@ -171,9 +169,7 @@ class SharedServices(pulumi.ComponentResource):
             region_details=[
                 {
                     "location": spec.location,
-                    "acr_details": [
-                        {"system_created_acr_account": {"acr_account_sku": "Premium"}}
-                    ],
+                    "acr_details": [{"system_created_acr_account": {"acr_account_sku": "Premium"}}],
                     "storage_account_details": [
                         {
                             "system_created_storage_account": {

@@ -34,6 +34,7 @@ from infra.common import (
     send_diagnostics,
     standard_tags,
 )
+from infra.deploy_time import BatchDefault
 from infra.eventing import subscribe_workspace_events
 from infra.monitoring import create_endpoint_alerts
 from infra.shared import SharedServices
@@ -59,6 +60,15 @@ from tenancy.spec import (
 )
 
 StampKind = Literal["tenant", "pool"]
+#: Every input of a first deployment but its identity (names, group, endpoint). The program
+#: creates `blue` and the batch `default` once, at 0 % traffic, as the template the
+#: automation copies; from then on the automation owns them (it replaces blue's model in
+#: its first rollout and deletes blue after a promotion). With all of these ignored, a
+#: later `pulumi up` computes no diff for them and sends nothing: `ignore_changes` alone on
+#: the model would re-send the bootstrap model (the state's value) with any other change
+#: (the review's W9; the engine "sets inputs back to their old values for any ignored
+#: properties", pulumi/pulumi pkg/resource/deploy/step_generator.go).
+AUTOMATION_OWNED = ["properties", "sku", "tags", "location", "kind", "identity"]
 _CLASSIFICATION_ORDER = ("public", "internal", "confidential", "restricted")
 
 
@@ -279,8 +289,9 @@ class Stamp(pulumi.ComponentResource):
             key_vault=self.key_vault.id,
             container_registry=self.container_registry.id,
             application_insights=self.app_insights.id,
-            # Storage has shared keys off: datastores authenticate with the identity.
-            system_datastores_auth_mode="identity",
+            # Storage has shared keys off: datastores authenticate with the identity. The
+            # enum's value is `Identity` (C3: "identity" diffed against what Azure returns).
+            system_datastores_auth_mode=machinelearningservices.SystemDatastoresAuthMode.IDENTITY,
             hbi_workspace=self._args.data_classification in ("confidential", "restricted"),
             public_network_access="Disabled" if self._private else "Enabled",
             managed_network=self._managed_network(),
@@ -406,15 +417,14 @@ class Stamp(pulumi.ComponentResource):
                 # endpoint keys (theirs are gateway subscription keys).
                 "auth_mode": "AADToken",
                 "public_network_access": "Disabled" if self._private else "Enabled",
-                "traffic": {contracts.FIRST_DEPLOYMENT: 100},
-                "mirror_traffic": {},
+                # No traffic and no mirror, ever: the automation owns both from the first
+                # deployment on (its first rollout switches a deployment to 100 %). Naming
+                # `blue` here would name a deployment created after the endpoint (D8), and
+                # `ignore_changes` would re-send that old value on every later update of
+                # the endpoint, undoing a canary or a rollback (W9).
             },
             tags=self.tags,
-            # After the first deployment the automation owns traffic: `pulumi up` must not
-            # undo a canary or a rollback it made.
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["properties.traffic", "properties.mirrorTraffic"]
-            ),
+            opts=self._opts,
         )
         self._create_first_deployment(endpoint)
         return endpoint
@@ -425,7 +435,10 @@ class Stamp(pulumi.ComponentResource):
         online = self._args.endpoints.online
         serving = self._args.spec.serving
         probe = machinelearningservices.ProbeSettingsArgs(
-            initial_delay="PT10S", period="PT10S", timeout="PT2S", failure_threshold=30,
+            initial_delay="PT10S",
+            period="PT10S",
+            timeout="PT2S",
+            failure_threshold=30,
             success_threshold=1,
         )
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).
@@ -448,7 +461,7 @@ class Stamp(pulumi.ComponentResource):
                 environment_id=self._registry_asset("environments", serving.environment),
                 code_configuration=machinelearningservices.CodeConfigurationArgs(
                     code_id=self._registry_asset("codes", serving.scoring_code),
-                    scoring_script="score.py",
+                    scoring_script=contracts.ONLINE_SCORING_SCRIPT,
                 ),
                 scale_settings=machinelearningservices.DefaultScaleSettingsArgs(
                     scale_type="Default"
@@ -468,11 +481,7 @@ class Stamp(pulumi.ComponentResource):
                 else None,
             ),
             tags=self.tags,
-            # The automation replaces models through new deployments; the bootstrap model and
-            # the instance count it scales are not reverted by a later `pulumi up`.
-            opts=pulumi.ResourceOptions(
-                parent=endpoint, ignore_changes=["properties.model", "sku"]
-            ),
+            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=AUTOMATION_OWNED),
         )
 
     def _create_batch_endpoint(self) -> machinelearningservices.BatchEndpoint | None:
@@ -487,14 +496,13 @@ class Stamp(pulumi.ComponentResource):
             workspace_name=self.workspace.name,
             endpoint_name=name,
             location=spec.location,
-            properties={
-                "auth_mode": "AADToken",
-                "defaults": {"deployment_name": contracts.BATCH_DEFAULT_DEPLOYMENT},
-            },
+            # No defaults: they would name a deployment created after the endpoint (D8); the
+            # default is set once the deployment exists (below).
+            properties={"auth_mode": "AADToken"},
             tags=self.tags,
             opts=self._opts,
         )
-        machinelearningservices.BatchDeployment(
+        deployment = machinelearningservices.BatchDeployment(
             f"{self._name}-batch-{contracts.BATCH_DEFAULT_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,
             workspace_name=self.workspace.name,
@@ -510,7 +518,9 @@ class Stamp(pulumi.ComponentResource):
                 "environment_id": self._registry_asset("environments", spec.serving.environment),
                 "code_configuration": {
                     "code_id": self._registry_asset("codes", spec.serving.scoring_code),
-                    "scoring_script": "score.py",
+                    # A batch deployment calls run(mini_batch) (ml/scoring/batch_score.py);
+                    # score.py's run(raw_data, headers) is the online entry point (W6).
+                    "scoring_script": contracts.BATCH_SCORING_SCRIPT,
                 },
                 "mini_batch_size": batch.mini_batch_size,
                 "max_concurrency_per_instance": batch.max_concurrency_per_instance,
@@ -522,7 +532,13 @@ class Stamp(pulumi.ComponentResource):
                 "logging_level": "Info",
             },
             tags=self.tags,
-            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=["properties.model"]),
+            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=AUTOMATION_OWNED),
+        )
+        BatchDefault(
+            f"{self._name}-batch-defaults",
+            endpoint_id=endpoint.id,
+            deployment_name=deployment.name,
+            opts=pulumi.ResourceOptions(parent=endpoint, depends_on=[deployment]),
         )
         return endpoint
 

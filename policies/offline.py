@@ -9,6 +9,7 @@ from infra.offline import OfflineRun, RecordedResource
 from policies.catalogue import RULES
 from policies.config import PackConfig, resolve
 from policies.core import Finding, Level, Props, Resource, Stack, run_resource_rule, run_stack_rule
+from tenancy import contracts
 
 #: A rule that cannot decide because a value is unknown says so at this level: `pulumi up`
 #: runs the pack again with the value known, and judges it at the rule's own level then.
@@ -44,9 +45,15 @@ def as_resource(record: RecordedResource) -> Resource:
     )
 
 
+def _judged(type_token: str) -> bool:
+    """Azure resources, and the program's dynamic ones (the package upload, a batch
+    default), which some rules follow."""
+    return type_token.startswith("azure-native:") or type_token == contracts.DYNAMIC_RESOURCE_TYPE
+
+
 def evaluate(run: OfflineRun, config: PackConfig) -> list[Violation]:
     """Every violation of every enabled rule, resource rules first, in plan order."""
-    resources = [as_resource(r) for r in run.records if r.type.startswith("azure-native:")]
+    resources = [as_resource(r) for r in run.records if _judged(r.type)]
     stack = Stack(resources)
     violations: list[Violation] = []
     for rule in RULES:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from policies.core import MANDATORY, ML, Finding, Resource, Rule, Settings, Stack, rule_type
-from tenancy import permissions
+from tenancy import contracts, permissions
 from tenancy.permissions import Condition, Identity, Need, Target
 from tenancy.rbac import ROLE_IDS
 
@@ -42,8 +42,6 @@ APIM = "azure-native:apimanagement:ApiManagementService"
 APIM_BACKEND = "azure-native:apimanagement:Backend"
 SYSTEM_TOPIC = "azure-native:eventgrid:SystemTopic"
 TOPIC_SUBSCRIPTION = "azure-native:eventgrid:SystemTopicEventSubscription"
-#: The Functions package upload (infra.package_upload): a dynamic resource of the program.
-PACKAGE_UPLOAD_KIND = "tenant-mlops:function-package"
 
 
 @dataclass(frozen=True)
@@ -257,7 +255,7 @@ def _event_grid_holders(view: PlanView) -> Iterator[Holder]:
 
 def _deployer_holders(view: PlanView) -> Iterator[Holder]:
     for upload in view.stack.resources:
-        if upload.props.raw.get("kind") != PACKAGE_UPLOAD_KIND:
+        if upload.props.raw.get("kind") != contracts.KIND_PACKAGE_UPLOAD:
             continue
         uploader = upload.props.raw.get("uploaderObjectId")
         if not isinstance(uploader, str):

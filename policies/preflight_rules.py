@@ -32,6 +32,7 @@ from policies.core import (
     rule_type,
 )
 from policies.resource_rules import duration_seconds
+from tenancy import contracts
 
 BUDGET = "azure-native:consumption:Budget"
 PIM_ELIGIBILITY = "azure-native:authorization:PimRoleEligibilitySchedule"
@@ -296,6 +297,222 @@ def network_prerequisites(stack: Stack, _: Settings) -> Iterator[Finding]:
     yield from _dead_letter_problems(stack)
 
 
+# --- creation order --------------------------------------------------------------------------
+
+ONLINE_ENDPOINT = f"{ML}:OnlineEndpoint"
+WEB_APP = "azure-native:web:WebApp"
+BLOB = "azure-native:storage:Blob"
+APP_INSIGHTS = "azure-native:applicationinsights:Component"
+
+
+def _children(stack: Stack, parent: Resource, type_token: str, link: str) -> list[Resource]:
+    return [
+        r
+        for r in stack.of_type(type_token)
+        if parent.urn in r.property_dependencies.get(link, frozenset())
+    ]
+
+
+def _deployment_named(deployments: list[Resource], name: str) -> Resource | None:
+    return next((d for d in deployments if d.props.raw.get("deploymentName") == name), None)
+
+
+def _waits_for(stack: Stack, resource: Resource, urn: str) -> bool:
+    seen: set[str] = set()
+    pending = [resource.urn]
+    while pending:
+        current = stack.by_urn.get(pending.pop())
+        if current is None:
+            continue
+        linked = set(current.dependencies)
+        linked.update(u for urns in current.property_dependencies.values() for u in urns)
+        if urn in linked:
+            return True
+        for dependency in linked - seen:
+            seen.add(dependency)
+            pending.append(dependency)
+    return False
+
+
+def _named_deployments(stack: Stack) -> Iterator[tuple[Resource, str, str, list[Resource]]]:
+    """(endpoint, input, deployment name, the endpoint's deployments) for every deployment
+    an endpoint's own inputs name."""
+    for endpoint in stack.of_type(ONLINE_ENDPOINT):
+        deployments = _children(stack, endpoint, ONLINE_DEPLOYMENT, "endpointName")
+        properties = endpoint.props.raw.get("properties") or {}
+        for key in ("traffic", "mirrorTraffic"):
+            for name in sorted(properties.get(key) or {}):
+                yield endpoint, f"properties.{key}", name, deployments
+    for endpoint in stack.of_type(BATCH_ENDPOINT):
+        deployments = _children(stack, endpoint, BATCH_DEPLOYMENT, "endpointName")
+        name = ((endpoint.props.raw.get("properties") or {}).get("defaults") or {}).get(
+            "deploymentName"
+        )
+        if isinstance(name, str):
+            yield endpoint, "properties.defaults.deploymentName", name, deployments
+
+
+def _endpoint_order_problems(stack: Stack) -> Iterator[Finding]:
+    """An endpoint's traffic and a batch endpoint's default may name only deployments that
+    exist: a deployment is created under its endpoint, so never before it. Azure ML's own
+    samples create the endpoint, then the deployment, then set traffic
+    (https://learn.microsoft.com/azure/machine-learning/how-to-deploy-online-endpoints)."""
+    problems: dict[str, tuple[Resource, list[str]]] = {}
+    for endpoint, where, name, deployments in _named_deployments(stack):
+        named = _deployment_named(deployments, name)
+        when = "is created after it" if named else "the plan does not create"
+        problem = f"the deployment '{name}' in .{where}, which {when}"
+        problems.setdefault(endpoint.urn, (endpoint, []))[1].append(problem)
+    for endpoint, named in problems.values():
+        yield Finding(f"'{endpoint.name}' names {'; '.join(named)}", endpoint.urn)
+
+
+def _batch_default_problems(stack: Stack) -> Iterator[Finding]:
+    for setter in stack.resources:
+        if setter.props.raw.get("kind") != contracts.KIND_BATCH_DEFAULT:
+            continue
+        name = setter.props.raw.get("deploymentName")
+        for endpoint in _deps(stack, setter, "endpointId", BATCH_ENDPOINT):
+            deployments = _children(stack, endpoint, BATCH_DEPLOYMENT, "endpointName")
+            named = _deployment_named(deployments, str(name))
+            if named is None or not _waits_for(stack, setter, named.urn):
+                yield Finding(
+                    f"'{setter.name}' makes '{name}' the default of '{endpoint.name}' without "
+                    "waiting for that deployment to exist",
+                    setter.urn,
+                )
+
+
+def _uploads_for(stack: Stack, app: Resource) -> list[Resource]:
+    """The package uploads into the storage the app deploys its code from."""
+    accounts = {a.urn for a in _deps(stack, app, "functionAppConfig", STORAGE)}
+    return [
+        r
+        for r in stack.resources
+        if r.props.raw.get("kind") == contracts.KIND_PACKAGE_UPLOAD
+        and accounts & set(r.property_dependencies.get("accountName", frozenset()))
+    ]
+
+
+def _function_destination_problems(stack: Stack) -> Iterator[Finding]:
+    """An Event Grid subscription to a function is validated against the function, which
+    exists once the app's code is deployed ("Destination endpoint not found" before:
+    https://github.com/Azure/bicep/issues/11656)."""
+    for subscription in stack.of_type(EVENT_SUBSCRIPTION):
+        destination = subscription.props.raw.get("destination") or {}
+        if destination.get("endpointType") != "AzureFunction":
+            continue
+        for app in _deps(stack, subscription, "destination", WEB_APP):
+            uploads = _uploads_for(stack, app)
+            if not uploads or not any(_waits_for(stack, subscription, u.urn) for u in uploads):
+                yield Finding(
+                    f"'{subscription.name}' delivers to a function of '{app.name}' without "
+                    "waiting for the app's code package, which creates that function",
+                    subscription.urn,
+                )
+
+
+def creation_order(stack: Stack, _: Settings) -> Iterator[Finding]:
+    yield from _endpoint_order_problems(stack)
+    yield from _batch_default_problems(stack)
+    yield from _function_destination_problems(stack)
+
+
+# --- authentication coherence ------------------------------------------------------------------
+
+
+def _keys_off(account: Resource) -> bool:
+    return account.props.raw.get("allowSharedKeyAccess") is False
+
+
+def _app_settings(app: Resource) -> dict[str, str]:
+    settings = (app.props.raw.get("siteConfig") or {}).get("appSettings") or []
+    found: dict[str, str] = {}
+    for setting in settings:
+        if isinstance(setting, Mapping):
+            value = setting.get("value")
+            found[str(setting.get("name"))] = value if isinstance(value, str) else ""
+    return found
+
+
+def _storage_key_problems(stack: Stack) -> Iterator[Finding]:
+    """Accounts with ``allowSharedKeyAccess: false`` refuse every request authorized with the
+    account key (KeyBasedAuthenticationNotPermitted):
+    https://learn.microsoft.com/azure/storage/common/shared-key-authorization-prevent"""
+    for blob in stack.of_type(BLOB):
+        # azure-native's Blob signs with the account key it lists (provider source,
+        # custom_storage_azidentity.go: blockblob.NewClientWithSharedKeyCredential).
+        for account in _deps(stack, blob, "accountName", STORAGE):
+            if _keys_off(account):
+                yield Finding(
+                    f"'{blob.name}' is uploaded with the account key of '{account.name}', "
+                    "whose shared keys are off",
+                    blob.urn,
+                )
+    for app in stack.of_type(WEB_APP):
+        settings = _app_settings(app)
+        keyed = sorted(name for name, value in settings.items() if "AccountKey=" in value)
+        accounts = [a for a in _deps(stack, app, "siteConfig", STORAGE) if _keys_off(a)]
+        if keyed and accounts:
+            yield Finding(
+                f"'{app.name}' connects with an account key ({', '.join(keyed)}) while "
+                f"'{accounts[0].name}' has shared keys off",
+                app.urn,
+            )
+        deployment = (app.props.raw.get("functionAppConfig") or {}).get("deployment") or {}
+        auth = ((deployment.get("storage") or {}).get("authentication") or {}).get("type")
+        deploy_accounts = [
+            a for a in _deps(stack, app, "functionAppConfig", STORAGE) if _keys_off(a)
+        ]
+        if auth == "StorageAccountConnectionString" and deploy_accounts:
+            yield Finding(
+                f"'{app.name}' reads its package with a connection string while "
+                f"'{deploy_accounts[0].name}' has shared keys off",
+                app.urn,
+            )
+
+
+def _datastore_problems(stack: Stack) -> Iterator[Finding]:
+    """A workspace whose storage refuses keys must reach its system datastores with its
+    identity (``systemDatastoresAuthMode``, enum value ``Identity``):
+    https://learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage"""
+    for workspace in stack.of_type(WORKSPACE):
+        accounts = [a for a in _deps(stack, workspace, "storageAccount", STORAGE) if _keys_off(a)]
+        mode = workspace.props.raw.get("systemDatastoresAuthMode")
+        if accounts and mode != "Identity":
+            yield Finding(
+                f"'{workspace.name}' has systemDatastoresAuthMode {mode!r}, but "
+                f"'{accounts[0].name}' has shared keys off: it must be 'Identity'",
+                workspace.urn,
+            )
+
+
+def _telemetry_problems(stack: Stack) -> Iterator[Finding]:
+    """A component with local authentication off accepts telemetry only with Entra tokens:
+    the app must send ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` with
+    ``Authorization=AAD`` (https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication)."""
+    for app in stack.of_type(WEB_APP):
+        settings = _app_settings(app)
+        if not settings.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+            continue
+        for component in _deps(stack, app, "siteConfig", APP_INSIGHTS):
+            entra = "Authorization=AAD" in settings.get(
+                "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""
+            )
+            if component.props.raw.get("disableLocalAuth") is True and not entra:
+                yield Finding(
+                    f"'{app.name}' sends telemetry with the instrumentation key to "
+                    f"'{component.name}', whose local authentication is off",
+                    app.urn,
+                )
+
+
+def authentication_coherence(stack: Stack, _: Settings) -> Iterator[Finding]:
+    yield from _storage_key_problems(stack)
+    yield from _datastore_problems(stack)
+    yield from _telemetry_problems(stack)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "time-bound-inputs",
@@ -319,5 +536,23 @@ RULES: tuple[Rule, ...] = (
         "unprovisioned network or reach a private registry, dead letters are lost.",
         MANDATORY,
         stack_check=network_prerequisites,
+    ),
+    Rule(
+        "creation-order",
+        "No input names a resource that is created after it: endpoint traffic and batch "
+        "defaults name existing deployments, function subscriptions wait for the code.",
+        "Azure refuses a reference to what does not exist yet; the engine orders only what "
+        "an input is computed from, not what it names.",
+        MANDATORY,
+        stack_check=creation_order,
+    ),
+    Rule(
+        "authentication-coherence",
+        "No key-based client of an account whose shared keys are off, and no key-based "
+        "client of a component whose local authentication is off.",
+        "Such requests are refused (KeyBasedAuthenticationNotPermitted, telemetry dropped) "
+        "only when they are made.",
+        MANDATORY,
+        stack_check=authentication_coherence,
     ),
 )

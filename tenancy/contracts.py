@@ -34,6 +34,15 @@ PLATFORM_TABLES: Final = (TABLE_ROLLOUTS, TABLE_AUDIT, TABLE_EVENTS, TABLE_BUDGE
 FIRST_DEPLOYMENT: Final = "blue"
 BATCH_DEFAULT_DEPLOYMENT: Final = "default"
 BATCH_OUTPUT_FILE: Final = "predictions.csv"
+# Entry scripts of the scoring code asset: online deployments call score.py's run(raw_data,
+# headers), batch deployments batch_score.py's run(mini_batch).
+ONLINE_SCORING_SCRIPT: Final = "score.py"
+BATCH_SCORING_SCRIPT: Final = "batch_score.py"
+
+# Dynamic resources of the program (infra.deploy_time), as the policy pack knows them.
+KIND_PACKAGE_UPLOAD: Final = "tenant-mlops:function-package"
+KIND_BATCH_DEFAULT: Final = "tenant-mlops:batch-default"
+DYNAMIC_RESOURCE_TYPE: Final = "pulumi-python:dynamic:Resource"
 
 # Tags every taggable resource carries.
 TAG_TENANT: Final = "tenant-id"

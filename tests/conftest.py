@@ -33,6 +33,8 @@ SAME_WORKER = {
     "tests/policies/test_stacks_against_pack.py": "planned",
     "tests/infra/test_identity_grants.py": "planned",
     "tests/infra/test_network.py": "planned",
+    "tests/infra/test_ownership.py": "planned",
+    "tests/infra/test_deployer.py": "planned",
 }
 
 

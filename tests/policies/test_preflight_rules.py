@@ -200,3 +200,165 @@ def test_dead_letters_need_an_account_event_grid_can_pass() -> None:
     assert "which no trusted service passes" in message
     no_bypass = {"publicNetworkAccess": "Enabled", "networkRuleSet": {"defaultAction": "Deny"}}
     assert "without the AzureServices bypass" in network(plan(no_bypass))[0]
+
+
+# --- creation order -------------------------------------------------------------------------
+
+
+def order(resources: list[Resource]) -> list[str]:
+    return [f.message for f in run_stack_rule(BY_NAME["creation-order"], Stack(resources), {})]
+
+
+def endpoint_with(properties: dict[str, Any]) -> list[Resource]:
+    return [
+        res("machinelearningservices:OnlineEndpoint", "ep", {"properties": properties}),
+        res(
+            "machinelearningservices:OnlineDeployment",
+            "blue",
+            {"deploymentName": "blue"},
+            {"endpointName": ["ep"]},
+        ),
+    ]
+
+
+def test_an_endpoint_names_no_deployment_of_its_own() -> None:
+    """D8: traffic naming blue, which is created under the endpoint, after it."""
+    assert order(endpoint_with({"authMode": "AADToken"})) == []
+    assert order(endpoint_with({"traffic": {"blue": 100}})) == [
+        "'ep' names the deployment 'blue' in .properties.traffic, which is created after it"
+    ]
+    assert order(endpoint_with({"mirrorTraffic": {"green": 10}})) == [
+        "'ep' names the deployment 'green' in .properties.mirrorTraffic, which the plan does "
+        "not create"
+    ]
+
+
+def test_a_batch_default_is_set_after_its_deployment() -> None:
+    endpoint = res(
+        "machinelearningservices:BatchEndpoint",
+        "bep",
+        {"properties": {"defaults": {"deploymentName": "default"}}},
+    )
+    deployment = res(
+        "machinelearningservices:BatchDeployment",
+        "default",
+        {"deploymentName": "default"},
+        {"endpointName": ["bep"]},
+    )
+    [message] = order([endpoint, deployment])
+    assert "names the deployment 'default' in .properties.defaults.deploymentName" in message
+    plain = res("machinelearningservices:BatchEndpoint", "bep", {"properties": {}})
+    setter = Resource(
+        "pulumi-python:dynamic:Resource",
+        "urn:setter",
+        "setter",
+        Props({"kind": "tenant-mlops:batch-default", "deploymentName": "default"}),
+        property_dependencies={"endpointId": frozenset({"urn:bep"})},
+    )
+    assert order([plain, deployment, setter]) == [
+        "'setter' makes 'default' the default of 'bep' without waiting for that deployment to exist"
+    ]
+    waiting = Resource(
+        setter.type,
+        setter.urn,
+        setter.name,
+        setter.props,
+        property_dependencies=setter.property_dependencies,
+        dependencies=frozenset({"urn:default"}),
+    )
+    assert order([plain, deployment, waiting]) == []
+
+
+def test_a_function_subscription_waits_for_the_code_that_creates_the_function() -> None:
+    app = res("web:WebApp", "func", {}, {"functionAppConfig": ["st"]})
+    upload = Resource(
+        "pulumi-python:dynamic:Resource",
+        "urn:upload",
+        "upload",
+        Props({"kind": "tenant-mlops:function-package"}),
+        property_dependencies={"accountName": frozenset({"urn:st"})},
+    )
+
+    def subscription(after: frozenset[str]) -> Resource:
+        return Resource(
+            "azure-native:eventgrid:SystemTopicEventSubscription",
+            "urn:sub",
+            "sub",
+            Props({"destination": {"endpointType": "AzureFunction"}}),
+            property_dependencies={"destination": frozenset({"urn:func"})},
+            dependencies=after,
+        )
+
+    base = [res("storage:StorageAccount", "st"), app, upload]
+    assert order([*base, subscription(frozenset({"urn:upload"}))]) == []
+    [message] = order([*base, subscription(frozenset())])
+    assert "without waiting for the app's code package" in message
+
+
+# --- authentication coherence -----------------------------------------------------------------
+
+
+def auth(resources: list[Resource]) -> list[str]:
+    rule = BY_NAME["authentication-coherence"]
+    return [f.message for f in run_stack_rule(rule, Stack(resources), {})]
+
+
+KEYLESS = res("storage:StorageAccount", "st", {"allowSharedKeyAccess": False})
+
+
+def test_no_blob_is_uploaded_with_the_key_of_a_keyless_account() -> None:
+    """D1: azure-native's Blob signs with the account key."""
+    blob = res("storage:Blob", "pkg", {}, {"accountName": ["st"]})
+    assert auth([KEYLESS, blob]) == [
+        "'pkg' is uploaded with the account key of 'st', whose shared keys are off"
+    ]
+    keyed = res("storage:StorageAccount", "st", {"allowSharedKeyAccess": True})
+    assert auth([keyed, blob]) == []
+
+
+def _app(settings: dict[str, str], deployment_auth: str = "UserAssignedIdentity") -> Resource:
+    return res(
+        "web:WebApp",
+        "func",
+        {
+            "siteConfig": {"appSettings": [{"name": k, "value": v} for k, v in settings.items()]},
+            "functionAppConfig": {
+                "deployment": {"storage": {"authentication": {"type": deployment_auth}}}
+            },
+        },
+        {"siteConfig": ["st", "appi"], "functionAppConfig": ["st"]},
+    )
+
+
+def test_no_app_uses_keys_against_keyless_storage_or_telemetry() -> None:
+    appi = res("applicationinsights:Component", "appi", {"disableLocalAuth": True})
+    good = {
+        "AzureWebJobsStorage__accountName": "st",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=c;Authorization=AAD",
+    }
+    assert auth([KEYLESS, appi, _app(good)]) == []
+    keyed = {**good, "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountKey=abc"}
+    [message] = auth([KEYLESS, appi, _app(keyed)])
+    assert "connects with an account key (AzureWebJobsStorage)" in message
+    no_entra = {k: v for k, v in good.items() if "AUTHENTICATION" not in k}
+    [message] = auth([KEYLESS, appi, _app(no_entra)])
+    assert "whose local authentication is off" in message
+    [message] = auth([KEYLESS, appi, _app(good, "StorageAccountConnectionString")])
+    assert "reads its package with a connection string" in message
+
+
+def test_a_workspace_on_keyless_storage_uses_identity_datastores() -> None:
+    """C3: the enum value is `Identity`."""
+
+    def workspace(mode: str) -> Resource:
+        return res(
+            "machinelearningservices:Workspace",
+            "ws",
+            {"systemDatastoresAuthMode": mode},
+            {"storageAccount": ["st"]},
+        )
+
+    assert auth([KEYLESS, workspace("Identity")]) == []
+    [message] = auth([KEYLESS, workspace("identity")])
+    assert "it must be 'Identity'" in message

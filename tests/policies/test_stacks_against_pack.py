@@ -38,7 +38,7 @@ BROKEN_AT = {
     "deployment-probes": "tenant-contoso-online-blue",
     "deployment-min-instances": "pool-shared-online-blue",
     "endpoint-traffic-valid": "tenant-adatum-online",
-    "endpoint-mirror-traffic": "tenant-contoso-online",
+    "endpoint-mirror-traffic": "tenant-adatum-online",
     "deployment-data-collection": "tenant-adatum-online-blue",
     "event-subscription-dead-letter": "pool-shared-events-run-status",
     "storage-no-public-blob": "tenant-adatum-st",
@@ -49,6 +49,10 @@ BROKEN_AT = {
     "tenant-isolation": "tenant-contoso-notebook",
     "tenant-budgets": "pool-shared-budget",
     "time-bound-inputs": "tenant-adatum-budget",
+    "creation-order": "tenant-adatum-online",
+    "authentication-coherence": "tenant-contoso-key-blob",
+    "network-prerequisites": "platform-network-snet-gateway",
+    "identity-permissions": "tenant-contoso-ws",
     "workspace-diagnostics": "tenant-contoso-ws",
 }
 

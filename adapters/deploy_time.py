@@ -1,0 +1,241 @@
+"""What `pulumi up` does through Azure's data and resource planes itself, where the
+azure-native provider would do it wrongly: the Functions package upload and a batch
+endpoint's default deployment. Both run as Pulumi dynamic resources, in the deployer's
+process, with the deployer's Entra credential (``DefaultAzureCredential``: the Azure CLI
+login, a pipeline's federated identity, ...).
+
+- **The package upload** (the review's D1). azure-native's ``storage.Blob`` authenticates
+  with the account key (``ListKeys`` then a shared-key client), which accounts with
+  ``allowSharedKeyAccess=false`` refuse (KeyBasedAuthenticationNotPermitted). This uploads
+  with a bearer token: https://learn.microsoft.com/azure/storage/blobs/authorize-access-azure-active-directory.
+  A role assignment takes effect up to ten minutes after it is made
+  (https://learn.microsoft.com/azure/role-based-access-control/troubleshooting#symptom---role-assignment-changes-are-not-being-detected),
+  so a 403 ``AuthorizationPermissionMismatch`` is retried, within a bound.
+- **The batch default** (D8). A batch endpoint cannot name a default deployment before that
+  deployment exists, and its PATCH takes only tags and identity (REST example
+  ``BatchEndpoint/update.json``), so the default is set once, after the deployment, by a
+  GET and a PUT of the endpoint as the service returned it (what the SDK samples do:
+  ``endpoint.defaults.deployment_name = ...; begin_create_or_update(endpoint)``). A later
+  `pulumi up` never sends it again unless the program names another deployment.
+
+Every call is bounded in time; the SDK clients are made inside the calls (the provider
+object is pickled into the engine's state and must hold no client).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from tenancy.errors import DependencyError
+
+ARM = "https://management.azure.com"
+ARM_SCOPE = "https://management.azure.com/.default"
+#: azure-native 3.29's default Azure ML API version (the review's table).
+ML_API_VERSION = "2025-12-01"
+#: How long a data-plane call may wait for a new role assignment to take effect.
+ROLE_PROPAGATION_SECONDS = 600.0
+#: How long the endpoint's update may run before `pulumi up` reports it.
+OPERATION_SECONDS = 900.0
+POLL_SECONDS = 10.0
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps: the same files give the same bytes
+TERMINAL = {"Succeeded", "Failed", "Canceled"}
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+def package_zip(files: Mapping[str, str]) -> bytes:
+    """The archive of ``files`` (archive name -> path), byte for byte the same for the same
+    contents: sorted, fixed timestamps, fixed permissions."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for arcname in sorted(files):
+            info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, Path(files[arcname]).read_bytes())
+    return buffer.getvalue()
+
+
+def _credential() -> Any:
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - deploy time only
+
+    return DefaultAzureCredential()
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Waiting, injectable so tests neither sleep nor depend on the clock."""
+
+    sleep: Sleep = time.sleep
+    clock: Clock = time.monotonic
+    propagation_seconds: float = ROLE_PROPAGATION_SECONDS
+    operation_seconds: float = OPERATION_SECONDS
+    poll_seconds: float = POLL_SECONDS
+
+
+def upload_package(
+    *,
+    blob_endpoint: str,
+    container: str,
+    blob: str,
+    files: Mapping[str, str],
+    digest: str,
+    credential: Any = None,
+    transport: Any = None,
+    bounds: Bounds = Bounds(),
+) -> str:
+    """Upload the package with Entra authentication; returns the blob's URL (no secret in
+    it). Retries while the deployer's new role assignment propagates."""
+    from azure.core.exceptions import HttpResponseError  # noqa: PLC0415
+    from azure.storage.blob import BlobClient, ContentSettings  # noqa: PLC0415
+
+    client = BlobClient(
+        account_url=blob_endpoint,
+        container_name=container,
+        blob_name=blob,
+        credential=credential or _credential(),
+        **({"transport": transport} if transport is not None else {}),
+    )
+    data = package_zip(files)
+    deadline = bounds.clock() + bounds.propagation_seconds
+    while True:
+        try:
+            client.upload_blob(
+                data,
+                overwrite=True,
+                metadata={"digest": digest},
+                content_settings=ContentSettings(content_type="application/zip"),
+            )
+            return str(client.url)
+        except HttpResponseError as error:
+            # The storage SDK's errors carry the service's x-ms-error-code.
+            code = getattr(error, "error_code", None)
+            waiting_for_role = (
+                error.status_code == 403 and code == "AuthorizationPermissionMismatch"
+            )
+            if not waiting_for_role or bounds.clock() >= deadline:
+                raise DependencyError(
+                    f"uploading the Functions package to {client.url} failed "
+                    f"({error.status_code} {code}): the deployer needs Storage "
+                    "Blob Data Contributor on the account and network access to it"
+                ) from None
+            bounds.sleep(bounds.poll_seconds)
+
+
+def _arm_client(credential: Any, transport: Any) -> Any:
+    from azure.core.pipeline import policies  # noqa: PLC0415
+    from azure.mgmt.core import ARMPipelineClient  # noqa: PLC0415
+    from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy  # noqa: PLC0415
+
+    pipeline = [
+        policies.HeadersPolicy(),
+        policies.RetryPolicy(retry_total=3),
+        ARMChallengeAuthenticationPolicy(credential, ARM_SCOPE),
+    ]
+    extra = {"transport": transport} if transport is not None else {}
+    return ARMPipelineClient(base_url=ARM, policies=pipeline, **extra)
+
+
+def _send(client: Any, method: str, url: str, body: Any = None) -> Any:
+    from azure.core.rest import HttpRequest  # noqa: PLC0415
+
+    absolute = f"{ARM}{url}" if url.startswith("/") else url
+    request = HttpRequest(method, absolute, params={"api-version": ML_API_VERSION}, json=body)
+    response = client.send_request(request)
+    response.read()
+    if response.status_code >= 400:
+        raise DependencyError(
+            f"{method} {url} answered {response.status_code}: {response.text()[:500]}"
+        )
+    return response
+
+
+def set_batch_default(
+    *,
+    endpoint_id: str,
+    deployment: str,
+    credential: Any = None,
+    transport: Any = None,
+    bounds: Bounds = Bounds(),
+) -> str:
+    """Make ``deployment`` the endpoint's default: GET, set ``defaults.deploymentName``, PUT
+    the endpoint as returned, wait until its provisioning ends. Returns the state reached."""
+    client = _arm_client(credential or _credential(), transport)
+    current = _send(client, "GET", endpoint_id).json()
+    body = {
+        key: current[key]
+        for key in ("location", "tags", "kind", "identity", "sku")
+        if current.get(key) is not None
+    }
+    properties = {
+        key: value
+        for key, value in (current.get("properties") or {}).items()
+        # Read-only on the wire (GET shape): the service refuses or ignores them in a PUT.
+        if key not in ("scoringUri", "swaggerUri", "provisioningState")
+    }
+    properties["defaults"] = {"deploymentName": deployment}
+    body["properties"] = properties
+    _send(client, "PUT", endpoint_id, body)
+    deadline = bounds.clock() + bounds.operation_seconds
+    while True:
+        state = (_send(client, "GET", endpoint_id).json().get("properties") or {}).get(
+            "provisioningState", "Succeeded"
+        )
+        if state in TERMINAL:
+            if state != "Succeeded":
+                raise DependencyError(f"setting the default of {endpoint_id} ended {state}")
+            return str(state)
+        if bounds.clock() >= deadline:
+            raise DependencyError(
+                f"the default of {endpoint_id} was still {state} after "
+                f"{bounds.operation_seconds:g} s"
+            )
+        bounds.sleep(bounds.poll_seconds)
+
+
+class FunctionPackageProvider(ResourceProvider):
+    """Uploads when the package's digest (or where it goes) changes; never deletes (the
+    container belongs to the platform account, and the app reads the blob)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        url = upload_package(
+            blob_endpoint=props["blobEndpoint"],
+            container=props["containerName"],
+            blob=props["blobName"],
+            files=props["files"],
+            digest=props["digest"],
+        )
+        return CreateResult(id_=url, outs={**props, "url": url})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("blobEndpoint", "containerName", "blobName", "digest")
+        changed = [key for key in keys if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self.create(news).outs)
+
+
+class BatchDefaultProvider(ResourceProvider):
+    """Sets a batch endpoint's default deployment once it exists."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        set_batch_default(endpoint_id=props["endpointId"], deployment=props["deploymentName"])
+        return CreateResult(id_=f"{props['endpointId']}#default", outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("endpointId", "deploymentName")
+        changed = any(olds.get(key) != news.get(key) for key in keys)
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self.create(news).outs)

@@ -1,0 +1,68 @@
+"""Dynamic resources of the program: what `pulumi up` does itself, in the deployer's
+process, where azure-native would do it wrongly (adapters.deploy_time says why). Each
+carries a ``kind`` the policy pack recognises it by (tenancy.contracts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi.dynamic
+
+from adapters.deploy_time import BatchDefaultProvider, FunctionPackageProvider
+from tenancy import contracts
+
+
+@dataclass(frozen=True)
+class FunctionPackageInputs:
+    account_name: pulumi.Input[str]
+    blob_endpoint: pulumi.Input[str]
+    container_name: str
+    blob_name: str
+    files: Mapping[str, str]
+    digest: str
+    uploader_object_id: pulumi.Input[str]
+
+
+class PackageUpload(pulumi.dynamic.Resource):
+    """The Functions package in its deployment container (adapters.deploy_time uploads it
+    with Entra authentication)."""
+
+    url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, inputs: FunctionPackageInputs, opts: pulumi.ResourceOptions
+    ) -> None:
+        props: dict[str, Any] = {
+            "kind": contracts.KIND_PACKAGE_UPLOAD,
+            "accountName": inputs.account_name,
+            "blobEndpoint": inputs.blob_endpoint,
+            "containerName": inputs.container_name,
+            "blobName": inputs.blob_name,
+            "files": dict(inputs.files),
+            "digest": inputs.digest,
+            "uploaderObjectId": inputs.uploader_object_id,
+            "url": None,
+        }
+        super().__init__(FunctionPackageProvider(), name, props, opts)
+
+
+class BatchDefault(pulumi.dynamic.Resource):
+    """A batch endpoint's default deployment, set once that deployment exists."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoint_id: pulumi.Input[str],
+        deployment_name: pulumi.Input[str],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        props = {
+            "kind": contracts.KIND_BATCH_DEFAULT,
+            "endpointId": endpoint_id,
+            "deploymentName": deployment_name,
+        }
+        super().__init__(BatchDefaultProvider(), name, props, opts)
