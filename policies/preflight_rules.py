@@ -363,8 +363,8 @@ def _endpoint_order_problems(stack: Stack) -> Iterator[Finding]:
         when = "is created after it" if named else "the plan does not create"
         problem = f"the deployment '{name}' in .{where}, which {when}"
         problems.setdefault(endpoint.urn, (endpoint, []))[1].append(problem)
-    for endpoint, named in problems.values():
-        yield Finding(f"'{endpoint.name}' names {'; '.join(named)}", endpoint.urn)
+    for endpoint, found in problems.values():
+        yield Finding(f"'{endpoint.name}' names {'; '.join(found)}", endpoint.urn)
 
 
 def _batch_default_problems(stack: Stack) -> Iterator[Finding]:
