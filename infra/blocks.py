@@ -91,10 +91,21 @@ def key_vault(
             "enable_rbac_authorization": True,
             "enable_soft_delete": True,
             "enable_purge_protection": True,
+            "soft_delete_retention_in_days": spec.vault_retention_days,
+            # A destroyed vault stays soft-deleted, its name taken, for the retention period
+            # (purge protection forbids purging it): `recover` brings it back with its keys.
+            # https://learn.microsoft.com/azure/key-vault/general/key-vault-recovery
+            "create_mode": spec.key_vaults.create_mode,
             "public_network_access": at.public_access,
         },
         tags=at.tags,
-        opts=pulumi.ResourceOptions(parent=at.parent),
+        # Both matter only when the vault is created: the mode is set back after a recovery,
+        # and the retention "cannot be changed once set"
+        # (https://learn.microsoft.com/azure/key-vault/general/soft-delete-overview).
+        opts=pulumi.ResourceOptions(
+            parent=at.parent,
+            ignore_changes=["properties.createMode", "properties.softDeleteRetentionInDays"],
+        ),
     )
     send_diagnostics(
         f"{at.name}-kv-diag", resource_id=vault.id, workspace_id=log_workspace_id, parent=vault

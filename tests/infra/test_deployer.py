@@ -1,12 +1,15 @@
-"""What the deployer does in `pulumi up` itself: the Functions package goes up with Entra
-authentication once the deployer may write its container (D1), and the Event Grid
-subscriptions to functions wait for it."""
+"""What the deployer meets in `pulumi up`: the Functions package goes up with Entra
+authentication once the deployer may write its container (D1), the Event Grid
+subscriptions to functions wait for it, and a destroyed installation can be re-created
+(purge-protected vaults)."""
 
 from __future__ import annotations
 
-from infra.offline import OfflineRun, RecordedResource
-from tenancy import contracts
+from infra.offline import OfflineRun, RecordedResource, run_offline
+from infra.program import deploy
+from tenancy import contracts, load_stack
 from tenancy.rbac import ROLE_IDS
+from tests.conftest import ROOT
 from tests.infra.conftest import of_type
 
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d2"  # the mocks' client config
@@ -53,3 +56,28 @@ def test_function_subscriptions_wait_for_the_code_package(planned: dict[str, Off
         assert subscriptions, stack
         for subscription in subscriptions:
             assert upload.urn in subscription.dependencies, subscription.urn
+
+
+def test_vaults_keep_a_short_retention_outside_production_and_can_be_recovered(
+    planned: dict[str, OfflineRun],
+) -> None:
+    """W14: a purge-protected vault keeps its name while soft-deleted; re-creating the
+    installation after a destroy recovers the vaults (createMode) instead of failing."""
+    spec = load_stack("dev", ROOT)
+    recovering = spec.model_copy(
+        update={"key_vaults": spec.key_vaults.model_copy(update={"create_mode": "recover"})}
+    )
+    runs = {
+        ("dev", "default"): planned["dev"],
+        ("prod", "default"): planned["prod"],
+        ("dev", "recover"): run_offline(lambda: deploy(recovering, stack="dev"), stack="dev"),
+    }
+    for (stack, mode), run in runs.items():
+        vaults = of_type(run, "keyvault:Vault")
+        assert vaults
+        for vault in vaults:
+            properties = vault.inputs["properties"]
+            assert properties["createMode"] == mode, vault.urn
+            assert properties["softDeleteRetentionInDays"] == (90 if stack == "prod" else 7)
+            assert properties["enablePurgeProtection"] is True
+            assert "properties.createMode" in vault.ignore_changes
