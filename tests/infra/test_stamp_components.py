@@ -41,7 +41,9 @@ def test_gpu_clusters_scale_to_zero_within_the_spec(mocks: Mocks) -> pulumi.Outp
 
 
 @pulumi.runtime.test
-def test_first_deployment_takes_all_traffic(mocks: Mocks) -> pulumi.Output[None]:
+def test_an_endpoint_starts_with_no_traffic_for_the_automation_to_give(
+    mocks: Mocks,
+) -> pulumi.Output[None]:
     spec = load_stack("local", ROOT)
     platform = deploy(spec, stack="local")
     endpoint = platform.stamps["pool-shared"].online_endpoint
@@ -50,7 +52,8 @@ def test_first_deployment_takes_all_traffic(mocks: Mocks) -> pulumi.Output[None]
     def check(args: list[object]) -> None:
         urn, properties = args
         assert isinstance(properties, dict)
-        assert properties["traffic"] == {"blue": 100}, f"{urn}: traffic {properties['traffic']}"
+        assert not properties.get("traffic"), f"{urn}: traffic {properties.get('traffic')}"
+        assert not properties.get("mirror_traffic"), urn
         assert properties["auth_mode"] == "AADToken", urn
         assert properties["scoring_uri"].endswith(".inference.ml.azure.com/score"), urn
 

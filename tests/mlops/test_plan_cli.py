@@ -34,11 +34,9 @@ def local_plan_json() -> dict[str, object]:
 def test_json_has_the_documented_shape(local_plan_json: dict[str, object]) -> None:
     assert set(local_plan_json) == {"stack", "resources", "violations", "summary"}
     assert local_plan_json["stack"] == "local"
-    violations = local_plan_json["violations"]
-    assert isinstance(violations, list) and violations  # local is told what prod refuses
-    for violation in violations:
-        assert set(violation) == {"policy", "level", "urn", "message"}
-        assert violation["level"] == "advisory"
+    # Every example stack plans clean; the violations' shape is read on the broken stack's
+    # plan (tests/policies/test_stacks_against_pack.py).
+    assert local_plan_json["violations"] == []
     resources = local_plan_json["resources"]
     assert isinstance(resources, list) and len(resources) > 100
     for resource in resources:
@@ -72,8 +70,7 @@ def test_text_output_lists_every_tenant(capsys: pytest.CaptureFixture[str]) -> N
     for tenant in load_stack("local", ROOT).tenants:
         assert f"tenant {tenant.id} (" in out
     assert "pool shared (shared by fabrikam, northwind, litware)" in out
-    assert "violations: 0 mandatory, 6 advisory" in out
-    assert "[advisory] deployment-min-instances: sku.capacity is 1" in out
+    assert "violations: 0 mandatory, 0 advisory" in out
 
 
 def _broken_project(tmp_path: Path) -> Path:

@@ -101,6 +101,7 @@ def test_the_broken_stack_fails_the_plan_and_reports_each_rule_once(
     counts = Counter(v["policy"] for v in violations)
     assert counts == {rule.name: 1 for rule in RULES}
     for violation in violations:
+        assert set(violation) == {"policy", "level", "urn", "message"}
         name = violation["urn"].rsplit("::", 1)[-1]
         assert name == BROKEN_AT[violation["policy"]], violation
         expected = (
