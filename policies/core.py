@@ -172,6 +172,33 @@ class Stack:
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources if r.type in types]
 
+    def deps(self, resource: Resource, prop: str, *types: str) -> list[Resource]:
+        """The resources ``resource``'s input ``prop`` was computed from (of ``types``,
+        whatever API version they pin, when given)."""
+        found = []
+        for urn in sorted(resource.property_dependencies.get(prop, ())):
+            target = self.by_urn.get(urn)
+            if target is not None and (not types or rule_type(target.type) in types):
+                found.append(target)
+        return found
+
+    def waits_for(self, resource: Resource, urn: str) -> bool:
+        """Whether the engine creates ``urn`` before ``resource``: it is among its
+        dependencies (`depends_on` or an input computed from it), at any depth."""
+        seen: set[str] = set()
+        pending = [resource.urn]
+        while pending:
+            current = self.by_urn.get(pending.pop())
+            if current is None:
+                continue
+            linked = set(current.dependencies)
+            linked.update(u for urns in current.property_dependencies.values() for u in urns)
+            if urn in linked:
+                return True
+            pending.extend(linked - seen)
+            seen |= linked
+        return False
+
     #: Properties through which an untagged resource belongs to another (its group, the
     #: resource it extends, the workspace or vault it lives in), in the order tried.
     _OWNER_LINKS = (

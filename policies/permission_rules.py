@@ -65,12 +65,7 @@ class PlanView:
         self.stack = stack
 
     def deps(self, resource: Resource, prop: str, *types: str) -> list[Resource]:
-        found = []
-        for urn in sorted(resource.property_dependencies.get(prop, ())):
-            target = self.stack.by_urn.get(urn)
-            if target is not None and (not types or rule_type(target.type) in types):
-                found.append(target)
-        return found
+        return self.stack.deps(resource, prop, *types)
 
     def of_type(self, type_token: str) -> list[Resource]:
         return [r for r in self.stack.resources if rule_type(r.type) == type_token]
@@ -80,24 +75,7 @@ class PlanView:
         return groups[0] if groups else None
 
     def waits_for(self, resource: Resource, urn: str) -> bool:
-        """Whether ``resource`` is created after ``urn`` (transitively)."""
-        seen: set[str] = set()
-        pending = [resource.urn]
-        while pending:
-            current = self.stack.by_urn.get(pending.pop())
-            if current is None:
-                continue
-            for dependency in current.dependencies | _all_property_dependencies(current):
-                if dependency == urn:
-                    return True
-                if dependency not in seen:
-                    seen.add(dependency)
-                    pending.append(dependency)
-        return False
-
-
-def _all_property_dependencies(resource: Resource) -> frozenset[str]:
-    return frozenset(urn for urns in resource.property_dependencies.values() for urn in urns)
+        return self.stack.waits_for(resource, urn)
 
 
 # --- finding the identities -------------------------------------------------------------------

@@ -29,7 +29,6 @@ from policies.core import (
     Setting,
     Settings,
     Stack,
-    rule_type,
 )
 from policies.resource_rules import duration_seconds
 from tenancy import contracts
@@ -156,12 +155,7 @@ APIM_INBOUND: tuple[tuple[str, str], ...] = (
 
 
 def _deps(stack: Stack, resource: Resource, prop: str, type_token: str) -> list[Resource]:
-    found = []
-    for urn in sorted(resource.property_dependencies.get(prop, ())):
-        target = stack.by_urn.get(urn)
-        if target is not None and rule_type(target.type) == type_token:
-            found.append(target)
-    return found
+    return stack.deps(resource, prop, type_token)
 
 
 def _allows_inbound(nsg: Resource, port: str, source: str) -> bool:
@@ -317,23 +311,6 @@ def _deployment_named(deployments: list[Resource], name: str) -> Resource | None
     return next((d for d in deployments if d.props.raw.get("deploymentName") == name), None)
 
 
-def _waits_for(stack: Stack, resource: Resource, urn: str) -> bool:
-    seen: set[str] = set()
-    pending = [resource.urn]
-    while pending:
-        current = stack.by_urn.get(pending.pop())
-        if current is None:
-            continue
-        linked = set(current.dependencies)
-        linked.update(u for urns in current.property_dependencies.values() for u in urns)
-        if urn in linked:
-            return True
-        for dependency in linked - seen:
-            seen.add(dependency)
-            pending.append(dependency)
-    return False
-
-
 def _named_deployments(stack: Stack) -> Iterator[tuple[Resource, str, str, list[Resource]]]:
     """(endpoint, input, deployment name, the endpoint's deployments) for every deployment
     an endpoint's own inputs name."""
@@ -375,7 +352,7 @@ def _batch_default_problems(stack: Stack) -> Iterator[Finding]:
         for endpoint in _deps(stack, setter, "endpointId", BATCH_ENDPOINT):
             deployments = _children(stack, endpoint, BATCH_DEPLOYMENT, "endpointName")
             named = _deployment_named(deployments, str(name))
-            if named is None or not _waits_for(stack, setter, named.urn):
+            if named is None or not stack.waits_for(setter, named.urn):
                 yield Finding(
                     f"'{setter.name}' makes '{name}' the default of '{endpoint.name}' without "
                     "waiting for that deployment to exist",
@@ -404,7 +381,7 @@ def _function_destination_problems(stack: Stack) -> Iterator[Finding]:
             continue
         for app in _deps(stack, subscription, "destination", WEB_APP):
             uploads = _uploads_for(stack, app)
-            if not uploads or not any(_waits_for(stack, subscription, u.urn) for u in uploads):
+            if not uploads or not any(stack.waits_for(subscription, u.urn) for u in uploads):
                 yield Finding(
                     f"'{subscription.name}' delivers to a function of '{app.name}' without "
                     "waiting for the app's code package, which creates that function",

@@ -90,11 +90,15 @@ def installation_id(value: str) -> str:
     return value
 
 
-def public_cidr(value: str) -> str:
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        network = ipaddress.ip_network(value, strict=True)
+        return ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"'{value}' is not a network address in CIDR form: {exc}") from None
+
+
+def public_cidr(value: str) -> str:
+    network = _network(value)
     # Storage firewall IP rules take public IPv4 addresses and ranges only (no private
     # ranges, no /31 or /32 prefixes): https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-from-an-internet-ip-range
     if network.version != 4 or network.is_private or network.prefixlen > 30:
@@ -118,10 +122,7 @@ def first_of_month(value: date) -> date:
 
 
 def private_cidr(value: str) -> str:
-    try:
-        network = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"'{value}' is not a network address in CIDR form: {exc}") from None
+    network = _network(value)
     if not network.is_private or network.version != 4:
         raise ValueError(f"'{value}' must be a private IPv4 range")
     if not 8 <= network.prefixlen <= 22:

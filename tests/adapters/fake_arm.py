@@ -29,13 +29,10 @@ class Call:
     body: Any
 
 
-@dataclass
-class FakeArm(HttpTransport):
-    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+class InMemoryTransport(HttpTransport):
+    """An azure-core transport with nothing to open or close: subclasses answer ``send``."""
 
-    def __enter__(self) -> FakeArm:
+    def __enter__(self) -> InMemoryTransport:
         return self
 
     def __exit__(self, *args: Any) -> None:
@@ -46,6 +43,13 @@ class FakeArm(HttpTransport):
 
     def close(self) -> None:
         return None
+
+
+@dataclass
+class FakeArm(InMemoryTransport):
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         url = urlparse(request.url)

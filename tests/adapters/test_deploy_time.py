@@ -15,34 +15,21 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
-from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from adapters.deploy_time import Bounds, package_zip, set_batch_default, upload_package
 from tenancy.errors import DependencyError
-from tests.adapters.fake_arm import FakeCredential
+from tests.adapters.fake_arm import FakeCredential, InMemoryTransport
 
 Reply = tuple[int, dict[str, str], bytes]
 
 
 @dataclass
-class Scripted(HttpTransport):
+class Scripted(InMemoryTransport):
     """Answers each request with the next scripted reply and keeps what was sent."""
 
     replies: list[Reply]
     sent: list[Any] = field(default_factory=list)
-
-    def __enter__(self) -> Scripted:
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        return None
-
-    def open(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         self.sent.append(request)

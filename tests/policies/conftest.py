@@ -49,3 +49,24 @@ def findings(rule: str, type_token: str, props: Mapping[str, Any], **given: Any)
 
 def messages(rule: str, type_token: str, props: Mapping[str, Any], **given: Any) -> list[str]:
     return [f.message for f in findings(rule, type_token, props, **given)]
+
+
+def planned_resource(
+    type_name: str,
+    name: str,
+    props: Mapping[str, Any] | None = None,
+    deps: Mapping[str, list[str]] | None = None,
+    after: list[str] | None = None,
+) -> Resource:
+    """A resource of a stack for the stack rules: ``urn:<name>``, property dependencies
+    (input -> names) and other dependencies (`depends_on`) by name."""
+    return Resource(
+        f"azure-native:{type_name}",
+        f"urn:{name}",
+        name,
+        Props(dict(props or {})),
+        property_dependencies={
+            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
+        },
+        dependencies=frozenset(f"urn:{v}" for v in after or []),
+    )

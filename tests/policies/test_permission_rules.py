@@ -6,30 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from policies.catalogue import BY_NAME
-from policies.core import Finding, Props, Resource, Stack, run_stack_rule
+from policies.core import Finding, Resource, Stack, run_stack_rule
 from tenancy.permissions import NEEDS, SCORE_ACTION
 from tenancy.rbac import ROLE_IDS
+from tests.policies.conftest import planned_resource as res
 
 SUB = "/subscriptions/00000000-0000-4000-8000-00000000c0de"
-
-
-def res(
-    type_name: str,
-    name: str,
-    props: dict[str, Any] | None = None,
-    deps: dict[str, list[str]] | None = None,
-    after: list[str] | None = None,
-) -> Resource:
-    return Resource(
-        f"azure-native:{type_name}",
-        f"urn:{name}",
-        name,
-        Props(props or {}),
-        property_dependencies={
-            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
-        },
-        dependencies=frozenset(f"urn:{v}" for v in after or []),
-    )
 
 
 def grant(name: str, principal: str, role: str, scope: str) -> Resource:

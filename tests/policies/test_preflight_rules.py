@@ -7,6 +7,7 @@ from typing import Any
 
 from policies.catalogue import BY_NAME
 from policies.core import Props, Resource, Stack, run_resource_rule, run_stack_rule
+from tests.policies.conftest import planned_resource as res
 from tests.policies.conftest import settings_for
 
 BUDGET = "azure-native:consumption:Budget"
@@ -70,23 +71,6 @@ def test_role_eligibility_must_not_have_ended() -> None:
 
 
 # --- network prerequisites ----------------------------------------------------------------
-
-
-def res(
-    type_name: str,
-    name: str,
-    props: dict[str, Any] | None = None,
-    deps: dict[str, list[str]] | None = None,
-) -> Resource:
-    return Resource(
-        f"azure-native:{type_name}",
-        f"urn:{name}",
-        name,
-        Props(props or {}),
-        property_dependencies={
-            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
-        },
-    )
 
 
 def network(resources: list[Resource]) -> list[str]:

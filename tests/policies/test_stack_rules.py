@@ -6,27 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from policies.catalogue import BY_NAME
-from policies.core import Finding, Props, Resource, Stack, run_stack_rule
+from policies.core import Finding, Resource, Stack, run_stack_rule
 from tests.policies.conftest import TAGS, messages, settings_for
+from tests.policies.conftest import planned_resource as res
 
 ML = "azure-native:machinelearningservices"
-
-
-def res(
-    type_name: str,
-    name: str,
-    props: dict[str, Any] | None = None,
-    deps: dict[str, list[str]] | None = None,
-) -> Resource:
-    return Resource(
-        f"azure-native:{type_name}",
-        f"urn:{name}",
-        name,
-        Props(props or {}),
-        property_dependencies={
-            k: frozenset(f"urn:{v}" for v in vs) for k, vs in (deps or {}).items()
-        },
-    )
 
 
 def tags(tenant: str) -> dict[str, Any]:
