@@ -290,7 +290,8 @@ class Stamp(pulumi.ComponentResource):
             container_registry=self.container_registry.id,
             application_insights=self.app_insights.id,
             # Storage has shared keys off: datastores authenticate with the identity. The
-            # enum's value is `Identity` (C3: "identity" diffed against what Azure returns).
+            # enum's value is `Identity` (C3: "identity" diffed against what Azure returns):
+            # https://learn.microsoft.com/azure/templates/microsoft.machinelearningservices/workspaces
             system_datastores_auth_mode=machinelearningservices.SystemDatastoresAuthMode.IDENTITY,
             hbi_workspace=self._args.data_classification in ("confidential", "restricted"),
             public_network_access="Disabled" if self._private else "Enabled",
@@ -519,7 +520,8 @@ class Stamp(pulumi.ComponentResource):
                 "code_configuration": {
                     "code_id": self._registry_asset("codes", spec.serving.scoring_code),
                     # A batch deployment calls run(mini_batch) (ml/scoring/batch_score.py);
-                    # score.py's run(raw_data, headers) is the online entry point (W6).
+                    # score.py's run(raw_data, headers) is the online entry point (W6):
+                    # https://learn.microsoft.com/azure/machine-learning/how-to-batch-scoring-script
                     "scoring_script": contracts.BATCH_SCORING_SCRIPT,
                 },
                 "mini_batch_size": batch.mini_batch_size,
