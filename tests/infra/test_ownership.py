@@ -42,13 +42,15 @@ def _plan(spec: PlatformSpec) -> dict[str, RecordedResource]:
     return {r.urn: r for r in run.custom_resources()}
 
 
-def test_a_tag_change_after_a_rollout_sends_no_traffic_default_or_model() -> None:
+def test_a_tag_change_after_a_rollout_sends_no_traffic_default_or_model(
+    planned: dict[str, OfflineRun],
+) -> None:
     """First `pulumi up`, then the automation rolls out (traffic and blue's model change in
     Azure, not in the state), then a platform engineer changes contoso's cost center: the
     endpoints' updates carry the new tags and no traffic, no mirror, no batch default; the
     deployments are not updated at all."""
     spec = load_stack("dev", ROOT)
-    first = _plan(spec)
+    first = {r.urn: r for r in planned["dev"].custom_resources()}
     tenants = [
         t.model_copy(update={"cost_center": "cc-9999"}) if t.id == "contoso" else t
         for t in spec.tenants

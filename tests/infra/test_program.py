@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from xml.etree import ElementTree  # the policies parsed are our own output
 
 import pytest
 
-from infra.offline import AzureMocks, OfflineRun, RecordedResource, run_offline
-from infra.program import deploy
-from tenancy import PlatformSpec, contracts, load_stack
+from infra.offline import AzureMocks, OfflineRun, RecordedResource
+from infra.stamp import budget_start
+from tenancy import PlatformSpec, contracts
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
-from tests.conftest import ROOT, STACKS
+from tests.conftest import STACKS
 from tests.infra.conftest import of_type, stamp_of, tenant_of
 
 ROLE_BY_GUID = {guid: code for code, guid in ROLE_IDS.items()}
@@ -80,18 +80,28 @@ def test_every_dedicated_tenant_and_pool_has_its_budget(
     assert by_owner == {}  # pooled tenants have no Azure budget of their own
 
 
-def test_budgets_start_in_the_month_of_the_first_up_and_keep_that_start() -> None:
+def test_budgets_start_in_the_month_of_the_first_up_and_keep_that_start(
+    planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec]
+) -> None:
     """D2: the start date is the first of the month `pulumi up` runs in (Azure refuses a past
     start outside the current period), and it is under ignore_changes: Azure never changes a
     budget's start, so a later run re-sends the creation date instead of churning."""
-    spec = load_stack("dev", ROOT)
-    for today, expected in ((date(2026, 12, 3), "2026-12-01"), (date(2027, 2, 28), "2027-02-01")):
-        run = run_offline(lambda today=today: deploy(spec, stack="dev", today=today), stack="dev")
+    this_month = datetime.now(UTC).date().replace(day=1)
+    for run in planned.values():
         budgets = of_type(run, "consumption:Budget")
         assert budgets
         for budget in budgets:
-            assert budget.inputs["timePeriod"]["startDate"] == f"{expected}T00:00:00Z"
+            assert budget.inputs["timePeriod"]["startDate"] == f"{this_month}T00:00:00Z"
             assert "timePeriod" in budget.ignore_changes, budget.urn
+    spec = specs["dev"]
+    budget = spec.dedicated_tenants[0].budget
+    assert budget_start(budget, spec, date(2027, 2, 28)) == date(2027, 2, 1)
+    fixed = spec.model_copy(
+        update={
+            "budget_policy": spec.budget_policy.model_copy(update={"start_date": date(2027, 1, 1)})
+        }
+    )
+    assert budget_start(budget, fixed, date(2027, 2, 28)) == date(2027, 1, 1)
 
 
 def _owners(run: OfflineRun) -> dict[str, str]:
