@@ -373,8 +373,9 @@ def _uploads_for(stack: Stack, app: Resource) -> list[Resource]:
 
 def _function_destination_problems(stack: Stack) -> Iterator[Finding]:
     """An Event Grid subscription to a function is validated against the function, which
-    exists once the app's code is deployed ("Destination endpoint not found" before:
-    https://github.com/Azure/bicep/issues/11656)."""
+    exists once the app's code is deployed and indexed
+    (https://learn.microsoft.com/azure/event-grid/handler-functions; before that Azure
+    answers "Destination endpoint not found": https://github.com/Azure/bicep/issues/11656)."""
     for subscription in stack.of_type(EVENT_SUBSCRIPTION):
         destination = subscription.props.raw.get("destination") or {}
         if destination.get("endpointType") != "AzureFunction":
