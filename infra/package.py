@@ -11,6 +11,7 @@ import ast
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 APP_DIR = "functions"
@@ -39,14 +40,22 @@ def _python_files(folder: Path) -> Iterable[Path]:
 
 
 def _top_level_imports(source: Path) -> set[str]:
-    tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    stat = source.stat()
+    return set(_parsed_imports(str(source), stat.st_mtime_ns, stat.st_size))
+
+
+@cache
+def _parsed_imports(source: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+    """The imports of one file version (a process plans many stacks from one tree: the
+    parse is the package build's cost, and a changed file is a new key)."""
+    tree = ast.parse(Path(source).read_text(encoding="utf-8"), filename=source)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-    return names
+    return frozenset(names)
 
 
 def _project_packages(root: Path) -> set[str]:
