@@ -316,7 +316,7 @@ def install_mocks(
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
 
-def _without_aliases(
+def without_aliases(
     args: pulumi.ResourceTransformationArgs,
 ) -> pulumi.ResourceTransformationResult | None:
     """The resource as registered, without its aliases.
@@ -337,7 +337,7 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
     """Run ``program`` under mocks and return what it registered."""
 
     def offline_program() -> None:
-        pulumi.runtime.register_stack_transformation(_without_aliases)
+        pulumi.runtime.register_stack_transformation(without_aliases)
         program()
 
     mocks = AzureMocks()
