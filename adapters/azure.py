@@ -22,9 +22,20 @@ from typing import Any
 
 import numpy as np
 from azure.ai.ml import MLClient
-from azure.ai.ml.entities import AmlCompute, ManagedOnlineDeployment
+from azure.ai.ml.entities import (
+    AmlCompute,
+    DataCollector,
+    DeploymentCollection,
+    ManagedOnlineDeployment,
+)
+from azure.ai.ml.exceptions import MlException
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestTimeoutError,
+)
+from azure.monitor.query import LogsQueryStatus
 
 from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
@@ -39,6 +50,29 @@ logger = logging.getLogger("tenant_mlops.azure")
 COMPUTE_NAME = "gpu-cluster"
 _DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
 _MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+
+
+def _fresh_collector(collector: DataCollector | None) -> DataCollector | None:
+    """Blue's collection settings for green, without the data assets blue's collections
+    point at. A GET returns each collection's data as an ARM id string, which azure-ai-ml
+    1.35 then reads as an asset (``value.data.name``: AttributeError, the review's W4);
+    green's own assets are registered by the service for green."""
+    if collector is None:
+        return None
+    return DataCollector(
+        collections={
+            # Read as attributes the SDK may not set on a GET's collections.
+            name: DeploymentCollection(
+                enabled=getattr(collection, "enabled", None),
+                sampling_rate=getattr(collection, "sampling_rate", None),
+                client_id=getattr(collection, "client_id", None),
+            )
+            for name, collection in (collector.collections or {}).items()
+        },
+        rolling_rate=getattr(collector, "rolling_rate", None),
+        sampling_rate=getattr(collector, "sampling_rate", None),
+        request_logging=getattr(collector, "request_logging", None),
+    )
 
 
 def model_reference(model: str) -> tuple[str, str]:
@@ -163,7 +197,7 @@ class AzurePlatform:
             readiness_probe=blue.readiness_probe,
             app_insights_enabled=blue.app_insights_enabled,
             egress_public_network_access=blue.egress_public_network_access,
-            data_collector=blue.data_collector,
+            data_collector=_fresh_collector(blue.data_collector),
             tags={**(blue.tags or {}), "model": model},
         )
         client.online_deployments.begin_create_or_update(green)
@@ -206,6 +240,15 @@ class AzurePlatform:
                 )
             except HttpResponseError as error:
                 return int(error.status_code or 500)
+            except ServiceRequestTimeoutError:
+                # The SDK maps the endpoint's 408 to this AzureError, not to an
+                # HttpResponseError (azure/ai/ml/_utils/_endpoint_utils.py, validate_response).
+                return 408
+            except MlException as error:
+                # An error answer whose body is not JSON (a proxy's HTML page, a crashed
+                # scoring server) loses its status in the SDK (W13): a server error.
+                logger.warning("endpoint %s answered a non-JSON error: %s", deployment, error)
+                return 500
         return 200
 
     def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
@@ -232,6 +275,13 @@ class AzurePlatform:
             return Stats(0, 0, None)  # no data is inconclusive, never a pass
         query = STATS_QUERY.format(endpoint=self.endpoint_name(tenant), deployment=deployment)
         answer = self.logs.query_workspace(self.logs_workspace_id, query, timespan=(since, until))
+        if getattr(answer, "status", None) == LogsQueryStatus.PARTIAL:
+            # A partial answer (LogsQueryPartialResult has no .tables, W15) may miss errors:
+            # judging green on it could pass a failing deployment, so it is inconclusive.
+            logger.warning(
+                "partial traffic-log answer for %s: %s", deployment, answer.partial_error
+            )
+            return Stats(0, 0, None)
         rows = answer.tables[0].rows if answer.tables else []
         if not rows:
             return Stats(0, 0, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from azure.ai.ml.exceptions import MlException
+from azure.core.exceptions import ServiceRequestTimeoutError
 
 from adapters.azure import AzurePlatform
 from tenancy import PlatformSpec
@@ -259,3 +261,97 @@ def test_deployment_stats_come_from_the_endpoint_traffic_log(
         specs["local"], FakeCredential(), SUB, client_options={"transport": arm}
     )  # type: ignore[arg-type]
     assert no_logs.deployment_stats("contoso", "green", since, until).requests == 0  # inconclusive
+
+
+def test_green_copies_blues_data_collection_without_blues_data_assets(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    """W4: a GET returns each collection's data as an ARM id string; copied as it is,
+    azure-ai-ml 1.35 reads it as an asset (``value.data.name``) and raises AttributeError."""
+    blue = arm.resources[f"{ENDPOINT}/deployments/blue".lower()]
+    blue["properties"]["dataCollector"] = {
+        "collections": {
+            name: {
+                "dataCollectionMode": "Enabled",
+                "dataId": f"{WS}/data/tmlops-contoso-loc-ex4m-blue-{name}/versions/1",
+            }
+            for name in ("model_inputs", "model_outputs")
+        }
+    }
+    platform.create_deployment("contoso", "green", "contoso-classical/2")
+    [put] = arm.writes(r"/deployments/green$")
+    collections = put.body["properties"]["dataCollector"]["collections"]
+    assert set(collections) == {"model_inputs", "model_outputs"}
+    for name, collection in collections.items():
+        # The SDK writes the mode in lower case (DeploymentCollection._to_rest_object).
+        assert collection["dataCollectionMode"].lower() == "enabled"
+        # Green's own data asset, never blue's.
+        assert "-green-" in collection["dataId"] and "-blue-" not in collection["dataId"], name
+
+
+class _Endpoints:
+    """online_endpoints.invoke raising what azure-ai-ml raises for an error answer."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def invoke(self, **kwargs: object) -> str:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (MlException(message="<html>502 Bad Gateway</html>", no_personal_data_message="x"), 500),
+        (ServiceRequestTimeoutError("request timed out"), 408),
+    ],
+    ids=["non-json-body", "timeout"],
+)
+def test_an_invocation_error_becomes_a_status_and_never_escapes(
+    platform: AzurePlatform, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int
+) -> None:
+    """W13: a non-JSON error body raises MlException (its status is lost); a 408 raises
+    ServiceRequestTimeoutError. Both used to escape the smoke test."""
+    client = platform.client("contoso")
+    monkeypatch.setattr(client, "_online_endpoints", _Endpoints(error), raising=False)
+    monkeypatch.setattr(
+        type(client), "online_endpoints", property(lambda self: self._online_endpoints)
+    )
+    assert platform.invoke("contoso", "green", {"input_data": [[0.0]]}) == status
+
+
+def test_a_partial_traffic_log_answer_is_inconclusive(
+    specs: dict[str, PlatformSpec], arm: FakeArm
+) -> None:
+    """W15: LogsQueryPartialResult has no .tables; and a partial count may miss errors."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from azure.monitor.query import LogsQueryPartialResult, LogsTable  # noqa: PLC0415
+
+    partial = LogsQueryPartialResult(
+        partial_data=[
+            LogsTable(
+                name="PrimaryResult",
+                columns=["n", "e", "p"],
+                columns_types=["long", "long", "real"],
+                rows=[[50, 0, 9.0]],
+            )
+        ],
+        partial_error={"code": "PartialError", "message": "query exceeded limits"},
+    )
+
+    class Logs:
+        def query_workspace(self, workspace: str, query: str, timespan: object) -> object:
+            return partial
+
+    platform = AzurePlatform(
+        specs["local"],
+        FakeCredential(),
+        SUB,
+        logs=Logs(),
+        logs_workspace_id="guid-1",
+        client_options={"transport": arm},
+    )  # type: ignore[arg-type]
+    since, until = datetime(2026, 11, 22, 12, tzinfo=UTC), datetime(2026, 11, 22, 12, 1, tzinfo=UTC)
+    stats = platform.deployment_stats("contoso", "green", since, until)
+    assert (stats.requests, stats.errors, stats.p99_ms) == (0, 0, None)
