@@ -41,6 +41,7 @@ from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline
+from ml.model_folder import read_model_folder
 from policies.model_rules import ModelFacts
 from tenancy import contracts, naming
 from tenancy.errors import InvalidInputError
@@ -363,7 +364,6 @@ class AzurePlatform:
     # --- registry, compute, notifications ------------------------------------------------------
 
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
-        from ml.registry_facts import read_model_folder  # noqa: PLC0415 - MLflow-free helper
 
         client = self.client(tenant)
         model = client.models.get(name, version)
