@@ -154,10 +154,6 @@ APIM_INBOUND: tuple[tuple[str, str], ...] = (
 )
 
 
-def _deps(stack: Stack, resource: Resource, prop: str, type_token: str) -> list[Resource]:
-    return stack.deps(resource, prop, type_token)
-
-
 def _allows_inbound(nsg: Resource, port: str, source: str) -> bool:
     for rule in nsg.props.raw.get("securityRules") or []:
         if not isinstance(rule, Mapping) or rule.get("direction") != "Inbound":
@@ -171,8 +167,8 @@ def _allows_inbound(nsg: Resource, port: str, source: str) -> bool:
 
 def _gateway_subnet_problems(stack: Stack) -> Iterator[Finding]:
     for service in stack.of_type(APIM):
-        for subnet in _deps(stack, service, "virtualNetworkConfiguration", SUBNET):
-            groups = _deps(stack, subnet, "networkSecurityGroup", NSG)
+        for subnet in stack.deps(service, "virtualNetworkConfiguration", SUBNET):
+            groups = stack.deps(subnet, "networkSecurityGroup", NSG)
             if not groups:
                 yield Finding(
                     f"API Management '{service.name}' is injected into subnet '{subnet.name}', "
@@ -222,7 +218,7 @@ def _has_rule(stack: Stack, workspace: Resource, target: Resource, subresource: 
 def _private_registries(stack: Stack, deployments: list[Resource]) -> dict[str, Resource]:
     registries: dict[str, Resource] = {}
     for deployment in deployments:
-        for registry in _deps(stack, deployment, "properties", REGISTRY):
+        for registry in stack.deps(deployment, "properties", REGISTRY):
             if registry.props.raw.get("publicNetworkAccess") == "Disabled":
                 registries[registry.urn] = registry
     return registries
@@ -248,7 +244,7 @@ def _managed_network_problems(stack: Stack) -> Iterator[Finding]:
                     f"no private endpoint rule to the private registry '{registry.name}'"
                 )
         if _in_workspace(stack, workspace, BATCH_ENDPOINT):
-            for storage in _deps(stack, workspace, "storageAccount", STORAGE):
+            for storage in stack.deps(workspace, "storageAccount", STORAGE):
                 for sub in ("queue", "table"):
                     if not _has_rule(stack, workspace, storage, sub):
                         problems.append(
@@ -265,7 +261,7 @@ def _dead_letter_problems(stack: Stack) -> Iterator[Finding]:
     https://learn.microsoft.com/azure/storage/common/storage-network-security#grant-access-to-trusted-azure-services"""
     reported: set[str] = set()
     for subscription in stack.of_type(EVENT_SUBSCRIPTION):
-        for account in _deps(stack, subscription, "deadLetterWithResourceIdentity", STORAGE):
+        for account in stack.deps(subscription, "deadLetterWithResourceIdentity", STORAGE):
             props = account.props.raw
             rules = props.get("networkRuleSet") or {}
             if account.urn in reported:
@@ -349,7 +345,7 @@ def _batch_default_problems(stack: Stack) -> Iterator[Finding]:
         if setter.props.raw.get("kind") != contracts.KIND_BATCH_DEFAULT:
             continue
         name = setter.props.raw.get("deploymentName")
-        for endpoint in _deps(stack, setter, "endpointId", BATCH_ENDPOINT):
+        for endpoint in stack.deps(setter, "endpointId", BATCH_ENDPOINT):
             deployments = _children(stack, endpoint, BATCH_DEPLOYMENT, "endpointName")
             named = _deployment_named(deployments, str(name))
             if named is None or not stack.waits_for(setter, named.urn):
@@ -362,7 +358,7 @@ def _batch_default_problems(stack: Stack) -> Iterator[Finding]:
 
 def _uploads_for(stack: Stack, app: Resource) -> list[Resource]:
     """The package uploads into the storage the app deploys its code from."""
-    accounts = {a.urn for a in _deps(stack, app, "functionAppConfig", STORAGE)}
+    accounts = {a.urn for a in stack.deps(app, "functionAppConfig", STORAGE)}
     return [
         r
         for r in stack.resources
@@ -380,7 +376,7 @@ def _function_destination_problems(stack: Stack) -> Iterator[Finding]:
         destination = subscription.props.raw.get("destination") or {}
         if destination.get("endpointType") != "AzureFunction":
             continue
-        for app in _deps(stack, subscription, "destination", WEB_APP):
+        for app in stack.deps(subscription, "destination", WEB_APP):
             uploads = _uploads_for(stack, app)
             if not uploads or not any(stack.waits_for(subscription, u.urn) for u in uploads):
                 yield Finding(
@@ -420,7 +416,7 @@ def _storage_key_problems(stack: Stack) -> Iterator[Finding]:
     for blob in stack.of_type(BLOB):
         # azure-native's Blob signs with the account key it lists (provider source,
         # custom_storage_azidentity.go: blockblob.NewClientWithSharedKeyCredential).
-        for account in _deps(stack, blob, "accountName", STORAGE):
+        for account in stack.deps(blob, "accountName", STORAGE):
             if _keys_off(account):
                 yield Finding(
                     f"'{blob.name}' is uploaded with the account key of '{account.name}', "
@@ -430,7 +426,7 @@ def _storage_key_problems(stack: Stack) -> Iterator[Finding]:
     for app in stack.of_type(WEB_APP):
         settings = _app_settings(app)
         keyed = sorted(name for name, value in settings.items() if "AccountKey=" in value)
-        accounts = [a for a in _deps(stack, app, "siteConfig", STORAGE) if _keys_off(a)]
+        accounts = [a for a in stack.deps(app, "siteConfig", STORAGE) if _keys_off(a)]
         if keyed and accounts:
             yield Finding(
                 f"'{app.name}' connects with an account key ({', '.join(keyed)}) while "
@@ -439,9 +435,7 @@ def _storage_key_problems(stack: Stack) -> Iterator[Finding]:
             )
         deployment = (app.props.raw.get("functionAppConfig") or {}).get("deployment") or {}
         auth = ((deployment.get("storage") or {}).get("authentication") or {}).get("type")
-        deploy_accounts = [
-            a for a in _deps(stack, app, "functionAppConfig", STORAGE) if _keys_off(a)
-        ]
+        deploy_accounts = [a for a in stack.deps(app, "functionAppConfig", STORAGE) if _keys_off(a)]
         if auth == "StorageAccountConnectionString" and deploy_accounts:
             yield Finding(
                 f"'{app.name}' reads its package with a connection string while "
@@ -455,7 +449,7 @@ def _datastore_problems(stack: Stack) -> Iterator[Finding]:
     identity (``systemDatastoresAuthMode``, enum value ``Identity``):
     https://learn.microsoft.com/azure/machine-learning/how-to-disable-local-auth-storage"""
     for workspace in stack.of_type(WORKSPACE):
-        accounts = [a for a in _deps(stack, workspace, "storageAccount", STORAGE) if _keys_off(a)]
+        accounts = [a for a in stack.deps(workspace, "storageAccount", STORAGE) if _keys_off(a)]
         mode = workspace.props.raw.get("systemDatastoresAuthMode")
         if accounts and mode != "Identity":
             yield Finding(
@@ -473,7 +467,7 @@ def _telemetry_problems(stack: Stack) -> Iterator[Finding]:
         settings = _app_settings(app)
         if not settings.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
             continue
-        for component in _deps(stack, app, "siteConfig", APP_INSIGHTS):
+        for component in stack.deps(app, "siteConfig", APP_INSIGHTS):
             entra = "Authorization=AAD" in settings.get(
                 "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""
             )
