@@ -3,6 +3,7 @@ operations, through a fake transport."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,6 @@ def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
     specs: dict[str, PlatformSpec], arm: FakeArm, tmp_path: Path
 ) -> None:
     import json  # noqa: PLC0415
-    from datetime import UTC, datetime  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415
     from azure.storage.blob import BlobServiceClient  # noqa: PLC0415
@@ -230,10 +230,27 @@ def test_retraining_is_a_command_job_on_the_stamps_gpu_cluster(
     assert properties["inputs"]["tenant"]["value"] == "contoso"
 
 
+WINDOW = (
+    datetime(2026, 11, 22, 12, tzinfo=UTC),
+    datetime(2026, 11, 22, 12, 1, tzinfo=UTC),
+)
+
+
+def _with_logs(spec: PlatformSpec, arm: FakeArm, logs: object) -> AzurePlatform:
+    """The adapter over the fake ARM with a Log Analytics client of the test's own."""
+    return AzurePlatform(
+        spec,
+        FakeCredential(),
+        SUB,
+        logs=logs,
+        logs_workspace_id="guid-1",
+        client_options={"transport": arm},
+    )  # type: ignore[arg-type]
+
+
 def test_deployment_stats_come_from_the_endpoint_traffic_log(
     specs: dict[str, PlatformSpec], arm: FakeArm
 ) -> None:
-    from datetime import UTC, datetime  # noqa: PLC0415
     from types import SimpleNamespace  # noqa: PLC0415
 
     queries: list[tuple[str, str, object]] = []
@@ -243,15 +260,8 @@ def test_deployment_stats_come_from_the_endpoint_traffic_log(
             queries.append((workspace, query, timespan))
             return SimpleNamespace(tables=[SimpleNamespace(rows=[[120, 3, 87.5]])])
 
-    platform = AzurePlatform(
-        specs["local"],
-        FakeCredential(),
-        SUB,
-        logs=Logs(),
-        logs_workspace_id="guid-1",
-        client_options={"transport": arm},
-    )  # type: ignore[arg-type]
-    since, until = datetime(2026, 11, 22, 12, tzinfo=UTC), datetime(2026, 11, 22, 12, 1, tzinfo=UTC)
+    platform = _with_logs(specs["local"], arm, Logs())
+    since, until = WINDOW
     stats = platform.deployment_stats("contoso", "green", since, until)
     assert (stats.requests, stats.errors, stats.p99_ms) == (120, 3, 87.5)
     [(workspace, query, timespan)] = queries
@@ -324,7 +334,6 @@ def test_a_partial_traffic_log_answer_is_inconclusive(
     specs: dict[str, PlatformSpec], arm: FakeArm
 ) -> None:
     """W15: LogsQueryPartialResult has no .tables; and a partial count may miss errors."""
-    from datetime import UTC, datetime  # noqa: PLC0415
 
     from azure.monitor.query import LogsQueryPartialResult, LogsTable  # noqa: PLC0415
 
@@ -344,14 +353,7 @@ def test_a_partial_traffic_log_answer_is_inconclusive(
         def query_workspace(self, workspace: str, query: str, timespan: object) -> object:
             return partial
 
-    platform = AzurePlatform(
-        specs["local"],
-        FakeCredential(),
-        SUB,
-        logs=Logs(),
-        logs_workspace_id="guid-1",
-        client_options={"transport": arm},
-    )  # type: ignore[arg-type]
-    since, until = datetime(2026, 11, 22, 12, tzinfo=UTC), datetime(2026, 11, 22, 12, 1, tzinfo=UTC)
+    platform = _with_logs(specs["local"], arm, Logs())
+    since, until = WINDOW
     stats = platform.deployment_stats("contoso", "green", since, until)
     assert (stats.requests, stats.errors, stats.p99_ms) == (0, 0, None)
