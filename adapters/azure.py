@@ -9,15 +9,17 @@ to assert the ARM requests themselves.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime
-from functools import cache
-from pathlib import Path
+from functools import cache, cached_property
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -27,29 +29,35 @@ from azure.ai.ml.entities import (
     DataCollector,
     DeploymentCollection,
     ManagedOnlineDeployment,
+    Model,
 )
-from azure.ai.ml.exceptions import MlException
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestTimeoutError,
-)
+from azure.core.exceptions import ResourceNotFoundError
 from azure.monitor.query import LogsQueryStatus
 
+from adapters.azure_data import DataPlane
 from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
-from ml.baseline import Baseline
+from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
-from policies.model_rules import ModelFacts
+from policies.model_rules import (
+    ChampionFacts,
+    ModelFacts,
+    approvals_from_tags,
+    champion_on_same_rows,
+    own_metrics,
+)
 from tenancy import contracts, naming
-from tenancy.errors import InvalidInputError
+from tenancy.errors import DependencyError, InvalidInputError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.azure")
 COMPUTE_NAME = "gpu-cluster"
 _DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
+#: A model's files on a datastore, as a GET returns its path (short or long form:
+#: ``azureml://[subscriptions/.../workspaces/<ws>/]datastores/<ds>/paths/<path>``).
+_MODEL_FILES = re.compile(r"^azureml://(?:.*/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
 _MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 
 
@@ -76,6 +84,26 @@ def _fresh_collector(collector: DataCollector | None) -> DataCollector | None:
     )
 
 
+@contextmanager
+def _missing_as_empty() -> Iterator[None]:
+    with suppress(ResourceNotFoundError):
+        yield
+
+
+def _pool_models(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """{tenant: "<name>/<version>"} of a pool asset's tag (an empty map for other models)."""
+    raw = (tags or {}).get(contracts.MODEL_TAG_POOL_MODELS)
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidInputError(f"tag {contracts.MODEL_TAG_POOL_MODELS} is not JSON") from None
+    if not isinstance(found, dict):
+        raise InvalidInputError(f"tag {contracts.MODEL_TAG_POOL_MODELS} must map tenants to models")
+    return {str(k): str(v) for k, v in found.items()}
+
+
 def model_reference(model: str) -> tuple[str, str]:
     """(name, version) of a deployment's model: an ARM id or ``azureml:<name>:<version>``."""
     found = _MODEL_ID.search(model)
@@ -87,12 +115,17 @@ def model_reference(model: str) -> tuple[str, str]:
     raise InvalidInputError(f"cannot read a model name and version from {model!r}")
 
 
-#: Requests, server errors and p99 latency of one deployment over a window, from the
-#: endpoint's traffic log (diagnostic settings send it to Log Analytics).
+#: Requests, failures and p99 latency of one deployment over a window, from the endpoint's
+#: traffic log (diagnostic settings send it to Log Analytics). A failure is a server error,
+#: and also what Azure ML answers for the model: 424 when the model's container fails or
+#: answers an error, 408 when it does not answer in time
+#: (https://learn.microsoft.com/azure/machine-learning/how-to-troubleshoot-online-endpoints#http-status-codes).
+#: The embedded gateway counts the same codes (local/gateway.py, Metrics.stats).
 STATS_QUERY = """
 AmlOnlineEndpointTrafficLog
 | where EndpointName == '{endpoint}' and DeploymentName == '{deployment}'
-| summarize requests = count(), errors = countif(toint(ResponseCode) >= 500),
+| summarize requests = count(),
+            errors = countif(toint(ResponseCode) >= 500 or toint(ResponseCode) in (408, 424)),
             p99 = percentile(todouble(TotalDurationMs), 99)
 """
 
@@ -172,6 +205,13 @@ class AzurePlatform:
 
     # --- serving -------------------------------------------------------------------------
 
+    @cached_property
+    def _data_plane(self) -> DataPlane:
+        return DataPlane(self.credential, self.client_options.get("transport"))
+
+    def _pooled(self, tenant: str) -> bool:
+        return self._tenant(tenant).tier == "pooled"
+
     def endpoint(self, tenant: str) -> Endpoint:
         found = self.client(tenant).online_endpoints.get(self.endpoint_name(tenant))
         return Endpoint(
@@ -180,15 +220,24 @@ class AzurePlatform:
 
     def create_deployment(self, tenant: str, name: str, model: str) -> None:
         """Green is blue's twin (environment, code, size, probes, collection) with the new
-        model; creation runs on in Azure, deployment_status reports it."""
+        model; creation runs on in Azure, deployment_status reports it. A pooled green
+        serves an asset that holds every pool tenant's model: the live one's, with this
+        tenant's replaced (a managed deployment serves one model asset)."""
         client = self.client(tenant)
         endpoint = self.endpoint(tenant)
         blue = client.online_deployments.get(endpoint.live, endpoint.name)
         model_name, version = model.split("/")
+        asset = f"azureml:{model_name}:{version}"
+        tags = {**(blue.tags or {}), "model": model}
+        if self._pooled(tenant):
+            live = endpoint.live if endpoint.serving else None
+            asset, carried = self._pool_asset(tenant, live, model)
+            tags["model"] = asset.removeprefix("azureml:")
+            tags[contracts.MODEL_TAG_POOL_MODELS] = json.dumps(carried, sort_keys=True)
         green = ManagedOnlineDeployment(
             name=name,
             endpoint_name=endpoint.name,
-            model=f"azureml:{model_name}:{version}",
+            model=asset,
             environment=blue.environment,
             code_configuration=blue.code_configuration,
             instance_type=blue.instance_type,
@@ -199,7 +248,7 @@ class AzurePlatform:
             app_insights_enabled=blue.app_insights_enabled,
             egress_public_network_access=blue.egress_public_network_access,
             data_collector=_fresh_collector(blue.data_collector),
-            tags={**(blue.tags or {}), "model": model},
+            tags=tags,
         )
         client.online_deployments.begin_create_or_update(green)
 
@@ -226,48 +275,28 @@ class AzurePlatform:
         client.online_endpoints.begin_create_or_update(endpoint).result()
 
     def delete_deployment(self, tenant: str, name: str) -> None:
-        self.client(tenant).online_deployments.begin_delete(name, self.endpoint_name(tenant))
+        try:
+            self.client(tenant).online_deployments.begin_delete(name, self.endpoint_name(tenant))
+        except ResourceNotFoundError:
+            return  # gone already: deleting is done
 
     def invoke(self, tenant: str, deployment: str, body: Mapping[str, Any]) -> int:
-        """Through the endpoint with the deployment header (the SDK sets it)."""
-        with tempfile.TemporaryDirectory() as folder:
-            request = Path(folder) / "request.json"
-            request.write_text(json.dumps(body))
-            try:
-                self.client(tenant).online_endpoints.invoke(
-                    endpoint_name=self.endpoint_name(tenant),
-                    deployment_name=deployment,
-                    request_file=str(request),
-                )
-            except HttpResponseError as error:
-                return int(error.status_code or 500)
-            except ServiceRequestTimeoutError:
-                # The SDK maps the endpoint's 408 to this AzureError, not to an
-                # HttpResponseError (azure/ai/ml/_utils/_endpoint_utils.py, validate_response).
-                return 408
-            except MlException as error:
-                # An error answer whose body is not JSON (a proxy's HTML page, a crashed
-                # scoring server) loses its status in the SDK (W13): a server error.
-                logger.warning("endpoint %s answered a non-JSON error: %s", deployment, error)
-                return 500
-        return 200
+        """Through the endpoint's scoring URI with the deployment header (and, pooled, the
+        tenant header APIM sets for tenants): the status of the answer."""
+        found = self.client(tenant).online_endpoints.get(self.endpoint_name(tenant))
+        tenant_header = tenant if self._pooled(tenant) else None
+        return self._data_plane.score(str(found.scoring_uri), body, deployment, tenant_header)
 
     def sample_request(self, tenant: str, deployment: str | None = None) -> Mapping[str, Any]:
-        """The ``sample_request`` tag the deployment carries (green copies blue's)."""
-        client = self.client(tenant)
-        endpoint = self.endpoint(tenant)
-        name = deployment or endpoint.live
-        found = client.online_deployments.get(name, endpoint.name)
-        sample = (found.tags or {}).get("sample_request")
-        if not sample:
-            raise ResourceNotFoundError(f"deployment {name} has no sample_request tag")
-        loaded: Mapping[str, Any] = json.loads(sample)
-        return loaded
+        """A request built from the baseline of the tenant's model on ``deployment``."""
+        name = deployment or self.endpoint(tenant).live
+        _, columns, reference = self.baseline(tenant, name)
+        return sample_of(columns, reference)
 
     def serves_tenant(self, tenant: str, deployment: str) -> bool:
-        """A deployment of the tenant's stamp endpoint carries the tenant: in Azure the
-        endpoint's deployments come from `pulumi up` with every tenant of the stamp."""
-        return self.deployment_status(tenant, deployment)[0] != "missing"
+        """Whether ``deployment`` carries a model of ``tenant``: any deployment of a
+        dedicated endpoint; in a pool, one whose asset holds the tenant's model."""
+        return self._tenant_model(tenant, deployment) is not None
 
     def deployment_stats(
         self, tenant: str, deployment: str, since: datetime, until: datetime
@@ -289,6 +318,78 @@ class AzurePlatform:
         requests, errors, p99 = rows[0]
         return Stats(int(requests or 0), int(errors or 0), float(p99) if p99 is not None else None)
 
+    # --- models on deployments -----------------------------------------------------------
+
+    def _tenant_model(self, tenant: str, deployment: str) -> tuple[str, str] | None:
+        """(name, version) of the tenant's model on ``deployment``, None if it has none."""
+        client = self.client(tenant)
+        try:
+            found = client.online_deployments.get(deployment, self.endpoint_name(tenant))
+        except ResourceNotFoundError:
+            return None
+        name, version = model_reference(str(found.model))
+        if not self._pooled(tenant):
+            return name, version
+        carried = _pool_models(client.models.get(name, version).tags)
+        ref = carried.get(tenant)
+        return (ref.split("/")[0], ref.split("/")[1]) if ref else None
+
+    def _pool_asset(self, tenant: str, live: str | None, model: str) -> tuple[str, dict[str, str]]:
+        """Register (once per content) the pool asset for ``live``'s tenant models with
+        ``model`` for ``tenant``: each model's files copied under one folder per tenant,
+        as score.py loads a pooled deployment. Tenants no longer in the pool are dropped."""
+        client = self.client(tenant)
+        pool = str(self._tenant(tenant).pool)
+        members = {t.id for t in self.spec.tenants_in_pool(pool)}
+        carried: dict[str, str] = {}
+        if live is not None:
+            name, version = model_reference(
+                str(client.online_deployments.get(live, self.endpoint_name(tenant)).model)
+            )
+            with _missing_as_empty():
+                carried = _pool_models(client.models.get(name, version).tags)
+        carried = {t: m for t, m in carried.items() if t in members}
+        carried[tenant] = model
+        # The version is the content's digest: a retried event re-registers the same asset.
+        version = hashlib.sha256(json.dumps(carried, sort_keys=True).encode()).hexdigest()[:12]
+        bundle = contracts.pool_bundle_model(pool)
+        store = client.datastores.get_default()
+        prefix = f"pool-models/{pool}/{version}"
+        target = self._container(tenant, store.name)
+        for member, ref in sorted(carried.items()):
+            member_name, member_version = ref.split("/")
+            for relative, content in self._model_files(tenant, member_name, member_version):
+                target.upload_blob(f"{prefix}/{member}/{relative}", content, overwrite=True)
+        client.models.create_or_update(
+            Model(
+                name=bundle,
+                version=version,
+                type="custom_model",
+                path=f"azureml://datastores/{store.name}/paths/{prefix}/",
+                description=f"the models of pool {pool}'s tenants, one folder per tenant",
+                tags={
+                    contracts.MODEL_TAG_POOL_MODELS: json.dumps(carried, sort_keys=True),
+                    "pool": pool,
+                },
+            )
+        )
+        return f"azureml:{bundle}:{version}", carried
+
+    def _model_files(self, tenant: str, name: str, version: str) -> Iterator[tuple[str, bytes]]:
+        """(path below the model's folder, content) of every file of a workspace model."""
+        model = self.client(tenant).models.get(name, version)
+        match = _MODEL_FILES.match(str(model.path or ""))
+        if not match:
+            raise InvalidInputError(
+                f"model {name}/{version} is not on a workspace datastore ({model.path!r})"
+            )
+        container = self._container(tenant, match["datastore"])
+        prefix = match["path"].rstrip("/") + "/"
+        for blob in container.list_blobs(name_starts_with=prefix):
+            relative = str(blob.name)[len(prefix) :]
+            if relative and not relative.endswith("/"):
+                yield relative, container.download_blob(blob.name).readall()
+
     # --- drift ---------------------------------------------------------------------------------
 
     def _container(self, tenant: str, datastore: str | None = None) -> Any:
@@ -306,8 +407,10 @@ class AzurePlatform:
         """The live model's baseline, named by its ``baseline_dataset`` tag
         (``azureml://datastores/<datastore>/paths/<path>``)."""
         client = self.client(tenant)
-        found = client.online_deployments.get(deployment, self.endpoint_name(tenant))
-        name, version = model_reference(str(found.model))
+        found = self._tenant_model(tenant, deployment)
+        if found is None:
+            raise NotFoundError(f"deployment {deployment} serves no model of tenant {tenant}")
+        name, version = found
         model = client.models.get(name, version)
         uri = (model.tags or {}).get(contracts.MODEL_TAG_BASELINE, "")
         match = _DATASTORE_URI.match(uri)
@@ -364,14 +467,62 @@ class AzurePlatform:
     # --- registry, compute, notifications ------------------------------------------------------
 
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
-
+        """Tags, the model folder's own facts, the training run's metrics (the workspace's
+        MLflow API), the champion (the model the tenant's endpoint serves now) and the
+        approvals the tags record."""
         client = self.client(tenant)
-        model = client.models.get(name, version)
-        with tempfile.TemporaryDirectory() as folder:
-            client.models.download(name, version, download_path=folder)
-            artifacts = next(Path(folder).rglob("MLmodel"), None)
+        try:
+            model = client.models.get(name, version)
+        except ResourceNotFoundError:
+            raise NotFoundError.for_item("model version", f"{name}/{version}") from None
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            for relative, content in self._model_files(tenant, name, str(version)):
+                path = folder.joinpath(*PurePosixPath(relative).parts)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+            artifacts = next(folder.rglob("MLmodel"), None)
             facts = read_model_folder(artifacts.parent) if artifacts else {}
-        return ModelFacts(name=name, version=str(version), tags=dict(model.tags or {}), **facts)
+        metrics = self._run_metrics(tenant, getattr(model, "job_name", None))
+        tags = dict(model.tags or {})
+        return ModelFacts(
+            name=name,
+            version=str(version),
+            tags=tags,
+            metrics=own_metrics(metrics),
+            champion=self._champion(tenant, name, str(version), metrics),
+            approvals=approvals_from_tags(tags),
+            **facts,
+        )
+
+    def _run_metrics(self, tenant: str, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        return self._data_plane.run_metrics(self._tracking_uri(self._stamp(tenant)[0]), run_id)
+
+    def _tracking_uri(self, stamp_key: str) -> str:
+        client = self._client(stamp_key)
+        uri = client.workspaces.get(client.workspace_name).mlflow_tracking_uri
+        if not uri:
+            raise DependencyError(f"workspace {client.workspace_name} has no MLflow tracking URI")
+        return str(uri)
+
+    def _champion(
+        self, tenant: str, name: str, version: str, candidate: Mapping[str, float]
+    ) -> ChampionFacts | None:
+        """The model of the same name live for the tenant, with its metrics on the
+        candidate's rows when the candidate's run recorded them."""
+        endpoint = self.endpoint(tenant)
+        live = self._tenant_model(tenant, endpoint.live) if endpoint.serving else None
+        if live is None or live[0] != name or live[1] == version:
+            return None
+        same_rows = champion_on_same_rows(candidate)
+        if same_rows:
+            return ChampionFacts(live[1], same_rows)
+        champion = self.client(tenant).models.get(*live)
+        return ChampionFacts(
+            live[1], self._run_metrics(tenant, getattr(champion, "job_name", None))
+        )
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         client = self.client(tenant)

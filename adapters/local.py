@@ -23,7 +23,7 @@ from adapters.collected import collected_rows
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from local.models import registry_of
-from ml.baseline import Baseline
+from ml.baseline import Baseline, sample_of
 from ml.registry import BASELINE_FILE, RegistryLayout
 from ml.registry_facts import MlflowModelFacts
 from policies.model_rules import ModelFacts
@@ -38,13 +38,6 @@ REGISTRY_URIS = "TENANT_MLOPS_REGISTRY_URIS"
 ADMIN_TOKEN_FILE = "gateway-admin.token"  # noqa: S105 - a file name
 COLLECTED_CONTAINER = "workspaceblobstore"
 NOTIFICATIONS_FILE = "notifications.jsonl"
-
-
-def sample_of(columns: Sequence[str], reference: np.ndarray) -> Mapping[str, Any]:
-    """A valid request body from a model's baseline (text models have no feature columns)."""
-    if not columns:
-        return {"data": [["please reset my password"]]}
-    return {"data": [reference[0, : len(columns)].tolist()]}
 
 
 class GatewayAdmin:

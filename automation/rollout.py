@@ -46,10 +46,13 @@ class Phase(StrEnum):
     DRAINING = "draining"
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
+    # A queued version that a newer version of the same model replaced before it started:
+    # it is never rolled out.
+    SUPERSEDED = "superseded"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK)
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.SUPERSEDED)
 
 
 class InvariantViolation(Exception):  # noqa: N818 - the name says what broke
@@ -142,6 +145,7 @@ class RolloutState:
     inconclusive: int = 0  # consecutive analyses without enough data
     paused: bool = False
     approved_by: str = ""
+    approved_as: str = ""  # the approver's persona
     next_check_at: datetime | None = None
     delete_blue_at: datetime | None = None
     reason: str = ""
@@ -253,7 +257,10 @@ def _command(
             state, state, (), f"{command.actor} ({command.persona}) may not approve; {allowed} may"
         )
     return _promote(
-        replace(state, approved_by=command.actor), policy, now, f"approved by {command.actor}"
+        replace(state, approved_by=command.actor, approved_as=command.persona),
+        policy,
+        now,
+        f"approved by {command.actor}",
     )
 
 
@@ -503,6 +510,24 @@ def _rollback(state: RolloutState, why: str) -> Transition:
     )
     actions = (SetTraffic(traffic, {}), Alert("critical", f"{state.tenant}: {after.reason}"))
     return Transition(state, after, actions, after.reason)
+
+
+def promotes(transition: Transition) -> bool:
+    """Whether ``transition`` gives green all live traffic (the end of a rollout)."""
+    finished = (Phase.DRAINING, Phase.PROMOTED)
+    return transition.after.phase in finished and transition.before.phase not in finished
+
+
+def refuse_promotion(state: RolloutState, reasons: Sequence[str]) -> Transition:
+    """The model gate, run again at promotion, refused the model: traffic goes back to blue
+    (a model may lose an approval or a tag while its canary ran)."""
+    return _rollback(state, "the model gate refused promotion: " + "; ".join(reasons))
+
+
+def supersede(state: RolloutState, newer: str) -> Transition:
+    """A queued version that ``newer`` replaces: it ends without touching the endpoint."""
+    after = _next(state, phase=Phase.SUPERSEDED, reason=f"superseded by {newer} before it started")
+    return Transition(state, after, (), after.reason)
 
 
 def _next(state: RolloutState, **changes: object) -> RolloutState:

@@ -11,6 +11,7 @@ re-applying them changes nothing that was already done.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,10 +33,14 @@ from automation.rollout import (
     SmokeTest,
     Transition,
     advance,
+    promotes,
     queued,
+    refuse_promotion,
     start,
+    supersede,
 )
 from automation.store import Record, StateStore
+from policies.model_rules import Approval, evaluate_model
 from tenancy import contracts
 from tenancy.errors import ConflictError, NotFoundError
 from tenancy.spec import PlatformSpec
@@ -46,6 +51,11 @@ Clock = Callable[[], datetime]
 def rollout_key(model: str) -> str:
     """Row key of a model version's rollout: one per version, whatever the deliveries."""
     return model.replace("/", "-v")
+
+
+def _name_and_version(model: str) -> tuple[str, int]:
+    name, _, version = model.rpartition("/")
+    return name, int(version) if version.isdigit() else -1
 
 
 # --- (de)serialization ------------------------------------------------------------------------
@@ -137,7 +147,37 @@ class RolloutRunner:
             correlation=correlation,
         )
         self._apply(record, state, list(actions))
+        if state.phase == Phase.QUEUED:
+            self._supersede_older(state, correlation)
         return state
+
+    def _supersede_older(self, newest: RolloutState, correlation: str) -> None:
+        """Queued versions of the same model for the same tenant, older than ``newest``,
+        will never be rolled out: a burst of registrations rolls out its newest version."""
+        name, version = _name_and_version(newest.model)
+        for record, state, _ in self._rollouts():
+            other_name, other_version = _name_and_version(state.model)
+            if (
+                state.phase == Phase.QUEUED
+                and state.tenant == newest.tenant
+                and other_name == name
+                and other_version < version
+            ):
+                self._commit(record, supersede(state, newest.model), "automation", correlation)
+
+    def _newer_queued(self, state: RolloutState) -> str:
+        """A queued newer version of ``state``'s model for the same tenant, or ""."""
+        name, version = _name_and_version(state.model)
+        for _, other, _ in self._rollouts():
+            other_name, other_version = _name_and_version(other.model)
+            if (
+                other.phase == Phase.QUEUED
+                and other.tenant == state.tenant
+                and other_name == name
+                and other_version > version
+            ):
+                return other.model
+        return ""
 
     def _fresh(
         self, tenant: str, model: str, revision: int = 0
@@ -161,6 +201,9 @@ class RolloutRunner:
 
     def _dequeue(self, record: Record, state: RolloutState, correlation: str) -> Transition | None:
         """Start a queued rollout once its endpoint is free (the oldest waits least)."""
+        newer = self._newer_queued(state)
+        if newer:  # an event raced the queueing of a newer version: never roll this one out
+            return self._commit(record, supersede(state, newer), "automation", correlation)
         busy = self._busy(state.endpoint, besides=f"{state.tenant}/{state.model}")
         if busy or self._older_queued(state):
             return Transition(state, state, (), f"queued behind {busy or 'an older rollout'}")
@@ -247,6 +290,10 @@ class RolloutRunner:
     ) -> Transition | None:
         if not transition.changed:
             return transition
+        if promotes(transition):
+            refused = self._promotion_gate(transition.after)
+            if refused:
+                transition = refuse_promotion(transition.before, refused)
         actions = list(transition.actions)
         try:
             record = self.store.replace(record, encode(transition.after, actions))
@@ -282,6 +329,17 @@ class RolloutRunner:
         elif isinstance(action, Alert):
             port.notify(tenant, action.severity, action.message)
         # SmokeTest is performed while observing (its result is the next observation).
+
+    def _promotion_gate(self, state: RolloutState) -> list[str]:
+        """The model gate again, at the promotion stage, with the registry's facts now and
+        the approval given to this rollout (checked against the approver personas)."""
+        name, _, version = state.model.rpartition("/")
+        facts = self.port.model_facts(state.tenant, name, version)
+        if state.approved_by and state.approved_as:
+            given = Approval(state.approved_by, state.approved_as)
+            facts = dataclasses.replace(facts, approvals=(*facts.approvals, given))
+        violations = evaluate_model(facts, state.tenant, self.spec, stage="promotion")
+        return [f"[{v.code}] {v.message}" for v in violations]
 
     # --- observing -----------------------------------------------------------------------
 

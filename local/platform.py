@@ -34,7 +34,6 @@ from adapters.local import (
     REGISTRY_URIS,
     GatewayAdmin,
     LocalPlatform,
-    sample_of,
 )
 from automation.runner import rollout_key
 from automation.store import TableStore
@@ -48,6 +47,7 @@ from local.models import ModelFetcher
 from local.operations import FUNCTIONS_KEY_FILE, KEYS_FILE
 from local.serve import BackgroundServer
 from local.tracking import TrackingServer, start_tracking_servers, subscribe
+from ml.baseline import sample_of
 from ml.lifecycle import Registered, train_stack
 from ml.registry import RegistryLayout
 from tenancy import contracts

@@ -4,9 +4,10 @@ input is not a numeric feature)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -34,3 +35,11 @@ class Baseline:
     def load(cls, source: Path | BinaryIO) -> Baseline:
         with np.load(source, allow_pickle=False) as saved:
             return cls(list(saved["columns"].tolist()), saved["features"], saved["predictions"])
+
+
+def sample_of(columns: Sequence[str], reference: np.ndarray) -> Mapping[str, Any]:
+    """A valid request body from a model's baseline, for smoke tests on either platform
+    (text models have no feature columns)."""
+    if not columns:
+        return {"data": [["please reset my password"]]}
+    return {"data": [reference[0, : len(columns)].tolist()]}

@@ -12,7 +12,13 @@ import tempfile
 from pathlib import Path
 
 from ml.model_folder import read_model_folder
-from policies.model_rules import Approval, ChampionFacts, ModelFacts
+from policies.model_rules import (
+    ChampionFacts,
+    ModelFacts,
+    approvals_from_tags,
+    champion_on_same_rows,
+    own_metrics,
+)
 from tenancy import contracts
 from tenancy.errors import NotFoundError
 
@@ -23,8 +29,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from mlflow import MlflowClient  # after the telemetry switch above
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
-
-CHAMPION_PREFIX = "champion_"
 
 
 class MlflowModelFacts:
@@ -57,9 +61,9 @@ class MlflowModelFacts:
             name=name,
             version=str(model_version.version),
             tags=tags,
-            metrics={k: v for k, v in metrics.items() if not k.startswith(CHAMPION_PREFIX)},
+            metrics=own_metrics(metrics),
             champion=self._champion(name, metrics),
-            approvals=_approvals(tags),
+            approvals=approvals_from_tags(tags),
             **artifact,
         )
 
@@ -75,15 +79,5 @@ class MlflowModelFacts:
             champion = self._client.get_model_version_by_alias(name, contracts.ALIAS_CHAMPION)
         except MlflowException:
             return None  # no champion yet: the first version of a model
-        same_rows = {
-            key.removeprefix(CHAMPION_PREFIX): value
-            for key, value in candidate_metrics.items()
-            if key.startswith(CHAMPION_PREFIX)
-        }
+        same_rows = champion_on_same_rows(candidate_metrics)
         return ChampionFacts(str(champion.version), same_rows or self._run_metrics(champion.run_id))
-
-
-def _approvals(tags: dict[str, str]) -> tuple[Approval, ...]:
-    actor = tags.get(contracts.MODEL_TAG_APPROVED_BY)
-    persona = tags.get(contracts.MODEL_TAG_APPROVED_AS)
-    return (Approval(actor, persona),) if actor and persona else ()

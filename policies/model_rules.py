@@ -35,6 +35,32 @@ class ChampionFacts:
     metrics: Mapping[str, float]
 
 
+#: A candidate's run may record the champion's metrics on the candidate's own held-out rows
+#: (``champion_<metric>``): the comparison is then like for like.
+CHAMPION_PREFIX = "champion_"
+
+
+def own_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's metrics without the champion's like-for-like ones."""
+    return {k: v for k, v in metrics.items() if not k.startswith(CHAMPION_PREFIX)}
+
+
+def champion_on_same_rows(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The champion's metrics a candidate's run recorded on the candidate's rows."""
+    return {
+        k.removeprefix(CHAMPION_PREFIX): v
+        for k, v in metrics.items()
+        if k.startswith(CHAMPION_PREFIX)
+    }
+
+
+def approvals_from_tags(tags: Mapping[str, str]) -> tuple[Approval, ...]:
+    """The approval a model version's tags record (who, as which persona), if any."""
+    actor = tags.get(contracts.MODEL_TAG_APPROVED_BY)
+    persona = tags.get(contracts.MODEL_TAG_APPROVED_AS)
+    return (Approval(actor, persona),) if actor and persona else ()
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What a registry knows about one model version, read by an adapter."""

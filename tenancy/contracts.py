@@ -53,6 +53,12 @@ MANDATORY_TAGS: Final = (TAG_TENANT, TAG_ENV, TAG_COST_CENTER)
 PLATFORM_TENANT_TAG: Final = "platform"
 
 
+def pool_bundle_model(pool_id: str) -> str:
+    """The Azure ML model holding a pool's tenant models side by side (one per deployment
+    of the pool's endpoint: a managed deployment serves one model asset)."""
+    return f"{pool_id}-pool-models"
+
+
 def pool_tenant_tag(pool_id: str) -> str:
     return f"pool:{pool_id}"
 
@@ -86,5 +92,8 @@ MODEL_TAG_DIGEST: Final = "artifact_digest"  # "sha256:<hex>" of the model file
 MODEL_TAG_BASELINE: Final = "baseline_dataset"  # URI of the drift reference data
 MODEL_TAG_APPROVED_BY: Final = "approved_by"
 MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
+#: On a pooled deployment's model (Azure: one asset per deployment holds every pool tenant's
+#: model, a folder per tenant): JSON {tenant id: "<name>/<version>"}.
+MODEL_TAG_POOL_MODELS: Final = "pool_models"
 ALIAS_CHAMPION: Final = "champion"
 ALIAS_CHALLENGER: Final = "challenger"

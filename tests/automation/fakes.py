@@ -11,6 +11,43 @@ from typing import Any
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import InvariantViolation, Stats
 from policies.model_rules import ModelFacts
+from tenancy.spec import PlatformSpec
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def good_facts(
+    name: str, version: str, tenant: str = "contoso", spec: PlatformSpec | None = None
+) -> ModelFacts:
+    """Facts of a version that passes every model rule of the example stacks for
+    ``tenant`` (of the strategy ``spec`` gives it: tenant-specific without one)."""
+    strategy = spec.tenant(tenant).model_strategy if spec else "tenant_specific"
+    lineage: dict[str, str] = {}
+    if strategy != "tenant_specific":
+        consenting = [t.id for t in spec.consenting_tenants] if spec else []
+        own = [tenant] if strategy == "tuned_shared" else []
+        lineage = {
+            "contributing_tenants": ",".join(sorted({*consenting, *own})),
+            "identifying_columns_removed": "true",
+        }
+        if strategy == "tuned_shared":
+            lineage["base_model"] = "shared-classical/1"
+    tags = {
+        **lineage,
+        "tenant": "shared" if strategy == "shared" else tenant,
+        "training_run": "r1",
+        "data_version": "v1",
+        "owner": "ds",
+        "intended_use": "scoring",
+        "strategy": strategy,
+        "artifact_digest": DIGEST,
+        "baseline_dataset": "file:///b.npz",
+    }
+    return ModelFacts(
+        name=name, version=version, tags=tags, metrics={"accuracy": 0.95},
+        flavors=("onnx",), artifact_format="onnx", packages=("onnxruntime",),
+        computed_digest=DIGEST, size_bytes=2048,
+    )  # fmt: skip
 
 
 @dataclass
@@ -37,6 +74,7 @@ class FakePlatform:
     activity: dict[str, datetime] = field(default_factory=dict)
     # Tenants that share an endpoint (a pool); others have their own.
     endpoint_names: dict[str, str] = field(default_factory=dict)
+    spec: PlatformSpec | None = None  # the stack whose tenants default facts comply with
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
@@ -108,7 +146,8 @@ class FakePlatform:
         return Stats(requests, round(requests * found.error_rate), found.p99_ms)
 
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
-        return self.facts[(name, version)]
+        """The facts a test set, or those of a compliant version of the tenant's."""
+        return self.facts.get((name, version)) or good_facts(name, version, tenant, self.spec)
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         self.scaled[tenant] = max_nodes

@@ -3,6 +3,7 @@ green in one update, crash resume without a second advance, audit records."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -232,7 +233,7 @@ def test_a_failing_first_deployment_leaves_the_endpoint_serving_nothing(
 def test_rollouts_on_one_pooled_endpoint_run_one_after_another_in_arrival_order(
     spec: PlatformSpec,
 ) -> None:
-    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform, store, clock = FakePlatform(spec=spec), MemoryStore(), Clock()
     platform.endpoint_names = {"fabrikam": "ep-pool", "northwind": "ep-pool", "litware": "ep-pool"}
     runner = RolloutRunner(spec, store, platform, clock)
     first = runner.begin("fabrikam", "shared-classical/1", "automation", "c-1")
@@ -267,3 +268,71 @@ def test_a_queued_rollout_can_be_cancelled_and_changes_nothing(
     assert cancelled.phase == Phase.ROLLED_BACK and "cancelled" in cancelled.reason
     assert platform.calls == calls
     assert ("contoso", "contoso-classical/3") not in runner.active()
+
+
+def test_the_gate_runs_again_before_promotion_and_a_refusal_rolls_back(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    """X11: a version that lost its lineage while its canary ran is never promoted."""
+    runner, platform, _, clock = world
+    runner.begin("contoso", "contoso-classical/2", "automation", "c-1")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.SHIFTING)
+    good = platform.model_facts("contoso", "contoso-classical", "2")
+    platform.facts[("contoso-classical", "2")] = dataclasses.replace(
+        good, tags={k: v for k, v in good.tags.items() if k != "owner"}
+    )
+    phase = _drive(
+        runner, clock, "contoso-classical/2", lambda p: p.terminal or p == Phase.DRAINING
+    )
+    state = runner.get("contoso", "contoso-classical/2")
+    assert phase == Phase.ROLLED_BACK, state.reason
+    assert "[MODEL_TAG_MISSING]" in state.reason and "promotion" in state.reason
+    assert platform.traffic["contoso"] == {"blue": 100, "green": 0}
+
+
+def test_the_promotion_gate_counts_the_rollouts_own_approval(spec: PlatformSpec) -> None:
+    document = stack_document("local")
+    document["rollout"] = {
+        "strategy": "blue_green",
+        "steps": [100],
+        "approval_required": True,
+        "approver_personas": ["project_lead"],
+    }
+    for tenant in document["tenants"]:
+        tenant.setdefault("personas", {})["project_lead"] = ["33333333-0000-4000-8000-0000000000aa"]
+    gated = parse_platform_spec(document)
+    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+    platform.serve("contoso", "contoso-classical/1")
+    runner = RolloutRunner(gated, store, platform, clock)
+    runner.begin("contoso", "contoso-classical/2", "automation", "c")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.AWAITING_APPROVAL)
+    runner.command("contoso", "contoso-classical/2", Command("approve", "lee", "project_lead"))
+    state = runner.get("contoso", "contoso-classical/2")
+    assert (state.phase, state.approved_as) == (Phase.DRAINING, "project_lead")
+
+
+def test_a_burst_of_versions_rolls_out_the_newest_and_supersedes_the_rest(
+    world: tuple[RolloutRunner, FakePlatform, MemoryStore, Clock],
+) -> None:
+    runner, platform, _, clock = world
+    models = [f"contoso-classical/{v}" for v in range(2, 10)]
+    for model in models:  # eight registrations at once
+        runner.begin("contoso", model, "automation", f"c-{model}")
+        clock.advance(1)
+    assert runner.get("contoso", models[0]).phase == Phase.CREATING
+    superseded = [runner.get("contoso", m) for m in models[1:-1]]
+    assert {s.phase for s in superseded} == {Phase.SUPERSEDED}
+    # Each is superseded by the version registered after it.
+    assert [s.reason.split()[2] for s in superseded] == models[2:]
+    assert runner.get("contoso", models[-1]).phase == Phase.QUEUED
+    assert _drive(runner, clock, models[0], lambda p: p.terminal) == Phase.PROMOTED
+    clock.advance(300)
+    runner.tick("contoso", models[0])  # blue drained and deleted: the endpoint is free
+    for _ in range(40):
+        clock.advance(60)
+        for model in runner.active():
+            runner.tick(*model)
+    assert runner.get("contoso", models[-1]).phase == Phase.PROMOTED
+    created = [args[2] for kind, args in platform.calls if kind == "create"]
+    assert created == ["contoso-classical/2", "contoso-classical/9"]
+    assert all(runner.get("contoso", m).phase == Phase.SUPERSEDED for m in models[1:-1])

@@ -1,0 +1,339 @@
+"""The two platforms the contract scenarios run on, behind one small harness each.
+
+- ``LocalHarness``: the embedded platform's real parts (MLflow registries in sqlite, the
+  gateway, deployment processes under azureml-inference-server-http) and the local adapter.
+- ``AzureHarness``: the Azure adapter making its real SDK calls (azure-ai-ml, azure-core,
+  azure-monitor-query, azure-storage-blob) over ``FakeAzure``; the model versions it
+  registers are the same MLflow models, pushed as an Azure ML training job leaves them.
+
+A harness does only what the outside world does: register a model version, let time pass,
+send tenants' requests, and break a deployment. The automation under test is the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from azure.monitor.query import LogsQueryClient
+from azure.storage.blob import ContainerClient
+
+from adapters.azure import AzurePlatform
+from adapters.local import GatewayAdmin, LocalPlatform
+from automation.port import PlatformPort
+from automation.registry_events import RegistryEvent
+from local.deployments import DeploymentManager
+from local.gateway import Gateway, TenantLimits
+from local.keys import KeyRing
+from local.models import ModelFetcher, registry_of
+from local.serve import BackgroundServer
+from ml.registry import BASELINE_FILE, RegistryLayout
+from tenancy import contracts, naming
+from tenancy.spec import PlatformSpec
+from tests.adapters.fake_arm import FakeCredential
+from tests.contract.fake_azure import FakeAzure, iter_model_files
+
+SUBSCRIPTION = "00000000-0000-4000-8000-0000000c0417"
+LOGS_WORKSPACE = "11111111-2222-4333-8444-555555555555"
+BOOTSTRAP = "azureml://registries/reg-tmlops/models/tenant-mlops-baseline/versions/1"
+
+
+class Clock:
+    """The automation's, the gateway's and the fake's time: real time plus what the
+    scenario skipped."""
+
+    def __init__(self) -> None:
+        self.skipped = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.skipped
+
+    def epoch(self) -> float:
+        return self.now().timestamp()
+
+    def skip(self, seconds: float) -> None:
+        self.skipped += timedelta(seconds=seconds)
+
+
+class Harness(Protocol):
+    name: str
+    spec: PlatformSpec
+    port: PlatformPort
+    clock: Clock
+    #: The statuses this platform can make a deployment answer (the embedded gateway maps a
+    #: model's 5xx to 424, as Azure ML does: it never passes a 500 on).
+    failures: frozenset[int]
+
+    def publish(self, tenant: str) -> RegistryEvent:
+        """A new version of the tenant's model in its registry, and the registry's event."""
+        ...
+
+    def settle(self) -> None:
+        """Time passes for the platform: deployments being created finish."""
+        ...
+
+    def traffic(self, tenant: str, count: int) -> list[int]:
+        """``count`` of the tenant's own requests through its endpoint; their statuses."""
+        ...
+
+    def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
+        """From now on, the tenant's model on ``deployment`` answers ``status``."""
+        ...
+
+    def heal(self) -> None:
+        """Broken deployments answer again (what is stopped resumes)."""
+        ...
+
+
+@dataclass
+class _Versions:
+    """Where each tenant's newest registered version stands."""
+
+    latest: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _copy_version(layout: RegistryLayout, tenant: str, name: str, version: str) -> str:
+    """Register the artifacts and run of ``version`` again as a new version (what a
+    retraining that reproduces its model registers): fast, and a real registration."""
+    registry = registry_of(layout, tenant, name)
+    found = registry.version(name, version)
+    created = registry.client.create_model_version(
+        name, found.source, run_id=found.run_id, tags=dict(found.tags)
+    )
+    return str(created.version)
+
+
+# --- the embedded platform ----------------------------------------------------------------
+
+
+class LocalHarness:
+    name = "local"
+    failures = frozenset({408, 424})
+
+    def __init__(
+        self, spec: PlatformSpec, data_dir: Path, registered: dict[str, Any], clock: Clock
+    ) -> None:
+        self.spec, self.clock, self.data_dir = spec, clock, data_dir
+        self.layout = RegistryLayout(spec, data_dir)
+        ring = KeyRing(_memory_store())
+        self.keys = {t.id: ring.issue(t.id)["primary"] for t in spec.tenants}
+        self.gateway = Gateway(
+            ring,
+            {t.id: TenantLimits(600_000, 1 << 20) for t in spec.tenants},
+            "admin",
+            seed=5,
+            clock=clock.epoch,
+            fetch=ModelFetcher(self.layout),
+        )
+        self.manager = DeploymentManager(
+            data_dir / "deployments", self.gateway.register, self.gateway.unregister
+        )
+        self.gateway.deployer = self.manager
+        self.server = BackgroundServer(self.gateway.app).start()
+        admin = GatewayAdmin(self.server.url, "admin")
+        self.port = LocalPlatform(spec, self.layout, admin)
+        # The endpoints `mlops up` creates, serving nothing until a first model arrives; a
+        # short timeout so that a stopped model shows as 408 quickly.
+        for endpoint, tenants, pooled in _endpoints(spec):
+            admin.put_endpoint(endpoint, tenants, pooled, 0.5)
+        self.versions = {t: (r.model.name, r.model.version) for t, r in registered.items()}
+        self._stopped: list[int] = []
+
+    def publish(self, tenant: str) -> RegistryEvent:
+        name, version = self.versions[tenant]
+        new = _copy_version(self.layout, tenant, name, version)
+        self.versions[tenant] = (name, new)
+        tags = dict(registry_of(self.layout, tenant, name).version(name, new).tags)
+        return RegistryEvent(f"local-{tenant}-{name}-{new}", "mlflow", name, new, tags)
+
+    def settle(self) -> None:
+        self.manager.wait()
+
+    def traffic(self, tenant: str, count: int) -> list[int]:
+        url = f"{self.server.url}/{self.port.endpoint_name(tenant)}/score"
+        live = self.port.endpoint(tenant).live
+        body = self.port.sample_request(tenant, live)
+        headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
+        return [
+            requests.post(url, json=body, headers=headers, timeout=30).status_code
+            for _ in range(count)
+        ]
+
+    def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
+        running = self.manager.get(self.port.endpoint_name(tenant), deployment)
+        assert running is not None and running.server is not None, deployment
+        process = running.server.process
+        if status == 408:  # alive but silent: every request times out
+            os.kill(process.pid, signal.SIGSTOP)
+            self._stopped.append(process.pid)
+        else:  # gone: the gateway answers 424, as Azure ML does for a failed model
+            process.kill()
+            process.wait()
+
+    def heal(self) -> None:
+        for pid in self._stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                continue
+        self._stopped.clear()
+
+    def close(self) -> None:
+        self.heal()
+        self.manager.stop_all()
+        self.server.stop()
+
+
+def _memory_store() -> Any:
+    from automation.store import MemoryStore  # noqa: PLC0415
+
+    return MemoryStore()
+
+
+def _endpoints(spec: PlatformSpec) -> Iterator[tuple[str, list[str], bool]]:
+    seen: set[str] = set()
+    for tenant in spec.tenants:
+        endpoint = spec.online_endpoint_name(tenant.id)
+        if endpoint in seen:
+            continue
+        seen.add(endpoint)
+        if tenant.tier == "pooled":
+            yield endpoint, [t.id for t in spec.tenants_in_pool(str(tenant.pool))], True
+        else:
+            yield endpoint, [tenant.id], False
+
+
+# --- Azure, through the fake ---------------------------------------------------------------
+
+
+class AzureHarness:
+    name = "azure"
+    failures = frozenset({500, 503, 408, 424})
+
+    def __init__(
+        self, spec: PlatformSpec, data_dir: Path, registered: dict[str, Any], clock: Clock
+    ) -> None:
+        self.spec, self.clock = spec, clock
+        self.layout = RegistryLayout(spec, data_dir)
+        self.fake = FakeAzure(SUBSCRIPTION, clock.now)
+        self.workspaces: dict[str, str] = {}
+        for tenant in spec.tenants:
+            key = tenant.stamp_key
+            if key not in self.workspaces:
+                group = naming.resource_group(spec.prefix, spec.environment, key)
+                workspace = naming.workspace(spec.environment, key)
+                self.workspaces[key] = self.fake.add_workspace(group, workspace, f"st{key[-12:]}")
+        for endpoint, tenants, _ in _endpoints(spec):
+            self.fake.add_endpoint(self._workspace(tenants[0]), endpoint, BOOTSTRAP)
+        self.port = AzurePlatform(
+            spec,
+            FakeCredential(),  # type: ignore[arg-type]
+            SUBSCRIPTION,
+            logs=LogsQueryClient(FakeCredential(), transport=self.fake),  # type: ignore[arg-type]
+            logs_workspace_id=LOGS_WORKSPACE,
+            client_options={"transport": self.fake},
+            container_factory=self._container,
+        )
+        self.versions = {t: (r.model.name, r.model.version) for t, r in registered.items()}
+        self._run = 0
+
+    def _workspace(self, tenant: str) -> str:
+        return self.workspaces[self.spec.tenant(tenant).stamp_key]
+
+    def _container(self, account: str, container: str, endpoint: str) -> ContainerClient:
+        return ContainerClient(
+            f"https://{account}.blob.core.windows.net",
+            container,
+            credential=FakeCredential(),  # type: ignore[arg-type]
+            transport=self.fake,
+        )
+
+    def publish(self, tenant: str) -> RegistryEvent:
+        """A version as `python -m ml.retrain` registers it from an Azure ML job: the MLflow
+        model's files on the workspace datastore, its tags (the baseline's on the datastore)
+        and the job's run with the evaluation's metrics."""
+        name, version = self.versions[tenant]
+        new = _copy_version(self.layout, tenant, name, version)
+        self.versions[tenant] = (name, new)
+        registry = registry_of(self.layout, tenant, name)
+        found = registry.version(name, new)
+        self._run += 1
+        run_id = f"job-{tenant}-{self._run}"
+        workspace = self._workspace(tenant)
+        store = self.fake.resource(f"{workspace}/datastores/workspaceblobstore")
+        assert store is not None
+        account = store["properties"]["accountName"]
+        container = store["properties"]["containerName"]
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = registry.download(name, new, Path(scratch) / "model")
+            files = dict(iter_model_files(folder))
+            baseline = registry.client.download_artifacts(
+                found.run_id, f"baseline/{BASELINE_FILE}", scratch
+            )
+            baseline_path = f"baselines/{name}/{new}/{BASELINE_FILE}"
+            self.fake.put_blob(account, container, baseline_path, Path(baseline).read_bytes())
+        tags = {
+            **dict(found.tags),
+            contracts.MODEL_TAG_TRAINING_RUN: run_id,
+            contracts.MODEL_TAG_BASELINE: f"azureml://datastores/workspaceblobstore/paths/{baseline_path}",
+        }
+        self.fake.add_model(
+            workspace, name, new, files, tags, run_id, registry.run_metrics(found.run_id)
+        )
+        data = {"modelName": name, "modelVersion": new, "modelTags": tags}
+        self.last_event_data = data
+        return RegistryEvent(f"eg-{tenant}-{name}-{new}", "eventgrid", name, new, tags)
+
+    def settle(self) -> None:
+        self.fake.settle()
+
+    def traffic(self, tenant: str, count: int) -> list[int]:
+        """Tenants' requests as APIM forwards them (the pool's tenant header set)."""
+        endpoint = self.fake.resource(
+            f"{self._workspace(tenant)}/onlineEndpoints/{self.spec.online_endpoint_name(tenant)}"
+        )
+        assert endpoint is not None
+        uri = endpoint["properties"]["scoringUri"]
+        headers = {"Authorization": "Bearer apim-token"}
+        if self.spec.tenant(tenant).tier == "pooled":
+            headers["x-tenant-id"] = tenant
+        body = self.port.sample_request(tenant)
+        statuses = []
+        for _ in range(count):
+            request = _Request("POST", uri, headers, body)
+            statuses.append(self.fake.send(request).status_code)
+        return statuses
+
+    def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
+        found = self.port._tenant_model(tenant, deployment)  # noqa: SLF001 - what green serves
+        assert found is not None, deployment
+        self.fake.model_answers[":".join(found)] = (status, "<html>upstream failure</html>")
+
+    def heal(self) -> None:
+        self.fake.model_answers.clear()
+
+    def close(self) -> None:
+        self.fake.settle()
+
+
+@dataclass
+class _Request:
+    """A request as azure-core hands it to a transport (what APIM's forward looks like)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json_body: Any
+
+    @property
+    def content(self) -> bytes:
+        import json  # noqa: PLC0415
+
+        return json.dumps(self.json_body).encode()

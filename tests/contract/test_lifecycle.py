@@ -1,0 +1,281 @@
+"""The lifecycle scenarios of the platform port, written once and run on both adapters:
+the local one on the embedded platform's real parts, the Azure one through its SDK calls
+over the stateful fake of Azure (tests/contract/fake_azure.py). A scenario that passes on
+one and fails on the other is a defect of the product.
+
+Time is a clock the scenario moves; the registry events, the model gate, the rollout
+runner and the requests are real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automation.registry_events import RegistrationHandler, RegistryEvent
+from automation.rollout import Command, Phase
+from automation.runner import RolloutRunner
+from automation.store import MemoryStore
+from ml.lifecycle import train_stack
+from tenancy import PlatformSpec, contracts, parse_platform_spec
+from tests.contract.harness import AzureHarness, Clock, Harness, LocalHarness
+from tests.tenancy.conftest import stack_document
+
+ROLLOUT = {
+    "strategy": "canary",
+    "steps": [50, 100],
+    "smoke_test_requests": 3,
+    "drain_delay_seconds": 60,
+    "analysis": {"interval_seconds": 60, "min_requests": 10, "failure_threshold": 2},
+}
+REQUESTS_PER_INTERVAL = 30
+
+
+def _document(**rollout: Any) -> dict[str, Any]:
+    document = stack_document("local")
+    document["rollout"] = {**ROLLOUT, **rollout}
+    return document
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlatformSpec, Path, dict[str, Any]]:
+    spec = parse_platform_spec(_document())
+    data_dir = tmp_path_factory.mktemp("contract")
+    return spec, data_dir, {r.tenant: r for r in train_stack(spec, data_dir)}
+
+
+@pytest.fixture(scope="module", params=["local", "azure"])
+def harness(
+    request: pytest.FixtureRequest, trained: tuple[PlatformSpec, Path, dict[str, Any]]
+) -> Iterator[Harness]:
+    spec, data_dir, registered = trained
+    kind = LocalHarness if request.param == "local" else AzureHarness
+    built = kind(spec, data_dir, registered, Clock())
+    yield built
+    built.close()
+
+
+@dataclass
+class Automation:
+    runner: RolloutRunner
+    handler: RegistrationHandler
+    store: MemoryStore
+
+
+def _automation(h: Harness, spec: PlatformSpec | None = None) -> Automation:
+    spec = spec or h.spec
+    store = MemoryStore()
+    runner = RolloutRunner(spec, store, h.port, h.clock.now)
+    return Automation(runner, RegistrationHandler(spec, store, h.port, runner, h.clock.now), store)
+
+
+def _drive(
+    h: Harness,
+    auto: Automation,
+    tenant: str,
+    model: str,
+    until: Callable[[Phase], bool] = lambda phase: phase.terminal,
+    limit: int = 12,
+) -> Phase:
+    """Interval by interval: the platform settles, the tenant's requests flow (once its
+    endpoint serves), the automation ticks."""
+    interval = auto.runner.policy_for(tenant).analysis.interval_seconds
+    for _ in range(limit):
+        h.settle()
+        h.clock.skip(interval / 2)
+        endpoint = h.port.endpoint(tenant)
+        if endpoint.serving and h.port.serves_tenant(tenant, endpoint.live):
+            h.traffic(tenant, REQUESTS_PER_INTERVAL)
+        h.clock.skip(interval / 2 + 1)
+        auto.runner.tick(tenant, model)
+        phase = auto.runner.get(tenant, model).phase
+        if until(phase):
+            return phase
+    return auto.runner.get(tenant, model).phase
+
+
+def _finish(h: Harness, auto: Automation, tenant: str, model: str) -> Phase:
+    """To the end, blue's drain included."""
+    phase = _drive(h, auto, tenant, model)
+    for _ in range(4):
+        if auto.runner.get(tenant, model).done:
+            break
+        h.clock.skip(61)
+        auto.runner.tick(tenant, model)
+    return phase
+
+
+def _ensure_live(h: Harness, tenant: str) -> None:
+    """The tenant serves a model of its own (its first, if it had none)."""
+    endpoint = h.port.endpoint(tenant)
+    if endpoint.serving and h.port.serves_tenant(tenant, endpoint.live):
+        return
+    auto = _automation(h)
+    event = h.publish(tenant)
+    assert auto.handler.handle(event).status == "started"
+    assert _finish(h, auto, tenant, event.ref) == Phase.PROMOTED
+
+
+def _azure(h: Harness) -> AzureHarness | None:
+    return h if isinstance(h, AzureHarness) else None
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def test_a_tenants_first_model_goes_live_in_one_switch(harness: Harness) -> None:
+    h = harness
+    auto = _automation(h)
+    assert not h.port.endpoint("contoso").serving  # as `pulumi up` / `mlops up` leave it
+    event = h.publish("contoso")
+    outcome = auto.handler.handle(event)
+    assert outcome.status == "started", outcome  # the gate passed on the registry's facts
+    assert _finish(h, auto, "contoso", event.ref) == Phase.PROMOTED
+    endpoint = h.port.endpoint("contoso")
+    assert endpoint.traffic == {contracts.FIRST_DEPLOYMENT: 100}
+    assert h.port.serves_tenant("contoso", endpoint.live)
+    assert set(h.traffic("contoso", 5)) == {200}
+    azure = _azure(h)
+    if azure:  # Azure received the tenant's model for blue, replacing the bootstrap model
+        puts = [c for c in azure.fake.writes(r"/deployments/blue$") if c.method == "PUT"]
+        name, version = event.ref.split("/")
+        assert puts[-1].body["properties"]["model"].endswith(f"/models/{name}/versions/{version}")
+
+
+def test_a_canary_promotes_step_by_step_and_deletes_blue(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "contoso")
+    before = h.port.endpoint("contoso").live
+    auto = _automation(h)
+    event = h.publish("contoso")
+    assert auto.handler.handle(event).status == "started"
+    assert _finish(h, auto, "contoso", event.ref) == Phase.PROMOTED
+    state = auto.runner.get("contoso", event.ref)
+    assert h.port.endpoint("contoso").traffic == {state.green: 100}
+    assert h.port.deployment_status("contoso", before)[0] == "missing"
+    assert set(h.traffic("contoso", 5)) == {200}
+    azure = _azure(h)
+    if azure:  # the traffic updates Azure received, in order, one PUT each
+        bodies = [
+            c.body["properties"]["traffic"]
+            for c in azure.fake.writes(r"/onlineEndpoints/[^/]+$")
+            if c.method == "PUT"
+        ]
+        green = state.green
+        # azure-ai-ml leaves 0 % shares out of the request.
+        assert bodies[-3:] == [{before: 100}, {before: 50, green: 50}, {green: 100}]
+
+
+@pytest.mark.parametrize("status", [500, 503, 408, 424])
+def test_a_failing_green_is_rolled_back_in_one_update(harness: Harness, status: int) -> None:
+    """Azure ML answers 424 for a failed model and 408 for a timeout: both count against
+    green, as server errors do (X3)."""
+    h = harness
+    if status not in h.failures:
+        pytest.skip(f"the {h.name} platform never answers {status} for a deployment")
+    _ensure_live(h, "contoso")
+    live = h.port.endpoint("contoso").live
+    auto = _automation(h)
+    event = h.publish("contoso")
+    assert auto.handler.handle(event).status == "started"
+    assert _drive(h, auto, "contoso", event.ref, lambda p: p == Phase.SHIFTING) == Phase.SHIFTING
+    green = auto.runner.get("contoso", event.ref).green
+    try:
+        h.break_deployment("contoso", green, status)
+        phase = _drive(h, auto, "contoso", event.ref)
+        state = auto.runner.get("contoso", event.ref)
+        assert phase == Phase.ROLLED_BACK, state.reason
+        assert "analysis failed" in state.reason
+        assert h.port.endpoint("contoso").traffic == {live: 100, green: 0}
+        assert set(h.traffic("contoso", 5)) == {200}  # blue serves again
+    finally:
+        h.heal()
+
+
+def test_a_pooled_green_serves_every_tenant_of_its_pool(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "litware")
+    _ensure_live(h, "northwind")  # the pool's second tenant: litware's model is carried
+    auto = _automation(h)
+    event = h.publish("litware")
+    assert auto.handler.handle(event).status == "started"
+    assert _finish(h, auto, "litware", event.ref) == Phase.PROMOTED
+    live = h.port.endpoint("northwind").live
+    assert h.port.serves_tenant("northwind", live)
+    assert h.port.serves_tenant("litware", live)
+    assert set(h.traffic("northwind", 5)) == {200}
+    assert set(h.traffic("litware", 5)) == {200}
+    azure = _azure(h)
+    if azure:  # green's model is one asset with both tenants' models
+        green_put = [c for c in azure.fake.writes(rf"/deployments/{live}$") if c.method == "PUT"][-1]
+        asset = green_put.body["properties"]["model"]
+        assert contracts.pool_bundle_model("shared") in asset
+        model_put = [c for c in azure.fake.writes(r"/models/shared-pool-models/versions/") if c.method == "PUT"][-1]
+        carried = json.loads(model_put.body["properties"]["tags"][contracts.MODEL_TAG_POOL_MODELS])
+        assert carried["litware"] == event.ref and "northwind" in carried
+
+
+def test_promotion_waits_for_an_approver(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "contoso")
+    document = _document(strategy="blue_green", steps=[100], approval_required=True)
+    for tenant in document["tenants"]:
+        tenant.setdefault("personas", {})["project_lead"] = ["33333333-0000-4000-8000-0000000000aa"]
+    auto = _automation(h, parse_platform_spec(document))
+    event = h.publish("contoso")
+    assert auto.handler.handle(event).status == "started"
+    waiting = _drive(h, auto, "contoso", event.ref, lambda p: p == Phase.AWAITING_APPROVAL)
+    assert waiting == Phase.AWAITING_APPROVAL
+    live = h.port.endpoint("contoso").live
+    auto.runner.command("contoso", event.ref, Command("approve", "eve", "data_scientist"))
+    assert auto.runner.get("contoso", event.ref).phase == Phase.AWAITING_APPROVAL
+    assert h.port.endpoint("contoso").live == live  # nothing moved
+    auto.runner.command("contoso", event.ref, Command("approve", "lee", "project_lead"))
+    assert auto.runner.get("contoso", event.ref).phase == Phase.DRAINING
+    assert _finish(h, auto, "contoso", event.ref) == Phase.PROMOTED
+
+
+def test_duplicate_and_stale_events_change_nothing(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "contoso")
+    auto = _automation(h)
+    older = h.publish("contoso")
+    newer = h.publish("contoso")
+    assert auto.handler.handle(newer).status == "started"
+    assert auto.handler.handle(newer).status == "duplicate"
+    redelivered = RegistryEvent("another-delivery", newer.source, newer.model, newer.version, newer.tags)
+    assert auto.handler.handle(redelivered).status == "stale"  # one rollout per version
+    assert auto.handler.handle(older).status == "stale"
+    assert [m for _, m in auto.runner.active()] == [newer.ref]
+    auto.runner.command("contoso", newer.ref, Command("abort", "ops", reason="test over"))
+    assert auto.runner.get("contoso", newer.ref).phase == Phase.ROLLED_BACK
+
+
+def test_a_burst_of_versions_rolls_out_the_newest_only(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "contoso")
+    auto = _automation(h)
+    events = [h.publish("contoso") for _ in range(8)]
+    outcomes = [auto.handler.handle(e).status for e in events]
+    assert outcomes == ["started"] * 8  # each passed the gate and was queued
+    first, newest = events[0].ref, events[-1].ref
+    assert _finish(h, auto, "contoso", first) == Phase.PROMOTED
+    for _ in range(3):
+        for tenant, model in auto.runner.active():
+            auto.runner.tick(tenant, model)
+    assert _finish(h, auto, "contoso", newest) == Phase.PROMOTED
+    phases = [auto.runner.get("contoso", e.ref).phase for e in events[1:-1]]
+    assert phases == [Phase.SUPERSEDED] * 6
+    azure = _azure(h)
+    if azure:  # Azure received deployments of the first and the newest version only
+        models = {
+            c.body["properties"]["model"].rsplit("/", 1)[-1]
+            for c in azure.fake.writes(r"/deployments/[^/]+$")
+            if c.method == "PUT" and events[0].model in c.body["properties"]["model"]
+        }
+        versions = {e.version for e in events}
+        assert models & versions == {events[0].version, events[-1].version}
