@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from azure.ai.ml.exceptions import MlException
-from azure.core.exceptions import ServiceRequestTimeoutError
 
 from adapters.azure import AzurePlatform
 from tenancy import PlatformSpec
@@ -297,37 +295,6 @@ def test_green_copies_blues_data_collection_without_blues_data_assets(
         assert collection["dataCollectionMode"].lower() == "enabled"
         # Green's own data asset, never blue's.
         assert "-green-" in collection["dataId"] and "-blue-" not in collection["dataId"], name
-
-
-class _Endpoints:
-    """online_endpoints.invoke raising what azure-ai-ml raises for an error answer."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def invoke(self, **kwargs: object) -> str:
-        raise self.error
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (MlException(message="<html>502 Bad Gateway</html>", no_personal_data_message="x"), 500),
-        (ServiceRequestTimeoutError("request timed out"), 408),
-    ],
-    ids=["non-json-body", "timeout"],
-)
-def test_an_invocation_error_becomes_a_status_and_never_escapes(
-    platform: AzurePlatform, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int
-) -> None:
-    """W13: a non-JSON error body raises MlException (its status is lost); a 408 raises
-    ServiceRequestTimeoutError. Both used to escape the smoke test."""
-    client = platform.client("contoso")
-    monkeypatch.setattr(client, "_online_endpoints", _Endpoints(error), raising=False)
-    monkeypatch.setattr(
-        type(client), "online_endpoints", property(lambda self: self._online_endpoints)
-    )
-    assert platform.invoke("contoso", "green", {"input_data": [[0.0]]}) == status
 
 
 def test_a_partial_traffic_log_answer_is_inconclusive(

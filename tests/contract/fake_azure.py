@@ -58,7 +58,9 @@ _RESOURCE = re.compile(
     r"microsoft\.machinelearningservices/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$"
 )
 _OPERATION = re.compile(r"/mfeoperationsstatus/(?P<id>[^/]+)$")
-_QUERY_FILTER = re.compile(r"EndpointName == '(?P<endpoint>[^']+)' and DeploymentName == '(?P<dep>[^']+)'")
+_QUERY_FILTER = re.compile(
+    r"EndpointName == '(?P<endpoint>[^']+)' and DeploymentName == '(?P<dep>[^']+)'"
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class FakeAzure(InMemoryTransport):
         #: Models whose deployments fail to provision ("name:version").
         self.unloadable: set[str] = set()
         self.partial_logs = False
-        self._random = random.Random(7)
+        self._random = random.Random(7)  # noqa: S311 - traffic routing, not secrets
         self._lock = threading.RLock()
 
     # --- seeding (what `pulumi up` and the training jobs leave behind) ---------------------
@@ -196,7 +198,7 @@ class FakeAzure(InMemoryTransport):
             },
         })  # fmt: skip
 
-    def add_model(
+    def add_model(  # noqa: PLR0917 - what one registration holds
         self,
         workspace: str,
         name: str,
@@ -240,7 +242,9 @@ class FakeAzure(InMemoryTransport):
                 failed = False
                 if resource is not None and "/deployments/" in operation["target"]:
                     failed = self._model_key(resource) in self.unloadable
-                    resource["properties"]["provisioningState"] = "Failed" if failed else "Succeeded"
+                    resource["properties"]["provisioningState"] = (
+                        "Failed" if failed else "Succeeded"
+                    )
                 operation["status"] = "Failed" if failed else "Succeeded"
 
     # --- reading state -----------------------------------------------------------------------
@@ -291,7 +295,7 @@ class FakeAzure(InMemoryTransport):
         self.arm[path.lower()] = stored
         return stored
 
-    def _arm(self, request: Any, url: Any, body: Any) -> Any:
+    def _arm(self, request: Any, url: Any, body: Any) -> Any:  # noqa: PLR0911 - a router
         path = url.path.rstrip("/").lower()
         operation = _OPERATION.search(path)
         if operation:
@@ -353,7 +357,8 @@ class FakeAzure(InMemoryTransport):
         deployments = {
             key.rsplit("/", 1)[-1]
             for key in self.arm
-            if key.startswith(path.lower() + "/deployments/") and key.count("/") == path.count("/") + 2
+            if key.startswith(path.lower() + "/deployments/")
+            and key.count("/") == path.count("/") + 2
         }
         problem = self._traffic_problem(traffic, mirror, deployments)
         if problem:
@@ -401,16 +406,17 @@ class FakeAzure(InMemoryTransport):
         for collection_name, collection in (collector.get("collections") or {}).items():
             # The service registers green's own data assets and returns their ids.
             deployment = path.rsplit("/", 1)[-1]
-            collection["dataId"] = (
-                f"{path.split('/onlineEndpoints/')[0]}/data/{deployment}-{collection_name}/versions/1"
-            )
-        stored = self._put(path, {**body, "name": path.rsplit("/", 1)[-1], "properties": properties})
+            workspace = path.split("/onlineEndpoints/", maxsplit=1)[0]
+            collection["dataId"] = f"{workspace}/data/{deployment}-{collection_name}/versions/1"
+        stored = self._put(
+            path, {**body, "name": path.rsplit("/", 1)[-1], "properties": properties}
+        )
         return self._accepted(request, path, stored, status="InProgress")
 
     def _model_exists(self, endpoint: str, model: str) -> bool:
         if "/registries/" in model:
             return True  # the bootstrap model lives in the platform's registry
-        workspace = endpoint.split("/onlineEndpoints/")[0]
+        workspace = endpoint.split("/onlineEndpoints/", maxsplit=1)[0]
         match = re.match(r"^azureml:(?P<name>[^:]+):(?P<version>.+)$", model)
         if match:
             model = f"{workspace}/models/{match['name']}/versions/{match['version']}"
@@ -419,14 +425,18 @@ class FakeAzure(InMemoryTransport):
     def _arm_delete(self, request: Any, path: str) -> Any:
         if path not in self.arm:
             return self._json(request, 204, None)
-        deployment = re.search(r"^(?P<endpoint>.*/onlineendpoints/[^/]+)/deployments/(?P<name>[^/]+)$", path)
+        deployment = re.search(
+            r"^(?P<endpoint>.*/onlineendpoints/[^/]+)/deployments/(?P<name>[^/]+)$", path
+        )
         if deployment:
             endpoint = self.arm.get(deployment["endpoint"], {}).get("properties", {})
             name = deployment["name"]
             shares = {**endpoint.get("traffic", {}), **endpoint.get("mirrorTraffic", {})}
             if any(k.lower() == name and v for k, v in shares.items()):
                 return self._json(
-                    request, 409, _error("Conflict", f"deployment {name} has traffic and cannot be deleted")
+                    request,
+                    409,
+                    _error("Conflict", f"deployment {name} has traffic and cannot be deleted"),
                 )
         del self.arm[path]
         operation = self._new_operation(path, "Succeeded")
@@ -443,7 +453,10 @@ class FakeAzure(InMemoryTransport):
 
     def _accepted(self, request: Any, path: str, stored: dict[str, Any], status: str) -> Any:
         operation = self._new_operation(path, status)
-        headers = {"Azure-AsyncOperation": operation, "Retry-After": "0" if status != "InProgress" else "1"}
+        headers = {
+            "Azure-AsyncOperation": operation,
+            "Retry-After": "0" if status != "InProgress" else "1",
+        }
         return self._json(request, 201, self._shown(stored), headers)
 
     def _model_key(self, deployment: dict[str, Any]) -> str:
@@ -467,11 +480,15 @@ class FakeAzure(InMemoryTransport):
             return self._json(request, 401, _error("Unauthorized", "no token"))
         endpoint = self.arm[endpoint_key]["properties"]
         deployment = headers.get("azureml-model-deployment") or self._route(endpoint["traffic"])
-        found = self.arm.get(f"{endpoint_key}/deployments/{deployment}".lower()) if deployment else None
+        found = (
+            self.arm.get(f"{endpoint_key}/deployments/{deployment}".lower()) if deployment else None
+        )
         if found is None or found["properties"]["provisioningState"] != "Succeeded":
             return self._json(request, 404, _error("DeploymentNotFound", str(deployment)))
         status, text = self._answer(found, headers.get("x-tenant-id"))
-        self.traffic_log.append(LoggedRequest(self.clock(), endpoint_name, str(deployment), status, 12.0))
+        self.traffic_log.append(
+            LoggedRequest(self.clock(), endpoint_name, str(deployment), status, 12.0)
+        )
         if status == 200 and isinstance(body, dict) and ("data" in body or "input_data" in body):
             return self._json(request, 200, {"predictions": [0]})
         if status == 200:
@@ -527,7 +544,8 @@ class FakeAzure(InMemoryTransport):
         answer: dict[str, Any] = {
             "tables": [{
                 "name": "PrimaryResult",
-                "columns": [{"name": "requests", "type": "long"}, {"name": "errors", "type": "long"},
+                "columns": [{"name": "requests", "type": "long"},
+                            {"name": "errors", "type": "long"},
                             {"name": "p99", "type": "real"}],
                 "rows": [[len(rows), sum(1 for r in rows if failed(r.status)), p99]],
             }],
@@ -548,7 +566,9 @@ class FakeAzure(InMemoryTransport):
             if run_id not in self.runs:
                 return self._json(request, 404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
             metrics = [{"key": k, "value": v, "step": 0} for k, v in self.runs[run_id].items()]
-            return self._json(request, 200, {"run": {"info": {"run_id": run_id}, "data": {"metrics": metrics}}})
+            return self._json(
+                request, 200, {"run": {"info": {"run_id": run_id}, "data": {"metrics": metrics}}}
+            )
         if url.path.endswith("/discovery"):
             return self._json(request, 200, {"api": f"https://{LOCATION}.api.azureml.ms"})
         return self._json(request, 404, {"error_code": "ENDPOINT_NOT_FOUND"})
@@ -589,11 +609,14 @@ class FakeAzure(InMemoryTransport):
         }
 
     def _list(self, request: Any, account: str, container: str, prefix: str) -> Any:
-        names = sorted(n for (a, c, n) in self.blobs if (a, c) == (account, container) and n.startswith(prefix))
+        names = sorted(
+            n for (a, c, n) in self.blobs if (a, c) == (account, container) and n.startswith(prefix)
+        )
         items = "".join(
             f"<Blob><Name>{escape(n)}</Name><Properties>"
             f"<Last-Modified>{format_datetime(datetime.now(UTC), usegmt=True)}</Last-Modified>"
-            f"<Etag>0x1</Etag><Content-Length>{len(self.blobs[(account, container, n)])}</Content-Length>"
+            f"<Etag>0x1</Etag>"
+            f"<Content-Length>{len(self.blobs[(account, container, n)])}</Content-Length>"
             f"<BlobType>BlockBlob</BlobType></Properties></Blob>"
             for n in names
         )
@@ -611,7 +634,9 @@ class FakeAzure(InMemoryTransport):
         self, request: Any, status: int, body: Any, headers: dict[str, str] | None = None
     ) -> Any:
         data = b"" if body is None else json.dumps(body).encode()
-        return self._raw(request, status, data, {"Content-Type": "application/json", **(headers or {})})
+        return self._raw(
+            request, status, data, {"Content-Type": "application/json", **(headers or {})}
+        )
 
     def _text(self, request: Any, status: int, text: str) -> Any:
         return self._raw(request, status, text.encode(), {"Content-Type": "text/html"})
@@ -624,8 +649,7 @@ class FakeAzure(InMemoryTransport):
         internal.headers.update(headers)
         internal.headers.setdefault("Content-Length", str(len(data)))
         internal.reason = "OK" if status < 400 else "Error"
-        response = RestRequestsTransportResponse(request=request, internal_response=internal)
-        return response
+        return RestRequestsTransportResponse(request=request, internal_response=internal)
 
 
 def _countif(query: str, column: str) -> str:

@@ -312,7 +312,7 @@ class AzureHarness:
         return statuses
 
     def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
-        found = self.port._tenant_model(tenant, deployment)  # noqa: SLF001 - what green serves
+        found = self.port._tenant_model(tenant, deployment)
         assert found is not None, deployment
         self.fake.model_answers[":".join(found)] = (status, "<html>upstream failure</html>")
 

@@ -73,7 +73,7 @@ def _automation(h: Harness, spec: PlatformSpec | None = None) -> Automation:
     return Automation(runner, RegistrationHandler(spec, store, h.port, runner, h.clock.now), store)
 
 
-def _drive(
+def _drive(  # noqa: PLR0917 - a scenario's step
     h: Harness,
     auto: Automation,
     tenant: str,
@@ -211,10 +211,16 @@ def test_a_pooled_green_serves_every_tenant_of_its_pool(harness: Harness) -> Non
     assert set(h.traffic("litware", 5)) == {200}
     azure = _azure(h)
     if azure:  # green's model is one asset with both tenants' models
-        green_put = [c for c in azure.fake.writes(rf"/deployments/{live}$") if c.method == "PUT"][-1]
+        green_put = [c for c in azure.fake.writes(rf"/deployments/{live}$") if c.method == "PUT"][
+            -1
+        ]
         asset = green_put.body["properties"]["model"]
         assert contracts.pool_bundle_model("shared") in asset
-        model_put = [c for c in azure.fake.writes(r"/models/shared-pool-models/versions/") if c.method == "PUT"][-1]
+        model_put = [
+            c
+            for c in azure.fake.writes(r"/models/shared-pool-models/versions/")
+            if c.method == "PUT"
+        ][-1]
         carried = json.loads(model_put.body["properties"]["tags"][contracts.MODEL_TAG_POOL_MODELS])
         assert carried["litware"] == event.ref and "northwind" in carried
 
@@ -247,7 +253,9 @@ def test_duplicate_and_stale_events_change_nothing(harness: Harness) -> None:
     newer = h.publish("contoso")
     assert auto.handler.handle(newer).status == "started"
     assert auto.handler.handle(newer).status == "duplicate"
-    redelivered = RegistryEvent("another-delivery", newer.source, newer.model, newer.version, newer.tags)
+    redelivered = RegistryEvent(
+        "another-delivery", newer.source, newer.model, newer.version, newer.tags
+    )
     assert auto.handler.handle(redelivered).status == "stale"  # one rollout per version
     assert auto.handler.handle(older).status == "stale"
     assert [m for _, m in auto.runner.active()] == [newer.ref]
