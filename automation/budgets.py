@@ -189,6 +189,32 @@ class BudgetHandler:
         )
 
 
+    def resume_due(self) -> list[str]:
+        """Tenants whose stop ended (a new budget period began): a dedicated stamp's GPU
+        cluster gets its node cap back, and the tenant hears it. Each stop is resumed once
+        (the record is marked), whatever the number of timer runs."""
+        now = self.clock()
+        resumed = []
+        for record in self.store.query(contracts.TABLE_BUDGET_STATE, "blocked"):
+            if record.data.get("resumed") or datetime.fromisoformat(
+                record.data["blocked_until"]
+            ) > now:
+                continue
+            try:
+                tenant = self.spec.tenant(record.row)
+            except KeyError:
+                continue  # a tenant that left the stack: nothing of it to resume
+            try:
+                self.store.replace(record, {**record.data, "resumed": now.isoformat()})
+            except ConflictError:
+                continue  # another worker resumed it
+            if tenant.tier == "dedicated" and tenant.compute is not None:
+                self.port.scale_compute(tenant.id, tenant.compute.max_nodes)
+            self.port.notify(tenant.id, "info", f"GPU work of {tenant.id} resumes: a new budget period")
+            resumed.append(tenant.id)
+        return resumed
+
+
 def gpu_work_allowed(store: StateStore, tenant: str, now: datetime) -> bool:
     """False while a budget stop is in force (new training jobs and retraining check this)."""
     record = store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant)

@@ -42,7 +42,9 @@ def on_budget_alert(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("idle_workspaces")
 @bp.timer_trigger(schedule="0 0 6 * * *", arg_name="timer", run_on_startup=False)
 def idle_workspace_check(timer: func.TimerRequest) -> None:
+    """Daily: stops whose budget period ended are lifted, idle workspaces are reported."""
     app = services()
+    BudgetHandler(app.settings.spec, app.store, app.port, app.clock).resume_due()
     for stamp in idle_workspaces(app.settings.spec, app.port.last_compute_activity, app.clock()):
         days = app.settings.spec.budget_policy.idle_workspace_days
         app.port.notify(stamp, "info", f"{stamp} has run no compute for {days} days or more")

@@ -9,6 +9,7 @@ runner and the requests are real."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,13 @@ from typing import Any
 
 import pytest
 
+from automation.budgets import BudgetAlert, BudgetHandler
+from automation.drift_watch import DriftWatcher
 from automation.registry_events import RegistrationHandler, RegistryEvent
 from automation.rollout import Command, Phase
 from automation.runner import RolloutRunner
 from automation.store import MemoryStore
+from local.models import registry_of
 from ml.lifecycle import train_stack
 from tenancy import PlatformSpec, contracts, parse_platform_spec
 from tests.contract.harness import AzureHarness, Clock, Harness, LocalHarness
@@ -122,6 +126,11 @@ def _ensure_live(h: Harness, tenant: str) -> None:
 
 def _azure(h: Harness) -> AzureHarness | None:
     return h if isinstance(h, AzureHarness) else None
+
+
+def _puts(azure: AzureHarness, pattern: str) -> list[Any]:
+    """The PUTs Azure received for paths matching ``pattern``, in order."""
+    return [c for c in azure.fake.writes(pattern) if c.method == "PUT"]
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -287,3 +296,58 @@ def test_a_burst_of_versions_rolls_out_the_newest_only(harness: Harness) -> None
         }
         versions = {e.version for e in events}
         assert models & versions == {events[0].version, events[-1].version}
+
+
+def _compute_cap(h: Harness, tenant: str) -> int | None:
+    """The GPU cluster's node cap as the platform holds it."""
+    azure = _azure(h)
+    if azure is None:
+        return h.port.compute_caps.get(h.spec.tenant(tenant).stamp_key)  # type: ignore[attr-defined]
+    cluster = azure.fake.resource(f"{azure._workspace(tenant)}/computes/gpu-cluster")
+    assert cluster is not None
+    return int(cluster["properties"]["properties"]["scaleSettings"]["maxNodeCount"])
+
+
+def _retraining_requests(h: Harness, tenant: str) -> int:
+    """Azure: the command jobs it received. Locally the job is a thread that trains and
+    registers a version: once it ends, the registry's versions of the model."""
+    azure = _azure(h)
+    if azure is not None:
+        return len(_puts(azure, r"/jobs/[^/]+$"))
+    for job in [t for t in threading.enumerate() if t.name == f"retrain-{tenant}"]:
+        job.join(timeout=300)
+    local: LocalHarness = h  # type: ignore[assignment]
+    name = local.versions[tenant][0]
+    registry = registry_of(local.layout, tenant, name)
+    return len(registry.client.search_model_versions(f"name='{name}'"))
+
+
+def test_a_budget_stop_blocks_retraining_until_the_next_period(harness: Harness) -> None:
+    h = harness
+    _ensure_live(h, "contoso")
+    store = MemoryStore()
+    budgets = BudgetHandler(h.spec, store, h.port, h.clock.now)
+    drift = DriftWatcher(h.spec, store, h.port, h.port, h.clock.now)  # type: ignore[arg-type]
+    budget = h.spec.tenant("contoso").budget
+    start = h.clock.now().date().replace(day=1)
+    alert = BudgetAlert(
+        "budget-tenant-contoso-budget", budget.amount, budget.amount, budget.amount, start
+    )
+    assert budgets.handle(alert).status == "stopped"
+    assert budgets.handle(alert).status == "duplicate"
+    assert _compute_cap(h, "contoso") == 0
+    model = "/".join(h.versions["contoso"])  # type: ignore[attr-defined]
+    before = _retraining_requests(h, "contoso")
+    assert drift.act("contoso", model, "drift in f1").action == "blocked"
+    assert _retraining_requests(h, "contoso") == before
+    assert budgets.resume_due() == []  # the period has not ended
+    h.clock.skip(32 * 86_400)  # into the next period
+    assert budgets.resume_due() == ["contoso"]
+    assert budgets.resume_due() == []  # once
+    assert _compute_cap(h, "contoso") == h.spec.tenant("contoso").compute.max_nodes  # type: ignore[union-attr]
+    assert drift.act("contoso", model, "drift in f1").action == "retrain"
+    assert _retraining_requests(h, "contoso") == before + 1
+    azure = _azure(h)
+    if azure:  # the job Azure received: the training entry point on the stamp's cluster
+        job = _puts(azure, r"/jobs/[^/]+$")[-1].body["properties"]
+        assert "ml.retrain --tenant" in job["command"] and job["computeId"].endswith("gpu-cluster")
