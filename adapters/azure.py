@@ -545,6 +545,7 @@ class AzurePlatform:
         return max(started, default=None)
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
-        # Alerts reach people through the platform's action group, fed by these logs.
+        """A notification line in Application Insights; the program's log search alert
+        rules parse it and e-mail the stack's alert contacts (infra/alerting.py)."""
         log = logger.error if severity == "critical" else logger.warning
-        log("[%s] %s: %s", severity, tenant, message)
+        log("%s", contracts.notification_line(severity, tenant, message))

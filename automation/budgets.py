@@ -188,7 +188,6 @@ class BudgetHandler:
             f"GPU work of {tenant.id} stopped until {until.date()}: {record['reason']}",
         )
 
-
     def resume_due(self) -> list[str]:
         """Tenants whose stop ended (a new budget period began): a dedicated stamp's GPU
         cluster gets its node cap back, and the tenant hears it. Each stop is resumed once
@@ -196,9 +195,10 @@ class BudgetHandler:
         now = self.clock()
         resumed = []
         for record in self.store.query(contracts.TABLE_BUDGET_STATE, "blocked"):
-            if record.data.get("resumed") or datetime.fromisoformat(
-                record.data["blocked_until"]
-            ) > now:
+            if (
+                record.data.get("resumed")
+                or datetime.fromisoformat(record.data["blocked_until"]) > now
+            ):
                 continue
             try:
                 tenant = self.spec.tenant(record.row)
@@ -210,7 +210,8 @@ class BudgetHandler:
                 continue  # another worker resumed it
             if tenant.tier == "dedicated" and tenant.compute is not None:
                 self.port.scale_compute(tenant.id, tenant.compute.max_nodes)
-            self.port.notify(tenant.id, "info", f"GPU work of {tenant.id} resumes: a new budget period")
+            message = f"GPU work of {tenant.id} resumes: a new budget period began"
+            self.port.notify(tenant.id, "info", message)
             resumed.append(tenant.id)
         return resumed
 

@@ -97,3 +97,18 @@ MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
 MODEL_TAG_POOL_MODELS: Final = "pool_models"
 ALIAS_CHAMPION: Final = "champion"
 ALIAS_CHALLENGER: Final = "challenger"
+
+
+# --- notifications on Azure ------------------------------------------------------------------
+#: The automation's notifications are log lines of this shape in the Function App's
+#: Application Insights ``traces``; the program's log search alert rules
+#: (infra/alerting.py) parse them and send each to the stack's alert contacts through the
+#: operations action group.
+NOTIFICATION_PREFIX: Final = "tenant-mlops notification"
+NOTIFICATION_SEVERITIES: Final = ("info", "warning", "critical")
+
+
+def notification_line(severity: str, tenant: str, message: str) -> str:
+    """One notification as the automation logs it (one line: the rule parses it whole)."""
+    text = " ".join(message.split())
+    return f"{NOTIFICATION_PREFIX} severity={severity} tenant={tenant}: {text}"
