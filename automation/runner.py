@@ -151,33 +151,27 @@ class RolloutRunner:
             self._supersede_older(state, correlation)
         return state
 
+    def _queued_versions(self, state: RolloutState) -> Iterator[tuple[Record, RolloutState, int]]:
+        """Queued rollouts of ``state``'s model for the same tenant, with their versions
+        relative to ``state``'s (negative: older)."""
+        name, version = _name_and_version(state.model)
+        for record, other, _ in self._rollouts():
+            other_name, other_version = _name_and_version(other.model)
+            if other.phase == Phase.QUEUED and other.tenant == state.tenant and other_name == name:
+                yield record, other, other_version - version
+
     def _supersede_older(self, newest: RolloutState, correlation: str) -> None:
         """Queued versions of the same model for the same tenant, older than ``newest``,
         will never be rolled out: a burst of registrations rolls out its newest version."""
-        name, version = _name_and_version(newest.model)
-        for record, state, _ in self._rollouts():
-            other_name, other_version = _name_and_version(state.model)
-            if (
-                state.phase == Phase.QUEUED
-                and state.tenant == newest.tenant
-                and other_name == name
-                and other_version < version
-            ):
+        for record, state, relative in self._queued_versions(newest):
+            if relative < 0:
                 self._commit(record, supersede(state, newest.model), "automation", correlation)
 
     def _newer_queued(self, state: RolloutState) -> str:
         """A queued newer version of ``state``'s model for the same tenant, or ""."""
-        name, version = _name_and_version(state.model)
-        for _, other, _ in self._rollouts():
-            other_name, other_version = _name_and_version(other.model)
-            if (
-                other.phase == Phase.QUEUED
-                and other.tenant == state.tenant
-                and other_name == name
-                and other_version > version
-            ):
-                return other.model
-        return ""
+        return next(
+            (o.model for _, o, relative in self._queued_versions(state) if relative > 0), ""
+        )
 
     def _fresh(
         self, tenant: str, model: str, revision: int = 0

@@ -166,7 +166,8 @@ def test_two_workers_never_apply_one_step_twice(
     ) == 1
 
 
-def test_approval_and_abort_through_the_runner(spec: PlatformSpec) -> None:
+def _gated_world() -> tuple[RolloutRunner, FakePlatform, MemoryStore, Clock]:
+    """A blue-green stack whose promotions wait for a project lead."""
     document = stack_document("local")
     document["rollout"] = {
         "strategy": "blue_green",
@@ -176,10 +177,18 @@ def test_approval_and_abort_through_the_runner(spec: PlatformSpec) -> None:
     }
     for tenant in document["tenants"]:
         tenant.setdefault("personas", {})["project_lead"] = ["33333333-0000-4000-8000-0000000000aa"]
-    gated = parse_platform_spec(document)
     platform, store, clock = FakePlatform(), MemoryStore(), Clock()
     platform.serve("contoso", "contoso-classical/1")
-    runner = RolloutRunner(gated, store, platform, clock)
+    return (
+        RolloutRunner(parse_platform_spec(document), store, platform, clock),
+        platform,
+        store,
+        clock,
+    )
+
+
+def test_approval_and_abort_through_the_runner(spec: PlatformSpec) -> None:
+    runner, _platform, store, clock = _gated_world()
     runner.begin("contoso", "contoso-classical/2", "automation", "c")
     _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.AWAITING_APPROVAL)
     runner.command("contoso", "contoso-classical/2", Command("approve", "eve", "data_scientist"))
@@ -291,19 +300,7 @@ def test_the_gate_runs_again_before_promotion_and_a_refusal_rolls_back(
 
 
 def test_the_promotion_gate_counts_the_rollouts_own_approval(spec: PlatformSpec) -> None:
-    document = stack_document("local")
-    document["rollout"] = {
-        "strategy": "blue_green",
-        "steps": [100],
-        "approval_required": True,
-        "approver_personas": ["project_lead"],
-    }
-    for tenant in document["tenants"]:
-        tenant.setdefault("personas", {})["project_lead"] = ["33333333-0000-4000-8000-0000000000aa"]
-    gated = parse_platform_spec(document)
-    platform, store, clock = FakePlatform(), MemoryStore(), Clock()
-    platform.serve("contoso", "contoso-classical/1")
-    runner = RolloutRunner(gated, store, platform, clock)
+    runner, _platform, _store, clock = _gated_world()
     runner.begin("contoso", "contoso-classical/2", "automation", "c")
     _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.AWAITING_APPROVAL)
     runner.command("contoso", "contoso-classical/2", Command("approve", "lee", "project_lead"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,23 +26,8 @@ from ml.lifecycle import train_stack
 from ml.registry import RegistryLayout
 from ml.retrain import retrain_tenant
 from tenancy import parse_platform_spec
+from tests.contract.harness import Clock
 from tests.tenancy.conftest import stack_document
-
-
-class Clock:
-    """The automation's and the gateway's time: real time plus what the test has skipped."""
-
-    def __init__(self) -> None:
-        self.skipped = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.skipped
-
-    def epoch(self) -> float:
-        return self.now().timestamp()
-
-    def skip(self, seconds: float) -> None:
-        self.skipped += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="module")
