@@ -16,7 +16,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime
 from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
@@ -82,12 +82,6 @@ def _fresh_collector(collector: DataCollector | None) -> DataCollector | None:
         sampling_rate=getattr(collector, "sampling_rate", None),
         request_logging=getattr(collector, "request_logging", None),
     )
-
-
-@contextmanager
-def _missing_as_empty() -> Iterator[None]:
-    with suppress(ResourceNotFoundError):
-        yield
 
 
 def _pool_models(tags: Mapping[str, str] | None) -> dict[str, str]:
@@ -346,7 +340,7 @@ class AzurePlatform:
             name, version = model_reference(
                 str(client.online_deployments.get(live, self.endpoint_name(tenant)).model)
             )
-            with _missing_as_empty():
+            with suppress(ResourceNotFoundError):  # blue's model is gone: carry nothing
                 carried = _pool_models(client.models.get(name, version).tags)
         carried = {t: m for t, m in carried.items() if t in members}
         carried[tenant] = model

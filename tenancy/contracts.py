@@ -55,7 +55,8 @@ PLATFORM_TENANT_TAG: Final = "platform"
 
 def pool_bundle_model(pool_id: str) -> str:
     """The Azure ML model holding a pool's tenant models side by side (one per deployment
-    of the pool's endpoint: a managed deployment serves one model asset)."""
+    of the pool's endpoint: a managed deployment names one model asset, ``properties.model``
+    of https://learn.microsoft.com/rest/api/azureml/online-deployments/create-or-update)."""
     return f"{pool_id}-pool-models"
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import requests
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
+from tenancy import contracts
 from tests.adapters.fake_arm import InMemoryTransport
 
 API = "2024-04-01"
@@ -509,7 +510,7 @@ class FakeAzure(InMemoryTransport):
     def _answer(self, deployment: dict[str, Any], tenant: str | None) -> tuple[int, str]:
         key = self._model_key(deployment)
         tags = self._model_tags(deployment)
-        carried = json.loads(tags.get("pool_models", "{}") or "{}")
+        carried = json.loads(tags.get(contracts.MODEL_TAG_POOL_MODELS) or "{}")
         if carried:  # a pool asset: score.py loads the header's tenant's folder
             if not tenant or tenant not in carried:
                 return 404, json.dumps(_error("not_found", f"no model for tenant '{tenant}'"))

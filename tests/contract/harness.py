@@ -16,12 +16,12 @@ import os
 import signal
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
+from azure.core.rest import HttpRequest
 from azure.monitor.query import LogsQueryClient
 from azure.storage.blob import ContainerClient
 
@@ -29,6 +29,7 @@ from adapters.azure import AzurePlatform
 from adapters.local import GatewayAdmin, LocalPlatform
 from automation.port import PlatformPort
 from automation.registry_events import RegistryEvent
+from automation.store import MemoryStore
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
@@ -92,13 +93,6 @@ class Harness(Protocol):
         ...
 
 
-@dataclass
-class _Versions:
-    """Where each tenant's newest registered version stands."""
-
-    latest: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
 def _copy_version(layout: RegistryLayout, tenant: str, name: str, version: str) -> str:
     """Register the artifacts and run of ``version`` again as a new version (what a
     retraining that reproduces its model registers): fast, and a real registration."""
@@ -122,7 +116,7 @@ class LocalHarness:
     ) -> None:
         self.spec, self.clock, self.data_dir = spec, clock, data_dir
         self.layout = RegistryLayout(spec, data_dir)
-        ring = KeyRing(_memory_store())
+        ring = KeyRing(MemoryStore())
         self.keys = {t.id: ring.issue(t.id)["primary"] for t in spec.tenants}
         self.gateway = Gateway(
             ring,
@@ -189,12 +183,6 @@ class LocalHarness:
         self.heal()
         self.manager.stop_all()
         self.server.stop()
-
-
-def _memory_store() -> Any:
-    from automation.store import MemoryStore  # noqa: PLC0415
-
-    return MemoryStore()
 
 
 def _endpoints(spec: PlatformSpec) -> Iterator[tuple[str, list[str], bool]]:
@@ -287,8 +275,6 @@ class AzureHarness:
         self.fake.add_model(
             workspace, name, new, files, tags, run_id, registry.run_metrics(found.run_id)
         )
-        data = {"modelName": name, "modelVersion": new, "modelTags": tags}
-        self.last_event_data = data
         return RegistryEvent(f"eg-{tenant}-{name}-{new}", "eventgrid", name, new, tags)
 
     def settle(self) -> None:
@@ -307,7 +293,7 @@ class AzureHarness:
         body = self.port.sample_request(tenant)
         statuses = []
         for _ in range(count):
-            request = _Request("POST", uri, headers, body)
+            request = HttpRequest("POST", uri, json=dict(body), headers=headers)
             statuses.append(self.fake.send(request).status_code)
         return statuses
 
@@ -321,19 +307,3 @@ class AzureHarness:
 
     def close(self) -> None:
         self.fake.settle()
-
-
-@dataclass
-class _Request:
-    """A request as azure-core hands it to a transport (what APIM's forward looks like)."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    json_body: Any
-
-    @property
-    def content(self) -> bytes:
-        import json  # noqa: PLC0415
-
-        return json.dumps(self.json_body).encode()
