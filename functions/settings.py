@@ -17,6 +17,8 @@ STATE_CONNECTION = contracts.SETTING_STATE_CONNECTION
 ADAPTER = contracts.SETTING_ADAPTER
 WEBHOOK_SECRET = contracts.SETTING_WEBHOOK_SECRET
 ADAPTERS = ("azure", "local")
+# The proof that identity headers came from the platform (blueprints/identity.py).
+AUTH_ENABLED = contracts.SETTING_AUTH_ENABLED
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Settings:
     state_connection: str | None  # a connection string (Azurite), or None: the identity
     storage_account: str | None
     webhook_secret: str | None
+    auth_enabled: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -58,4 +61,12 @@ class Settings:
             )
         if issues or spec is None:
             raise ConfigError("app settings", issues)
-        return cls(stack, spec, adapter, connection, account, env.get(WEBHOOK_SECRET) or None)  # type: ignore[arg-type]
+        return cls(
+            stack,
+            spec,
+            adapter,  # type: ignore[arg-type]
+            connection,
+            account,
+            env.get(WEBHOOK_SECRET) or None,
+            auth_enabled=env.get(AUTH_ENABLED, "").lower() == "true",
+        )

@@ -19,6 +19,8 @@ from tenancy.spec import PlatformSpec
 #: Flex Consumption loads the app from this blob in its deployment container.
 PACKAGE_BLOB = "released-package.zip"
 PYTHON_VERSION = "3.11"
+#: Where the Functions host takes Event Grid deliveries (guarded by the system key).
+EVENT_GRID_WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 
 
 @dataclass
@@ -30,6 +32,8 @@ class AutomationArgs:
     project_root: Path
     # Who runs `pulumi up` (azure-native's client config): it uploads the code package.
     deployer_object_id: pulumi.Input[str]
+    # The Entra tenant whose tokens App Service authentication accepts.
+    entra_tenant_id: pulumi.Input[str]
 
 
 class Automation(pulumi.ComponentResource):
@@ -46,6 +50,7 @@ class Automation(pulumi.ComponentResource):
         self.package_digest = self._create_package()
         self.plan = self._create_plan()
         self.function_app = self._create_function_app()
+        self.authentication = self._create_authentication()
         send_diagnostics(
             f"{name}-func-diag",
             resource_id=self.function_app.id,
@@ -58,6 +63,7 @@ class Automation(pulumi.ComponentResource):
                 "functionAppId": self.function_app.id,
                 "defaultHostName": self.function_app.default_host_name,
                 "packageDigest": self.package_digest,
+                "authenticationId": self.authentication.id,
             }
         )
 
@@ -107,6 +113,55 @@ class Automation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer_can_write]),
         )
         return package.digest
+
+    def _create_authentication(self) -> web.WebAppAuthSettingsV2:
+        """App Service authentication (Entra) in front of every HTTP function (W2).
+
+        - The module validates each caller's token and writes ``x-ms-client-principal``. While
+          it runs, callers cannot set that header themselves
+          (https://learn.microsoft.com/azure/app-service/configure-authentication-user-identities).
+          The app trusts the header only when ``WEBSITE_AUTH_ENABLED`` says so.
+        - One Entra application serves two kinds of caller: approvers (users in the personas'
+          groups) and the alert action group (secure webhook). Tokens must be for that
+          application (allowed audiences). Which caller may use which route is checked by the
+          app (functions/blueprints/identity.py).
+        - Event Grid delivers to ``/runtime/webhooks/eventgrid`` with the host's system key,
+          not an Entra token
+          (https://learn.microsoft.com/azure/azure-functions/functions-bindings-event-grid-trigger).
+          That path is excluded, so the key still guards it and deliveries are not refused.
+        - The app is an API, not a website, so unauthenticated calls get 401 instead of a
+          sign-in redirect. No token store is kept, so no secret is needed.
+        """
+        spec = self._args.spec
+        app_id = spec.function_app.alert_webhook_app_id
+        return web.WebAppAuthSettingsV2(
+            f"{self._name}-auth",
+            name=self.function_app.name,
+            resource_group_name=self._args.shared.resource_group.name,
+            platform={"enabled": True, "runtime_version": "~1"},
+            global_validation={
+                "require_authentication": True,
+                "unauthenticated_client_action": web.UnauthenticatedClientActionV2.RETURN401,
+                "excluded_paths": [EVENT_GRID_WEBHOOK_PATH],
+            },
+            identity_providers={
+                "azure_active_directory": {
+                    "enabled": True,
+                    "registration": {
+                        "client_id": app_id,
+                        "open_id_issuer": pulumi.Output.concat(
+                            "https://login.microsoftonline.com/",
+                            self._args.entra_tenant_id,
+                            "/v2.0",
+                        ),
+                    },
+                    "validation": {"allowed_audiences": contracts.entra_audiences(app_id)},
+                }
+            },
+            login={"token_store": {"enabled": False}},
+            http_settings={"require_https": True},
+            opts=pulumi.ResourceOptions(parent=self.function_app),
+        )
 
     def _create_plan(self) -> web.AppServicePlan:
         spec = self._args.spec

@@ -59,7 +59,9 @@ def deploy(
     shared = SharedServices("platform", SharedServicesArgs(spec, subscription_id, entra_tenant))
     automation = Automation(
         "automation",
-        AutomationArgs(spec, stack, shared, subscription_id, project_root, client.object_id),
+        AutomationArgs(
+            spec, stack, shared, subscription_id, project_root, client.object_id, entra_tenant
+        ),
     )
     alerting = Alerting(
         "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)

@@ -14,6 +14,8 @@ serves them.
   the run has finished, so a caller knows its effects are visible).
 
 A function that raises answers 500 for that call only (and is logged); the host keeps serving.
+With a ``SignInModule`` (local/sign_in.py) in front, HTTP triggers see only the identity
+headers the module wrote, as behind App Service authentication.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tenancy.errors import DependencyError
+from local.sign_in import SignInModule
+from tenancy.errors import AuthenticationError, DependencyError
 
 logger = logging.getLogger("tenant_mlops.functions_host")
 APP_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -140,9 +143,11 @@ class FunctionsHost:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         settings: Mapping[str, str] | None = None,
         master_key: str | None = None,
+        sign_in: SignInModule | None = None,
     ) -> None:
         self.clock = clock
         self.master_key = master_key
+        self.sign_in = sign_in
         settings = os.environ if settings is None else settings
         self.http: list[tuple[str, list[str], Callable[..., Any]]] = []
         self.event_grid: dict[str, Callable[..., Any]] = {}
@@ -175,10 +180,16 @@ class FunctionsHost:
     def _http_handler(self, user: Callable[..., Any]) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
             body = await request.body()
+            headers = dict(request.headers)
+            if self.sign_in is not None:
+                try:
+                    headers = self.sign_in.headers_for(headers)
+                except AuthenticationError as error:
+                    return _error(401, error.code, error.message)
             incoming = func.HttpRequest(
                 method=request.method,
                 url=str(request.url),
-                headers=dict(request.headers),
+                headers=headers,
                 params=dict(request.query_params),
                 route_params={k: str(v) for k, v in request.path_params.items()},
                 body=body,

@@ -11,7 +11,6 @@ tables, and the MLflow registries.
 
 from __future__ import annotations
 
-import base64
 import getpass
 import json
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from adapters.local import (
 from automation.runner import decode
 from automation.store import TableStore
 from local.azurite import connection_string
+from local.sign_in import LOCAL_CLIENT_APP, mint
 from ml.registry import RegistryLayout
 from tenancy import contracts
 from tenancy.errors import DependencyError, InvalidInputError, NotFoundError
@@ -39,6 +39,8 @@ from tenancy.spec import PlatformSpec
 STATE_FILE = "platform.json"
 KEYS_FILE = "tenant-keys.json"  # shown only by `mlops status --show-keys`
 FUNCTIONS_KEY_FILE = "functions-master.key"
+# The local identity provider's signing key (local/sign_in.py): whoever reads it signs in.
+SIGN_IN_KEY_FILE = "sign-in.key"
 
 
 def running_state(data_dir: Path) -> dict[str, Any]:
@@ -186,7 +188,7 @@ class PlatformClient:
         self, tenant: str, model: str, action: str, *, persona: str = "", reason: str = ""
     ) -> tuple[int, Any]:
         """approve / abort through the Functions app's route, signed in as a member of one
-        of the tenant's personas (what App Service authentication puts in the header)."""
+        of the tenant's personas (a token of the local identity provider)."""
         spec = self.spec.tenant(tenant)
         policy = self.spec.rollout_for(spec)
         persona = persona or policy.approver_personas[0]
@@ -194,18 +196,22 @@ class PlatformClient:
         if not groups:
             raise InvalidInputError(f"{tenant} has no members in persona {persona!r}")
         name, version = _split_model(model)
-        principal = {
-            "claims": [
-                {"typ": "name", "val": getpass.getuser()},
-                *({"typ": "groups", "val": group} for group in groups),
-            ]
-        }
-        header = base64.b64encode(json.dumps(principal).encode()).decode()
+        # Signed in as App Service authentication would sign in an Entra user: a token for
+        # the automation's application that lists the persona's groups.
+        token = mint(
+            _read(self.data_dir / SIGN_IN_KEY_FILE),
+            {
+                "aud": contracts.entra_audiences(self.spec.function_app.alert_webhook_app_id)[0],
+                "azp": LOCAL_CLIENT_APP,
+                "name": getpass.getuser(),
+                "groups": list(groups),
+            },
+        )
         url = f"{self.functions_url}/api/rollouts/{tenant}/{name}/{version}/{action}"
         answer = requests.post(
             url,
             params={"reason": reason} if reason else None,
-            headers={"x-ms-client-principal": header},
+            headers={"authorization": f"Bearer {token}"},
             timeout=60,
         )
         return answer.status_code, answer.json()

@@ -44,8 +44,9 @@ from local.functions_host import FunctionsHost, load_app
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
 from local.models import ModelFetcher
-from local.operations import FUNCTIONS_KEY_FILE, KEYS_FILE
+from local.operations import FUNCTIONS_KEY_FILE, KEYS_FILE, SIGN_IN_KEY_FILE
 from local.serve import BackgroundServer
+from local.sign_in import SignInModule
 from local.tracking import TrackingServer, start_tracking_servers, subscribe
 from ml.baseline import sample_of
 from ml.lifecycle import Registered, train_stack
@@ -190,12 +191,18 @@ class EmbeddedPlatform:
                 GATEWAY_URL: self.gateway_server.url,
                 DATA_DIR: str(self.data_dir),
                 REGISTRY_URIS: json.dumps({k: s.url for k, s in self.tracking.items()}),
+                # The host runs the sign-in module, so identity headers are the platform's.
+                contracts.SETTING_AUTH_ENABLED: "True",
             }
         )
         master_key = _secret_file(self.data_dir / FUNCTIONS_KEY_FILE)
+        sign_in = SignInModule(
+            _secret_file(self.data_dir / SIGN_IN_KEY_FILE),
+            contracts.entra_audiences(self.spec.function_app.alert_webhook_app_id),
+        )
         app = load_app()
         _fresh_worker()
-        self.functions = FunctionsHost(app, master_key=master_key)
+        self.functions = FunctionsHost(app, master_key=master_key, sign_in=sign_in)
         self.functions_server = BackgroundServer(self.functions.app).start()
         hook = f"{self.functions_server.url}/api/registry/mlflow"
         for server in self.tracking.values():

@@ -77,6 +77,10 @@ SETTING_WEBHOOK_SECRET: Final = "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET"  # noqa: S1
 # Timer schedules are app settings (``%NAME%`` in the trigger), derived from the spec.
 SETTING_ROLLOUT_SCHEDULE: Final = "TENANT_MLOPS_ROLLOUT_SCHEDULE"
 SETTING_DRIFT_SCHEDULE: Final = "TENANT_MLOPS_DRIFT_SCHEDULE"
+# Set by App Service itself (read-only) while its authentication module runs in front of the
+# app: the proof that identity headers came from the platform, not from the caller
+# (https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization).
+SETTING_AUTH_ENABLED: Final = "WEBSITE_AUTH_ENABLED"
 
 # Model version tags the training code writes and the model gate reads (MLflow and Azure ML
 # registries alike). Lineage first, then what shared models must add.
@@ -107,6 +111,13 @@ ALIAS_CHALLENGER: Final = "challenger"
 #: operations action group.
 NOTIFICATION_PREFIX: Final = "tenant-mlops notification"
 NOTIFICATION_SEVERITIES: Final = ("info", "warning", "critical")
+
+
+def entra_audiences(app_id: str) -> list[str]:
+    """The audiences a token for the automation's Entra application carries: its application
+    id URI (v1 tokens) or its client id (v2 tokens). App Service authentication allows these,
+    and the app checks them again."""
+    return [f"api://{app_id}", app_id]
 
 
 def notification_line(severity: str, tenant: str, message: str) -> str:

@@ -10,9 +10,9 @@ from services import services
 
 from automation.budgets import BudgetHandler, idle_workspaces, parse_budget_alert
 from blueprints.edge import error_response, json_response
-from blueprints.rollouts import PRINCIPAL_HEADER
+from blueprints.identity import require_action_group, signed_in
 from tenancy import contracts
-from tenancy.errors import AuthenticationError, InvalidInputError, MlopsError
+from tenancy.errors import InvalidInputError, MlopsError
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 logger = logging.getLogger("tenant_mlops.budgets")
@@ -22,11 +22,12 @@ logger = logging.getLogger("tenant_mlops.budgets")
 @bp.route(route=contracts.ROUTE_BUDGET_ALERT, methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def on_budget_alert(req: func.HttpRequest) -> func.HttpResponse:
     """The action group authenticates with an Entra token (secure webhook), which App
-    Service authentication checks: no function key travels in the webhook's URL."""
+    Service authentication validates; the app then checks that the token is the action
+    group's, for its own application. No function key travels in the webhook's URL."""
     app = services()
     try:
-        if not req.headers.get(PRINCIPAL_HEADER):
-            raise AuthenticationError("the budget alert carries no authenticated principal")
+        principal = signed_in(req, app.settings.auth_enabled)
+        require_action_group(principal, app.settings.spec.function_app.alert_webhook_app_id)
         try:
             payload = req.get_json()
         except ValueError:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-from typing import Any
 
 import azure.functions as func
 from services import Services, services
 
 from automation.rollout import Command
 from blueprints.edge import error_response, json_response
+from blueprints.identity import Principal, require_audience, signed_in
 from tenancy import contracts
-from tenancy.errors import AuthenticationError, InvalidInputError, MlopsError, PermissionDeniedError
+from tenancy.errors import InvalidInputError, MlopsError, PermissionDeniedError
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 logger = logging.getLogger("tenant_mlops.rollouts")
-PRINCIPAL_HEADER = "x-ms-client-principal"  # set by App Service authentication (Entra)
 
 
 @bp.function_name("rollout_tick")
@@ -36,28 +32,25 @@ def rollout_tick(timer: func.TimerRequest) -> None:
             logger.exception("rollout %s of %s could not advance", model, tenant)
 
 
-def caller_groups(req: func.HttpRequest) -> tuple[str, set[str]]:
-    """(name, Entra group ids) of the signed-in caller, from App Service authentication."""
-    encoded = req.headers.get(PRINCIPAL_HEADER)
-    if not encoded:
-        raise AuthenticationError("sign in: the request carries no authenticated principal")
-    try:
-        principal: dict[str, Any] = json.loads(base64.b64decode(encoded))
-    except (binascii.Error, ValueError):
-        raise AuthenticationError("the authenticated principal header is malformed") from None
-    claims = principal.get("claims") or []
-    groups = {c.get("val", "") for c in claims if c.get("typ") == "groups"}
-    names = [c.get("val", "") for c in claims if c.get("typ") in ("name", "preferred_username")]
-    return (names[0] if names else "unknown"), groups
+def approver(app: Services, req: func.HttpRequest) -> Principal:
+    """The signed-in caller, with a token for the automation's application."""
+    principal = signed_in(req, app.settings.auth_enabled)
+    require_audience(principal, app.settings.spec.function_app.alert_webhook_app_id)
+    return principal
 
 
-def _persona(app: Services, tenant_id: str, groups: set[str]) -> str:
+def _persona(app: Services, tenant_id: str, principal: Principal) -> str:
     tenant = app.settings.spec.tenant(tenant_id)
     policy = app.settings.spec.rollout_for(tenant)
     members = tenant.personas.model_dump()
     for persona in policy.approver_personas:
-        if groups & set(members.get(persona) or []):
+        if principal.groups & set(members.get(persona) or []):
             return persona
+    if principal.has_group_overage:
+        raise PermissionDeniedError(
+            "the token names no groups because the caller is in too many: give the "
+            "approver groups an app role of the automation's application, or fewer groups"
+        )
     raise PermissionDeniedError(
         f"only {', '.join(policy.approver_personas)} of {tenant_id} may approve or abort "
         "its rollouts"
@@ -82,14 +75,14 @@ def rollout_command(req: func.HttpRequest) -> func.HttpResponse:
         tenant = params.get("tenant", "")
         if tenant not in {t.id for t in app.settings.spec.tenants}:
             raise InvalidInputError(f"no tenant {tenant!r} in this stack")
-        actor, groups = caller_groups(req)
-        persona = _persona(app, tenant, groups)
+        principal = approver(app, req)
+        persona = _persona(app, tenant, principal)
         reason = (req.params.get("reason") or "")[:500]
         model = f"{params.get('model')}/{params.get('version')}"
         transition = app.runner.command(
             tenant,
             model,
-            Command(action, actor, persona, reason),
+            Command(action, principal.name, persona, reason),
             req.headers.get("x-correlation-id", ""),
         )
         state = app.runner.get(tenant, model)

@@ -23,6 +23,8 @@ from tests.automation.fakes import FakePlatform
 from tests.automation.test_drift_watch import FakeSource
 
 SECRET = "test-webhook-secret"
+# function_app.alert_webhook_app_id of Pulumi.local.yaml: the automation's Entra application.
+APP_ID = "6a1f0c2e-0000-4000-8000-00000000a001"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
@@ -33,6 +35,8 @@ def environment(spec: PlatformSpec) -> dict[str, str]:
         "TENANT_MLOPS_STATE_CONNECTION": "UseDevelopmentStorage=true",
         "TENANT_MLOPS_ADAPTER": "local",
         "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET": SECRET,
+        # What App Service sets when its authentication module runs (the platform's proof).
+        "WEBSITE_AUTH_ENABLED": "True",
     }
 
 

@@ -6,16 +6,19 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import azure.functions as func
 from azure.functions.timer import TimerRequest
-from blueprints import registry, rollouts
+from blueprints import budgets, registry, rollouts
+from blueprints.identity import ACTION_GROUP_APP_ID, ACTION_GROUP_ROLE
 from services import Services
 
 from tenancy import contracts
 from tests.automation.test_registry_events import TAGS, _facts
-from tests.functions.conftest import NOW, SECRET
+from tests.functions.conftest import APP_ID, NOW, SECRET
 
 
 def _event(event_id: str, version: str, data: object = None) -> func.EventGridEvent:
@@ -89,9 +92,37 @@ def test_the_mlflow_webhook_checks_the_signature_then_handles(wired: Services) -
     assert malformed.status_code == 400
 
 
-def _principal(*groups: str) -> str:
-    claims = [{"typ": "name", "val": "lee"}] + [{"typ": "groups", "val": g} for g in groups]
-    return base64.b64encode(json.dumps({"claims": claims}).encode()).decode()
+def _principal(
+    *groups: str,
+    audience: str = f"api://{APP_ID}",
+    application: str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46",  # the Azure CLI
+    roles: tuple[str, ...] = (),
+    extra: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """The x-ms-client-principal App Service authentication writes for a signed-in caller."""
+    claims = [
+        {"typ": "aud", "val": audience},
+        {"typ": "azp", "val": application},
+        {"typ": "name", "val": "lee"},
+        *({"typ": "groups", "val": g} for g in groups),
+        *({"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "val": r}
+          for r in roles),
+        *({"typ": typ, "val": val} for typ, val in extra),
+    ]
+    principal = {
+        "auth_typ": "aad",
+        "claims": claims,
+        "name_typ": "name",
+        "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+    }
+    return base64.b64encode(json.dumps(principal).encode()).decode()
+
+
+def _action_group(**overrides: Any) -> str:
+    """The principal of Azure Monitor's action group posting a secure webhook."""
+    return _principal(
+        **{"application": ACTION_GROUP_APP_ID, "roles": (ACTION_GROUP_ROLE,), **overrides}
+    )
 
 
 def test_rollout_commands_need_an_approver_persona(wired: Services) -> None:
@@ -115,6 +146,15 @@ def test_rollout_commands_need_an_approver_persona(wired: Services) -> None:
     assert call({"x-ms-client-principal": "!!!"}).status_code == 401
     assert call({"x-ms-client-principal": _principal("someone-else")}).status_code == 403
     lead = wired.settings.spec.tenant("contoso").personas.project_lead[0]
+    # A lead's token for another application does not sign them in here.
+    for_another_app = _principal(lead, audience="api://another-app")
+    assert call({"x-ms-client-principal": for_another_app}).status_code == 401
+    # Too many groups: Entra points to Graph instead of listing them, and the refusal says so.
+    overage = _principal(extra=(("_claim_names", '{"groups": "src1"}'),))
+    refused = call({"x-ms-client-principal": overage})
+    assert refused.status_code == 403 and "too many" in json.loads(refused.get_body())[
+        "error"
+    ]["message"]
     assert (
         call({"x-ms-client-principal": _principal(lead)}, {**route, "action": "delete"}).status_code
         == 400
@@ -133,8 +173,6 @@ def test_the_timer_advances_active_rollouts(wired: Services) -> None:
 
 
 def test_the_budget_trigger_needs_a_signed_in_action_group(wired: Services) -> None:
-    from blueprints import budgets  # noqa: PLC0415
-
     from tests.automation.test_budgets import common_schema  # noqa: PLC0415
 
     handler = budgets.on_budget_alert.build().get_user_function()
@@ -151,7 +189,15 @@ def test_the_budget_trigger_needs_a_signed_in_action_group(wired: Services) -> N
         )
 
     assert call({}).status_code == 401
-    signed = {"x-ms-client-principal": _principal("action-group")}
+    # A person signed in for this app is not the action group; nor is a token for another app.
+    lead = wired.settings.spec.tenant("contoso").personas.project_lead[0]
+    assert call({"x-ms-client-principal": _principal(lead)}).status_code == 403
+    other_app = _action_group(audience="api://another-app")
+    assert call({"x-ms-client-principal": other_app}).status_code == 401
+    without_role = _action_group(roles=())
+    assert call({"x-ms-client-principal": without_role}).status_code == 403
+    assert wired.port.scaled == {}  # type: ignore[attr-defined]
+    signed = {"x-ms-client-principal": _action_group()}
     assert call(signed, b"{oops").status_code == 400
     answer = call(signed)
     assert answer.status_code == 200 and json.loads(answer.get_body())["status"] == "stopped"
@@ -187,3 +233,41 @@ def test_the_drift_timer_and_monitor_alerts_reach_one_decision(wired: Services) 
     )  # fmt: skip
     drift.on_run_status_changed.build().get_user_function()(alert)
     assert len(source.retrained) == 3  # the same model, the same day: handled already
+
+
+def test_identity_headers_are_refused_without_the_platforms_proof(
+    wired: Services, monkeypatch: Any
+) -> None:
+    """With App Service authentication off, anyone can send x-ms-client-principal: a header
+    naming the right groups and the action group's application changes nothing."""
+    from tests.automation.test_budgets import common_schema  # noqa: PLC0415
+
+    _facts_for(wired, "2")
+    registry.on_model_registered.build().get_user_function()(_event("e-9", "2"))
+    before = wired.runner.get("contoso", "contoso-classical/2")
+    monkeypatch.setattr(wired, "settings", replace(wired.settings, auth_enabled=False))
+    lead = wired.settings.spec.tenant("contoso").personas.project_lead[0]
+    route = {"tenant": "contoso", "model": "contoso-classical", "version": "2", "action": "abort"}
+    forged_approver = rollouts.rollout_command.build().get_user_function()(
+        func.HttpRequest(
+            method="POST",
+            url="http://localhost/api/rollouts/x",
+            headers={"x-ms-client-principal": _principal(lead)},
+            route_params=route,
+            body=b"",
+        )
+    )
+    assert forged_approver.status_code == 401
+    assert "WEBSITE_AUTH_ENABLED" in json.loads(forged_approver.get_body())["error"]["message"]
+    assert wired.runner.get("contoso", "contoso-classical/2") == before
+    body = json.dumps(common_schema("budget-tenant-contoso-budget", 1100, 1000, 1000)).encode()
+    forged_alert = budgets.on_budget_alert.build().get_user_function()(
+        func.HttpRequest(
+            method="POST",
+            url="http://localhost/api/alerts/budget",
+            headers={"x-ms-client-principal": _action_group()},
+            body=body,
+        )
+    )
+    assert forged_alert.status_code == 401
+    assert wired.port.scaled == {}  # type: ignore[attr-defined]

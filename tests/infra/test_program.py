@@ -380,3 +380,34 @@ def test_every_stamp_scales_to_zero_and_has_its_first_deployment(
     for batch in of_type(run, "machinelearningservices:BatchDeployment"):
         assert batch.inputs["properties"]["outputAction"] == "AppendRow", batch.urn
         assert batch.inputs["properties"]["outputFileName"] == contracts.BATCH_OUTPUT_FILE
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_function_app_sits_behind_app_service_authentication(
+    planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec], stack: str
+) -> None:
+    """W2: Entra sign-in in front of every HTTP function; the tokens are for the automation's
+    application; Event Grid's webhook stays reachable with the host's system key."""
+    run, spec = planned[stack], specs[stack]
+    (app,) = of_type(run, "web:WebApp")
+    (auth,) = of_type(run, "web:WebAppAuthSettingsV2")
+    assert auth.inputs["name"] == app.inputs["name"], auth.urn
+    assert auth.parent == app.urn, auth.urn
+    assert auth.inputs["platform"]["enabled"] is True, auth.urn
+    validation = auth.inputs["globalValidation"]
+    assert validation["requireAuthentication"] is True, auth.urn
+    assert validation["unauthenticatedClientAction"] == "Return401", auth.urn
+    assert validation["excludedPaths"] == ["/runtime/webhooks/eventgrid"], auth.urn
+    entra = auth.inputs["identityProviders"]["azureActiveDirectory"]
+    app_id = spec.function_app.alert_webhook_app_id
+    assert entra["enabled"] is True and entra["registration"]["clientId"] == app_id, auth.urn
+    assert entra["registration"]["openIdIssuer"].startswith("https://login.microsoftonline.com/")
+    assert entra["validation"]["allowedAudiences"] == contracts.entra_audiences(app_id)
+    # The action group's secure webhook asks Entra for a token of the same application.
+    (group,) = [
+        g for g in of_type(run, "monitor:ActionGroup") if g.inputs.get("webhookReceivers")
+    ]
+    receiver = group.inputs["webhookReceivers"][0]
+    assert receiver["useAadAuth"] is True
+    assert receiver["identifierUri"] in entra["validation"]["allowedAudiences"]
+    assert auth.inputs["login"]["tokenStore"]["enabled"] is False, auth.urn

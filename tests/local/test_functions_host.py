@@ -12,8 +12,13 @@ import requests
 
 from local.functions_host import FunctionsHost, Schedule, load_app
 from local.serve import BackgroundServer
+from local.sign_in import SignInModule, mint
 from tenancy import PlatformSpec, contracts
 from tenancy.errors import DependencyError
+from tests.functions.conftest import APP_ID
+from tests.functions.test_triggers import _principal
+
+SIGN_IN_KEY = "local-sign-in-key-of-the-tests-0123456789"
 
 
 def test_ncrontab_schedules() -> None:
@@ -57,7 +62,8 @@ def host(
         contracts.SETTING_ROLLOUT_SCHEDULE: "0 * * * * *",
         contracts.SETTING_DRIFT_SCHEDULE: "0 0 * * * *",
     }
-    functions = FunctionsHost(app, settings=schedules, master_key="master-key")
+    sign_in = SignInModule(SIGN_IN_KEY, contracts.entra_audiences(APP_ID))
+    functions = FunctionsHost(app, settings=schedules, master_key="master-key", sign_in=sign_in)
     server = BackgroundServer(functions.app).start()
     yield functions, server, composed
     server.stop()
@@ -164,3 +170,33 @@ def test_the_admin_api_runs_a_timer_now_only_with_the_master_key(
     assert requests.post(url, json={}, headers=key, timeout=10).status_code == 202
     # The tick ran: green was ready, so the rollout moved on to its smoke test.
     assert composed.runner.get("contoso", "contoso-classical/2").phase.value != "creating"
+
+
+def test_the_sign_in_module_writes_the_principal_and_drops_forged_ones(
+    host: tuple[FunctionsHost, BackgroundServer, Any],
+) -> None:
+    """As App Service authentication: a caller's own x-ms-client-principal never reaches
+    the app, a token that fails validation never reaches the function, a valid one signs
+    its holder in."""
+    _, server, composed = host
+    lead = composed.settings.spec.tenant("contoso").personas.project_lead[0]
+    url = f"{server.url}/api/rollouts/contoso/contoso-classical/9/abort"
+    forged = requests.post(url, headers={"x-ms-client-principal": _principal(lead)}, timeout=10)
+    assert forged.status_code == 401
+    assert "no authenticated principal" in forged.json()["error"]["message"]
+    claims = {"aud": f"api://{APP_ID}", "name": "lee", "groups": [lead]}
+    refused = {
+        "another key": mint("another-key-of-at-least-32-bytes-000", claims),
+        "another audience": mint(SIGN_IN_KEY, {**claims, "aud": "api://another-app"}),
+        "expired": mint(SIGN_IN_KEY, claims, lifetime_s=-60),
+        "no audience": mint(SIGN_IN_KEY, {"name": "lee", "groups": [lead]}),
+    }
+    for why, token in refused.items():
+        answer = requests.post(url, headers={"authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 401, why
+        assert answer.json()["error"]["code"] == "unauthenticated", why
+    signed_in = requests.post(
+        url, headers={"authorization": f"Bearer {mint(SIGN_IN_KEY, claims)}"}, timeout=10
+    )
+    # Signed in as a lead: the abort reaches the runner, which has no such rollout.
+    assert signed_in.status_code == 404, signed_in.text

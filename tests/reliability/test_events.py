@@ -14,7 +14,7 @@ from services import Services
 
 from tenancy import contracts
 from tests.automation.test_budgets import common_schema
-from tests.functions.test_triggers import _event, _principal, _webhook
+from tests.functions.test_triggers import _action_group, _event, _webhook
 
 MALFORMED_DATA: list[Any] = [
     None,
@@ -86,7 +86,7 @@ def test_an_oversized_webhook_is_refused_before_its_signature(wired: Services) -
 def test_a_budget_alert_delivered_three_times_acts_once(wired: Services) -> None:
     handler = budgets.on_budget_alert.build().get_user_function()
     body = json.dumps(common_schema("budget-tenant-contoso-budget", 1100, 1000, 1000)).encode()
-    signed = {"x-ms-client-principal": _principal("action-group")}
+    signed = {"x-ms-client-principal": _action_group()}
     statuses, notified = [], []
     for _ in range(3):
         answer = handler(
