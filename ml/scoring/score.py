@@ -18,10 +18,19 @@ many tenants' models (one folder per tenant id, each with its ``schema.json``): 
 comes from the ``x-tenant-id`` header the gateway sets (callers cannot set it), and models
 load lazily into a bounded LRU cache.
 
+On Azure, a deployment with a data collector gets its inputs and outputs collected through
+``azureml.ai.monitoring.Collector`` (``model_inputs`` / ``model_outputs``). With a custom
+scoring script nothing is collected unless the script calls it
+(https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data). The
+collector is used only when Azure ML tells the container that collection is on: it sets
+``AZUREML_MDC_CONFIG_PATH`` or ``AZUREML_MDC_ENABLED``. Elsewhere the embedded platform's
+gateway collects, and this file collects nothing.
+
 This file is the endpoint's code asset and runs unchanged in the scoring image: it imports
-only the standard library, numpy and onnxruntime (orjson and the server's response class
-when they are there). Classes are plain (no dataclasses): the server loads this file with
-``spec_from_file_location`` without registering it as a module.
+only the standard library, numpy and onnxruntime (orjson, the server's response class and
+the data collector with pandas when they are there). Classes are plain (no dataclasses):
+the server loads this file with ``spec_from_file_location`` without registering it as a
+module.
 """
 
 import json
@@ -241,14 +250,17 @@ class OnnxModel:
         labels, probabilities = self.session.run(None, {self.schema.input_name: inputs})
         return np.asarray(labels), np.asarray(probabilities)
 
-    def score(self, body: Any) -> dict[str, Any]:
+    def score(self, body: Any, collection: "DataCollection | None" = None) -> dict[str, Any]:
         inputs = validate(body, self.schema)
         try:
             labels, probabilities = self.predict(inputs)
         except Exception as error:
             logger.exception("the model failed")
             raise ScoringError(f"the model failed to score: {type(error).__name__}") from error
-        return postprocess(labels, probabilities, self.schema)
+        result = postprocess(labels, probabilities, self.schema)
+        if collection is not None:
+            collection.record(self.schema.columns, inputs, result["predictions"])
+        return result
 
 
 def postprocess(labels: np.ndarray, probabilities: np.ndarray, schema: Schema) -> dict[str, Any]:
@@ -298,10 +310,83 @@ class ModelCache:
         return len(self._models)
 
 
+# --- data collection on Azure -------------------------------------------------------------
+
+MDC_CONFIG_PATH = "AZUREML_MDC_CONFIG_PATH"
+MDC_ENABLED = "AZUREML_MDC_ENABLED"
+TENANT_COLUMN = "tenant_id"
+
+
+def collection_requested(env: "dict[str, str] | os._Environ[str]") -> bool:
+    """Whether Azure ML configured a data collector for this deployment."""
+    return bool(env.get(MDC_CONFIG_PATH)) or env.get(MDC_ENABLED, "").lower() == "true"
+
+
+class DataCollection:
+    """Inputs and outputs of each scored request, handed to Azure ML's data collector. The
+    collector writes them under ``modelDataCollector/...`` on the workspace's blob store,
+    where drift monitoring reads them. Collection never fails a request: a collector error
+    is logged and the answer goes out."""
+
+    def __init__(self, inputs: Any, outputs: Any, frame: Any, tenant: str = "") -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self._frame = frame  # pandas.DataFrame, imported only where collection is on
+        self.tenant = tenant
+
+    @classmethod
+    def from_environment(cls) -> "DataCollection | None":
+        if not collection_requested(os.environ):
+            return None
+        try:
+            import pandas as pd  # noqa: PLC0415 - only where Azure ML collects
+            from azureml.ai.monitoring import Collector  # noqa: PLC0415
+        except ImportError:
+            logger.error(
+                "the deployment has a data collector, but azureml-ai-monitoring or pandas is "
+                "not in the environment: no inputs or outputs are collected"
+            )
+            return None
+        on_error = _log_collector_error
+        return cls(
+            Collector(name="model_inputs", on_error=on_error),
+            Collector(name="model_outputs", on_error=on_error),
+            pd.DataFrame,
+        )
+
+    def for_tenant(self, tenant: str) -> "DataCollection":
+        """The same collectors, with each row tagged by the pooled tenant it was for."""
+        return DataCollection(self.inputs, self.outputs, self._frame, tenant)
+
+    def record(self, columns: list[str], inputs: np.ndarray, predictions: list[Any]) -> None:
+        try:
+            features = self._frame(inputs, columns=columns)
+            answers = self._frame({"prediction": predictions})
+            if self.tenant:
+                features.insert(0, TENANT_COLUMN, self.tenant)
+                answers.insert(0, TENANT_COLUMN, self.tenant)
+            # The outputs carry the inputs' correlation context: the two are joined by it.
+            context = self.inputs.collect(features)
+            self.outputs.collect(answers, context)
+        except Exception:  # collection must never fail a request
+            logger.exception("data collection failed; the request was answered")
+
+
+def _log_collector_error(error: Exception) -> None:
+    logger.warning("data collector: %s", error)
+
+
 class ScoringService:
     """A single model, or a pooled deployment's tenants."""
 
-    def __init__(self, model_dir: Path, capacity: int = 16, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        capacity: int = 16,
+        threads: int = 1,
+        collection: DataCollection | None = None,
+    ) -> None:
+        self.collection = collection
         schemas = sorted(model_dir.rglob(SCHEMA_FILE))
         if not schemas:
             raise FileNotFoundError(f"no {SCHEMA_FILE} under {model_dir}")
@@ -318,12 +403,13 @@ class ScoringService:
     def score(self, raw: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         body = parse_body(raw)
         if self.single is not None:
-            return self.single.score(body)
+            return self.single.score(body, self.collection)
         assert self.pool is not None
         tenant = _header(headers or {}, TENANT_HEADER)
         if not tenant:
             raise ScoringInputError(f"a pooled deployment needs the {TENANT_HEADER} header")
-        return self.pool.get(tenant).score(body)
+        collection = self.collection.for_tenant(tenant) if self.collection else None
+        return self.pool.get(tenant).score(body, collection)
 
 
 def _header(headers: dict[str, str], name: str) -> str:
@@ -357,8 +443,13 @@ def init() -> None:
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
     capacity = int(os.environ.get("TENANT_MLOPS_MAX_MODELS", "16"))
     threads = int(os.environ.get("TENANT_MLOPS_SCORING_THREADS", "1"))
-    _service[:] = [ScoringService(model_dir, capacity, threads)]
-    logger.info("scoring service ready for %s", model_dir)
+    collection = DataCollection.from_environment()
+    _service[:] = [ScoringService(model_dir, capacity, threads, collection)]
+    logger.info(
+        "scoring service ready for %s (data collection %s)",
+        model_dir,
+        "on" if collection else "off",
+    )
 
 
 def respond(raw_data: Any, request_headers: dict[str, str] | None = None) -> tuple[int, Any]:

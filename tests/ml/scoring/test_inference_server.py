@@ -4,9 +4,11 @@ free loopback port), for a single model and a pooled deployment."""
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +37,66 @@ def _post(
         return error.code, json.loads(error.read())
 
 
+class DataCollectorSidecar:
+    """Stands in for the data collector sidecar of an Azure ML deployment. The collector SDK
+    posts each payload to ``http://<AZUREML_MDC_HOST>:<AZUREML_MDC_PORT>/modeldata/log``."""
+
+    def __init__(self) -> None:
+        self.payloads: list[tuple[dict[str, str], Any]] = []
+        self._arrived = threading.Condition()
+        sidecar = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with sidecar._arrived:
+                    sidecar.payloads.append(
+                        ({k.lower(): v for k, v in self.headers.items()}, json.loads(body))
+                    )
+                    sidecar._arrived.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(
+        self, done: Callable[[list[tuple[dict[str, str], Any]]], bool], timeout: float = 60
+    ) -> list[tuple[dict[str, str], Any]]:
+        """Every payload so far, once ``done`` holds for them (or the timeout passed)."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: done(self.payloads), timeout)
+            return list(self.payloads)
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> Iterator[DataCollectorSidecar]:
+    running = DataCollectorSidecar()
+    yield running
+    running.server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def servers(
-    model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    model_dirs: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    sidecar: DataCollectorSidecar,
 ) -> Iterator[dict[str, InferenceServer]]:
     logs = tmp_path_factory.mktemp("server-logs")
+    # The pooled deployment runs as one with a data collector: the environment variables
+    # Azure ML sets for such a deployment, pointing at the sidecar.
+    collecting = {
+        "AZUREML_MDC_ENABLED": "true",
+        "AZUREML_MDC_HOST": "127.0.0.1",
+        "AZUREML_MDC_PORT": str(sidecar.port),
+    }
     started = {
         "single": start_inference_server(model_dirs["single"], logs / "single.log"),
-        "pool": start_inference_server(model_dirs["pool"], logs / "pool.log"),
+        "pool": start_inference_server(model_dirs["pool"], logs / "pool.log", env=collecting),
     }
     yield started
     for server in started.values():
@@ -73,6 +127,43 @@ def test_a_pooled_deployment_routes_by_the_gateways_header(
     assert _post(servers["pool"], text, {"x-tenant-id": "litware"})[0] == 200
     assert _post(servers["pool"], text)[0] == 400
     assert _post(servers["pool"], text, {"x-tenant-id": "umbrella"})[0] == 404
+
+
+def test_with_a_data_collector_inputs_and_outputs_are_collected_per_tenant(
+    servers: dict[str, InferenceServer],
+    sidecar: DataCollectorSidecar,
+    local_splits: Splits,
+    model_dirs: dict[str, Path],
+) -> None:
+    """W5: score.py calls Azure ML's data collector (azureml-ai-monitoring, unchanged). The
+    inputs carry the model's column names, the outputs carry the predictions, both are tagged
+    with the pooled tenant, and the two share the correlation id drift monitoring joins on."""
+    column = json.loads((model_dirs["pool"] / "litware" / "schema.json").read_text())[
+        "columns"
+    ][0]
+    # A refused request and the single-model server (no collector) come first: the collector
+    # sends in order, so had they been collected they would arrive before the valid call's.
+    assert _post(servers["pool"], {"data": [[1]]}, {"x-tenant-id": "litware"})[0] == 400
+    assert _post(servers["single"], {"data": local_splits["contoso"][1].X[:2].tolist()})[0] == 200
+    texts = [["collector check: vpn drops"], ["collector check: invoice overdue"]]
+    status, body = _post(servers["pool"], {"data": texts}, {"x-tenant-id": "litware"})
+    assert status == 200
+    expected_inputs = [{"tenant_id": "litware", column: text} for [text] in texts]
+
+    def position(got: list[tuple[dict[str, str], Any]]) -> int:
+        return next((i for i, (_, data) in enumerate(got) if data == expected_inputs), -1)
+
+    # The inputs' payload and the one after it (the outputs, sent in order) have arrived.
+    arrived = sidecar.wait_for(lambda got: 0 <= position(got) < len(got) - 1)
+    at = position(arrived)
+    assert at >= 0, f"no inputs payload arrived: {arrived}"
+    (inputs_headers, _), (outputs_headers, outputs) = arrived[at : at + 2]
+    assert inputs_headers["ce-type"] == "azureml.inference.model_inputs"
+    assert outputs_headers["ce-type"] == "azureml.inference.model_outputs"
+    assert outputs == [{"tenant_id": "litware", "prediction": p} for p in body["predictions"]]
+    assert inputs_headers["ce-x-request-id"] == outputs_headers["ce-x-request-id"]
+    collected = [json.dumps(data) for _, data in arrived]
+    assert not any("[[1]]" in text or "contoso" in text for text in collected)
 
 
 def _listening_addresses(port: int) -> set[str]:

@@ -201,3 +201,56 @@ def test_init_and_run_as_the_server_calls_them(
     assert len(answer["predictions"]) == 2
     # Without the server's response class (not in the control plane), an error is a body.
     assert contract.run("{}")["error"]["code"] == "invalid_input"
+
+
+class _RecordingCollector:
+    """Azure ML's Collector interface: collect(frame, context) -> context."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.frames: list[Any] = []
+        self.fail = fail
+
+    def collect(self, frame: Any, context: Any = None) -> Any:
+        if self.fail:
+            raise RuntimeError("the collector's queue is full")
+        self.frames.append((frame, context))
+        return f"context-{len(self.frames)}"
+
+
+def test_collection_is_on_only_where_azure_ml_configured_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The embedded platform's deployments (no collector variables) collect nothing in
+    score.py: the gateway's collector records their exchanges instead."""
+    for name in (contract.MDC_CONFIG_PATH, contract.MDC_ENABLED):
+        monkeypatch.delenv(name, raising=False)
+    assert contract.DataCollection.from_environment() is None
+    assert not contract.collection_requested({contract.MDC_ENABLED: "false"})
+    assert contract.collection_requested({contract.MDC_ENABLED: "True"})
+    assert contract.collection_requested({contract.MDC_CONFIG_PATH: "/var/mdc/config.json"})
+
+
+def test_collected_frames_name_the_columns_and_a_failing_collector_fails_no_request(
+    model_dirs: dict[str, Path], local_splits: Splits
+) -> None:
+    import pandas as pd  # noqa: PLC0415 - the scoring image's, present here through MLflow
+
+    inputs, outputs = _RecordingCollector(), _RecordingCollector()
+    collecting = contract.ScoringService(
+        model_dirs["single"], collection=contract.DataCollection(inputs, outputs, pd.DataFrame)
+    )
+    rows = _rows(local_splits, "contoso", 3)
+    status, body = contract.score(collecting, json.dumps({"data": rows}))
+    assert status == 200
+    (features, _), = inputs.frames
+    (answers, context), = outputs.frames
+    assert list(features.columns) == collecting.single.schema.columns  # type: ignore[union-attr]
+    assert np.allclose(features.to_numpy(), np.array(rows, dtype=np.float32))
+    assert answers["prediction"].tolist() == body["predictions"] and context == "context-1"
+    broken = contract.ScoringService(
+        model_dirs["single"],
+        collection=contract.DataCollection(
+            _RecordingCollector(fail=True), outputs, pd.DataFrame
+        ),
+    )
+    assert contract.score(broken, json.dumps({"data": rows})) == (200, body)
