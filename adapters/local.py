@@ -20,12 +20,11 @@ import numpy as np
 import requests
 
 from adapters.collected import collected_rows
+from adapters.mlflow_facts import MlflowModelFacts
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
-from local.models import registry_of
 from ml.baseline import Baseline, sample_of
-from ml.registry import BASELINE_FILE, RegistryLayout
-from ml.registry_facts import MlflowModelFacts
+from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
 from policies.model_rules import ModelFacts
 from tenancy.errors import DependencyError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec

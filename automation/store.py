@@ -1,8 +1,9 @@
 """Where the automation keeps its state: rollouts, processed events, budget state, audit.
 
 A small Protocol with optimistic concurrency (every record carries an ETag; a write with a
-stale ETag is a ``ConflictError``), and two implementations: Azure Table storage through
-azure-data-tables (Azurite locally), and memory for tests of the domain.
+stale ETag is a ``ConflictError``), and two implementations: memory here, for tests of the
+domain, and Azure Table storage through azure-data-tables (Azurite locally) in
+``adapters/table_store.py``.
 
 Entities are JSON documents under one property, so that nested state never meets Table
 storage's flat property model (64 KiB per string property is far above what a rollout needs).
@@ -15,10 +16,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
 
 from tenancy.errors import ConflictError
 
@@ -62,7 +59,7 @@ class MemoryStore:
         with self._lock:
             if (table, partition, row) in self._rows:
                 raise ConflictError(f"{table}/{partition}/{row} exists")
-            record = Record(table, partition, row, _copy(data), uuid.uuid4().hex)
+            record = Record(table, partition, row, copy_document(data), uuid.uuid4().hex)
             self._rows[(table, partition, row)] = record
             return record
 
@@ -72,7 +69,7 @@ class MemoryStore:
             current = self._rows.get(key)
             if current is None or current.etag != record.etag:
                 raise ConflictError(f"{'/'.join(key)} changed since it was read")
-            updated = Record(*key, _copy(data), uuid.uuid4().hex)
+            updated = Record(*key, copy_document(data), uuid.uuid4().hex)
             self._rows[key] = updated
             return updated
 
@@ -84,79 +81,6 @@ class MemoryStore:
         ]
 
 
-def _copy(data: dict[str, Any]) -> dict[str, Any]:
+def copy_document(data: dict[str, Any]) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(json.dumps(data))
     return loaded
-
-
-class TableStore:
-    """Azure Table storage (or Azurite) through azure-data-tables."""
-
-    def __init__(self, service: TableServiceClient) -> None:
-        self._service = service
-        self._created: set[str] = set()
-
-    @classmethod
-    def from_connection_string(cls, connection_string: str) -> TableStore:
-        return cls(TableServiceClient.from_connection_string(connection_string))
-
-    def _table(self, name: str) -> Any:
-        if name not in self._created:
-            self._service.create_table_if_not_exists(name)
-            self._created.add(name)
-        return self._service.get_table_client(name)
-
-    @staticmethod
-    def _record(table: str, entity: Any) -> Record:
-        return Record(
-            table,
-            entity["PartitionKey"],
-            entity["RowKey"],
-            json.loads(entity[DOCUMENT]),
-            entity.metadata["etag"],
-        )
-
-    def get(self, table: str, partition: str, row: str) -> Record | None:
-        try:
-            return self._record(table, self._table(table).get_entity(partition, row))
-        except ResourceNotFoundError:
-            return None
-
-    def insert(self, table: str, partition: str, row: str, data: dict[str, Any]) -> Record:
-        entity = {"PartitionKey": partition, "RowKey": row, DOCUMENT: json.dumps(data)}
-        try:
-            metadata = self._table(table).create_entity(entity)
-        except ResourceExistsError:
-            raise ConflictError(f"{table}/{partition}/{row} exists") from None
-        return Record(table, partition, row, _copy(data), metadata["etag"])
-
-    def replace(self, record: Record, data: dict[str, Any]) -> Record:
-        entity = {
-            "PartitionKey": record.partition,
-            "RowKey": record.row,
-            DOCUMENT: json.dumps(data),
-        }
-        try:
-            metadata = self._table(record.table).update_entity(
-                entity,
-                mode=UpdateMode.REPLACE,
-                etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise ConflictError(
-                f"{record.table}/{record.partition}/{record.row} changed since it was read"
-            ) from None
-        return Record(record.table, record.partition, record.row, _copy(data), metadata["etag"])
-
-    def query(self, table: str, partition: str | None = None) -> list[Record]:
-        client = self._table(table)
-        if partition is None:
-            entities = client.list_entities()
-        else:
-            entities = client.query_entities(
-                "PartitionKey eq @partition", parameters={"partition": partition}
-            )
-        return sorted(
-            (self._record(table, e) for e in entities), key=lambda r: (r.partition, r.row)
-        )

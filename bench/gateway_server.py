@@ -30,7 +30,7 @@ import uvicorn  # noqa: E402
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from adapters.local import COLLECTED_CONTAINER  # noqa: E402
-from automation.store import TableStore  # noqa: E402
+from adapters.table_store import TableStore  # noqa: E402
 from local.collector import BlobCollector  # noqa: E402
 from local.deployments import DeploymentManager  # noqa: E402
 from local.gateway import EndpointConfig, Gateway, TenantLimits  # noqa: E402

@@ -10,11 +10,12 @@ from functools import cache
 
 from settings import Settings
 
+from adapters.table_store import TableStore
 from automation.drift_watch import DriftSource, DriftWatcher
 from automation.port import PlatformPort
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
-from automation.store import StateStore, TableStore
+from automation.store import StateStore
 
 
 def utc_now() -> datetime:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml.serving import free_port, stop_process
+from local.inference_server import free_port, stop_process
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml.serving import InferenceServer, start_inference_server
+from local.inference_server import InferenceServer, start_inference_server
 from tenancy.errors import DependencyError
 
 #: How long to wait for builds in progress (each is bounded by its model fetch and the

@@ -7,17 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ml.export import MODEL_FILE, SCHEMA_FILE
-from ml.registry import ModelRegistry, RegistryLayout
-
-SHARED_PREFIX = "shared-"
-
-
-def registry_of(layout: RegistryLayout, tenant: str, model_name: str) -> ModelRegistry:
-    """Shared models live in the platform's registry; a tenant's in its stamp's."""
-    if model_name.startswith(SHARED_PREFIX):
-        return layout.platform_registry()
-    owner = tenant if tenant and tenant != "*" else model_name.rsplit("-", 1)[0]
-    return layout.registry_for(owner)
+from ml.registry import RegistryLayout, registry_of
 
 
 class ModelFetcher:

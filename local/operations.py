@@ -27,8 +27,8 @@ from adapters.local import (
     GatewayAdmin,
     LocalPlatform,
 )
+from adapters.table_store import TableStore
 from automation.runner import decode
-from automation.store import TableStore
 from local.azurite import connection_string
 from local.sign_in import LOCAL_CLIENT_APP, mint
 from ml.registry import RegistryLayout

@@ -35,8 +35,8 @@ from adapters.local import (
     GatewayAdmin,
     LocalPlatform,
 )
+from adapters.table_store import TableStore
 from automation.runner import rollout_key
-from automation.store import TableStore
 from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
 from local.deployments import DeploymentManager

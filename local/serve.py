@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from ml.serving import free_port
+from local.inference_server import free_port
 from tenancy.errors import DependencyError
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import requests
 
+from local.inference_server import InferenceServer, free_port
 from local.processes import group_running
-from ml.serving import InferenceServer, free_port
 from ml.stores import prepare_sqlite_store
 from tenancy.errors import DependencyError
 

@@ -339,3 +339,14 @@ def _save_model_folder(exported: ExportedModel, folder: Path) -> None:
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     # MLflow re-serializes the graph; the file shipped must be the bytes the digest names.
     (folder / MODEL_FILE).write_bytes(exported.onnx_bytes)
+
+
+SHARED_PREFIX = "shared-"
+
+
+def registry_of(layout: RegistryLayout, tenant: str, model_name: str) -> ModelRegistry:
+    """Shared models live in the platform's registry; a tenant's in its stamp's."""
+    if model_name.startswith(SHARED_PREFIX):
+        return layout.platform_registry()
+    owner = tenant if tenant and tenant != "*" else model_name.rsplit("-", 1)[0]
+    return layout.registry_for(owner)

@@ -142,7 +142,7 @@ def _policy_config(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from ml.registry_facts import MlflowModelFacts  # noqa: PLC0415 - MLflow loads slowly
+    from adapters.mlflow_facts import MlflowModelFacts  # noqa: PLC0415 - MLflow loads slowly
     from policies.model_rules import evaluate_model  # noqa: PLC0415
 
     if not args.registry_uri:

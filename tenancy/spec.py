@@ -338,6 +338,9 @@ class ModelGatePolicy(SpecModel):
         "numpy",
         "azureml-inference-server-http",
         "orjson",
+        # Azure ML's data collector, which score.py calls on Azure (it takes pandas frames).
+        "azureml-ai-monitoring",
+        "pandas",
     ]
     min_metrics: dict[str, float] = {"accuracy": 0.7}
     max_champion_regression: float = Field(default=0.02, ge=0, le=1)

@@ -9,7 +9,7 @@ import pytest
 
 from infra.offline import OfflineRun, run_offline
 from infra.program import deploy
-from ml.data import split_kind
+from ml.data import TenantData, split_kind, tenant_datasets
 from ml.export import export
 from ml.training import train_tenant_specific
 from tenancy import PlatformSpec, load_stack
@@ -91,3 +91,29 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export(train_tenant_specific(train), holdout.X).write(
         tmp_path_factory.mktemp("model") / "model"
     )
+
+
+@pytest.fixture(scope="session")
+def local_data(specs: dict[str, PlatformSpec]) -> dict[str, TenantData]:
+    return tenant_datasets(specs["local"])
+
+
+@pytest.fixture(scope="session")
+def local_splits(local_data: dict[str, TenantData]) -> dict[str, tuple[TenantData, TenantData]]:
+    return {tenant: data.split() for tenant, data in local_data.items()}
+
+
+@pytest.fixture(scope="session")
+def model_dirs(
+    local_splits: dict[str, tuple[TenantData, TenantData]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """``single``: contoso's classical model; ``pool``: contoso, fabrikam and litware (text)."""
+    root = tmp_path_factory.mktemp("models")
+    for tenant in ("contoso", "fabrikam", "litware"):
+        train, holdout = local_splits[tenant]
+        export(train_tenant_specific(train), holdout.X).write(root / "pool" / tenant)
+    train, holdout = local_splits["contoso"]
+    export(train_tenant_specific(train), holdout.X).write(
+        root / "single" / "contoso-classical" / "1"
+    )
+    return {"single": root / "single", "pool": root / "pool"}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from automation.store import MemoryStore, StateStore, TableStore
+from adapters.table_store import TableStore
+from automation.store import MemoryStore, StateStore
 from local.azurite import start_azurite
 from tenancy import PlatformSpec
 from tenancy.errors import ConflictError

@@ -33,9 +33,9 @@ from automation.store import MemoryStore
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
-from local.models import ModelFetcher, registry_of
+from local.models import ModelFetcher
 from local.serve import BackgroundServer
-from ml.registry import BASELINE_FILE, RegistryLayout
+from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
 from tenancy import contracts, naming
 from tenancy.spec import PlatformSpec
 from tests.adapters.fake_arm import FakeCredential

@@ -23,8 +23,8 @@ from automation.registry_events import RegistrationHandler, RegistryEvent
 from automation.rollout import Command, Phase
 from automation.runner import RolloutRunner
 from automation.store import MemoryStore
-from local.models import registry_of
 from ml.lifecycle import train_stack
+from ml.registry import registry_of
 from tenancy import PlatformSpec, contracts, parse_platform_spec
 from tests.contract.harness import AzureHarness, Clock, Harness, LocalHarness
 from tests.tenancy.conftest import stack_document

@@ -17,7 +17,7 @@ import pytest
 
 from local import deployments
 from local.deployments import DeploymentManager, Running
-from ml.serving import InferenceServer
+from local.inference_server import InferenceServer
 from tenancy.errors import DependencyError
 
 ENDPOINT = "tmlops-contoso-loc"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.mlflow_facts import MlflowModelFacts
 from ml.export import MODEL_FILE, SCHEMA_FILE
 from ml.lifecycle import Registered, train_stack
 from ml.registry import RegistryLayout
-from ml.registry_facts import MlflowModelFacts
 from ml.training import train_shared
 from policies.model_rules import evaluate_model
 from tenancy import PlatformSpec, contracts

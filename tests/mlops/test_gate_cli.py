@@ -90,7 +90,7 @@ def test_a_violating_version_fails_with_every_reason(
 
 
 def test_the_gate_reads_digest_size_and_champion_from_the_registry(registry: str) -> None:
-    from ml.registry_facts import MlflowModelFacts  # noqa: PLC0415
+    from adapters.mlflow_facts import MlflowModelFacts  # noqa: PLC0415
 
     facts = MlflowModelFacts(registry).model_facts(MODEL, "2")
     assert facts.computed_digest == f"sha256:{hashlib.sha256(ONNX_BYTES).hexdigest()}"

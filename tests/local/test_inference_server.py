@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from local.inference_server import InferenceServer, start_inference_server
 from ml.data import TenantData
-from ml.serving import InferenceServer, start_inference_server
 
 Splits = dict[str, tuple[TenantData, TenantData]]
 

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from ml.batch import run_batch
+from local.batch_runner import run_batch
 from ml.data import TenantData
 
 Splits = dict[str, tuple[TenantData, TenantData]]

@@ -21,8 +21,8 @@ from typing import Literal
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCORING_CODE = Path(__file__).resolve().parent / "scoring"
-LEAN_SERVER = PROJECT_ROOT / "local" / "endpoint_server.py"
+SCORING_CODE = PROJECT_ROOT / "ml" / "scoring"
+LEAN_SERVER = Path(__file__).resolve().parent / "endpoint_server.py"
 ServerKind = Literal["azmlinfsrv", "lean"]
 
 
