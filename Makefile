@@ -13,13 +13,14 @@ BENCH_VENV := .venv-bench
 BENCH_INSTALLED := $(BENCH_VENV)/.installed
 STACK ?= local
 
-.PHONY: help install test lint typecheck unit up demo plan bench clean
+.PHONY: help install test lint typecheck unit up demo plan bench clean package lock
 
 help:
 	@echo "make up     - start the embedded platform (stack '$(STACK)')"
 	@echo "make demo   - play the lifecycle story on the running platform (after make up)"
 	@echo "make test   - lint, type-check and run the test suite"
 	@echo "make plan   - print what 'pulumi up' would provision for STACK=<name>"
+	@echo "make package - write dist/function-app.zip, the Function App package pulumi up uploads"
 	@echo "make bench  - run the benchmarks (bench/)"
 
 $(PY):
@@ -59,7 +60,16 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
-unit: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
+# The Function App's package (the app, the project code it imports, its locked wheels for
+# Linux x86-64 / CPython 3.11): the zip `pulumi up` uploads, and the suite indexes it.
+package: $(INSTALLED)
+	$(PY) -m infra.package --out dist/function-app.zip
+
+# Re-resolve functions/requirements.txt into functions/requirements.lock (then commit it).
+lock: $(INSTALLED)
+	$(PY) -m infra.package --lock
+
+unit: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED) package
 	$(VENV)/bin/pytest -q -n 2
 
 test: lint typecheck unit
@@ -86,4 +96,4 @@ bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/report.py
 
 clean:
-	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) node_modules .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) $(SCORING_VENV) $(BENCH_VENV) node_modules .pytest_cache .ruff_cache .mypy_cache *.egg-info dist

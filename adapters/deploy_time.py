@@ -24,10 +24,9 @@ object is pickled into the engine's state and must hold no client).
 
 from __future__ import annotations
 
-import io
+import hashlib
 import time
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,24 +44,10 @@ ROLE_PROPAGATION_SECONDS = 600.0
 #: How long the endpoint's update may run before `pulumi up` reports it.
 OPERATION_SECONDS = 900.0
 POLL_SECONDS = 10.0
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip timestamps: the same files give the same bytes
 TERMINAL = {"Succeeded", "Failed", "Canceled"}
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
-
-
-def package_zip(files: Mapping[str, str]) -> bytes:
-    """The archive of ``files`` (archive name -> path), byte for byte the same for the same
-    contents: sorted, fixed timestamps, fixed permissions."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for arcname in sorted(files):
-            info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, Path(files[arcname]).read_bytes())
-    return buffer.getvalue()
 
 
 def _credential() -> Any:
@@ -87,14 +72,15 @@ def upload_package(
     blob_endpoint: str,
     container: str,
     blob: str,
-    files: Mapping[str, str],
+    package: Path,
     digest: str,
     credential: Any = None,
     transport: Any = None,
     bounds: Bounds = Bounds(),
 ) -> str:
     """Upload the package with Entra authentication; returns the blob's URL (no secret in
-    it). Retries while the deployer's new role assignment propagates."""
+    it). Retries while the deployer's new role assignment propagates. The zip must still be
+    the one the plan saw: a package rebuilt since then is refused, never uploaded."""
     from azure.core.exceptions import HttpResponseError  # noqa: PLC0415
     from azure.storage.blob import BlobClient, ContentSettings  # noqa: PLC0415
 
@@ -105,7 +91,12 @@ def upload_package(
         credential=credential or _credential(),
         **({"transport": transport} if transport is not None else {}),
     )
-    data = package_zip(files)
+    data = package.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise DependencyError(
+            f"{package} changed since the plan (its sha256 is not {digest}): run `pulumi up` "
+            "again to upload the package you built"
+        )
     deadline = bounds.clock() + bounds.propagation_seconds
     while True:
         try:
@@ -211,7 +202,7 @@ class FunctionPackageProvider(ResourceProvider):
             blob_endpoint=props["blobEndpoint"],
             container=props["containerName"],
             blob=props["blobName"],
-            files=props["files"],
+            package=Path(props["packagePath"]),
             digest=props["digest"],
         )
         return CreateResult(id_=url, outs={**props, "url": url})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
-from settings import Settings
+from settings import ADAPTER, Settings
 
 from adapters.table_store import TableStore
 from automation.drift_watch import DriftSource, DriftWatcher
@@ -16,6 +17,7 @@ from automation.port import PlatformPort
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
 from automation.store import StateStore
+from tenancy.errors import ConfigError, ConfigIssue
 
 
 def utc_now() -> datetime:
@@ -59,14 +61,25 @@ def _store(settings: Settings) -> StateStore:
     return TableStore(TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential()))
 
 
+#: The embedded platform's adapter, found by name where it runs: the Function App package
+#: for Azure follows the app's imports, and it must not carry the embedded platform.
+LOCAL_ADAPTER = "adapters.local"
+
+
 def _port(settings: Settings) -> PlatformPort:
     if settings.adapter == "azure":
         from adapters.azure import AzurePlatform  # noqa: PLC0415 - azure-ai-ml loads slowly
 
         return AzurePlatform.from_settings(settings)
-    from adapters.local import LocalPlatform  # noqa: PLC0415
-
-    return LocalPlatform.from_settings(settings)
+    try:
+        local = importlib.import_module(LOCAL_ADAPTER)
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            "app settings",
+            [ConfigIssue(ADAPTER, f"'local' runs only on the embedded platform ({error})")],
+        ) from None
+    port: PlatformPort = local.LocalPlatform.from_settings(settings)
+    return port
 
 
 @cache

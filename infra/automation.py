@@ -11,7 +11,7 @@ from pulumi_azure_native import web
 
 from infra.common import Principal, assign_role, send_diagnostics
 from infra.deploy_time import FunctionPackageInputs, PackageUpload
-from infra.package import build_function_package
+from infra.package import digest_of
 from infra.shared import SharedServices
 from tenancy import contracts, naming
 from tenancy.spec import PlatformSpec
@@ -29,11 +29,12 @@ class AutomationArgs:
     stack: str
     shared: SharedServices
     subscription_id: pulumi.Input[str]
-    project_root: Path
     # Who runs `pulumi up` (azure-native's client config): it uploads the code package.
     deployer_object_id: pulumi.Input[str]
     # The Entra tenant whose tokens App Service authentication accepts.
     entra_tenant_id: pulumi.Input[str]
+    # The zip `make package` wrote (infra/package.py); None: the app is created without code.
+    package: Path | None = None
 
 
 class Automation(pulumi.ComponentResource):
@@ -72,17 +73,19 @@ class Automation(pulumi.ComponentResource):
         return pulumi.Output.concat(self.function_app.id, "/functions/", function_name)
 
     def _create_package(self) -> str:
-        """The code package, uploaded with the deployer's Entra credential (shared keys are
-        off on the account, so azure-native's key-based ``storage.Blob`` cannot, D1) once
-        the deployer may write the package container."""
-        package = build_function_package(self._args.project_root)
+        """The package `make package` wrote, uploaded with the deployer's Entra credential
+        (shared keys are off on the account, so azure-native's key-based ``storage.Blob``
+        cannot, D1) once the deployer may write the package container. Its digest is the
+        zip's sha256: the same zip is not uploaded twice."""
+        package = self._args.package
         shared = self._args.shared
-        if package.is_empty:
+        if package is None:
             pulumi.log.warn(
-                "functions/function_app.py not found: the Function App is created without code",
+                "no Function App package (run `make package`): the app is created without code",
                 resource=self,
             )
-            return package.digest
+            return ""
+        digest = digest_of(package)
         spec = self._args.spec
         container = pulumi.Output.concat(
             shared.storage.id,
@@ -106,13 +109,13 @@ class Automation(pulumi.ComponentResource):
                 blob_endpoint=shared.storage.primary_endpoints.blob,
                 container_name=contracts.CONTAINER_FUNCTION_PACKAGE,
                 blob_name=PACKAGE_BLOB,
-                files={arcname: str(path) for arcname, path in package.files.items()},
-                digest=package.digest,
+                package_path=str(package.resolve()),
+                digest=digest,
                 uploader_object_id=self._args.deployer_object_id,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployer_can_write]),
         )
-        return package.digest
+        return digest
 
     def _create_authentication(self) -> web.WebAppAuthSettingsV2:
         """App Service authentication (Entra) in front of every HTTP function (W2).

@@ -4,7 +4,6 @@ carries a ``kind`` the policy pack recognises it by (tenancy.contracts)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ class FunctionPackageInputs:
     blob_endpoint: pulumi.Input[str]
     container_name: str
     blob_name: str
-    files: Mapping[str, str]
+    package_path: str
     digest: str
     uploader_object_id: pulumi.Input[str]
 
@@ -41,7 +40,7 @@ class PackageUpload(pulumi.dynamic.Resource):
             "blobEndpoint": inputs.blob_endpoint,
             "containerName": inputs.container_name,
             "blobName": inputs.blob_name,
-            "files": dict(inputs.files),
+            "packagePath": inputs.package_path,
             "digest": inputs.digest,
             "uploaderObjectId": inputs.uploader_object_id,
             "url": None,

@@ -17,9 +17,11 @@ from pulumi_azure_native import authorization
 from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
 from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
+from infra.package import DIST_PACKAGE
 from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
+from tenancy.errors import ConfigError, ConfigIssue
 from tenancy.load import PROJECT, parse_platform_spec
 from tenancy.spec import PlatformSpec
 
@@ -41,7 +43,20 @@ def main() -> Platform:
     """Entry point under `pulumi up`: read and validate the stack's spec, then deploy."""
     raw = pulumi.Config(PROJECT).require_object("platform")
     spec = parse_platform_spec(raw, source=f"stack '{pulumi.get_stack()}'")
-    return deploy(spec, stack=pulumi.get_stack())
+    package = _built_package(PROJECT_ROOT)
+    if package is None:
+        # `pulumi up` without code would create a Function App whose Event Grid
+        # subscriptions cannot find their functions: refuse before anything is created.
+        raise ConfigError(
+            "function package",
+            [ConfigIssue(str(DIST_PACKAGE), "missing: run `make package` before `pulumi up`")],
+        )
+    return deploy(spec, stack=pulumi.get_stack(), package=package)
+
+
+def _built_package(project_root: Path) -> Path | None:
+    path = project_root / DIST_PACKAGE
+    return path if path.is_file() else None
 
 
 def deploy(
@@ -50,9 +65,11 @@ def deploy(
     stack: str,
     project_root: Path = PROJECT_ROOT,
     today: date | None = None,
+    package: Path | None = None,
 ) -> Platform:
     """The environment ``spec`` describes. ``today`` (default: the UTC date now) is when
-    this `pulumi up` runs: time-bound inputs such as budget start dates derive from it."""
+    this `pulumi up` runs: time-bound inputs such as budget start dates derive from it.
+    ``package`` is the Function App's zip (default: the one `make package` wrote, if any)."""
     client = authorization.get_client_config_output()
     subscription_id = client.subscription_id
     entra_tenant = client.tenant_id
@@ -60,7 +77,13 @@ def deploy(
     automation = Automation(
         "automation",
         AutomationArgs(
-            spec, stack, shared, subscription_id, project_root, client.object_id, entra_tenant
+            spec,
+            stack,
+            shared,
+            subscription_id,
+            client.object_id,
+            entra_tenant,
+            package if package is not None else _built_package(project_root),
         ),
     )
     alerting = Alerting(

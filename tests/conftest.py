@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from infra.offline import OfflineRun, run_offline
+from infra.package import write_package
 from infra.program import deploy
 from ml.data import TenantData, split_kind, tenant_datasets
 from ml.export import export
@@ -71,13 +72,24 @@ def specs() -> dict[str, PlatformSpec]:
 
 
 @pytest.fixture(scope="session")
-def planned(specs: dict[str, PlatformSpec]) -> dict[str, OfflineRun]:
+def function_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's code as a package zip (no dependencies: the plan needs its path and
+    digest, not its wheels; tests/infra/test_package.py checks the real one)."""
+    folder = tmp_path_factory.mktemp("package")
+    (folder / "site-packages").mkdir()
+    out = folder / "function-app.zip"
+    write_package(ROOT, out, folder / "site-packages")
+    return out
+
+
+@pytest.fixture(scope="session")
+def planned(specs: dict[str, PlatformSpec], function_package: Path) -> dict[str, OfflineRun]:
     """Every example stack, run once through the program under mocks."""
     runs = {}
     for stack, spec in specs.items():
 
         def program(spec: PlatformSpec = spec, stack: str = stack) -> None:
-            deploy(spec, stack=stack)
+            deploy(spec, stack=stack, package=function_package)
 
         runs[stack] = run_offline(program, stack=stack)
     return runs

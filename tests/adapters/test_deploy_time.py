@@ -17,7 +17,8 @@ import pytest
 import requests
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
-from adapters.deploy_time import Bounds, package_zip, set_batch_default, upload_package
+from adapters.deploy_time import Bounds, set_batch_default, upload_package
+from infra.package import archive_bytes, digest_of
 from tenancy.errors import DependencyError
 from tests.adapters.fake_arm import FakeCredential, InMemoryTransport
 
@@ -62,22 +63,26 @@ MISMATCH: Reply = (
 )
 
 
-def _files(tmp_path: Path) -> dict[str, str]:
+def _files(tmp_path: Path) -> Path:
+    """A package zip as `make package` writes one."""
     (tmp_path / "function_app.py").write_text("import azure.functions as func\n")
     (tmp_path / "host.json").write_text('{"version": "2.0"}')
-    return {
-        "function_app.py": str(tmp_path / "function_app.py"),
-        "host.json": str(tmp_path / "host.json"),
-    }
+    package = tmp_path / "function-app.zip"
+    package.write_bytes(
+        archive_bytes(
+            {"function_app.py": tmp_path / "function_app.py", "host.json": tmp_path / "host.json"}
+        )
+    )
+    return package
 
 
-def _upload(files: dict[str, str], transport: Scripted, clock: Clock) -> str:
+def _upload(package: Path, transport: Scripted, clock: Clock, digest: str | None = None) -> str:
     return upload_package(
         blob_endpoint="https://stplatform.blob.core.windows.net/",
         container="function-releases",
         blob="released-package.zip",
-        files=files,
-        digest="abc123",
+        package=package,
+        digest=digest or digest_of(package),
         credential=FakeCredential(),
         transport=transport,
         bounds=Bounds(
@@ -95,7 +100,7 @@ def test_the_package_is_uploaded_with_a_bearer_token_and_its_digest(tmp_path: Pa
     assert request.headers["Authorization"] == "Bearer fake-token"
     assert "SharedKey" not in json.dumps(dict(request.headers))
     assert "sig=" not in request.url  # no SAS either
-    assert request.headers["x-ms-meta-digest"] == "abc123"
+    assert request.headers["x-ms-meta-digest"] == digest_of(tmp_path / "function-app.zip")
     assert request.headers["x-ms-blob-content-type"] == "application/zip"
     body = request.content if isinstance(request.content, bytes) else request.data
     names = zipfile.ZipFile(io.BytesIO(body)).namelist()
@@ -120,9 +125,14 @@ def test_a_refusal_that_is_not_propagation_fails_at_once(tmp_path: Path) -> None
     assert len(transport.sent) == 1
 
 
-def test_the_archive_is_the_same_bytes_for_the_same_files(tmp_path: Path) -> None:
-    files = _files(tmp_path)
-    assert package_zip(files) == package_zip(dict(reversed(list(files.items()))))
+def test_a_package_rebuilt_since_the_plan_is_not_uploaded(tmp_path: Path) -> None:
+    package = _files(tmp_path)
+    planned = digest_of(package)
+    package.write_bytes(package.read_bytes() + b"rebuilt")
+    transport = Scripted([CREATED])
+    with pytest.raises(DependencyError, match="changed since the plan"):
+        _upload(package, transport, Clock(), digest=planned)
+    assert transport.sent == []
 
 
 ENDPOINT = (

@@ -5,7 +5,11 @@ subscriptions to functions wait for it, and a destroyed installation can be re-c
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+
 from infra.offline import OfflineRun, RecordedResource, run_offline
+from infra.package import digest_of
 from infra.program import deploy
 from tenancy import contracts, load_stack
 from tenancy.rbac import ROLE_IDS
@@ -29,7 +33,10 @@ def test_no_blob_is_written_with_the_account_key(planned: dict[str, OfflineRun])
         assert upload.inputs["containerName"] == contracts.CONTAINER_FUNCTION_PACKAGE
         assert upload.inputs["blobName"] == "released-package.zip"
         assert upload.inputs["uploaderObjectId"] == DEPLOYER_OBJECT_ID
-        assert "function_app.py" in upload.inputs["files"]
+        # The zip itself, named by its digest: the upload refuses a zip rebuilt since.
+        package = Path(upload.inputs["packagePath"])
+        assert upload.inputs["digest"] == digest_of(package), stack
+        assert "function_app.py" in zipfile.ZipFile(package).namelist()
 
 
 def test_the_upload_waits_for_the_deployers_role_on_the_package_container(
