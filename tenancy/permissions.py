@@ -259,10 +259,11 @@ NEEDS: tuple[Need, ...] = (
     ),
     Need(
         "automation",
-        "read collected inference data and drift baselines",
+        "read collected inference data and drift baselines, and write the model folders "
+        "of pooled deployments (one asset holds every pool tenant's model)",
         "storage",
-        _READ_BLOBS,
-        _DATA_COLLECTION,
+        _WRITE_BLOBS,
+        _BLOB_DATA,
     ),
     Need(
         "automation",

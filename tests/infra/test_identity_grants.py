@@ -27,6 +27,9 @@ FINDINGS: dict[str, tuple[Identity, Target, str, tuple[str, ...]]] = {
     "W3 data collection": ("endpoint", "storage", "write collected", STACKS),
     "W7 telemetry": ("automation", "platform_app_insights", "send telemetry", STACKS),
     "W10 identity assignment": ("automation", "stamp_identity", "assign the stamp's", STACKS),
+    # X5: a pooled deployment's asset holds every pool tenant's model, which the automation
+    # copies into the stamp's datastore: reading alone would be refused with 403.
+    "X5 pooled model folders": ("automation", "storage", "read collected inference", STACKS),
 }
 CASES = [(f, s) for f, (*_, stacks) in FINDINGS.items() for s in stacks]
 
