@@ -54,6 +54,8 @@ from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.azure")
 COMPUTE_NAME = "gpu-cluster"
+#: Where the Function App package keeps the retraining job's code (infra/package.py).
+PACKAGED_TRAINING_CODE = Path(__file__).resolve().parent.parent / contracts.TRAINING_CODE_DIR
 _DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
 #: A model's files on a datastore, as a GET returns its path (short or long form:
 #: ``azureml://[subscriptions/.../workspaces/<ws>/]datastores/<ds>/paths/<path>``).
@@ -135,8 +137,10 @@ class AzurePlatform:
         logs_workspace_id: str = "",
         client_options: Mapping[str, Any] | None = None,
         container_factory: Callable[[str, str, str], Any] | None = None,
+        training_code: Path = PACKAGED_TRAINING_CODE,
     ) -> None:
         self.spec = spec
+        self.training_code = training_code
         self.credential = credential
         self.subscription_id = subscription_id
         self.logs = logs  # an azure.monitor.query LogsQueryClient
@@ -178,6 +182,7 @@ class AzurePlatform:
             self.subscription_id,
             naming.resource_group(spec.prefix, spec.environment, stamp_key),
             naming.workspace(spec.environment, stamp_key),
+            show_progress=False,  # no progress bars in the Functions log (code uploads)
             **self.client_options,
         )
 
@@ -432,22 +437,38 @@ class AzurePlatform:
     def request_retraining(self, tenant: str, reason: str) -> None:
         """A command job on the stamp's GPU cluster running ``python -m ml.retrain``: it
         registers the new version through the workspace's MLflow endpoint, and Event Grid's
-        ModelRegistered brings it back through the gate."""
+        ModelRegistered brings it back through the gate (W11).
+
+        - The code is the package's ``retraining/`` folder. azure-ai-ml uploads it through
+          the workspace's pending-upload API and registers it as a workspace code asset
+          named by its content hash. The same code is therefore uploaded once, and nothing
+          has to be published before the first retraining.
+          (https://learn.microsoft.com/rest/api/azureml/code-versions/create-or-get-start-pending-upload)
+        - The job gets the spec the automation runs with, as the app gets it (an app setting
+          there, an environment variable here): it has no stack files.
+        """
         from azure.ai.ml import command  # noqa: PLC0415
 
-        serving = self.spec.serving
+        if not (self.training_code / contracts.TRAINING_ENTRY.replace(".", "/")).with_suffix(
+            ".py"
+        ).is_file():
+            raise DependencyError(
+                f"the retraining code is missing ({self.training_code}): the Function App "
+                "package carries it (make package)"
+            )
         registry = naming.ml_registry(
             self.spec.prefix, self.spec.environment, self.spec.installation
         )
-        env_name, env_version = serving.training_environment.split(":")
-        code_name, code_version = serving.training_code.split(":")
+        env_name, env_version = self.spec.serving.training_environment.split(":")
         job = command(
-            command="python -m ml.retrain --tenant ${{inputs.tenant}} --stack ${{inputs.stack}}",
-            # Jobs take code from the workspace (registries hold it for deployments only).
-            code=f"{self._workspace_id(tenant)}/codes/{code_name}/versions/{code_version}",
+            command=f"python -m {contracts.TRAINING_ENTRY} --tenant ${{{{inputs.tenant}}}}",
+            code=str(self.training_code),
             environment=f"azureml://registries/{registry}/environments/{env_name}/versions/{env_version}",
+            environment_variables={
+                contracts.SETTING_PLATFORM_SPEC: json.dumps(self.spec.model_dump(mode="json"))
+            },
             compute=COMPUTE_NAME,
-            inputs={"tenant": tenant, "stack": self.spec.environment.value},
+            inputs={"tenant": tenant},
             display_name=f"retrain-{tenant}",
             experiment_name=f"{tenant}-retraining",
             tags={

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from tenancy import contracts
 from tenancy.errors import DependencyError, InvalidInputError
 
 APP_DIR = "functions"
@@ -122,14 +123,11 @@ def _module_files(root: Path, dotted: str) -> list[Path]:
     return found
 
 
-def build_function_package(root: Path) -> FunctionPackage:
-    """Collect the app folder and, transitively, every project module it imports."""
-    app = root / APP_DIR
-    if not (app / ENTRY).is_file():
-        return FunctionPackage({}, hashlib.sha256(b"").hexdigest())
-    files = {str(p.relative_to(app)): p for p in _python_files(app)}
+def _closure(root: Path, sources: Iterable[Path]) -> dict[str, Path]:
+    """The project files ``sources`` reach through their imports (archive name -> path)."""
     local = _project_packages(root)
-    pending = [p for p in files.values() if p.suffix == ".py"]
+    files: dict[str, Path] = {}
+    pending = list(sources)
     seen: set[str] = set()
     while pending:
         source = pending.pop()
@@ -149,6 +147,28 @@ def build_function_package(root: Path) -> FunctionPackage:
                     files[arcname] = path
                     if path.suffix == ".py":
                         pending.append(path)
+    return files
+
+
+def training_code_files(root: Path) -> dict[str, Path]:
+    """What ``python -m ml.retrain`` runs, as the retraining job's code folder holds it."""
+    entry = _module_files(root, contracts.TRAINING_ENTRY)
+    files = {path.relative_to(root).as_posix(): path for path in entry}
+    files.update(_closure(root, [p for p in entry if p.suffix == ".py"]))
+    return dict(sorted(files.items()))
+
+
+def build_function_package(root: Path) -> FunctionPackage:
+    """The app folder, every project module it imports, and the retraining job's code
+    (``retraining/``: the automation submits it with each job it starts)."""
+    app = root / APP_DIR
+    if not (app / ENTRY).is_file():
+        return FunctionPackage({}, hashlib.sha256(b"").hexdigest())
+    files = {str(p.relative_to(app)): p for p in _python_files(app)}
+    files.update(_closure(root, [p for p in files.values() if p.suffix == ".py"]))
+    if (root / "ml" / "retrain.py").is_file():
+        for arcname, path in training_code_files(root).items():
+            files[f"{contracts.TRAINING_CODE_DIR}/{arcname}"] = path
     digest = hashlib.sha256()
     for arcname in sorted(files):
         digest.update(arcname.encode())

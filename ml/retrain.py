@@ -12,6 +12,7 @@ tuned, as in the first training.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -28,7 +29,8 @@ from ml.training import (
     train_tenant_specific,
     train_tuned,
 )
-from tenancy.load import load_stack
+from tenancy import contracts
+from tenancy.load import load_stack, parse_platform_spec
 from tenancy.spec import ModelKind, PlatformSpec
 
 
@@ -94,6 +96,15 @@ class _SingleStoreLayout(RegistryLayout):
         return Store(key, self.tracking_uri, None)
 
 
+def _spec(stack: str) -> PlatformSpec:
+    """The spec the automation sent with the job (an Azure ML job has no stack files), or the
+    stack's file where the job runs beside the project (the embedded platform)."""
+    sent = os.environ.get(contracts.SETTING_PLATFORM_SPEC)
+    if sent:
+        return parse_platform_spec(json.loads(sent), source=contracts.SETTING_PLATFORM_SPEC)
+    return load_stack(stack)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.retrain", description=__doc__)
     parser.add_argument("--tenant", required=True)
@@ -105,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="local registries (default: the job's MLflow)",
     )
     args = parser.parse_args(argv)
-    spec = load_stack(args.stack)
+    spec = _spec(args.stack)
     if args.data_dir is not None:
         layout: RegistryLayout = RegistryLayout(spec, args.data_dir)
         scratch = args.data_dir / "scratch"

@@ -82,6 +82,12 @@ SETTING_DRIFT_SCHEDULE: Final = "TENANT_MLOPS_DRIFT_SCHEDULE"
 # (https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization).
 SETTING_AUTH_ENABLED: Final = "WEBSITE_AUTH_ENABLED"
 
+# The retraining job's code: a folder of the Function App package, the modules
+# ``python -m ml.retrain`` reaches. The adapter submits it with each job, and Azure ML keeps
+# it as a workspace code asset named by its content hash (the same code is uploaded once).
+TRAINING_CODE_DIR: Final = "retraining"
+TRAINING_ENTRY: Final = "ml.retrain"
+
 # Model version tags the training code writes and the model gate reads (MLflow and Azure ML
 # registries alike). Lineage first, then what shared models must add.
 MODEL_TAG_TENANT: Final = "tenant"

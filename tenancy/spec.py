@@ -415,9 +415,9 @@ class ServingSpec(SpecModel):
     environment: AssetRef = "tenant-mlops-onnx-scoring:1"
     scoring_code: AssetRef = "tenant-mlops-score:1"
     bootstrap_model: AssetRef = "tenant-mlops-baseline:1"
-    # Retraining jobs (drift of classical models): the project's code and its environment.
+    # Retraining jobs (drift of classical models) run in this environment. Their code comes
+    # with the Function App package (its retraining/ folder), submitted with each job.
     training_environment: AssetRef = "tenant-mlops-training:1"
-    training_code: AssetRef = "tenant-mlops-train:1"
 
 
 # --- tenants and pools -------------------------------------------------------------------

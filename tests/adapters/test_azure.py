@@ -10,6 +10,7 @@ import pytest
 
 from adapters.azure import AzurePlatform
 from tenancy import PlatformSpec
+from tenancy.errors import DependencyError
 from tests.adapters.fake_arm import FakeArm, FakeCredential
 
 SUB = "00000000-0000-4000-8000-00000000c0de"
@@ -214,18 +215,22 @@ def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
         azurite.stop()
 
 
-def test_retraining_is_a_command_job_on_the_stamps_gpu_cluster(
-    platform: AzurePlatform, arm: FakeArm
+def test_retraining_without_its_code_is_refused_before_anything_reaches_azure(
+    specs: dict[str, PlatformSpec], arm: FakeArm, tmp_path: Path
 ) -> None:
-    platform.request_retraining("contoso", "drift in mean_radius")
-    [put] = [c for c in arm.writes(r"/jobs/[^/]+$") if c.method == "PUT"]
-    properties = put.body["properties"]
-    assert properties["jobType"] == "Command"
-    assert "python -m ml.retrain --tenant ${{inputs.tenant}}" in properties["command"]
-    assert properties["computeId"].endswith("/computes/gpu-cluster")
-    assert properties["environmentId"].endswith("/environments/tenant-mlops-training/versions/1")
-    assert properties["tags"]["reason"] == "drift in mean_radius"
-    assert properties["inputs"]["tenant"]["value"] == "contoso"
+    """The job's code comes with the Function App package (retraining/); an app built
+    without it names the fix, and no job is submitted. The job itself, its code upload
+    and its spec are the contract suite's (tests/contract: the budget scenario)."""
+    platform = AzurePlatform(
+        specs["local"],
+        FakeCredential(),  # type: ignore[arg-type]
+        SUB,
+        client_options={"transport": arm},
+        training_code=tmp_path / "retraining",
+    )
+    with pytest.raises(DependencyError, match="make package"):
+        platform.request_retraining("contoso", "drift in mean_radius")
+    assert arm.writes(r"/jobs/") == []
 
 
 WINDOW = (

@@ -96,6 +96,7 @@ class FakeAzure(InMemoryTransport):
         self.clock = clock
         self.arm: dict[str, dict[str, Any]] = {}
         self.blobs: dict[tuple[str, str, str], bytes] = {}
+        self.blob_metadata: dict[tuple[str, str, str], dict[str, str]] = {}
         self.runs: dict[str, dict[str, float]] = {}
         self.traffic_log: list[LoggedRequest] = []
         self.calls: list[Call] = []
@@ -313,11 +314,53 @@ class FakeAzure(InMemoryTransport):
             return self._arm_delete(request, path)
         if method == "POST" and path.endswith("/listnodes"):
             return self._json(request, 200, {"nodes": [], "nextLink": None})
+        if method == "POST" and path.endswith("/startpendingupload"):
+            return self._pending_upload(request, path)
         if method == "POST" and path.endswith("/token"):
             return self._json(request, 200, {"accessToken": "scoring-token", "tokenType": "Bearer"})
         return self._json(request, 405, _error("MethodNotAllowed", f"{method} {path}"))
 
+    def _codes_with_hash(self, request: Any, path: str, content_hash: str) -> Any:
+        """Code Versions - List with ``hash``: "return CodeVersion assets with specified
+        content hash value, regardless of name" (the REST reference). This is how a code
+        folder already uploaded is found again."""
+        workspace = path.split("/codes/", maxsplit=1)[0]
+        same = [
+            self._shown(r) for key, r in sorted(self.arm.items())
+            if re.fullmatch(rf"{re.escape(workspace)}/codes/[^/]+/versions/[^/]+", key)
+            and r["properties"].get("properties", {}).get("hash_sha256") == content_hash
+        ]  # fmt: skip
+        return self._json(request, 200, {"value": same})
+
+    def _pending_upload(self, request: Any, path: str) -> Any:
+        """A code version's temporary blob container in the workspace's storage, with a
+        container SAS the service signs (REST: Code Versions - Create Or Get Start Pending
+        Upload). azure-ai-ml opens the SAS URL as a container (``from_container_url``) and
+        uploads the folder to its root; the container's name here is the fake's choice."""
+        workspace = path.split("/codes/", maxsplit=1)[0]
+        store = self.arm.get(f"{workspace}/datastores/workspaceblobstore")
+        if store is None:
+            return self._json(request, 404, _error("ResourceNotFound", workspace))
+        account = store["properties"]["accountName"]
+        upload = uuid.uuid4().hex
+        blob = f"https://{account}.blob.core.windows.net/{upload}"
+        return self._json(request, 200, {
+            "blobReferenceForConsumption": {
+                "blobUri": blob,
+                "storageAccountArmId": f"/storageAccounts/{account}",
+                "credential": {
+                    "credentialType": "SAS",
+                    "sasUri": f"{blob}?sv=2021-10-04&sr=c&sp=rcwl&sig=signed-by-the-service",
+                },
+            },
+            "pendingUploadId": upload,
+            "pendingUploadType": "TemporaryBlobReference",
+        })  # fmt: skip
+
     def _arm_get(self, request: Any, path: str, url: Any) -> Any:
+        content_hash = parse_qs(url.query).get("hash")
+        if content_hash and re.search(r"/codes/[^/]+/versions$", path):
+            return self._codes_with_hash(request, path, content_hash[0])
         found = self.arm.get(path)
         if found is not None:
             return self._json(request, 200, self._shown(found))
@@ -327,7 +370,7 @@ class FakeAzure(InMemoryTransport):
         ]  # fmt: skip
         if path.endswith("/datastores") and parse_qs(url.query).get("isDefault") == ["true"]:
             children = [c for c in children if c["properties"].get("isDefault")]
-        if children or path.endswith(("/jobs", "/deployments", "/datastores")):
+        if children or path.endswith(("/jobs", "/deployments", "/datastores", "/versions")):
             return self._json(request, 200, {"value": children})
         return self._json(request, 404, _error("ResourceNotFound", f"{path} was not found"))
 
@@ -576,13 +619,22 @@ class FakeAzure(InMemoryTransport):
 
     # --- blob storage ------------------------------------------------------------------------
 
-    def _blob(self, request: Any, url: Any, content: Any) -> Any:
+    def _blob(self, request: Any, url: Any, content: Any) -> Any:  # noqa: PLR0911 - a router
         account = url.netloc.split(".", 1)[0]
         container, _, name = unquote(url.path.lstrip("/")).partition("/")
         query = parse_qs(url.query)
         if request.method == "GET" and not name and query.get("comp") == ["list"]:
             return self._list(request, account, container, query.get("prefix", [""])[0])
         key = (account, container, name)
+        if request.method == "PUT" and query.get("comp") == ["metadata"]:
+            if key not in self.blobs:
+                return self._raw(request, 404, b"", {"x-ms-error-code": "BlobNotFound"})
+            self.blob_metadata[key] = {
+                k.lower(): v
+                for k, v in request.headers.items()
+                if k.lower().startswith("x-ms-meta-")
+            }
+            return self._raw(request, 200, b"", self._blob_headers(self.blobs[key]))
         if request.method == "PUT":
             data = content if isinstance(content, bytes) else (content or b"")
             if not isinstance(data, bytes):
@@ -593,7 +645,7 @@ class FakeAzure(InMemoryTransport):
             data = self.blobs.get(key)
             if data is None:
                 return self._raw(request, 404, b"", {"x-ms-error-code": "BlobNotFound"})
-            headers = self._blob_headers(data)
+            headers = {**self._blob_headers(data), **self.blob_metadata.get(key, {})}
             if data:
                 headers["Content-Range"] = f"bytes 0-{len(data) - 1}/{len(data)}"
                 return self._raw(request, 206, data, headers)

@@ -13,23 +13,28 @@ send tenants' requests, and break a deployment. The automation under test is the
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
+from unittest import mock
 
 import requests
+from azure.ai.ml._artifacts import _blob_storage_helper
 from azure.core.rest import HttpRequest
 from azure.monitor.query import LogsQueryClient
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from adapters.azure import AzurePlatform
 from adapters.local import GatewayAdmin, LocalPlatform
 from automation.port import PlatformPort
 from automation.registry_events import RegistryEvent
 from automation.store import MemoryStore
+from infra.package import training_code_files
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
@@ -39,6 +44,7 @@ from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
 from tenancy import contracts, naming
 from tenancy.spec import PlatformSpec
 from tests.adapters.fake_arm import FakeCredential
+from tests.conftest import ROOT
 from tests.contract.fake_azure import FakeAzure, iter_model_files
 
 SUBSCRIPTION = "00000000-0000-4000-8000-0000000c0417"
@@ -185,6 +191,15 @@ class LocalHarness:
         self.server.stop()
 
 
+def _training_code(folder: Path) -> Path:
+    """The retraining/ folder as the Function App package holds it."""
+    code = folder / contracts.TRAINING_CODE_DIR
+    for arcname, path in training_code_files(ROOT).items():
+        (code / arcname).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, code / arcname)
+    return code
+
+
 def _endpoints(spec: PlatformSpec) -> Iterator[tuple[str, list[str], bool]]:
     seen: set[str] = set()
     for tenant in spec.tenants:
@@ -228,7 +243,27 @@ class AzureHarness:
             logs_workspace_id=LOGS_WORKSPACE,
             client_options={"transport": self.fake},
             container_factory=self._container,
+            training_code=_training_code(data_dir / "package"),
         )
+        # azure-ai-ml uploads code with storage clients of its own, built from the SAS URL
+        # the service returned: the same clients, over the same fake.
+        fake = self.fake
+
+        class SdkContainerClient(ContainerClient):
+            @classmethod
+            def from_container_url(cls, container_url: str, **kwargs: Any) -> Any:
+                return ContainerClient.from_container_url(container_url, transport=fake, **kwargs)
+
+        self._sdk_storage = [
+            mock.patch.object(
+                _blob_storage_helper,
+                "BlobServiceClient",
+                partial(BlobServiceClient, transport=fake),
+            ),
+            mock.patch.object(_blob_storage_helper, "ContainerClient", SdkContainerClient),
+        ]
+        for patch in self._sdk_storage:
+            patch.start()
         self.versions = {t: (r.model.name, r.model.version) for t, r in registered.items()}
         self._run = 0
 
@@ -306,4 +341,6 @@ class AzureHarness:
         self.fake.model_answers.clear()
 
     def close(self) -> None:
+        for patch in self._sdk_storage:
+            patch.stop()
         self.fake.settle()

@@ -348,6 +348,29 @@ def test_a_budget_stop_blocks_retraining_until_the_next_period(harness: Harness)
     assert drift.act("contoso", model, "drift in f1").action == "retrain"
     assert _retraining_requests(h, "contoso") == before + 1
     azure = _azure(h)
-    if azure:  # the job Azure received: the training entry point on the stamp's cluster
-        job = _puts(azure, r"/jobs/[^/]+$")[-1].body["properties"]
-        assert "ml.retrain --tenant" in job["command"] and job["computeId"].endswith("gpu-cluster")
+    if azure:
+        _the_job_carries_its_code_and_spec(azure, h.spec)
+
+
+def _the_job_carries_its_code_and_spec(azure: AzureHarness, spec: PlatformSpec) -> None:
+    """W11: the job Azure received runs the training entry point on the stamp's cluster,
+    with a workspace code asset the automation uploaded from its package (nothing has to be
+    published first), and the spec the automation runs with."""
+    job = _puts(azure, r"/jobs/[^/]+$")[-1].body["properties"]
+    assert "ml.retrain --tenant" in job["command"] and job["computeId"].endswith("gpu-cluster")
+    code = azure.fake.resource(job["codeId"])
+    assert code is not None, f"the job names code Azure does not hold: {job['codeId']}"
+    uri = code["properties"]["codeUri"]
+    account, _, rest = uri.removeprefix("https://").partition(".blob.core.windows.net/")
+    container, _, folder = rest.partition("/")
+    uploaded = {n for (a, c, n) in azure.fake.blobs if (a, c) == (account, container)}
+    assert f"{folder}/ml/retrain.py" in uploaded
+    assert f"{folder}/tenancy/spec.py" in uploaded
+    assert not any("/local/" in n or "/bench/" in n for n in uploaded)
+    sent = json.loads(job["environmentVariables"][contracts.SETTING_PLATFORM_SPEC])
+    assert parse_platform_spec(sent) == spec
+    # A second job finds the same code by its content hash and uploads nothing.
+    before = len(azure.fake.blobs)
+    azure.port.request_retraining("contoso", "drift again")
+    assert len(azure.fake.blobs) == before
+    assert _puts(azure, r"/jobs/[^/]+$")[-1].body["properties"]["codeId"] == job["codeId"]

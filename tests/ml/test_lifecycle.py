@@ -3,6 +3,7 @@ lineage, aliases, stores per tenancy, isolation through the library's API, the g
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,19 @@ def test_retraining_a_tenant_registers_its_next_version(
     assert str(tuned.alias("northwind-classical", contracts.ALIAS_CHALLENGER).version) == str(
         latest
     )
+
+
+def test_a_retraining_job_trains_with_the_spec_it_was_sent(
+    specs: dict[str, PlatformSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Azure ML job has no stack files: the automation sends its spec as an environment
+    variable, and that spec (here with a tenant removed) is the one the job uses."""
+    from ml.retrain import _spec  # noqa: PLC0415
+
+    document = specs["local"].model_dump(mode="json")
+    document["tenants"] = [t for t in document["tenants"] if t["id"] != "adatum"]
+    monkeypatch.setenv(contracts.SETTING_PLATFORM_SPEC, json.dumps(document))
+    sent = _spec("a-stack-that-has-no-file")
+    assert "adatum" not in {t.id for t in sent.tenants}
+    monkeypatch.delenv(contracts.SETTING_PLATFORM_SPEC)
+    assert _spec("local") == specs["local"]
