@@ -36,6 +36,7 @@ SAME_WORKER = {
     "tests/infra/test_network.py": "planned",
     "tests/infra/test_ownership.py": "planned",
     "tests/infra/test_deployer.py": "planned",
+    "tests/infra/test_alerting.py": "planned",
 }
 
 
