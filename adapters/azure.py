@@ -63,26 +63,33 @@ _MODEL_FILES = re.compile(r"^azureml://(?:.*/)?datastores/(?P<datastore>[^/]+)/p
 _MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 
 
-def _fresh_collector(collector: DataCollector | None) -> DataCollector | None:
-    """Blue's collection settings for green, without the data assets blue's collections
-    point at. A GET returns each collection's data as an ARM id string, which azure-ai-ml
-    1.35 then reads as an asset (``value.data.name``: AttributeError, the review's W4);
-    green's own assets are registered by the service for green."""
-    if collector is None:
+def _green_collector(collects: bool, blue: DataCollector | None) -> DataCollector | None:
+    """Green's data collector: both collections drift reads, on when the tenant's spec
+    collects (as the first deployment's are), with blue's sampling settings.
+
+    Whether collection is on is decided by the spec, not read back from blue: azure-ai-ml
+    1.35 reads a collection as enabled only when the service spells the mode ``Enabled``
+    (``DeploymentCollection._from_rest_object``) while it sends ``enabled`` itself, so a
+    copy of blue's flag could switch collection off at every rollout. Blue's data assets
+    are never copied: a GET returns them as ARM id strings, which the SDK then reads as
+    assets (``value.data.name``: AttributeError, the review's W4); the service registers
+    green's own."""
+    if not collects:
         return None
+    kept = (blue.collections or {}) if blue is not None else {}
     return DataCollector(
         collections={
             # Read as attributes the SDK may not set on a GET's collections.
             name: DeploymentCollection(
-                enabled=getattr(collection, "enabled", None),
-                sampling_rate=getattr(collection, "sampling_rate", None),
-                client_id=getattr(collection, "client_id", None),
+                enabled="true",
+                sampling_rate=getattr(kept.get(name), "sampling_rate", None),
+                client_id=getattr(kept.get(name), "client_id", None),
             )
-            for name, collection in (collector.collections or {}).items()
+            for name in contracts.COLLECTIONS
         },
-        rolling_rate=getattr(collector, "rolling_rate", None),
-        sampling_rate=getattr(collector, "sampling_rate", None),
-        request_logging=getattr(collector, "request_logging", None),
+        rolling_rate=getattr(blue, "rolling_rate", None),
+        sampling_rate=getattr(blue, "sampling_rate", None),
+        request_logging=getattr(blue, "request_logging", None),
     )
 
 
@@ -246,7 +253,9 @@ class AzurePlatform:
             readiness_probe=blue.readiness_probe,
             app_insights_enabled=blue.app_insights_enabled,
             egress_public_network_access=blue.egress_public_network_access,
-            data_collector=_fresh_collector(blue.data_collector),
+            data_collector=_green_collector(
+                self.spec.serving_of(tenant)[1].online.data_collection, blue.data_collector
+            ),
             tags=tags,
         )
         client.online_deployments.begin_create_or_update(green)

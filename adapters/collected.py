@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from automation.drift_watch import collector_prefixes
+from tenancy.contracts import COLLECTION_INPUTS, COLLECTION_OUTPUTS, collector_prefixes
 
 
 def _records(container: Any, prefix: str) -> Iterator[dict[str, Any]]:
@@ -25,6 +25,19 @@ def _records(container: Any, prefix: str) -> Iterator[dict[str, Any]]:
                 continue  # a torn line must not stop a drift check
             if isinstance(record, dict):
                 yield record
+
+
+def _within(record: dict[str, Any], since: datetime, until: datetime) -> bool:
+    """Whether the record was collected in [since, until). Blobs are partitioned by hour, so
+    the window's first and last hours hold records on either side of it; a record whose time
+    cannot be read is judged by its hour alone."""
+    try:
+        at = datetime.fromisoformat(str(record.get("time")))
+    except ValueError:
+        return True
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)  # the collector writes UTC
+    return since <= at < until
 
 
 def _prediction(value: Any) -> float | None:
@@ -42,8 +55,8 @@ def collected_rows(
     since: datetime,
     until: datetime,
 ) -> Iterator[np.ndarray]:
-    inputs_prefixes = collector_prefixes(endpoint, deployment, "model_inputs", since, until)
-    outputs_prefixes = collector_prefixes(endpoint, deployment, "model_outputs", since, until)
+    inputs_prefixes = collector_prefixes(endpoint, deployment, COLLECTION_INPUTS, since, until)
+    outputs_prefixes = collector_prefixes(endpoint, deployment, COLLECTION_OUTPUTS, since, until)
     for inputs_prefix, outputs_prefix in zip(inputs_prefixes, outputs_prefixes, strict=True):
         predictions: dict[str, list[float | None]] = {}
         for record in _records(container, outputs_prefix):
@@ -52,6 +65,8 @@ def collected_rows(
                 predictions[str(record.get("correlationid"))] = [_prediction(v) for v in data]
         rows: list[list[float]] = []
         for record in _records(container, inputs_prefix):
+            if not _within(record, since, until):
+                continue
             data = record.get("data")
             answers = predictions.get(str(record.get("correlationid")), [])
             if not isinstance(data, list) or len(answers) != len(data):

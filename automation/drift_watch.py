@@ -7,10 +7,11 @@ monitors reach the same decision through ``RunStatusChanged`` events whose run c
 tag ``azureml_modelmonitor_threshold_breached`` (keys read case-insensitively). One decision
 per tenant, model and day: a repeated alert changes nothing.
 
-Collected data follows the Azure ML data collector's layout in the workspace's default blob
-datastore: ``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/
-<file>.jsonl``, one JSON object per line whose ``data`` holds the rows (objects keyed by
-column, or lists) and whose ``correlationid`` joins a request's inputs to its outputs.
+Collected data follows the Azure ML data collector's layout (``tenancy.contracts``) in the
+workspace's default blob datastore: ``modelDataCollector/<endpoint>/<deployment>/<collection>/
+<yyyy>/<mm>/<dd>/<hh>/<file>.jsonl``, one JSON object per line whose ``data`` holds the rows
+(objects keyed by column, or lists), whose ``time`` says when it was collected, and whose
+``correlationid`` joins a request's inputs to its outputs.
 """
 
 from __future__ import annotations
@@ -32,22 +33,6 @@ from tenancy.errors import ConflictError, InvalidInputError
 from tenancy.spec import PlatformSpec
 
 PREDICTION = "prediction"
-#: Where Azure ML's data collector writes in the workspace's default blob datastore.
-COLLECTOR_ROOT = "modelDataCollector"
-
-
-def collector_prefixes(
-    endpoint: str, deployment: str, collection: str, since: datetime, until: datetime
-) -> list[str]:
-    """Blob prefixes of every hour in [since, until) (the data collector's partitioning)."""
-    prefixes = []
-    hour = since.replace(minute=0, second=0, microsecond=0)
-    while hour < until:
-        prefixes.append(
-            f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/"
-        )
-        hour += timedelta(hours=1)
-    return prefixes
 
 
 def rows_from_jsonl(lines: Iterable[str], columns: Sequence[str]) -> np.ndarray:

@@ -444,7 +444,7 @@ class Stamp(pulumi.ComponentResource):
         )
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).
         enabled = machinelearningservices.CollectionArgs(data_collection_mode="Enabled")
-        collections = {"model_inputs": enabled, "model_outputs": enabled}
+        collections = dict.fromkeys(contracts.COLLECTIONS, enabled)
         return machinelearningservices.OnlineDeployment(
             f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,

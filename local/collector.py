@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from automation.drift_watch import COLLECTOR_ROOT
+from tenancy.contracts import COLLECTION_INPUTS, COLLECTION_OUTPUTS, collector_prefix
 
 logger = logging.getLogger("tenant_mlops.collector")
 
@@ -51,8 +51,8 @@ def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
         return []
     common = {"correlationid": exchange.correlation, "time": exchange.at.isoformat()}
     return [
-        ("model_inputs", {**common, "data": rows}),
-        ("model_outputs", {**common, "data": predictions}),
+        (COLLECTION_INPUTS, {**common, "data": rows}),
+        (COLLECTION_OUTPUTS, {**common, "data": predictions}),
     ]
 
 
@@ -122,7 +122,7 @@ class BlobCollector:
         at: datetime | None = None,
     ) -> None:
         hour = at or datetime.now(UTC)
-        prefix = f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{hour:%Y/%m/%d/%H}/"
+        prefix = collector_prefix(endpoint, deployment, collection, hour)
         line = orjson.dumps(record).decode()
         with self._lock:
             if self._buffered() >= self.max_buffered:

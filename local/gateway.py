@@ -297,9 +297,12 @@ class Gateway:
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
         status, answer = await self._forward(endpoint, deployment, tenant, body)
         millis = (time.perf_counter() - started) * 1000
-        self.metrics.record(endpoint.name, deployment.name, Sample(self.clock(), status, millis))
+        now = self.clock()
+        self.metrics.record(endpoint.name, deployment.name, Sample(now, status, millis))
         if status == 200 and self.collector is not None:
-            at = datetime.now(UTC)
+            # On the metrics' clock: drift reads windows of the collected data on the
+            # same time as the rollout's analysis reads the metrics.
+            at = datetime.fromtimestamp(now, UTC)
             self.collector(Exchange(endpoint.name, deployment.name, correlation, at, body, answer))
         return status, answer, {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
 

@@ -6,6 +6,7 @@ the Functions app registers its functions and reads its settings under the same 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Final
 
 # Event Grid event types the automation subscribes to on every ML workspace.
@@ -130,3 +131,30 @@ def notification_line(severity: str, tenant: str, message: str) -> str:
     """One notification as the automation logs it (one line: the rule parses it whole)."""
     text = " ".join(message.split())
     return f"{NOTIFICATION_PREFIX} severity={severity} tenant={tenant}: {text}"
+
+
+# Azure ML's data collector: the collections drift reads, and where the collector writes
+# them in the workspace's default blob datastore, one folder per hour
+# (https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data).
+# The embedded platform's gateway writes the same layout to Azurite.
+COLLECTION_INPUTS: Final = "model_inputs"
+COLLECTION_OUTPUTS: Final = "model_outputs"
+COLLECTIONS: Final = (COLLECTION_INPUTS, COLLECTION_OUTPUTS)
+COLLECTOR_ROOT: Final = "modelDataCollector"
+
+
+def collector_prefix(endpoint: str, deployment: str, collection: str, at: datetime) -> str:
+    """The folder of the hour ``at`` falls in."""
+    return f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{at:%Y/%m/%d/%H}/"
+
+
+def collector_prefixes(
+    endpoint: str, deployment: str, collection: str, since: datetime, until: datetime
+) -> list[str]:
+    """The folders of every hour in [since, until)."""
+    prefixes: list[str] = []
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    while hour < until and since < until:
+        prefixes.append(collector_prefix(endpoint, deployment, collection, hour))
+        hour += timedelta(hours=1)
+    return prefixes

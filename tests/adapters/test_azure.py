@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from adapters.azure import AzurePlatform
-from tenancy import PlatformSpec
+from tenancy import PlatformSpec, parse_platform_spec
 from tenancy.errors import DependencyError
 from tests.adapters.fake_arm import FakeArm, FakeCredential
+from tests.tenancy.conftest import stack_document
 
 SUB = "00000000-0000-4000-8000-00000000c0de"
 WS = (
@@ -276,17 +277,21 @@ def test_deployment_stats_come_from_the_endpoint_traffic_log(
     assert no_logs.deployment_stats("contoso", "green", since, until).requests == 0  # inconclusive
 
 
-def test_green_copies_blues_data_collection_without_blues_data_assets(
-    platform: AzurePlatform, arm: FakeArm
+@pytest.mark.parametrize("mode", ["Enabled", "enabled"])
+def test_green_collects_as_the_spec_says_without_blues_data_assets(
+    platform: AzurePlatform, arm: FakeArm, mode: str
 ) -> None:
     """W4: a GET returns each collection's data as an ARM id string; copied as it is,
-    azure-ai-ml 1.35 reads it as an asset (``value.data.name``) and raises AttributeError."""
+    azure-ai-ml 1.35 reads it as an asset (``value.data.name``) and raises AttributeError.
+    And the SDK reads a mode spelt ``enabled`` (its own spelling, echoed back) as off: green
+    collects because the spec says so, whatever the spelling of blue's mode."""
     blue = arm.resources[f"{ENDPOINT}/deployments/blue".lower()]
     blue["properties"]["dataCollector"] = {
         "collections": {
             name: {
-                "dataCollectionMode": "Enabled",
+                "dataCollectionMode": mode,
                 "dataId": f"{WS}/data/tmlops-contoso-loc-ex4m-blue-{name}/versions/1",
+                "samplingRate": 0.5,
             }
             for name in ("model_inputs", "model_outputs")
         }
@@ -297,9 +302,27 @@ def test_green_copies_blues_data_collection_without_blues_data_assets(
     assert set(collections) == {"model_inputs", "model_outputs"}
     for name, collection in collections.items():
         # The SDK writes the mode in lower case (DeploymentCollection._to_rest_object).
-        assert collection["dataCollectionMode"].lower() == "enabled"
+        assert collection["dataCollectionMode"].lower() == "enabled", name
+        assert collection["samplingRate"] == 0.5, name  # blue's sampling is kept
         # Green's own data asset, never blue's.
         assert "-green-" in collection["dataId"] and "-blue-" not in collection["dataId"], name
+
+
+def test_green_collects_nothing_where_the_spec_turns_collection_off(arm: FakeArm) -> None:
+    blue = arm.resources[f"{ENDPOINT}/deployments/blue".lower()]
+    blue["properties"]["dataCollector"] = {
+        "collections": {n: {"dataCollectionMode": "Enabled"} for n in ("model_inputs",)}
+    }
+    document = stack_document("local")
+    for tenant in document["tenants"]:
+        if tenant["id"] == "contoso":
+            tenant.setdefault("endpoints", {}).setdefault("online", {})["data_collection"] = False
+    platform = AzurePlatform(
+        parse_platform_spec(document), FakeCredential(), SUB, client_options={"transport": arm}
+    )  # type: ignore[arg-type]
+    platform.create_deployment("contoso", "green", "contoso-classical/2")
+    [put] = arm.writes(r"/deployments/green$")
+    assert not put.body["properties"].get("dataCollector")
 
 
 def test_a_partial_traffic_log_answer_is_inconclusive(

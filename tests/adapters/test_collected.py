@@ -64,3 +64,30 @@ def test_inputs_join_outputs_hour_by_hour(container: ContainerClient) -> None:
         )
     )
     assert [c.tolist() for c in chunks] == [[[1.0, 2.0, 1.0], [3.0, 4.0, 0.0]], [[9.0, 10.0, 2.0]]]
+
+
+def test_the_window_bounds_are_kept_inside_an_hours_partition(container: ContainerClient) -> None:
+    """A window that starts or ends mid-hour reads whole hour partitions: the records of
+    that hour outside the window are left out by their collection time."""
+    base = "modelDataCollector/ep-mid/blue"
+
+    def record(correlation: str, minute: int, value: float) -> dict[str, object]:
+        at = datetime(2026, 11, 22, 10, minute, tzinfo=UTC).isoformat()
+        return {"correlationid": correlation, "time": at, "data": [[value, value]]}
+
+    _put(container, f"{base}/model_inputs/2026/11/22/10/a.jsonl", [
+        record("before", 5, 1.0), record("inside", 30, 2.0), record("after", 55, 3.0),
+        {"correlationid": "untimed", "time": "not a time", "data": [[4.0, 4.0]]},
+    ])  # fmt: skip
+    _put(container, f"{base}/model_outputs/2026/11/22/10/a.jsonl", [
+        {"correlationid": c, "data": [0]} for c in ("before", "inside", "after", "untimed")
+    ])  # fmt: skip
+    chunks = collected_rows(
+        container,
+        "ep-mid",
+        "blue",
+        ["x1", "x2"],
+        since=datetime(2026, 11, 22, 10, 20, tzinfo=UTC),
+        until=datetime(2026, 11, 22, 10, 50, tzinfo=UTC),
+    )
+    assert [c.tolist() for c in chunks] == [[[2.0, 2.0, 0.0], [4.0, 4.0, 0.0]]]

@@ -11,12 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from automation.drift_watch import (
-    DriftWatcher,
-    collector_prefixes,
-    monitor_breach,
-    rows_from_jsonl,
-)
+from automation.drift_watch import DriftWatcher, monitor_breach, rows_from_jsonl
 from automation.store import MemoryStore
 from tenancy import PlatformSpec, contracts
 from tenancy.errors import InvalidInputError
@@ -124,14 +119,7 @@ def test_model_monitor_breaches_are_read_case_insensitively() -> None:
         monitor_breach({"runTags": {contracts.MODEL_MONITOR_BREACH_TAG: "true"}})
 
 
-def test_collected_data_in_the_data_collector_layout() -> None:
-    start = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
-    assert collector_prefixes(
-        "ep", "blue", "model_inputs", start, datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-    ) == [
-        "modelDataCollector/ep/blue/model_inputs/2026/11/22/10/",
-        "modelDataCollector/ep/blue/model_inputs/2026/11/22/11/",
-    ]
+def test_collected_rows_are_read_in_the_columns_order() -> None:
     lines = [
         json.dumps({"data": [{"x1": 1.0, "x2": 2}, {"x1": 3.5, "x2": 4.0}], "correlationid": "c1"}),
         "not json",

@@ -40,14 +40,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import escape
 
 import numpy as np
+import pandas as pd
 import requests
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
+from ml.scoring import score as score_contract
 from tenancy import contracts
 from tests.adapters.fake_arm import InMemoryTransport
 
@@ -86,14 +89,50 @@ class LoggedRequest:
     duration_ms: float
 
 
+class DatastoreCollector:
+    """What Azure ML's data collector does with what score.py hands its ``Collector``
+    (azureml-ai-monitoring): each DataFrame becomes one JSON line in the workspace's default
+    blob datastore under ``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/
+    <mm>/<dd>/<hh>/``, rows as objects keyed by column in ``data``, and the outputs keep the
+    inputs' ``correlationid`` (the schema of "Collected data" in
+    https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data)."""
+
+    def __init__(self, fake: FakeAzure, store: tuple[str, str], deployment: str, name: str) -> None:
+        """``deployment`` as "<endpoint>/<deployment>", ``name`` the collection's."""
+        self.fake, self.store, self.collection = fake, store, name
+        self.endpoint, _, self.deployment = deployment.partition("/")
+
+    def collect(self, frame: Any, context: str | None = None) -> str:
+        correlation = context or str(uuid.uuid4())
+        now = self.fake.clock()
+        record = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "type": f"azureml.inference.{self.collection}",
+            "datacontenttype": "application/json",
+            "time": now.isoformat(),
+            "data": json.loads(frame.to_json(orient="records")),
+            "correlationid": correlation,
+            "collectdatatype": "pandas.core.frame.DataFrame",
+        }
+        folder = contracts.collector_prefix(self.endpoint, self.deployment, self.collection, now)
+        name = f"{folder}{uuid.uuid4().hex}.jsonl"
+        self.fake.put_blob(*self.store, name, json.dumps(record).encode() + b"\n")
+        return correlation
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
 class FakeAzure(InMemoryTransport):
-    def __init__(self, subscription: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, subscription: str, clock: Callable[[], datetime], scratch: Path) -> None:
         self.subscription = subscription
         self.clock = clock
+        #: Where deployed models are unpacked to be run by score.py and onnxruntime, as the
+        #: deployment's container runs them.
+        self.scratch = scratch
+        self._services: dict[str, Any] = {}
         self.arm: dict[str, dict[str, Any]] = {}
         self.blobs: dict[tuple[str, str, str], bytes] = {}
         self.blob_metadata: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -529,15 +568,95 @@ class FakeAzure(InMemoryTransport):
         )
         if found is None or found["properties"]["provisioningState"] != "Succeeded":
             return self._json(request, 404, _error("DeploymentNotFound", str(deployment)))
-        status, text = self._answer(found, headers.get("x-tenant-id"))
+        tenant = headers.get("x-tenant-id")
+        status, text = self._answer(found, tenant)
+        ran = self._run_model(found, request.content, tenant) if status == 200 else None
+        if ran is not None:
+            status = ran[0]
         self.traffic_log.append(
             LoggedRequest(self.clock(), endpoint_name, str(deployment), status, 12.0)
         )
-        if status == 200 and isinstance(body, dict) and ("data" in body or "input_data" in body):
-            return self._json(request, 200, {"predictions": [0]})
-        if status == 200:
-            return self._json(request, 400, _error("BadRequest", "the body holds no data"))
-        return self._text(request, status, text)
+        if ran is None:  # a failing model: its answer need not be JSON
+            return self._text(request, status, text)
+        return self._json(request, status, ran[1])
+
+    def _run_model(
+        self, deployment: dict[str, Any], raw: Any, tenant: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        """score.py over the deployment's model, as its container runs it. The bootstrap
+        model (a registry model whose files are not here) answers class 0 to any rows."""
+        service = self._scoring_service(deployment)
+        if service is not None:
+            headers = {score_contract.TENANT_HEADER: tenant} if tenant else {}
+            return cast(tuple[int, dict[str, Any]], score_contract.score(service, raw, headers))
+        try:
+            body = json.loads(raw or b"")
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and ("data" in body or "input_data" in body):
+            return 200, {"predictions": [0]}
+        return 400, _error("BadRequest", "the body holds no data")
+
+    def _scoring_service(self, deployment: dict[str, Any]) -> Any:
+        """score.py's service over the deployment's model folder, as its container runs it:
+        the files from the datastore, and the data collector Azure ML gives a deployment
+        whose collections are on. None for a registry model (the bootstrap one), whose
+        files are not here."""
+        model = str(deployment["properties"].get("model") or "")
+        key = f"{deployment['id']}|{model}".lower()
+        if key in self._services:
+            return self._services[key]
+        workspace = deployment["id"].split("/onlineEndpoints/")[0]
+        name, _, version = self._model_key(deployment).partition(":")
+        registered = (
+            None
+            if "/registries/" in model
+            else self.arm.get(f"{workspace}/models/{name}/versions/{version}".lower())
+        )
+        uri = str((registered or {}).get("properties", {}).get("modelUri") or "")
+        prefix = uri.partition("/paths/")[2].rstrip("/")
+        account, container = self._datastore(workspace)
+        files = {
+            blob[len(prefix) + 1 :]: data
+            for (a, c, blob), data in self.blobs.items()
+            if (a, c) == (account, container) and prefix and blob.startswith(prefix + "/")
+        }
+        if not files:
+            return None
+        folder = self.scratch / uuid.uuid4().hex
+        for relative, data in files.items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_bytes(data)
+        self._services[key] = score_contract.ScoringService(
+            folder, collection=self._data_collection(deployment)
+        )
+        return self._services[key]
+
+    def _datastore(self, workspace: str) -> tuple[str, str]:
+        """(account, container) of the workspace's default blob datastore."""
+        store = self.arm[f"{workspace}/datastores/workspaceblobstore".lower()]["properties"]
+        return store["accountName"], store["containerName"]
+
+    def _data_collection(self, deployment: dict[str, Any]) -> Any:
+        """The collectors score.py gets when both collections of the deployment are on
+        (``AZUREML_MDC_*`` set), writing where Azure ML's collector does."""
+        collections = (deployment["properties"].get("dataCollector") or {}).get("collections")
+        # The enum's case is free on the wire (azure-ai-ml sends "enabled", the REST
+        # specification spells "Enabled"): the service reads it either way.
+        enabled = {
+            n
+            for n, c in (collections or {}).items()
+            if str(c.get("dataCollectionMode")).lower() == "enabled"
+        }
+        if not set(contracts.COLLECTIONS) <= enabled:
+            return None
+        served = "/".join(deployment["id"].split("/onlineEndpoints/")[1].split("/deployments/"))
+        workspace = deployment["id"].split("/onlineEndpoints/")[0]
+        store = self._datastore(workspace)
+        inputs, outputs = (
+            DatastoreCollector(self, store, served, c) for c in contracts.COLLECTIONS
+        )
+        return score_contract.DataCollection(inputs, outputs, pd.DataFrame)
 
     def _route(self, traffic: dict[str, int]) -> str | None:
         live = [(k, v) for k, v in sorted(traffic.items()) if v > 0]

@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -30,11 +30,13 @@ from azure.monitor.query import LogsQueryClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from adapters.azure import AzurePlatform
-from adapters.local import GatewayAdmin, LocalPlatform
+from adapters.local import COLLECTED_CONTAINER, GatewayAdmin, LocalPlatform
 from automation.port import PlatformPort
 from automation.registry_events import RegistryEvent
 from automation.store import MemoryStore
 from infra.package import training_code_files
+from local.azurite import start_azurite
+from local.collector import BlobCollector
 from local.deployments import DeploymentManager
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
@@ -90,6 +92,14 @@ class Harness(Protocol):
         """``count`` of the tenant's own requests through its endpoint; their statuses."""
         ...
 
+    def score(self, tenant: str, body: Mapping[str, Any]) -> int:
+        """One of the tenant's requests through its endpoint; its status."""
+        ...
+
+    def collected(self) -> None:
+        """What was scored so far is in the collected data drift reads."""
+        ...
+
     def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
         """From now on, the tenant's model on ``deployment`` answers ``status``."""
         ...
@@ -124,10 +134,16 @@ class LocalHarness:
         self.layout = RegistryLayout(spec, data_dir)
         ring = KeyRing(MemoryStore())
         self.keys = {t.id: ring.issue(t.id)["primary"] for t in spec.tenants}
+        # Collected data goes where `mlops up` puts it: Azurite, in the collector's layout.
+        self.azurite = start_azurite(data_dir / "azurite")
+        storage = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        container = storage.create_container(COLLECTED_CONTAINER)
+        self.collector = BlobCollector(container, flush_seconds=3600).start()
         self.gateway = Gateway(
             ring,
             {t.id: TenantLimits(600_000, 1 << 20) for t in spec.tenants},
             "admin",
+            collector=self.collector.submit,
             seed=5,
             clock=clock.epoch,
             fetch=ModelFetcher(self.layout),
@@ -138,7 +154,7 @@ class LocalHarness:
         self.gateway.deployer = self.manager
         self.server = BackgroundServer(self.gateway.app).start()
         admin = GatewayAdmin(self.server.url, "admin")
-        self.port = LocalPlatform(spec, self.layout, admin)
+        self.port = LocalPlatform(spec, self.layout, admin, container)
         # The endpoints `mlops up` creates, serving nothing until a first model arrives; a
         # short timeout so that a stopped model shows as 408 quickly.
         for endpoint, tenants, pooled in _endpoints(spec):
@@ -157,14 +173,16 @@ class LocalHarness:
         self.manager.wait()
 
     def traffic(self, tenant: str, count: int) -> list[int]:
+        body = self.port.sample_request(tenant, self.port.endpoint(tenant).live)
+        return [self.score(tenant, body) for _ in range(count)]
+
+    def score(self, tenant: str, body: Mapping[str, Any]) -> int:
         url = f"{self.server.url}/{self.port.endpoint_name(tenant)}/score"
-        live = self.port.endpoint(tenant).live
-        body = self.port.sample_request(tenant, live)
         headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
-        return [
-            requests.post(url, json=body, headers=headers, timeout=30).status_code
-            for _ in range(count)
-        ]
+        return requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+    def collected(self) -> None:
+        self.collector.flush()
 
     def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
         running = self.manager.get(self.port.endpoint_name(tenant), deployment)
@@ -189,6 +207,8 @@ class LocalHarness:
         self.heal()
         self.manager.stop_all()
         self.server.stop()
+        self.collector.stop()
+        self.azurite.stop()
 
 
 def _training_code(folder: Path) -> Path:
@@ -225,7 +245,7 @@ class AzureHarness:
     ) -> None:
         self.spec, self.clock = spec, clock
         self.layout = RegistryLayout(spec, data_dir)
-        self.fake = FakeAzure(SUBSCRIPTION, clock.now)
+        self.fake = FakeAzure(SUBSCRIPTION, clock.now, data_dir / "azure-endpoints")
         self.workspaces: dict[str, str] = {}
         for tenant in spec.tenants:
             key = tenant.stamp_key
@@ -316,21 +336,25 @@ class AzureHarness:
         self.fake.settle()
 
     def traffic(self, tenant: str, count: int) -> list[int]:
-        """Tenants' requests as APIM forwards them (the pool's tenant header set)."""
+        body = self.port.sample_request(tenant)
+        return [self.score(tenant, body) for _ in range(count)]
+
+    def score(self, tenant: str, body: Mapping[str, Any]) -> int:
+        """A tenant's request as APIM forwards it (the pool's tenant header set)."""
         endpoint = self.fake.resource(
             f"{self._workspace(tenant)}/onlineEndpoints/{self.spec.online_endpoint_name(tenant)}"
         )
         assert endpoint is not None
-        uri = endpoint["properties"]["scoringUri"]
         headers = {"Authorization": "Bearer apim-token"}
         if self.spec.tenant(tenant).tier == "pooled":
             headers["x-tenant-id"] = tenant
-        body = self.port.sample_request(tenant)
-        statuses = []
-        for _ in range(count):
-            request = HttpRequest("POST", uri, json=dict(body), headers=headers)
-            statuses.append(self.fake.send(request).status_code)
-        return statuses
+        request = HttpRequest(
+            "POST", endpoint["properties"]["scoringUri"], json=dict(body), headers=headers
+        )
+        return int(self.fake.send(request).status_code)
+
+    def collected(self) -> None:
+        """Azure ML's collector writes as requests are scored: nothing is held back."""
 
     def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
         found = self.port._tenant_model(tenant, deployment)
