@@ -1,10 +1,13 @@
 """The two platforms the contract scenarios run on, behind one small harness each.
 
 - ``LocalHarness``: the embedded platform's real parts (MLflow registries in sqlite, the
-  gateway, deployment processes under azureml-inference-server-http) and the local adapter.
+  gateway, deployment processes under azureml-inference-server-http, the gateway's collector
+  writing to Azurite) and the local adapter.
 - ``AzureHarness``: the Azure adapter making its real SDK calls (azure-ai-ml, azure-core,
   azure-monitor-query, azure-storage-blob) over ``FakeAzure``; the model versions it
   registers are the same MLflow models, pushed as an Azure ML training job leaves them.
+  The fake runs each deployed model with score.py and onnxruntime, as its container does,
+  and score.py's collector writes where Azure ML's data collector does.
 
 A harness does only what the outside world does: register a model version, let time pass,
 send tenants' requests, and break a deployment. The automation under test is the real one.
