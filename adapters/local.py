@@ -185,6 +185,10 @@ class LocalPlatform:
         found = self._deployment(tenant, name)
         if found is None:
             return "missing", ""
+        if found["status"] == "restarting":
+            # Azure ML keeps a deployment Succeeded while it restarts its container; its
+            # requests fail meanwhile, and the rollout's analysis counts them.
+            return "ready", str(found["message"])
         status: DeploymentStatus = found["status"]
         return status, str(found["message"])
 

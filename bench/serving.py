@@ -39,7 +39,8 @@ import onnx  # noqa: E402
 from bench import loadgen  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from local.azurite import start_azurite  # noqa: E402
-from local.inference_server import free_port, start_inference_server  # noqa: E402
+from local.inference_server import start_inference_server  # noqa: E402
+from local.processes import free_port  # noqa: E402
 from ml.data import split_kind  # noqa: E402
 from ml.export import export  # noqa: E402
 from ml.training import train_tenant_specific  # noqa: E402

@@ -435,11 +435,12 @@ class Stamp(pulumi.ComponentResource):
     ) -> machinelearningservices.OnlineDeployment:
         online = self._args.endpoints.online
         serving = self._args.spec.serving
+        liveness = serving.liveness
         probe = machinelearningservices.ProbeSettingsArgs(
             initial_delay="PT10S",
-            period="PT10S",
-            timeout="PT2S",
-            failure_threshold=30,
+            period=f"PT{liveness.period_seconds}S",
+            timeout=f"PT{liveness.timeout_seconds}S",
+            failure_threshold=liveness.failure_threshold,
             success_threshold=1,
         )
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.inference_server import free_port, stop_process
+from local.processes import free_port, spawn, stop_process
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -56,10 +56,17 @@ def azurite_binary(root: Path = PROJECT_ROOT) -> Path:
     return binary
 
 
-def start_azurite(data_dir: Path, timeout_seconds: float = 30) -> Azurite:
-    """Blob and table services on free 127.0.0.1 ports; returns once both accept calls."""
+def start_azurite(
+    data_dir: Path,
+    timeout_seconds: float = 30,
+    *,
+    blob_port: int | None = None,
+    table_port: int | None = None,
+) -> Azurite:
+    """Blob and table services on 127.0.0.1 (free ports unless given: a restart keeps its
+    clients' addresses); returns once both accept calls."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    blob_port, table_port = free_port(), free_port()
+    blob_port, table_port = blob_port or free_port(), table_port or free_port()
     queue_port = free_port()
     log = data_dir / "azurite.log"
     command = [
@@ -71,8 +78,7 @@ def start_azurite(data_dir: Path, timeout_seconds: float = 30) -> Azurite:
         "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
         "--queueHost", "127.0.0.1", "--queuePort", str(queue_port),
     ]  # fmt: skip
-    with log.open("ab") as stream:
-        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)  # noqa: S603
+    process = spawn(command, log)
     azurite = Azurite(process, blob_port, table_port, log)
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:

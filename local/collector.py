@@ -2,8 +2,8 @@
 (``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<id>.jsonl``):
 the gateway hands over each scored exchange as the raw bytes it forwarded and received;
 parsing them into records, buffering and writing happen on a background thread, so scoring
-never waits for JSON or storage; a failed write is retried at the next flush, never raised
-into a request."""
+never waits for JSON or storage; a failed write is retried at the next flush under the same
+blob name (each record is stored once), never raised into a request."""
 
 from __future__ import annotations
 
@@ -88,6 +88,10 @@ class BlobCollector:
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
         self._buffers: dict[str, list[str]] = {}
+        # Batches cut and named but not written yet (storage was unreachable): retried under
+        # the same blob name, overwriting, so a write that landed although its answer was lost
+        # is not stored twice.
+        self._unwritten: list[tuple[str, list[str]]] = []
         self._exchanges: list[Exchange] = []
         self._exchange_bytes = 0
         self.max_exchange_bytes = max_exchange_bytes
@@ -131,7 +135,9 @@ class BlobCollector:
             self._buffers.setdefault(prefix, []).append(line)
 
     def _buffered(self) -> int:
-        return sum(len(b) for b in self._buffers.values())
+        return sum(len(b) for b in self._buffers.values()) + sum(
+            len(lines) for _, lines in self._unwritten
+        )
 
     def _parse_exchanges(self) -> None:
         with self._lock:
@@ -149,22 +155,27 @@ class BlobCollector:
                 parsed = 0
 
     def flush(self) -> int:
+        """Write what is buffered; a batch that cannot be written is kept, under its name."""
         self._parse_exchanges()
         with self._lock:
             buffers, self._buffers = self._buffers, {}
+            batches = [
+                *self._unwritten,
+                *(
+                    (f"{prefix}{uuid.uuid4().hex}.jsonl", lines)
+                    for prefix, lines in buffers.items()
+                ),
+            ]
+            self._unwritten = []
         written = 0
-        for prefix, lines in buffers.items():
+        for name, lines in batches:
             try:
-                self.container.upload_blob(
-                    f"{prefix}{uuid.uuid4().hex}.jsonl", "\n".join(lines).encode()
-                )
+                self.container.upload_blob(name, "\n".join(lines).encode(), overwrite=True)
                 written += len(lines)
-            except Exception:  # storage unavailable: keep the lines for the next flush
-                logger.warning(
-                    "collector could not write %d record(s) under %s", len(lines), prefix
-                )
+            except Exception:  # storage unavailable: the same batch again at the next flush
+                logger.warning("collector could not write %d record(s) to %s", len(lines), name)
                 with self._lock:
-                    self._buffers.setdefault(prefix, [])[:0] = lines
+                    self._unwritten.append((name, lines))
         return written
 
     def _run(self) -> None:

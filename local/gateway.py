@@ -28,6 +28,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import random
 import time
 import uuid
@@ -83,10 +84,31 @@ class Deployment:
     url: str  # the inference server's base URL
     max_pending: int = 16
     pending: int = 0
+    # In flight per tenant: a pooled deployment's slots are shared fairly among its tenants.
+    pending_by_tenant: dict[str, int] = field(default_factory=dict)
+    # Set while the deployment's process is being restarted (a monotonic deadline: when it
+    # is expected back), or for good once it is failed (a crash loop): why it cannot serve.
+    down_until: float = 0.0
+    down_reason: str = ""
     connections: HttpPool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.connections = HttpPool(self.url)
+
+    def fair_slot_free(self, tenant: str, tenants: int) -> bool:
+        """Whether ``tenant`` may take one more of the ``max_pending`` slots. Each of the
+        ``tenants`` is guaranteed an equal share; beyond its share a tenant takes only slots
+        no other tenant's unused share needs, so one busy tenant within its rate limit can
+        never take the whole deployment from the others."""
+        if self.pending >= self.max_pending:
+            return False
+        share = max(1, self.max_pending // max(1, tenants))
+        mine = self.pending_by_tenant.get(tenant, 0)
+        if mine < share:
+            return True
+        others = sum(min(n, share) for t, n in self.pending_by_tenant.items() if t != tenant)
+        reserved = share * (tenants - 1) - others  # other tenants' unused guaranteed slots
+        return self.max_pending - self.pending > reserved
 
 
 @dataclass
@@ -114,6 +136,8 @@ class EndpointConfig:
 class TenantLimits:
     rate_per_minute: int
     max_payload_bytes: int
+    # Requests in flight at once, as API Management's limit-concurrency enforces it.
+    max_concurrency: int = 1_000_000
 
 
 # --- rate limits and metrics ------------------------------------------------------------------
@@ -202,8 +226,12 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         deployer: DeploymentManager | None = None,
         fetch: Callable[[str, str, Path], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.keys = keys
+        # Called after every change of routing (traffic, mirror, deployments registered or
+        # gone): the embedded platform writes its state then, so a crash loses none of it.
+        self.on_change = on_change
         self.limits = limits
         self.admin_token = admin_token
         self.collector = collector
@@ -215,6 +243,7 @@ class Gateway:
         self.endpoints: dict[str, EndpointConfig] = {}
         self.metrics = Metrics()
         self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
+        self.in_flight: dict[str, int] = {}  # requests per tenant not answered yet
         self.random = random.Random(seed)  # noqa: S311 - traffic split, not security
         self._background: set[asyncio.Task[Any]] = set()
         self.admin_app = Starlette(
@@ -290,12 +319,16 @@ class Gateway:
         started = time.perf_counter()
         try:
             tenant, endpoint, body = await self._admit(name, headers, receive)
-            deployment = self._route(endpoint, headers.get(DEPLOYMENT_HEADER))
+            deployment = self._route(endpoint, headers.get(DEPLOYMENT_HEADER), tenant)
         except _Refusal as refusal:
             return refusal.status, refusal.body, refusal.headers
         correlation = str(uuid.uuid4())
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
-        status, answer = await self._forward(endpoint, deployment, tenant, body)
+        self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1  # no await since _admit
+        try:
+            status, answer = await self._forward(endpoint, deployment, tenant, body)
+        finally:
+            self.in_flight[tenant] -= 1
         millis = (time.perf_counter() - started) * 1000
         now = self.clock()
         self.metrics.record(endpoint.name, deployment.name, Sample(now, status, millis))
@@ -330,9 +363,12 @@ class Gateway:
         if wait:
             retry = {"Retry-After": str(max(1, round(wait)))}
             raise _Refusal(429, "rate_limited", "the tenant's rate limit is reached", retry)
+        if self.in_flight.get(tenant, 0) >= limits.max_concurrency:
+            message = f"the tenant's {limits.max_concurrency} concurrent requests are in flight"
+            raise _Refusal(429, "concurrency_limited", message, {"Retry-After": "1"})
         return tenant, endpoint, body
 
-    def _route(self, endpoint: EndpointConfig, requested: str | None) -> Deployment:
+    def _route(self, endpoint: EndpointConfig, requested: str | None, tenant: str) -> Deployment:
         name = self._choose(endpoint, requested)
         if name is None:
             raise _Refusal(
@@ -341,7 +377,10 @@ class Gateway:
         deployment = endpoint.deployments.get(name)
         if deployment is None:
             raise _Refusal(404, "not_found", f"no deployment {name!r} in endpoint {endpoint.name}")
-        if deployment.pending >= deployment.max_pending:
+        if deployment.down_reason:
+            raise _unavailable(deployment)
+        tenants = len(endpoint.tenants) if endpoint.pooled else 1
+        if not deployment.fair_slot_free(tenant, tenants):
             message = f"deployment {name} has too many pending requests"
             raise _Refusal(429, "rate_limited", message, {"Retry-After": "1"})
         return deployment
@@ -366,6 +405,7 @@ class Gateway:
         if endpoint.pooled:
             headers[TENANT_HEADER] = tenant  # set here, never taken from the caller
         deployment.pending += 1
+        deployment.pending_by_tenant[tenant] = deployment.pending_by_tenant.get(tenant, 0) + 1
         try:
             status, content = await deployment.connections.post(
                 "/score", body, headers, endpoint.timeout_seconds
@@ -386,6 +426,7 @@ class Gateway:
             )
         finally:
             deployment.pending -= 1
+            deployment.pending_by_tenant[tenant] -= 1
 
     def _mirror(self, endpoint: EndpointConfig, tenant: str, body: bytes, exclude: str) -> None:
         for name, share in endpoint.mirror.items():
@@ -464,6 +505,7 @@ class Gateway:
         # Shares of 0 for deployments that are gone (deleted after a drain) are dropped.
         traffic = {k: v for k, v in traffic.items() if v or k in endpoint.deployments}
         endpoint.traffic, endpoint.mirror = traffic, mirror  # one update, as Azure ML applies it
+        self._changed()
         return JSONResponse(endpoint.snapshot())
 
     async def admin_deployment(self, request: Request) -> Response:
@@ -519,6 +561,7 @@ class Gateway:
             replaced.connections.close()
         config.deployments[name] = Deployment(name, url.rstrip("/"), max_pending)
         config.traffic.setdefault(name, 0)
+        self._changed()
 
     def unregister(self, endpoint: str, name: str) -> None:
         config = self.endpoints.get(endpoint)
@@ -527,18 +570,32 @@ class Gateway:
             config.traffic.pop(name, None)
             if gone is not None:
                 gone.connections.close()
+            self._changed()
+
+    def suspend(self, endpoint: str, name: str, seconds: float | None, reason: str) -> None:
+        """The deployment's process is down: requests get 503 with Retry-After for about
+        ``seconds`` (it is being restarted), or 424 for good (``None``: it failed). It keeps
+        its traffic share; ``register`` brings it back."""
+        config = self.endpoints.get(endpoint)
+        found = config.deployments.get(name) if config else None
+        if found is not None:
+            found.down_until = math.inf if seconds is None else time.monotonic() + seconds
+            found.down_reason = reason
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # saving must never fail a routing change
+                logger.exception("the platform could not save the gateway's state")
 
     def _deployment_state(self, endpoint: EndpointConfig, name: str, status: int = 200) -> Response:
         running = self.deployer.get(endpoint.name, name) if self.deployer else None
-        if running is not None:
-            state_name, message = running.status, running.message
-            process = running.server.process if running.server else None
-            if state_name == "ready" and process is not None and process.poll() is not None:
-                # It served once and its process is gone: the automation must see it.
-                state_name = "failed"
-                message = f"the deployment's process exited ({process.poll()})"
+        if running is not None and self.deployer is not None:
+            state_name, message = self.deployer.status_of(running)
             state = {"status": state_name, "message": message, "url": running.url}
-            return JSONResponse({**state, "models": running.models}, status)
+            extra = {"models": running.models, "restarts": running.restarts}
+            return JSONResponse({**state, **extra}, status)
         known = endpoint.deployments.get(name)
         if known is None:
             return error(404, "not_found", f"no deployment {name} in {endpoint.name}")
@@ -564,10 +621,20 @@ class Gateway:
             return denied
         since = float(request.query_params.get("since", 0))
         until = float(request.query_params.get("until", self.clock() + 1))
-        stats = self.metrics.stats(
-            request.path_params["endpoint"], request.path_params["deployment"], since, until
-        )
+        endpoint, name = request.path_params["endpoint"], request.path_params["deployment"]
+        stats = self.metrics.stats(endpoint, name, since, until)
+        running = self.deployer.get(endpoint, name) if self.deployer else None
+        stats["restarts"] = running.restarts if running else 0
         return JSONResponse(stats)
+
+
+def _unavailable(deployment: Deployment) -> _Refusal:
+    """A deployment being restarted: 503 with when to try again; a failed one: 424, as
+    Azure ML answers for a deployment whose model does not run."""
+    if deployment.down_until == math.inf:
+        return _Refusal(424, "model_failed", deployment.down_reason)
+    retry = max(1, math.ceil(deployment.down_until - time.monotonic()))
+    return _Refusal(503, "service_unavailable", deployment.down_reason, {"Retry-After": str(retry)})
 
 
 def _error_body(code: str, message: str) -> bytes:

@@ -17,6 +17,10 @@ class UpstreamError(Exception):
     """The deployment's server is unreachable or broke the connection mid-answer."""
 
 
+class _StaleConnection(Exception):  # noqa: N818 - control flow inside the pool, never escapes
+    """The connection closed before any byte of the answer came back."""
+
+
 class HttpPool:
     def __init__(self, url: str, max_idle: int = 64) -> None:
         parts = urlsplit(url)
@@ -32,28 +36,52 @@ class HttpPool:
         self, path: str, body: bytes, headers: dict[str, str], timeout_seconds: float
     ) -> tuple[int, bytes]:
         """Status and body; ``TimeoutError`` after ``timeout_seconds``, ``UpstreamError``
-        when the server cannot be reached or answers nothing readable."""
+        when the server cannot be reached or answers nothing readable.
+
+        A kept-alive connection the server closed or reset while it sat idle (its keep-alive
+        timeout, a restart) fails before any byte of an answer comes back: the request is
+        sent once more on a new connection (scoring changes nothing, so a request the server
+        did see may be sent again). A failure on a new connection is the server's."""
         async with asyncio.timeout(timeout_seconds):
-            reader, writer = await self._connection()
-            reusable = False
+            while True:
+                reader, writer, reused = await self._connection()
+                try:
+                    return await self._exchange(reader, writer, path, body, headers)
+                except _StaleConnection as stale:
+                    if not reused:
+                        raise UpstreamError(str(stale)) from stale
+
+    async def _exchange(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes]:
+        reusable = False
+        try:
+            writer.write(self._request(path, body, headers))
             try:
-                writer.write(self._request(path, body, headers))
-                status, content, reusable = await _read_response(reader)
-                return status, content
-            except TimeoutError:
-                raise  # an OSError too, but the caller answers it as a timeout
-            except (
-                OSError,
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-                ValueError,
-            ) as error:
-                raise UpstreamError(str(error) or type(error).__name__) from error
-            finally:
-                if reusable and len(self._idle) < self.max_idle:
-                    self._idle.append((reader, writer))
-                else:
-                    writer.close()
+                first = await reader.readexactly(1)
+            except (ConnectionError, asyncio.IncompleteReadError) as error:
+                raise _StaleConnection(str(error) or type(error).__name__) from error
+            status, content, reusable = await _read_response(reader, first)
+            return status, content
+        except (TimeoutError, _StaleConnection):
+            raise  # TimeoutError is an OSError too, but the caller answers it as a timeout
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+        ) as error:
+            raise UpstreamError(str(error) or type(error).__name__) from error
+        finally:
+            if reusable and len(self._idle) < self.max_idle:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
 
     def _request(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         lines = [
@@ -64,16 +92,18 @@ class HttpPool:
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        """(reader, writer, whether it is a kept-alive one)."""
         while self._idle:
             reader, writer = self._idle.pop()
             if not reader.at_eof() and not writer.is_closing():
-                return reader, writer
+                return reader, writer, True
             writer.close()
         try:
-            return await asyncio.open_connection(self.host, self.port)
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as error:
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {error}") from error
+        return reader, writer, False
 
     def close(self) -> None:
         for _, writer in self._idle:
@@ -81,9 +111,10 @@ class HttpPool:
         self._idle.clear()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """(status, body, whether the connection may carry another request)."""
-    head = await reader.readuntil(b"\r\n\r\n")
+async def _read_response(reader: asyncio.StreamReader, first: bytes) -> tuple[int, bytes, bool]:
+    """(status, body, whether the connection may carry another request); ``first`` is the
+    answer's first byte, read already."""
+    head = first + await reader.readuntil(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     version, status = status_line.split(" ", 2)[:2]
     headers = {}

@@ -9,8 +9,9 @@ the control plane in Azure.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
+import signal
 import subprocess
 import time
 import urllib.request
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from local.processes import STOP_GRACE_SECONDS, children_of, free_port, spawn, stop_process
 from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,23 +38,6 @@ def scoring_python(root: Path = PROJECT_ROOT) -> Path:
     return python
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10) -> None:
-    """Terminate, then kill what does not stop within the grace period."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass
 class InferenceServer:
     process: subprocess.Popen[bytes]
@@ -66,6 +51,18 @@ class InferenceServer:
     def stop(self) -> None:
         stop_process(self.process)
 
+    def kill(self) -> None:
+        """Gone at once, workers and lifeline too, as a container that dies."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    @property
+    def service_pid(self) -> int | None:
+        """The server's own process, under its lifeline (None once it is gone)."""
+        children = children_of(self.process.pid)
+        return children[0] if children else None
+
 
 def start_inference_server(
     model_dir: Path,
@@ -77,6 +74,7 @@ def start_inference_server(
     timeout_seconds: float = 60,
     env: dict[str, str] | None = None,
     server: ServerKind = "azmlinfsrv",
+    grace_seconds: float = STOP_GRACE_SECONDS,
 ) -> InferenceServer:
     """Serve ``entry_script`` with the models under ``model_dir``; returns once healthy.
 
@@ -109,10 +107,7 @@ def start_inference_server(
     else:  # one process, as one instance of a deployment
         # -P: the script's folder (local/, with a platform.py) must not shadow the stdlib.
         command = [str(scoring_python()), "-P", str(LEAN_SERVER), "--port", str(port)]
-    with log.open("ab") as stream:
-        process = subprocess.Popen(  # noqa: S603 - a fixed command, no shell
-            command, cwd=SCORING_CODE, env=environment, stdout=stream, stderr=subprocess.STDOUT
-        )
+    process = spawn(command, log, cwd=SCORING_CODE, env=environment, grace_seconds=grace_seconds)
     started = InferenceServer(process, port, log)
     _wait_healthy(started, timeout_seconds)
     return started

@@ -30,6 +30,7 @@ from adapters.local import (
 from adapters.table_store import TableStore
 from automation.runner import decode
 from local.azurite import connection_string
+from local.processes import is_platform
 from local.sign_in import LOCAL_CLIENT_APP, mint
 from ml.registry import RegistryLayout
 from tenancy import contracts
@@ -50,6 +51,11 @@ def running_state(data_dir: Path) -> dict[str, Any]:
             f"no platform is running with data in {data_dir} (`mlops up` starts one)"
         )
     state: dict[str, Any] = json.loads(path.read_text())
+    if not is_platform(int(state.get("pid", 0))):
+        raise NotFoundError(
+            f"the platform that ran with data in {data_dir} (pid {state.get('pid')}) died: "
+            "`mlops up` stops what it left running and restores it"
+        )
     return state
 
 

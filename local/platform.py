@@ -9,8 +9,9 @@ and the automation takes it from there as it would in Azure: the webhook reaches
 registration handler, the model gate passes it, and a rollout puts it live. ``start``
 returns once every tenant is served (or says which tenant's first rollout failed and why).
 
-Endpoints and deployments are saved at ``stop`` and restored by the next ``start`` on the
-same data directory, whose registries already hold the models: a warm start trains nothing.
+Endpoints and deployments are saved at every routing change and restored by the next
+``start`` on the same data directory, whose registries already hold the models: a warm
+start trains nothing, after a clean stop or a SIGKILL alike.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from adapters.local import (
     ADMIN_TOKEN_FILE,
@@ -39,7 +41,7 @@ from adapters.table_store import TableStore
 from automation.runner import rollout_key
 from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
-from local.deployments import DeploymentManager
+from local.deployments import DeploymentManager, Running, Supervision
 from local.functions_host import FunctionsHost, load_app
 from local.gateway import Gateway, TenantLimits
 from local.keys import KeyRing
@@ -58,6 +60,17 @@ from tenancy.spec import PlatformSpec
 GATEWAY_STATE_FILE = "gateway-state.json"
 
 
+def bounded_storage_calls() -> dict[str, Any]:
+    """Settings of the collector's storage client: two retries a second apart, short waits. The
+    storage SDK's default (ExponentialRetry, 15 s then 3x) spends 40 s on one write to an
+    unreachable account."""
+    return {
+        "retry_policy": LinearRetry(backoff=1, random_jitter_range=0, retry_total=2),
+        "connection_timeout": 2,
+        "read_timeout": 10,
+    }
+
+
 @dataclass
 class EmbeddedPlatform:
     spec: PlatformSpec
@@ -74,6 +87,8 @@ class EmbeddedPlatform:
     tracking: dict[str, TrackingServer] = field(default_factory=dict)
     registered: dict[str, Registered] = field(default_factory=dict)
     trained_in_seconds: float = 0.0
+    _saving: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _restored: bool = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -87,6 +102,7 @@ class EmbeddedPlatform:
             self._start_gateway()
             self._start_functions(timers)
             self._restore()
+            self._restored = True  # from now on, routing changes are the state to keep
             self._bootstrap(timers, rollout_timeout)
         except BaseException:
             self.stop()
@@ -94,16 +110,20 @@ class EmbeddedPlatform:
         return self
 
     def stop(self) -> None:
+        """In order, each step bounded in time: the automation stops acting, the gateway
+        stops taking requests, what it collected goes to storage while storage still runs
+        (the services are out of reach of a terminal's Ctrl-C, see ``local/lifeline.py``),
+        then the deployments, the registries and storage."""
         self._save()
+        if self.functions is not None:
+            self.functions.stop()
         for server in (self.functions_server, self.gateway_server):
             if server is not None:
                 server.stop()
-        if self.functions is not None:
-            self.functions.stop()
-        if self.gateway is not None and self.gateway.deployer is not None:
-            self.gateway.deployer.stop_all()
         if self.collector is not None:
             self.collector.stop()
+        if self.gateway is not None and self.gateway.deployer is not None:
+            self.gateway.deployer.stop_all()
         for tracking in self.tracking.values():
             tracking.terminate()  # all at once, then wait for each
         for tracking in self.tracking.values():
@@ -115,7 +135,11 @@ class EmbeddedPlatform:
 
     def _start_storage(self) -> None:
         self.azurite = start_azurite(self.data_dir / "azurite")
-        blobs = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        # Bounded calls: a write that cannot land is retried at the next flush, not for
+        # minutes inside this one (the SDK's default policy backs off up to ten times).
+        blobs = BlobServiceClient.from_connection_string(
+            self.azurite.connection_string, **bounded_storage_calls()
+        )
         container = blobs.get_container_client(COLLECTED_CONTAINER)
         if not container.exists():
             container.create_container()
@@ -143,7 +167,11 @@ class EmbeddedPlatform:
             path.write_text(json.dumps({**known, **keys}, indent=2))
             path.chmod(0o600)
         limits = {
-            t.id: TenantLimits(t.quota.rate_limit_per_minute, t.quota.max_payload_kb * 1024)
+            t.id: TenantLimits(
+                t.quota.rate_limit_per_minute,
+                t.quota.max_payload_kb * 1024,
+                t.quota.max_concurrency,
+            )
             for t in self.spec.tenants
         }
         token = secrets.token_urlsafe(32)
@@ -152,17 +180,41 @@ class EmbeddedPlatform:
         token_file.chmod(0o600)
         layout = self._layout()
         self.gateway = Gateway(
-            ring, limits, token, collector=self.collector.submit, fetch=ModelFetcher(layout)
+            ring,
+            limits,
+            token,
+            collector=self.collector.submit,
+            fetch=ModelFetcher(layout),
+            on_change=self._save,
         )
         gateway = self.gateway
         gateway.deployer = DeploymentManager(
-            self.data_dir / "deployments", gateway.register, gateway.unregister
+            self.data_dir / "deployments",
+            gateway.register,
+            gateway.unregister,
+            supervision=Supervision.of(self.spec.serving),
+            suspend=gateway.suspend,
+            on_failed=self._deployment_failed,
         )
         self.gateway_server = BackgroundServer(gateway.app).start()
         admin = GatewayAdmin(self.gateway_server.url, token)
         self.adapter = LocalPlatform(self.spec, layout, admin, self.collector.container)
         for name, tenants, pooled, timeout in self._endpoints():
             admin.put_endpoint(name, tenants, pooled, timeout)
+
+    def _deployment_failed(self, running: Running) -> None:
+        """A crash loop: the automation sees the deployment failed; when it carries live
+        traffic (a champion), its tenants' contacts hear of it."""
+        endpoint = self.gateway.endpoints.get(running.endpoint) if self.gateway else None
+        if endpoint is None or self.adapter is None or not endpoint.traffic.get(running.name):
+            return
+        for tenant in sorted(endpoint.tenants):
+            self.adapter.notify(
+                tenant,
+                "error",
+                f"deployment {running.name} of {running.endpoint}, serving live traffic, "
+                f"failed: {running.message}",
+            )
 
     def _endpoints(self) -> list[tuple[str, list[str], bool, float]]:
         assert self.adapter is not None
@@ -213,23 +265,28 @@ class EmbeddedPlatform:
     # --- endpoints across restarts ------------------------------------------------------
 
     def _save(self) -> None:
-        """Endpoints' deployments (their models) and traffic, for the next start."""
-        if self.gateway is None or self.gateway.deployer is None:
-            return
+        """Endpoints' deployments (their models), traffic and mirror, for the next start:
+        written at every routing change (the gateway calls this), atomically, so a platform
+        killed at any moment comes back as it was. A deployment still being created or
+        restarting is kept (a rollout in flight expects its green); a failed one is not."""
+        if not self._restored or self.gateway is None or self.gateway.deployer is None:
+            return  # a start that has not restored yet must not overwrite what it restores
         deployer = self.gateway.deployer
         saved = {}
-        for name, endpoint in self.gateway.endpoints.items():
+        for name, endpoint in list(self.gateway.endpoints.items()):
             deployments = {}
-            for deployment in endpoint.deployments:
+            for deployment in list(endpoint.deployments):
                 running = deployer.get(name, deployment)
-                if running is not None and running.status == "ready":
-                    deployments[deployment] = running.models
+                if running is not None and running.status != "failed":
+                    deployments[deployment] = dict(running.models)
             saved[name] = {
                 "traffic": {d: s for d, s in endpoint.traffic.items() if d in deployments},
+                "mirror": {d: s for d, s in endpoint.mirror.items() if d in deployments},
                 "deployments": deployments,
             }
         if any(e["deployments"] for e in saved.values()):
-            (self.data_dir / GATEWAY_STATE_FILE).write_text(json.dumps(saved, indent=2))
+            with self._saving:
+                write_atomically(self.data_dir / GATEWAY_STATE_FILE, json.dumps(saved, indent=2))
 
     def _restore(self) -> None:
         path = self.data_dir / GATEWAY_STATE_FILE
@@ -250,9 +307,9 @@ class EmbeddedPlatform:
                 for d in endpoint["deployments"]
                 if name in known and admin.deployment(name, d)["status"] == "ready"
             ]
-            traffic = endpoint["traffic"]
-            if ready and set(traffic) <= set(ready) and sum(traffic.values()) == 100:
-                admin.set_traffic(name, traffic, {})
+            traffic, mirror = endpoint["traffic"], endpoint.get("mirror", {})
+            if ready and set(traffic) | set(mirror) <= set(ready) and sum(traffic.values()) == 100:
+                admin.set_traffic(name, traffic, mirror)
 
     # --- first models -------------------------------------------------------------------
 
@@ -344,6 +401,7 @@ class EmbeddedPlatform:
             models = state.get("models", {})
             deployments[name] = {
                 "status": state["status"],
+                "restarts": state.get("restarts", 0),
                 "model": models.get(tenant_id if tenant.tier == "pooled" else "*", ""),
             }
         live = endpoint.live if endpoint.serving else None
@@ -366,6 +424,16 @@ class EmbeddedPlatform:
             "input_schema": schema,
             "sample_request": sample,
         }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """The whole new content or the whole old one, whenever the process dies."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    with partial.open("w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    partial.replace(path)
 
 
 def _secret_file(path: Path) -> str:

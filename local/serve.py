@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from local.inference_server import free_port
+from local.processes import free_port
 from tenancy.errors import DependencyError
 
 
@@ -23,6 +23,7 @@ class BackgroundServer:
             lifespan="on",
             proxy_headers=False,  # nothing proxies loopback; its middleware costs per request
             access_log=False,
+            timeout_graceful_shutdown=5,  # stopping is bounded: open connections are cut
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -17,8 +17,6 @@ import base64
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -28,8 +26,8 @@ from typing import Any
 
 import requests
 
-from local.inference_server import InferenceServer, free_port
-from local.processes import group_running
+from local.inference_server import InferenceServer
+from local.processes import free_port, spawn
 from ml.stores import prepare_sqlite_store
 from tenancy.errors import DependencyError
 
@@ -40,32 +38,15 @@ ENCRYPTION_KEY_FILE = "mlflow-webhook-encryption.key"
 
 @dataclass
 class TrackingServer(InferenceServer):
-    """A loopback server process (as an inference server is) serving one store."""
+    """A loopback server process (as an inference server is) serving one store. Its lifeline
+    stops the whole group, the uvicorn worker included."""
 
     key: str = ""  # the store: "tenant-<id>", "pool-<id>" or "platform"
 
     def terminate(self) -> None:
-        """Ask the server and its uvicorn worker (one process group) to stop."""
-        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
-            os.killpg(self.process.pid, signal.SIGTERM)
-
-    def stop(self, grace_seconds: float = 10) -> None:
-        """Stop, killing what has not stopped within the grace period. The group is waited
-        for, not only the CLI parent: a worker can outlive it."""
-        self.terminate()
-        deadline = time.monotonic() + grace_seconds
-        with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
-            self.process.wait(timeout=grace_seconds)
-        # The uvicorn worker may outlive the CLI parent by a moment: the group must go.
-        while group_running(self.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)  # waiting for the worker to exit
-        if group_running(self.process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        killed_by = time.monotonic() + grace_seconds
-        while group_running(self.process.pid) and time.monotonic() < killed_by:
-            time.sleep(0.05)  # SIGKILL is final, but not instantaneous: waiting for it to land
+        """Ask the server to stop (``stop`` waits for it): several stop at once."""
+        if self.process.poll() is None:
+            self.process.terminate()
 
 
 def _environment(data_dir: Path) -> dict[str, str]:
@@ -116,15 +97,7 @@ def _launch(key: str, registries: Path, artifacts: Path, env: Mapping[str, str])
         "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    with log.open("ab") as stream:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,  # its uvicorn child stops with it
-        )
-    return TrackingServer(process, port, log, key)
+    return TrackingServer(spawn(command, log, env=env), port, log, key)
 
 
 def _wait_healthy(servers: Iterable[TrackingServer], timeout_seconds: float) -> None:

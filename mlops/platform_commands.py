@@ -24,7 +24,7 @@ from typing import Any
 
 from automation.port import Endpoint
 from local.operations import STATE_FILE, PlatformClient, running_state
-from local.processes import is_running
+from local.processes import is_platform, is_running, stop_lifelines
 from tenancy.errors import DependencyError, InvalidInputError
 from tenancy.load import load_stack
 
@@ -35,9 +35,32 @@ def default_data_dir(root: Path, stack: str) -> Path:
     return root / ".mlops" / stack
 
 
+def claim_data_dir(data_dir: Path) -> None:
+    """Refuse a data directory a running platform holds. One whose platform died (SIGKILL, a
+    crash) is taken over: what it left running is stopped and its record removed; its saved
+    state is what the next start restores."""
+    path = data_dir / STATE_FILE
+    if not path.is_file():
+        return
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pid = 0  # a torn record: its platform never finished starting
+    if pid and is_platform(pid):
+        raise InvalidInputError(f"a platform (pid {pid}) is running with data in {data_dir}")
+    left = stop_lifelines(pid) if pid else []
+    print(
+        f"the platform that ran with data in {data_dir} (pid {pid}) is gone; "
+        f"{len(left)} service(s) it left running stopped",
+        flush=True,
+    )
+    path.unlink(missing_ok=True)
+
+
 def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
     from local.platform import EmbeddedPlatform  # noqa: PLC0415 - heavy
 
+    claim_data_dir(data_dir)
     spec = load_stack(stack, root)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no per-registration chatter
     started = time.monotonic()
@@ -63,8 +86,7 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
 def up_detached(root: Path, stack: str, data_dir: Path, timeout_seconds: float = 900) -> int:
     """``mlops up`` in the background (its output in ``<data-dir>/platform.log``); returns
     once it serves, or says why it stopped."""
-    if (data_dir / STATE_FILE).is_file():
-        raise InvalidInputError(f"a platform is running with data in {data_dir} already")
+    claim_data_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / LOG_FILE
     command = [sys.executable, "-m", "mlops", "up", "--stack", stack, "--data-dir", str(data_dir)]
@@ -105,10 +127,14 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
         found = client.admin.endpoint(tenant["endpoint"])
         endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
         tenant["traffic"] = dict(endpoint.traffic)
-        tenant["deployments"] = {
-            name: {"model": client.adapter.serving_model(tenant["id"], name)}
-            for name in found["deployments"]
-        }
+        tenant["deployments"] = {}
+        for name in found["deployments"]:
+            running = client.admin.deployment(found["name"], name)
+            tenant["deployments"][name] = {
+                "model": client.adapter.serving_model(tenant["id"], name),
+                "status": running["status"],
+                "restarts": running.get("restarts", 0),
+            }
         live = endpoint.live if endpoint.serving else None
         tenant["champion"] = {"deployment": live, **tenant["deployments"].get(live or "", {})}
         mine = [r for r in rollouts if r["tenant"] == tenant["id"]]

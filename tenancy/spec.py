@@ -14,7 +14,15 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tenancy import naming
 from tenancy import validators as v
@@ -408,9 +416,40 @@ class AlertsSpec(SpecModel):
     severity: int = Field(default=2, ge=0, le=4)
 
 
+class LivenessProbe(SpecModel):
+    """A deployment's liveness probe: Azure ML's (the first deployment's probe settings;
+    Azure ML restarts a container that fails it ``failure_threshold`` times in a row,
+    https://learn.microsoft.com/azure/machine-learning/reference-yaml-deployment-managed-online#probesettings)
+    and the embedded platform's supervisor alike."""
+
+    period_seconds: int = Field(default=10, ge=1, le=300)
+    timeout_seconds: int = Field(default=2, ge=1, le=60)
+    failure_threshold: int = Field(default=30, ge=1, le=100)
+
+
+class RestartPolicy(SpecModel):
+    """How the embedded platform restarts a deployment whose process exits or fails its
+    liveness probe: after a backoff that doubles from ``backoff_initial_seconds`` up to
+    ``backoff_max_seconds``; ``max_restarts`` within ``window_seconds`` is a crash loop,
+    and the deployment is then failed (reported to the automation, notified when it
+    serves live traffic)."""
+
+    max_restarts: int = Field(default=5, ge=1, le=100)
+    window_seconds: int = Field(default=600, ge=10, le=86_400)
+    backoff_initial_seconds: float = Field(default=1, gt=0, le=60)
+    backoff_max_seconds: float = Field(default=60, gt=0, le=3_600)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RestartPolicy:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be at least backoff_initial_seconds")
+        return self
+
+
 class ServingSpec(SpecModel):
     """Assets in the environment's Azure ML registry that a stamp's first deployment uses
-    until the automation rolls out the tenant's own model."""
+    until the automation rolls out the tenant's own model, and how deployments are kept
+    alive."""
 
     environment: AssetRef = "tenant-mlops-onnx-scoring:1"
     scoring_code: AssetRef = "tenant-mlops-score:1"
@@ -418,6 +457,8 @@ class ServingSpec(SpecModel):
     # Retraining jobs (drift of classical models) run in this environment. Their code comes
     # with the Function App package (its retraining/ folder), submitted with each job.
     training_environment: AssetRef = "tenant-mlops-training:1"
+    liveness: LivenessProbe = LivenessProbe()
+    restarts: RestartPolicy = RestartPolicy()
 
 
 # --- tenants and pools -------------------------------------------------------------------

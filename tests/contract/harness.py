@@ -190,13 +190,13 @@ class LocalHarness:
     def break_deployment(self, tenant: str, deployment: str, status: int) -> None:
         running = self.manager.get(self.port.endpoint_name(tenant), deployment)
         assert running is not None and running.server is not None, deployment
-        process = running.server.process
         if status == 408:  # alive but silent: every request times out
-            os.kill(process.pid, signal.SIGSTOP)
-            self._stopped.append(process.pid)
+            service = running.server.service_pid
+            assert service is not None, deployment
+            os.kill(service, signal.SIGSTOP)
+            self._stopped.append(service)
         else:  # gone: the gateway answers 424, as Azure ML does for a failed model
-            process.kill()
-            process.wait()
+            running.server.kill()
 
     def heal(self) -> None:
         for pid in self._stopped:

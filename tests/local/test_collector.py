@@ -54,7 +54,7 @@ def test_a_storage_outage_keeps_the_records_for_the_next_flush() -> None:
             self.up = False
             self.blobs: dict[str, bytes] = {}
 
-        def upload_blob(self, name: str, data: bytes) -> None:
+        def upload_blob(self, name: str, data: bytes, overwrite: bool = False) -> None:
             if not self.up:
                 raise ConnectionError("storage is down")
             self.blobs[name] = data
@@ -67,3 +67,30 @@ def test_a_storage_outage_keeps_the_records_for_the_next_flush() -> None:
     assert collector.flush() == 0
     storage.up = True
     assert collector.flush() == 3 and len(storage.blobs) == 1
+
+
+def test_a_write_whose_answer_was_lost_is_stored_once() -> None:
+    """Storage wrote the batch but the answer never came back (a timeout, a reset): the retry
+    writes the same blob again, so every record is stored exactly once."""
+
+    class LosesAnswers:
+        def __init__(self) -> None:
+            self.blobs: dict[str, bytes] = {}
+            self.lose = 1
+
+        def upload_blob(self, name: str, data: bytes, overwrite: bool = False) -> None:
+            assert overwrite or name not in self.blobs
+            self.blobs[name] = data
+            if self.lose:
+                self.lose -= 1
+                raise TimeoutError("the answer was lost")
+
+    storage = LosesAnswers()
+    collector = BlobCollector(storage, flush_seconds=3600)
+    for i in range(4):
+        collector("ep", "blue", "model_inputs", {"n": i})
+    assert collector.flush() == 0
+    collector("ep", "blue", "model_inputs", {"n": 4})
+    assert collector.flush() == 5
+    stored = [line for blob in storage.blobs.values() for line in blob.decode().splitlines()]
+    assert sorted(stored) == sorted(f'{{"n":{i}}}' for i in range(5))

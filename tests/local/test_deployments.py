@@ -6,9 +6,13 @@ environment); a build is held inside its model fetch until the test lets it go o
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,3 +170,101 @@ def test_a_failed_build_is_reported_and_deleting_it_removes_its_folder(
     assert failed.model_dir.is_dir()  # kept while the deployment exists, to look into
     manager.delete(ENDPOINT, "green")
     assert manager.get(ENDPOINT, "green") is None and not failed.model_dir.exists()
+
+
+# --- supervision -------------------------------------------------------------------------------
+
+QUICK = deployments.Supervision(
+    period_seconds=0.2,
+    timeout_seconds=1,
+    failure_threshold=2,
+    max_restarts=3,
+    window_seconds=120,
+    backoff_initial_seconds=0.1,
+    backoff_max_seconds=1,
+)
+
+
+@dataclass
+class Supervised:
+    """A supervising manager and what it told the gateway and the platform."""
+
+    manager: DeploymentManager
+    calls: GatewayCalls
+    suspended: list[tuple[str, float | None, str]] = field(default_factory=list)
+    failed: list[Running] = field(default_factory=list)
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[Supervised]:
+    calls = GatewayCalls()
+    suspended: list[tuple[str, float | None, str]] = []
+    failed: list[Running] = []
+    manager = DeploymentManager(
+        tmp_path / "deployments",
+        calls.register,
+        calls.unregister,
+        supervision=QUICK,
+        suspend=lambda _, name, seconds, why: suspended.append((name, seconds, why)),
+        on_failed=failed.append,
+    )
+    yield Supervised(manager, calls, suspended, failed)
+    manager.stop_all()
+
+
+def _until(condition: Callable[[], bool], timeout_seconds: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the supervisor, not timing it
+    return condition()
+
+
+def test_a_deployment_whose_process_dies_is_restarted_and_serves_again(
+    supervised: Supervised, model_dir: Path
+) -> None:
+    blue = supervised.manager.create(ENDPOINT, "blue", MODELS, _copy(model_dir), wait=True)
+    first = blue.server
+    assert first is not None
+    first.kill()  # the container died
+    assert _until(lambda: blue.restarts == 1 and blue.status == "ready"), blue.message
+    assert blue.server is not first and _running(blue.server)  # type: ignore[arg-type]
+    [(name, seconds, why)] = supervised.suspended
+    assert name == "blue" and seconds is not None and "process exited" in why
+    # Back in the gateway at its new address, with the traffic it had (register keeps it).
+    assert supervised.calls.registered[-1] == (ENDPOINT, "blue", blue.url)
+    assert supervised.manager.status_of(blue) == ("ready", "restarted (1 in all)")
+
+
+def test_a_hung_deployment_fails_its_probes_and_is_replaced(
+    supervised: Supervised, model_dir: Path
+) -> None:
+    blue = supervised.manager.create(ENDPOINT, "blue", MODELS, _copy(model_dir), wait=True)
+    hung = blue.server
+    assert hung is not None
+    service = hung.service_pid
+    assert service is not None
+    os.kill(service, signal.SIGSTOP)  # alive, answering nothing
+    try:
+        assert _until(lambda: blue.restarts == 1 and blue.status == "ready"), blue.message
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(service, signal.SIGCONT)
+    assert "liveness probes" in supervised.suspended[0][2]
+    assert not _running(hung)  # the hung one was killed, not left behind
+
+
+def test_a_crash_loop_fails_the_deployment_and_says_so(
+    supervised: Supervised, model_dir: Path
+) -> None:
+    blue = supervised.manager.create(ENDPOINT, "blue", MODELS, _copy(model_dir), wait=True)
+    assert blue.server is not None
+    (blue.model_dir / "model.onnx").write_bytes(b"not a model")  # every restart fails
+    blue.server.kill()
+    assert _until(lambda: blue.status == "failed"), blue.message
+    assert blue.restarts == QUICK.max_restarts
+    assert blue.message.startswith(f"crash loop: {QUICK.max_restarts} restarts within 120 s")
+    assert supervised.failed == [blue]
+    assert supervised.suspended[-1][1] is None  # for good: the gateway answers 424
+    backoffs = [seconds for _, seconds, _ in supervised.suspended[:-1]]
+    assert backoffs == sorted(backoffs) and backoffs[0] < backoffs[-1]  # it backed off
+    assert supervised.manager.status_of(blue)[0] == "failed"

@@ -3,6 +3,8 @@ loopback deployments."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -237,3 +239,77 @@ def test_keys_are_stored_as_digests_and_rotate_one_slot_at_a_time() -> None:
     fresh = ring.rotate("contoso", "primary")
     assert ring.tenant_of(issued["primary"]) is None
     assert ring.tenant_of(fresh) == ring.tenant_of(issued["secondary"]) == "contoso"
+
+
+def _hanging(client: Client, key: str, upstream: Upstream, count: int) -> list[threading.Thread]:
+    """``count`` of a tenant's requests to the pool held by its deployment (until released)."""
+    seen = len(upstream.seen)
+    threads = [
+        threading.Thread(target=_score, args=(client, key, "ep-pool"), daemon=True)
+        for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(upstream.seen) < seen + count and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting for the requests to arrive
+    assert len(upstream.seen) == seen + count
+    return threads
+
+
+def _released(upstream: Upstream, threads: list[threading.Thread]) -> None:
+    upstream.release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    upstream.mode, upstream.release = "ok", threading.Event()
+
+
+def test_a_tenants_concurrent_requests_are_capped_as_api_management_caps_them(
+    setup: Any,
+) -> None:
+    client, gateway, keys, servers, _ = setup
+    gateway.limits["fabrikam"].max_concurrency = 2
+    servers["pool"].mode = "hang"
+    held = _hanging(client, keys["fabrikam"], servers["pool"], 2)
+    try:
+        refused = _score(client, keys["fabrikam"], "ep-pool")
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        assert refused.json()["error"]["code"] == "concurrency_limited"
+        northwind = _hanging(client, keys["northwind"], servers["pool"], 1)  # its own cap
+    finally:
+        _released(servers["pool"], held)
+    _released(servers["pool"], northwind)
+    assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200  # slots given back
+
+
+def test_one_tenant_cannot_take_a_pooled_deployment_from_the_others(setup: Any) -> None:
+    client, _, keys, servers, _ = setup
+    client.put(
+        "/admin/endpoints/ep-pool/deployments/blue",
+        json={"url": servers["pool"].url, "max_pending": 4},
+        headers=ADMIN,
+    )
+    servers["pool"].mode = "hang"
+    held = _hanging(client, keys["fabrikam"], servers["pool"], 2)  # its share: 4 slots / 2
+    try:
+        beyond = _score(client, keys["fabrikam"], "ep-pool")
+        assert beyond.status_code == 429  # northwind's share stays free for northwind
+        held += _hanging(client, keys["northwind"], servers["pool"], 2)
+    finally:
+        _released(servers["pool"], held)
+
+
+def test_a_restarting_deployment_says_when_to_come_back_and_a_failed_one_fails(
+    setup: Any,
+) -> None:
+    client, gateway, keys, servers, _ = setup
+    gateway.suspend("ep-contoso", "blue", 4, "deployment blue is restarting")
+    restarting = _score(client, keys["contoso"])
+    assert restarting.status_code == 503
+    assert 1 <= int(restarting.headers["Retry-After"]) <= 4
+    assert restarting.json()["error"]["message"] == "deployment blue is restarting"
+    gateway.suspend("ep-contoso", "blue", None, "deployment blue is in a crash loop")
+    assert _score(client, keys["contoso"]).status_code == 424
+    gateway.register("ep-contoso", "blue", servers["blue"].url)  # back, with its share
+    assert gateway.endpoints["ep-contoso"].traffic["blue"] == 100
+    assert _score(client, keys["contoso"]).status_code == 200

@@ -18,10 +18,14 @@ from typing import Any
 
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
 
+from adapters.local import COLLECTED_CONTAINER
+from local.azurite import start_azurite
 from local.operations import PlatformClient
 from mlops.cli import EXIT_CONFIG, EXIT_OK, main
-from tenancy import PlatformSpec
+from tenancy import PlatformSpec, load_stack
+from tenancy.contracts import COLLECTOR_ROOT
 from tests.conftest import ROOT
 
 
@@ -281,4 +285,67 @@ def test_up_again_restores_every_endpoint_and_trains_nothing(platform: dict[str,
     for tenant, was in before.items():
         answer = _post(after[tenant]["tenant"], was["tenant"]["keys"]["primary"])
         assert answer.status_code == 200, (tenant, answer.text)
+    # It keeps running: the next test stops it as a terminal's Ctrl-C does.
+
+
+def _wait_gone(pid: int, timeout_seconds: float) -> float:
+    """Seconds until ``pid`` is gone (the timeout if it is not)."""
+    started = time.monotonic()
+    while _alive(pid) and time.monotonic() - started < timeout_seconds:
+        time.sleep(0.1)  # waiting for an exit, measured, not assumed
+    return time.monotonic() - started
+
+
+def test_ctrl_c_stops_everything_in_order_and_loses_no_collected_data(
+    platform: dict[str, Any],
+) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the foreground process group (a detached
+    platform leads its own). Services are out of that group: the collected request still
+    reaches storage, which stops after it."""
+    pid = json.loads((platform["data_dir"] / "platform.json").read_text())["pid"]  # up again
+    contoso = _served(platform["options"])["contoso"]["tenant"]
+    answer = _post(contoso, contoso["keys"]["primary"])
+    assert answer.status_code == 200, answer.text
+    request_id = answer.headers["x-request-id"]
+    started = _descendants(pid)
+    os.killpg(pid, signal.SIGINT)
+    took = _wait_gone(pid, 60)
+    assert took < 30, f"Ctrl-C took {took:.1f} s"
+    assert {p: _command(p) for p in started if _alive(p)} == {}
+    azurite = start_azurite(platform["data_dir"] / "azurite")  # the platform's own storage
+    try:
+        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        container = service.get_container_client(COLLECTED_CONTAINER)
+        prefix = f"{COLLECTOR_ROOT}/{contoso['endpoint']}/"
+        stored = [
+            container.download_blob(blob.name).readall()
+            for blob in container.list_blobs(name_starts_with=prefix)
+        ]
+    finally:
+        azurite.stop()
+    assert sum(blob.count(request_id.encode()) for blob in stored) == 2  # inputs and outputs
+
+
+def test_a_killed_platform_comes_back_as_it_was_without_training(
+    platform: dict[str, Any],
+) -> None:
+    up = _mlops("up", "--detach", *platform["options"])
+    assert up.returncode == 0, up.stdout + up.stderr
+    pid = json.loads((platform["data_dir"] / "platform.json").read_text())["pid"]
+    client = PlatformClient.of(load_stack("local", ROOT), platform["data_dir"])
+    adatum = _served(platform["options"])["adatum"]["tenant"]
+    client.admin.set_traffic(adatum["endpoint"], {adatum["champion"]["deployment"]: 100}, {})
+    split = _split_as_a_canary_would(_served(platform["options"])["adatum"]["tenant"], client)
+    started = _descendants(pid)
+    os.kill(pid, signal.SIGKILL)  # nothing of the platform runs after this: no stop, no save
+    assert _wait_gone(pid, 10) < 10
+    leftover = {p for p in started if _wait_gone(p, 60) >= 60}
+    assert {p: _command(p) for p in leftover} == {}  # every service died with it
+    status = _mlops("status", *platform["options"])
+    assert status.returncode != 0 and "died" in status.stderr
+    again = _mlops("up", "--detach", *platform["options"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    state = json.loads((platform["data_dir"] / "platform.json").read_text())
+    assert state["trained_in_seconds"] == 0  # restored, nothing trained again
+    assert _served(platform["options"])["adatum"]["traffic"] == split
     assert main(["down", *platform["options"]]) == EXIT_OK

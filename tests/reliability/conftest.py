@@ -10,7 +10,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ import requests
 
 from adapters.local import GatewayAdmin, LocalPlatform
 from automation.store import MemoryStore
-from local.deployments import DeploymentManager
+from local.collector import Exchange
+from local.deployments import DeploymentManager, Supervision
 from local.gateway import DEPLOYMENT_HEADER, Gateway, TenantLimits
 from local.keys import KeyRing
 from local.serve import BackgroundServer
@@ -122,15 +123,25 @@ class World:
     def load(self, tenant: str, threads: int = 4) -> Load:
         return Load(self.url(tenant), self.keys[tenant], self.sample(), threads).start()
 
+    def stop(self) -> None:
+        self.manager.stop_all()
+        self.server.stop()
+
     def sample(self) -> dict[str, Any]:
         """Two valid rows for the test model."""
         width = len(json.loads((self.model_dir / SCHEMA_FILE).read_text())["columns"])
         return {"data": [[0.5] * width, [1.5] * width]}
 
 
-@pytest.fixture
-def world(specs: dict[str, PlatformSpec], model_dir: Path, tmp_path: Path) -> Iterator[World]:
-    spec = specs["local"]
+def build_world(
+    spec: PlatformSpec,
+    model_dir: Path,
+    data_dir: Path,
+    *,
+    collector: Callable[[Exchange], None] | None = None,
+    supervision: Supervision | None = None,
+) -> World:
+    """The gateway, its deployments (supervised when asked) and the local adapter."""
     ring = KeyRing(MemoryStore())
     keys = {tenant: ring.issue(tenant)["primary"] for tenant in TENANTS}
     limits = {t: TenantLimits(6_000_000, MAX_PAYLOAD) for t in TENANTS}
@@ -138,16 +149,27 @@ def world(specs: dict[str, PlatformSpec], model_dir: Path, tmp_path: Path) -> It
     def fetch(tenant: str, ref: str, folder: Path) -> None:
         shutil.copytree(model_dir, folder, dirs_exist_ok=True)
 
-    gateway = Gateway(ring, limits, ADMIN_TOKEN, seed=11, fetch=fetch)
-    manager = DeploymentManager(tmp_path / "deployments", gateway.register, gateway.unregister)
+    gateway = Gateway(ring, limits, ADMIN_TOKEN, seed=11, fetch=fetch, collector=collector)
+    manager = DeploymentManager(
+        data_dir / "deployments",
+        gateway.register,
+        gateway.unregister,
+        supervision=supervision,
+        suspend=gateway.suspend,
+    )
     gateway.deployer = manager
     server = BackgroundServer(gateway.app).start()
     admin = GatewayAdmin(server.url, ADMIN_TOKEN)
-    port = LocalPlatform(spec, RegistryLayout(spec, tmp_path / "registry"), admin)
+    port = LocalPlatform(spec, RegistryLayout(spec, data_dir / "registry"), admin)
     for tenant in TENANTS:
         admin.put_endpoint(port.endpoint_name(tenant), [tenant], False, 5)
+    return World(spec, gateway, server, manager, port, admin, keys, model_dir)
+
+
+@pytest.fixture
+def world(specs: dict[str, PlatformSpec], model_dir: Path, tmp_path: Path) -> Iterator[World]:
+    built = build_world(specs["local"], model_dir, tmp_path)
     try:
-        yield World(spec, gateway, server, manager, port, admin, keys, model_dir)
+        yield built
     finally:
-        manager.stop_all()
-        server.stop()
+        built.stop()

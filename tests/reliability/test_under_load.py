@@ -72,7 +72,7 @@ def test_a_killed_deployment_fails_only_its_own_requests_and_is_reported(world: 
     adatum.wait_for(30)
     running = world.manager.get(world.port.endpoint_name("contoso"), "blue")
     assert running is not None and running.server is not None
-    running.server.process.kill()  # the model's process dies mid-load
+    running.server.kill()  # the model's process dies mid-load
     running.server.process.wait()
     killed_at = time.monotonic()
     contoso.wait_for(50)
