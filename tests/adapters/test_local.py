@@ -187,3 +187,20 @@ def test_a_functions_host_builds_the_adapter_from_its_settings(
     (tmp_path / ADMIN_TOKEN_FILE).write_text("admin\n")
     adapter = LocalPlatform.from_settings(settings, env)
     assert adapter.endpoint("contoso").traffic["blue"] == 100
+
+
+def test_a_restarting_deployment_is_ready_to_the_automation(
+    specs: dict[str, PlatformSpec], tmp_path: Path
+) -> None:
+    """As Azure ML keeps a deployment Succeeded while its container restarts: the rollout's
+    analysis sees the failed requests, the deployment is not failed."""
+
+    class Admin:
+        def deployment(self, endpoint: str, name: str) -> dict[str, Any]:
+            return {"status": "restarting", "message": "its process exited (-9); restarting it"}
+
+    platform = LocalPlatform(specs["local"], RegistryLayout(specs["local"], tmp_path), Admin())  # type: ignore[arg-type]
+    assert platform.deployment_status("contoso", "blue") == (
+        "ready",
+        "its process exited (-9); restarting it",
+    )

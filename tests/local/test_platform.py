@@ -336,6 +336,7 @@ def test_a_killed_platform_comes_back_as_it_was_without_training(
     adatum = _served(platform["options"])["adatum"]["tenant"]
     client.admin.set_traffic(adatum["endpoint"], {adatum["champion"]["deployment"]: 100}, {})
     split = _split_as_a_canary_would(_served(platform["options"])["adatum"]["tenant"], client)
+    key = adatum["keys"]["primary"]  # in Azurite's tables, as the rollouts are
     started = _descendants(pid)
     os.kill(pid, signal.SIGKILL)  # nothing of the platform runs after this: no stop, no save
     assert _wait_gone(pid, 10) < 10
@@ -347,5 +348,7 @@ def test_a_killed_platform_comes_back_as_it_was_without_training(
     assert again.returncode == 0, again.stdout + again.stderr
     state = json.loads((platform["data_dir"] / "platform.json").read_text())
     assert state["trained_in_seconds"] == 0  # restored, nothing trained again
-    assert _served(platform["options"])["adatum"]["traffic"] == split
+    back = _served(platform["options"])["adatum"]
+    assert back["traffic"] == split
+    assert _post(back["tenant"], key).status_code == 200
     assert main(["down", *platform["options"]]) == EXIT_OK

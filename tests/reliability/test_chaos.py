@@ -195,6 +195,13 @@ def test_faults_under_load_leave_every_tenant_served_and_every_record_stored_onc
         assert {a.status for a in theirs} <= {200, 408, 424, 503}
     assert chaos.kills
 
+    # Restarts are counted where operators look: the deployment's state and its metrics.
+    for tenant in TENANTS:
+        endpoint = world.port.endpoint_name(tenant)
+        killed = sum(1 for k in chaos.kills if k.tenant == tenant)
+        assert world.admin.deployment(endpoint, "blue")["restarts"] == killed
+        assert world.admin.stats(endpoint, "blue", 0, 4e9)["restarts"] == killed
+
     # Every scored request collected exactly once, across Azurite's restarts.
     chaos.collector.stop()
     scored = sum(1 for theirs in answers.values() for a in theirs if a.status == 200)
