@@ -39,6 +39,8 @@ from tenancy.spec import ServingSpec
 BUILD_WAIT_SECONDS = 180
 
 
+#: How long stopping waits for builds and restarts in progress.
+STOP_WAIT_SECONDS = 15
 #: A restarted server's allowance to become healthy, added to the backoff in Retry-After.
 START_ALLOWANCE_SECONDS = 5
 #: A deployment's process gets this long to stop on SIGTERM (then it is killed): a hung
@@ -339,7 +341,10 @@ class DeploymentManager:
         with self._lock:
             self._stopping = True
         self._stopped.set()
-        self.wait()  # builds in progress stop their own servers
+        # Builds and restarts in progress stop their own servers; waited for a bounded time
+        # (stopping is bounded): one still starting after it ends with the platform, whose
+        # death its lifeline sees.
+        self.wait(STOP_WAIT_SECONDS)
         with self._lock:
             stopping, self.running = list(self.running.values()), {}
         for running in stopping:
