@@ -17,11 +17,13 @@ start trains nothing, after a clean stop or a SIGKILL alike.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from tenancy import contracts
 from tenancy.errors import DependencyError
 from tenancy.spec import PlatformSpec
 
+logger = logging.getLogger("tenant_mlops.platform")
 GATEWAY_STATE_FILE = "gateway-state.json"
 
 
@@ -113,23 +116,33 @@ class EmbeddedPlatform:
         """In order, each step bounded in time: the automation stops acting, the gateway
         stops taking requests, what it collected goes to storage while storage still runs
         (the services are out of reach of a terminal's Ctrl-C, see ``local/lifeline.py``),
-        then the deployments, the registries and storage."""
-        self._save()
+        then the deployments, the registries and storage. Each step's time is logged."""
+        steps: list[tuple[str, Callable[[], object]]] = [("state", self._save)]
         if self.functions is not None:
-            self.functions.stop()
-        for server in (self.functions_server, self.gateway_server):
+            steps.append(("timers", self.functions.stop))
+        for name, server in (
+            ("functions", self.functions_server),
+            ("gateway", self.gateway_server),
+        ):
             if server is not None:
-                server.stop()
+                steps.append((name, server.stop))
         if self.collector is not None:
-            self.collector.stop()
+            steps.append(("collected data", self.collector.stop))
         if self.gateway is not None and self.gateway.deployer is not None:
-            self.gateway.deployer.stop_all()
+            steps.append(("deployments", self.gateway.deployer.stop_all))
+        steps.append(("registries", self._stop_tracking))
+        if self.azurite is not None:
+            steps.append(("storage", self.azurite.stop))
+        for name, step in steps:
+            started = time.monotonic()
+            step()
+            logger.info("stopped %s in %.1f s", name, time.monotonic() - started)
+
+    def _stop_tracking(self) -> None:
         for tracking in self.tracking.values():
             tracking.terminate()  # all at once, then wait for each
         for tracking in self.tracking.values():
             tracking.stop()
-        if self.azurite is not None:
-            self.azurite.stop()
 
     # --- parts --------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
     claim_data_dir(data_dir)
     spec = load_stack(stack, root)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no per-registration chatter
+    _log_platform_steps()
     started = time.monotonic()
     platform = EmbeddedPlatform(spec, stack, data_dir).start(timers=timers)
     stop = threading.Event()
@@ -81,6 +82,15 @@ def up(root: Path, stack: str, data_dir: Path, *, timers: bool = True) -> int:
         platform.stop()  # before the state file goes: `down` returns when both are done
         (data_dir / STATE_FILE).unlink(missing_ok=True)
     return 0
+
+
+def _log_platform_steps() -> None:
+    """The platform's own steps (how long each part took to stop) to the output."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    steps = logging.getLogger("tenant_mlops.platform")
+    steps.addHandler(handler)
+    steps.setLevel(logging.INFO)
 
 
 def up_detached(root: Path, stack: str, data_dir: Path, timeout_seconds: float = 900) -> int:
