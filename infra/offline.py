@@ -81,6 +81,7 @@ class RecordedResource:
     # `depends_on`), and the inputs under `ignore_changes`, as the program registered them.
     dependencies: frozenset[str] = frozenset()
     ignore_changes: tuple[str, ...] = ()
+    id: str = ""  # the Azure resource id the mocks gave it (what Azure would)
 
 
 def _provider_namespace(type_token: str) -> tuple[str, str]:
@@ -361,6 +362,7 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
                 reg.property_dependencies,
                 reg.dependencies,
                 reg.ignore_changes,
+                str(registered.id or "") if registered else "",
             )
         )
     return OfflineRun(records)

@@ -1,0 +1,120 @@
+"""The policy audit after deployment: each violation of the live resources is a finding
+recorded once, notified when it appears and when it clears, never while it persists; a
+mandatory one on a tenant's resource is also in that tenant's audit."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from automation.audit import PolicyAudit
+from automation.store import MemoryStore
+from infra.offline import run_offline
+from mlops.plan import project_program
+from policies.catalogue import LIVE_RULES
+from policies.live import LiveResource
+from tenancy import PlatformSpec, contracts, load_stack
+from tests.live_inventory import inventory_of
+from tests.policies.test_stacks_against_pack import BROKEN
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def broken() -> tuple[PlatformSpec, list[LiveResource]]:
+    run = run_offline(project_program(BROKEN, "broken"), stack="broken")
+    return load_stack("broken", BROKEN), inventory_of(run)
+
+
+def _audit(spec: PlatformSpec) -> tuple[PolicyAudit, list[tuple[str, str, str]], Clock]:
+    sent: list[tuple[str, str, str]] = []
+    clock = Clock()
+    audit = PolicyAudit(spec, MemoryStore(), lambda *n: sent.append(n), clock)
+    return audit, sent, clock
+
+
+def _repaired(inventory: list[LiveResource], name: str) -> list[LiveResource]:
+    """The inventory with the storage account ``name`` fixed as the rule asks."""
+    fixed = []
+    for live in inventory:
+        body = copy.deepcopy(dict(live.body))
+        if live.name == name:
+            body["properties"]["allowBlobPublicAccess"] = False
+        fixed.append(LiveResource(live.id, live.type, live.name, body))
+    return fixed
+
+
+def test_findings_are_recorded_and_notified_once_across_runs(
+    broken: tuple[PlatformSpec, list[LiveResource]],
+) -> None:
+    spec, inventory = broken
+    audit, sent, clock = _audit(spec)
+    first = audit.run(inventory)
+    assert sorted(f.policy for f in first.opened) == sorted(r.name for r in LIVE_RULES)
+    assert len(sent) == len(first.opened)
+    clock.now += timedelta(minutes=30)
+    again = audit.run(inventory)
+    assert again.opened == [] and again.cleared == [] and len(sent) == len(first.opened)
+    assert len(again.persisting) == len(first.opened)
+    kept = {f.policy: f for f in audit.open_findings()}
+    assert len(kept) == len(first.opened)  # one finding per rule and resource, not per run
+    storage = kept["storage-no-public-blob"]
+    assert storage.first_seen != storage.last_seen == clock.now.isoformat()
+
+
+def test_a_repaired_resource_clears_its_finding_once(
+    broken: tuple[PlatformSpec, list[LiveResource]],
+) -> None:
+    spec, inventory = broken
+    audit, sent, clock = _audit(spec)
+    audit.run(inventory)
+    account = next(
+        f.resource.rsplit("/", 1)[-1]
+        for f in audit.open_findings()
+        if f.policy == "storage-no-public-blob"
+    )
+    before = len(sent)
+    clock.now += timedelta(hours=1)
+    outcome = audit.run(_repaired(inventory, account))
+    assert [f.policy for f in outcome.cleared] == ["storage-no-public-blob"]
+    assert (
+        sent[before:]
+        == [
+            (outcome.cleared[0].tenant, "info", sent[before][2]),
+        ]
+        and "holds again" in sent[before][2]
+    )
+    assert audit.run(_repaired(inventory, account)).cleared == []  # told once
+    assert "storage-no-public-blob" not in {f.policy for f in audit.open_findings()}
+    # Broken again: a new finding, told again.
+    reopened = audit.run(inventory)
+    assert [f.policy for f in reopened.opened] == ["storage-no-public-blob"]
+
+
+def test_a_mandatory_violation_of_a_tenant_is_in_its_audit_and_goes_to_its_contacts(
+    broken: tuple[PlatformSpec, list[LiveResource]],
+) -> None:
+    spec, inventory = broken
+    audit, sent, _ = _audit(spec)
+    opened = audit.run(inventory).opened
+    tenants = {t.id for t in spec.tenants} | {f"pool:{p.id}" for p in spec.pools}
+    on_tenants = [f for f in opened if f.level == "mandatory" and f.tenant in tenants]
+    assert on_tenants, "the broken stack breaks tenants' resources"
+    for finding in on_tenants:
+        records = audit.store.query(contracts.TABLE_AUDIT, finding.tenant)
+        assert any(
+            r.data["policy"] == finding.policy and r.data["resource"] == finding.resource
+            for r in records
+        ), finding
+    # Each finding went to its owner's contacts, at its rule's severity.
+    expected = sorted((f.tenant, "error" if f.level == "mandatory" else "warning") for f in opened)
+    assert sorted((tenant, severity) for tenant, severity, _ in sent) == expected
+    assert {"error", "warning"} <= {severity for _, severity in expected}
