@@ -37,10 +37,12 @@ from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
 from adapters.collected import collected_rows
+from adapters.resource_graph import ResourceGraph
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
+from policies.live import LiveResource
 from policies.model_rules import (
     ChampionFacts,
     ModelFacts,
@@ -567,6 +569,11 @@ class AzurePlatform:
             if getattr(job, "compute", None) == COMPUTE_NAME and job.creation_context
         ]
         return max(started, default=None)
+
+    def live_resources(self) -> list[LiveResource]:
+        """What is deployed, for the policy audit (Azure Resource Graph)."""
+        graph = ResourceGraph(self.credential, self.subscription_id, **self.client_options)
+        return graph.inventory(self.spec.prefix, self.spec.environment)
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         """A notification line in Application Insights; the program's log search alert

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from automation.store import Record, StateStore
 from policies.catalogue import LIVE_RULES
@@ -41,6 +41,12 @@ ACTOR = "policy-audit"
 SEVERITY = {"mandatory": "error", "advisory": "warning"}
 
 Notify = Callable[[str, str, str], None]  # (tenant, severity, message)
+
+
+class LiveInventory(Protocol):
+    """What is deployed (the adapters: Azure Resource Graph, the embedded platform)."""
+
+    def live_resources(self) -> list[LiveResource]: ...
 
 
 @dataclass(frozen=True)

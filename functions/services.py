@@ -12,6 +12,7 @@ from functools import cache
 from settings import ADAPTER, Settings
 
 from adapters.table_store import TableStore
+from automation.audit import LiveInventory, PolicyAudit
 from automation.drift_watch import DriftSource, DriftWatcher
 from automation.port import PlatformPort
 from automation.registry_events import RegistrationHandler
@@ -32,6 +33,8 @@ class Services:
     runner: RolloutRunner
     registration: RegistrationHandler
     drift: DriftWatcher
+    audit: PolicyAudit
+    inventory: LiveInventory
     clock: Callable[[], datetime] = utc_now
 
 
@@ -40,15 +43,19 @@ def compose(
     store: StateStore,
     port: PlatformPort,
     clock: Callable[[], datetime] = utc_now,
+    *,
     drift_source: DriftSource | None = None,
+    inventory: LiveInventory | None = None,
 ) -> Services:
     """The domain objects over one store and one platform (adapters implement the drift
-    source beside the port; tests may give their own)."""
+    source and the live inventory beside the port; tests may give their own)."""
     runner = RolloutRunner(settings.spec, store, port, clock)
     registration = RegistrationHandler(settings.spec, store, port, runner, clock)
     source: DriftSource = drift_source or port  # type: ignore[assignment]
     drift = DriftWatcher(settings.spec, store, port, source, clock)
-    return Services(settings, store, port, runner, registration, drift, clock)
+    audit = PolicyAudit(settings.spec, store, port.notify, clock)
+    live: LiveInventory = inventory or port  # type: ignore[assignment]
+    return Services(settings, store, port, runner, registration, drift, audit, live, clock)
 
 
 def _store(settings: Settings) -> StateStore:

@@ -206,6 +206,7 @@ class Automation(pulumi.ComponentResource):
             # Timer schedules (%NAME% in the triggers) follow the stack's policies.
             contracts.SETTING_ROLLOUT_SCHEDULE: args.spec.rollout_tick_schedule(),
             contracts.SETTING_DRIFT_SCHEDULE: args.spec.drift.schedule,
+            contracts.SETTING_AUDIT_SCHEDULE: args.spec.audit.schedule,
         }
         return [{"name": key, "value": value} for key, value in settings.items()]
 

@@ -250,6 +250,7 @@ class EmbeddedPlatform:
                 contracts.SETTING_PLATFORM_SPEC: json.dumps(self.spec.model_dump(mode="json")),
                 contracts.SETTING_ROLLOUT_SCHEDULE: self.spec.rollout_tick_schedule(),
                 contracts.SETTING_DRIFT_SCHEDULE: self.spec.drift.schedule,
+                contracts.SETTING_AUDIT_SCHEDULE: self.spec.audit.schedule,
                 contracts.SETTING_STATE_CONNECTION: self.azurite.connection_string,
                 contracts.SETTING_ADAPTER: "local",
                 contracts.SETTING_WEBHOOK_SECRET: webhook_secret,

@@ -322,6 +322,12 @@ class DriftPolicy(SpecModel):
         return self.thresholds[metric]  # type: ignore[index]
 
 
+class AuditPolicy(SpecModel):
+    """The policy audit after deployment: the pack's rules over what is deployed."""
+
+    schedule: Annotated[str, AfterValidator(v.ncrontab)] = "0 15 * * * *"
+
+
 class BudgetPolicy(SpecModel):
     stop_at_percent: float = Field(default=100, gt=0, le=1000)
     # None: the first day of the budget period current at the first `pulumi up` (Azure
@@ -524,6 +530,7 @@ class PlatformSpec(SpecModel):
     rollout: RolloutPolicy = RolloutPolicy()
     drift: DriftPolicy = DriftPolicy()
     budget_policy: BudgetPolicy = BudgetPolicy()
+    audit: AuditPolicy = AuditPolicy()
     model_gate: ModelGatePolicy = ModelGatePolicy()
     policies: dict[str, PolicyOverride] = {}
     pools: list[PoolSpec] = []

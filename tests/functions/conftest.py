@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 
 import services as app_services
-from blueprints import budgets, drift, registry, rollouts
+from blueprints import audit, budgets, drift, registry, rollouts
 from settings import Settings
 
 from automation.store import MemoryStore
@@ -50,6 +50,6 @@ def wired(
     composed = app_services.compose(
         settings, MemoryStore(), platform, lambda: NOW, drift_source=FakeSource(shift=0.8)
     )
-    for module in (registry, rollouts, budgets, drift):
+    for module in (registry, rollouts, budgets, drift, audit):
         monkeypatch.setattr(module, "services", lambda: composed)
     yield composed

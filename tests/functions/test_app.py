@@ -25,6 +25,7 @@ def test_function_app_registers_every_trigger_of_the_blueprints() -> None:
         "idle_workspaces",
         "drift_check",
         contracts.FUNCTION_RUN_STATUS_CHANGED,
+        "policy_audit",
     }
 
 

@@ -16,6 +16,7 @@ from blueprints import budgets, registry, rollouts
 from blueprints.identity import ACTION_GROUP_APP_ID, ACTION_GROUP_ROLE
 from services import Services
 
+from policies.live import LiveResource
 from tenancy import contracts
 from tests.automation.test_registry_events import TAGS, _facts
 from tests.functions.conftest import APP_ID, NOW, SECRET
@@ -271,3 +272,36 @@ def test_identity_headers_are_refused_without_the_platforms_proof(
     )
     assert forged_alert.status_code == 401
     assert wired.port.scaled == {}  # type: ignore[attr-defined]
+
+
+def test_the_audit_timer_records_a_live_violation_once_and_tells_its_owner(
+    wired: Services,
+) -> None:
+    from blueprints import audit  # noqa: PLC0415
+
+    account = (
+        "/subscriptions/s/resourceGroups/rg-tmlops-local-tenant-contoso/providers/"
+        "Microsoft.Storage/storageAccounts/stcontoso"
+    )
+    public = LiveResource(
+        account,
+        "Microsoft.Storage/storageAccounts",
+        "stcontoso",
+        {
+            "tags": {"tenant-id": "contoso", "env": "local", "cost-center": "cc-1001"},
+            "properties": {"allowBlobPublicAccess": True},  # someone turned it on
+        },
+    )
+
+    class Inventory:
+        def live_resources(self) -> list[LiveResource]:
+            return [public]
+
+    wired.inventory = Inventory()
+    timer = audit.policy_audit.build().get_user_function()
+    timer(TimerRequest(past_due=False))
+    timer(TimerRequest(past_due=False))  # the next run: nothing new to tell
+    [finding] = [f for f in wired.audit.open_findings() if f.resource == account]
+    assert (finding.policy, finding.tenant) == ("storage-no-public-blob", "contoso")
+    told = [n for n in wired.port.notifications if "storage-no-public-blob" in n[2]]  # type: ignore[attr-defined]
+    assert [(tenant, severity) for tenant, severity, _ in told] == [("contoso", "error")]

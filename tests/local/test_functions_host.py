@@ -44,7 +44,7 @@ def host(
 ) -> Iterator[tuple[FunctionsHost, BackgroundServer, Any]]:
     app = load_app()
     import services as app_services  # noqa: PLC0415 - on the path once the app is loaded
-    from blueprints import budgets, drift, registry, rollouts  # noqa: PLC0415
+    from blueprints import audit, budgets, drift, registry, rollouts  # noqa: PLC0415
     from settings import Settings  # noqa: PLC0415
 
     from automation.store import MemoryStore  # noqa: PLC0415
@@ -56,11 +56,12 @@ def host(
     composed = app_services.compose(
         Settings.from_env(environment(specs["local"])), MemoryStore(), platform
     )
-    for module in (registry, rollouts, budgets, drift):
+    for module in (registry, rollouts, budgets, drift, audit):
         monkeypatch.setattr(module, "services", lambda: composed)
     schedules = {
         contracts.SETTING_ROLLOUT_SCHEDULE: "0 * * * * *",
         contracts.SETTING_DRIFT_SCHEDULE: "0 0 * * * *",
+        contracts.SETTING_AUDIT_SCHEDULE: "0 15 * * * *",
     }
     sign_in = SignInModule(SIGN_IN_KEY, contracts.entra_audiences(APP_ID))
     functions = FunctionsHost(app, settings=schedules, master_key="master-key", sign_in=sign_in)

@@ -1,0 +1,29 @@
+"""Policy checks after deployment: a timer judges what is deployed with the pack's rules."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+from services import services
+
+from tenancy import contracts
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+logger = logging.getLogger("tenant_mlops.audit")
+
+
+@bp.function_name("policy_audit")
+# The schedule is an app setting: the stack's audit.schedule.
+@bp.timer_trigger(
+    schedule=f"%{contracts.SETTING_AUDIT_SCHEDULE}%", arg_name="timer", run_on_startup=False
+)
+def policy_audit(timer: func.TimerRequest) -> None:
+    app = services()
+    outcome = app.audit.run(app.inventory.live_resources())
+    logger.info(
+        "policy audit: %d new, %d still open, %d cleared",
+        len(outcome.opened),
+        len(outcome.persisting),
+        len(outcome.cleared),
+    )
