@@ -9,13 +9,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters.azure import AzurePlatform
 from automation.audit import PolicyAudit
 from automation.store import MemoryStore
-from infra.offline import run_offline
+from infra.offline import OfflineRun, run_offline
 from mlops.plan import project_program
 from policies.catalogue import LIVE_RULES
 from policies.live import LiveResource
 from tenancy import PlatformSpec, contracts, load_stack
+from tests.adapters.fake_arm import FakeCredential
+from tests.adapters.test_resource_graph import SUB, PagedGraph
+from tests.conftest import STACKS
 from tests.live_inventory import inventory_of
 from tests.policies.test_stacks_against_pack import BROKEN
 
@@ -118,3 +122,25 @@ def test_a_mandatory_violation_of_a_tenant_is_in_its_audit_and_goes_to_its_conta
     expected = sorted((f.tenant, "error" if f.level == "mandatory" else "warning") for f in opened)
     assert sorted((tenant, severity) for tenant, severity, _ in sent) == expected
     assert {"error", "warning"} <= {severity for _, severity in expected}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_example_stack_deployed_as_planned_has_no_finding_through_resource_graph(
+    specs: dict[str, PlatformSpec], planned: dict[str, OfflineRun], stack: str
+) -> None:
+    """The plan, as Resource Graph answers for it once deployed, read by the Azure adapter."""
+    rows = [
+        {"id": live.id, "type": live.type, "name": live.name, **live.body}
+        for live in inventory_of(planned[stack])
+    ]
+    graph = PagedGraph(rows=rows)
+    platform = AzurePlatform(
+        specs[stack],
+        FakeCredential(),
+        SUB,
+        client_options={"transport": graph},  # type: ignore[arg-type]
+    )
+    audit, sent, _ = _audit(specs[stack])
+    outcome = audit.run(platform.live_resources())
+    assert outcome.opened == [] and sent == []
+    assert len(graph.queries) == len(rows)  # every page read (one row a page)
