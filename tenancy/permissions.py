@@ -56,6 +56,10 @@ Condition = Literal["always", "customer_managed_key", "managed_network", "data_c
 #: A custom role grants an action rather than a built-in role id: ``action:<operation>``.
 SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"
 
+_RESOURCE_GRAPH = (
+    "https://learn.microsoft.com/azure/governance/resource-graph/overview"
+    "#permissions-in-azure-resource-graph"
+)
 _UAI_WORKSPACE = (
     "https://learn.microsoft.com/azure/machine-learning/"
     "how-to-identity-based-service-authentication#user-assigned-managed-identity"
@@ -249,6 +253,14 @@ NEEDS: tuple[Need, ...] = (
         "resource_group",
         ("MR", "MC", "R", "C", "O"),
         _MONITOR_ACCESS,
+    ),
+    Need(
+        "automation",
+        "read the stamp's resources for the policy audit (Resource Graph returns only what "
+        "its caller may read)",
+        "resource_group",
+        ("MR", "R", "C", "O"),
+        _RESOURCE_GRAPH,
     ),
     Need(
         "automation",
