@@ -274,7 +274,7 @@ class DeploymentManager:
         old = running.server
         if old is not None:
             old.stop()
-        while True:
+        while self._current(running):  # a deployment deleted or replaced is not restarted
             now = time.monotonic()
             running.restarted_at = [
                 t for t in running.restarted_at if now - t < policy.window_seconds
@@ -296,6 +296,11 @@ class DeploymentManager:
             if not self._readopt(running, server):
                 server.stop()
             return
+
+    def _current(self, running: Running) -> bool:
+        with self._lock:
+            current = self.running.get((running.endpoint, running.name)) is running
+            return current and not self._stopping
 
     def _suspend(self, running: Running, seconds: float | None, reason: str) -> None:
         if self.suspend is not None:
