@@ -570,6 +570,9 @@ class AzurePlatform:
         ]
         return max(started, default=None)
 
+    #: Every rule that can judge a live resource judges Azure's.
+    judged_rules: frozenset[str] | None = None
+
     def live_resources(self) -> list[LiveResource]:
         """What is deployed, for the policy audit (Azure Resource Graph)."""
         graph = ResourceGraph(self.credential, self.subscription_id, **self.client_options)

@@ -25,7 +25,9 @@ from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
+from policies.live import LiveResource
 from policies.model_rules import ModelFacts
+from tenancy import contracts, naming
 from tenancy.errors import DependencyError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec
 
@@ -68,6 +70,9 @@ class GatewayAdmin:
 
     def endpoint(self, name: str) -> Any:
         return self._call("GET", f"/admin/endpoints/{name}")
+
+    def endpoints(self) -> list[Any]:
+        return list(self._call("GET", "/admin/endpoints"))
 
     def set_traffic(self, name: str, traffic: Mapping[str, int], mirror: Mapping[str, int]) -> Any:
         body = {"traffic": dict(traffic), "mirror": dict(mirror)}
@@ -303,6 +308,56 @@ class LocalPlatform:
     def last_compute_activity(self, stamp: str) -> datetime | None:
         return self.activity.get(stamp)
 
+    # --- what is deployed, for the policy audit ------------------------------------------
+
+    #: The rules that judge what the embedded platform has: its serving plane (endpoints'
+    #: traffic and mirror, deployments' probes and request settings). Workspaces, storage,
+    #: networks and identities exist only in Azure.
+    judged_rules: frozenset[str] | None = frozenset(
+        {
+            "endpoint-traffic-valid",
+            "endpoint-mirror-traffic",
+            "deployment-probes",
+            "deployment-request-settings",
+        }
+    )
+
+    def live_resources(self) -> list[LiveResource]:
+        """The gateway's endpoints and deployments as Azure ML would show them: under the
+        workspace of the stamp that serves them, tagged with its owner."""
+        found: list[LiveResource] = []
+        for endpoint in self.gateway.endpoints():
+            tenant = self.spec.tenant(sorted(endpoint["tenants"])[0])
+            stamp_id, endpoints, pooled = self.spec.serving_of(tenant.id)
+            owner = contracts.pool_tenant_tag(stamp_id) if pooled else stamp_id
+            cost_center = self.spec.pool(stamp_id).cost_center if pooled else tenant.cost_center
+            tags = {
+                contracts.TAG_TENANT: owner,
+                contracts.TAG_ENV: self.spec.environment.value,
+                contracts.TAG_COST_CENTER: cost_center,
+            }
+            group = naming.resource_group(self.spec.prefix, self.spec.environment, tenant.stamp_key)
+            workspace = naming.workspace(self.spec.environment, tenant.stamp_key)
+            endpoint_id = (
+                f"/subscriptions/{LOCAL_SUBSCRIPTION}/resourceGroups/{group}/providers/"
+                f"Microsoft.MachineLearningServices/workspaces/{workspace}/onlineEndpoints/"
+                f"{endpoint['name']}"
+            )
+            traffic = {"traffic": endpoint["traffic"], "mirrorTraffic": endpoint["mirror"]}
+            found.append(_online(endpoint_id, "onlineendpoints", tags, traffic))
+            timeout = endpoints.online.request_timeout_ms
+            for name in endpoint["deployments"]:
+                state = self.gateway.deployment(endpoint["name"], name)
+                found.append(
+                    _online(
+                        f"{endpoint_id}/deployments/{name}",
+                        "onlineendpoints/deployments",
+                        tags,
+                        _deployment_properties(state, timeout),
+                    )
+                )
+        return found
+
     def notify(self, tenant: str, severity: str, message: str) -> None:
         """Logged, and appended to ``notifications.jsonl`` in the data directory: what the
         action group's e-mail would say in Azure, where `mlops demo` and people read it."""
@@ -316,3 +371,39 @@ class LocalPlatform:
         }
         with self._notify_lock, (self.layout.data_dir / NOTIFICATIONS_FILE).open("a") as out:
             out.write(json.dumps(record) + "\n")
+
+
+#: The embedded platform's resources live in no subscription; ids keep Azure's shape.
+LOCAL_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+
+def _online(
+    resource_id: str, kind: str, tags: Mapping[str, str], properties: Mapping[str, Any]
+) -> LiveResource:
+    return LiveResource(
+        resource_id,
+        f"Microsoft.MachineLearningServices/workspaces/{kind}",
+        resource_id.rsplit("/", 1)[-1],
+        {"tags": dict(tags), "properties": dict(properties)},
+    )
+
+
+def _deployment_properties(state: Mapping[str, Any], timeout_ms: int) -> dict[str, Any]:
+    """What a deployment of the embedded platform has, in Azure ML's names: the probe its
+    supervisor runs (none for a server registered by URL, which nothing here watches), the
+    gateway's request timeout and its pending-request cap."""
+    properties: dict[str, Any] = {
+        "requestSettings": {"requestTimeout": f"PT{timeout_ms / 1000:g}S"}
+    }
+    if state.get("max_pending"):
+        properties["requestSettings"]["maxConcurrentRequestsPerInstance"] = state["max_pending"]
+    liveness = state.get("liveness")
+    if liveness:
+        probe = {
+            "period": f"PT{liveness['period_seconds']:g}S",
+            "timeout": f"PT{liveness['timeout_seconds']:g}S",
+            "failureThreshold": liveness["failure_threshold"],
+        }
+        properties["livenessProbe"] = probe
+        properties["readinessProbe"] = probe  # the gateway registers it only once healthy
+    return properties

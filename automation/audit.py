@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from automation.store import Record, StateStore
 from policies.catalogue import LIVE_RULES
 from policies.config import PackConfig
-from policies.core import Stack
+from policies.core import Rule, Stack
 from policies.evaluation import Violation, evaluate_resources
 from policies.live import LiveResource, as_resources
 from tenancy import contracts
@@ -44,7 +44,10 @@ Notify = Callable[[str, str, str], None]  # (tenant, severity, message)
 
 
 class LiveInventory(Protocol):
-    """What is deployed (the adapters: Azure Resource Graph, the embedded platform)."""
+    """What is deployed (the adapters: Azure Resource Graph, the embedded platform), and
+    which rules can judge it (None: every live rule)."""
+
+    judged_rules: frozenset[str] | None
 
     def live_resources(self) -> list[LiveResource]: ...
 
@@ -90,13 +93,20 @@ class PolicyAudit:
         self.notify = notify
         self.clock = clock
 
-    def violations(self, inventory: Sequence[LiveResource]) -> tuple[list[Violation], Stack]:
+    def violations(
+        self, inventory: Sequence[LiveResource], rules: Sequence[Rule] = LIVE_RULES
+    ) -> tuple[list[Violation], Stack]:
         resources = as_resources(inventory)
         config = PackConfig.from_spec(self.spec)
-        return evaluate_resources(resources, config, LIVE_RULES), Stack(resources)
+        return evaluate_resources(resources, config, rules), Stack(resources)
 
-    def run(self, inventory: Sequence[LiveResource]) -> AuditOutcome:
-        violations, stack = self.violations(inventory)
+    def run(
+        self, inventory: Sequence[LiveResource], judged: Collection[str] | None = None
+    ) -> AuditOutcome:
+        """Judge ``inventory`` with the live rules (those named in ``judged``, when given:
+        a finding of a rule not judged now is left as it is)."""
+        rules = [r for r in LIVE_RULES if judged is None or r.name in judged]
+        violations, stack = self.violations(inventory, rules)
         now = self.clock().isoformat()
         outcome = AuditOutcome()
         current: dict[str, Violation] = {}
@@ -106,8 +116,11 @@ class PolicyAudit:
             resource = stack.by_urn.get(violation.urn)
             tenant = (stack.owner(resource) if resource else None) or contracts.PLATFORM_TENANT_TAG
             self._seen(key, violation, tenant, now, outcome)
+        names = {rule.name for rule in rules}
         for record in self.store.query(contracts.TABLE_EVENTS, FINDINGS):
-            if record.row not in current and record.data.get("status") == "open":
+            data = record.data
+            judged_now = data.get("policy") in names
+            if record.row not in current and data.get("status") == "open" and judged_now:
                 self._cleared(record, now, outcome)
         return outcome
 

@@ -215,6 +215,16 @@ class DeploymentManager:
         if running:
             _retire(running)
 
+    def liveness(self) -> dict[str, float] | None:
+        """The probe the supervisor runs on every deployment it manages (None: none)."""
+        if self.supervision is None:
+            return None
+        return {
+            "period_seconds": self.supervision.period_seconds,
+            "timeout_seconds": self.supervision.timeout_seconds,
+            "failure_threshold": self.supervision.failure_threshold,
+        }
+
     def status_of(self, running: Running) -> tuple[str, str]:
         """(status, message) as the automation should see them: a ready deployment whose
         process is gone is restarting under supervision, failed without."""

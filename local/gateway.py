@@ -594,14 +594,20 @@ class Gateway:
         if running is not None and self.deployer is not None:
             state_name, message = self.deployer.status_of(running)
             state = {"status": state_name, "message": message, "url": running.url}
-            extra = {"models": running.models, "restarts": running.restarts}
+            extra = {
+                "models": running.models,
+                "restarts": running.restarts,
+                "liveness": self.deployer.liveness(),
+                "max_pending": _max_pending(endpoint, name),
+            }
             return JSONResponse({**state, **extra}, status)
         known = endpoint.deployments.get(name)
         if known is None:
             return error(404, "not_found", f"no deployment {name} in {endpoint.name}")
-        return JSONResponse(
-            {"status": "ready", "message": "", "url": known.url, "models": {}}, status
-        )
+        # A server someone else runs: nothing here probes or restarts it.
+        external: dict[str, Any] = {"status": "ready", "message": "", "url": known.url}
+        external.update(models={}, liveness=None, max_pending=known.max_pending)
+        return JSONResponse(external, status)
 
     async def admin_rotate(self, request: Request) -> Response:
         """A new key for one slot, returned once; the old one stops working at once."""
@@ -626,6 +632,11 @@ class Gateway:
         running = self.deployer.get(endpoint, name) if self.deployer else None
         stats["restarts"] = running.restarts if running else 0
         return JSONResponse(stats)
+
+
+def _max_pending(endpoint: EndpointConfig, name: str) -> int | None:
+    known = endpoint.deployments.get(name)
+    return known.max_pending if known else None
 
 
 def _unavailable(deployment: Deployment) -> _Refusal:

@@ -28,6 +28,7 @@ from adapters.local import (
     LocalPlatform,
 )
 from adapters.table_store import TableStore
+from automation.audit import FINDINGS
 from automation.runner import decode
 from local.azurite import connection_string
 from local.processes import is_platform
@@ -240,6 +241,15 @@ class PlatformClient:
         if not path.is_file():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def findings(self) -> list[dict[str, Any]]:
+        """The policy audit's open findings, by tenant, rule and resource."""
+        found = [
+            dict(r.data)
+            for r in self.store.query(contracts.TABLE_EVENTS, FINDINGS)
+            if r.data.get("status") == "open"
+        ]
+        return sorted(found, key=lambda f: (f["tenant"], f["policy"], f["resource"]))
 
     def events(self, partition: str) -> list[dict[str, Any]]:
         return [

@@ -107,7 +107,11 @@ def _platform_commands(commands: Any) -> None:
     report.add_argument("--out", type=Path, default=None, help="default: <data-dir>/reports/")
     report.add_argument("--hours", type=float, default=None, help="default: the stack's window")
     demo = commands.add_parser("demo", help="play the platform's story on the running platform")
-    for parser in (up, status, down, score, *rollout_parsers, rotate, report, demo):
+    audit = commands.add_parser(
+        "audit", help="judge what is deployed with the policy pack now; the open findings"
+    )
+    audit.add_argument("--json", action="store_true")
+    for parser in (up, status, down, score, *rollout_parsers, rotate, report, demo, audit):
         _platform_options(parser)
 
 
@@ -198,7 +202,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _platform(args: argparse.Namespace) -> int:
-    """score, rollout, keys, drift, demo: against the running platform."""
+    """score, rollout, keys, drift, demo, audit: against the running platform."""
     from mlops import platform_commands  # noqa: PLC0415
 
     root, data_dir = _data_dir(args)
@@ -225,6 +229,7 @@ COMMANDS = {
     "keys": _platform,
     "drift": _platform,
     "demo": _platform,
+    "audit": _platform,
 }
 
 

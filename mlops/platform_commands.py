@@ -1,5 +1,5 @@
 """The embedded platform from the command line: `mlops up [--detach]`, `status`, `down`,
-`score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `demo`.
+`score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `audit`, `demo`.
 
 ``up`` runs in the foreground until interrupted (Ctrl-C or SIGTERM, which ``down`` sends)
 and then stops every process it started; ``--detach`` runs the same in the background and
@@ -250,6 +250,25 @@ def drift(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
         f"{', '.join(result.drifted_features) or 'none'}"
     )
     return 0
+
+
+def audit(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    """Run the platform's policy audit now (its timer function), then list the open
+    findings; exits 1 when one is mandatory."""
+    client = _client(root, stack, data_dir)
+    client.run_function("policy_audit")
+    findings = client.findings()
+    if args.json:
+        print(json.dumps(findings, indent=2))
+    for finding in [] if args.json else findings:
+        print(
+            f"{finding['level']:9s} {finding['policy']:28s} {finding['tenant']:12s} "
+            f"{finding['resource'].rsplit('/', 1)[-1]:14s} since {finding['first_seen']}: "
+            f"{finding['message']}"
+        )
+    if not findings and not args.json:
+        print("no open finding: what is deployed passes every rule that can judge it")
+    return 1 if any(f["level"] == "mandatory" for f in findings) else 0
 
 
 def demo(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:

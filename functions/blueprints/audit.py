@@ -20,7 +20,8 @@ logger = logging.getLogger("tenant_mlops.audit")
 )
 def policy_audit(timer: func.TimerRequest) -> None:
     app = services()
-    outcome = app.audit.run(app.inventory.live_resources())
+    inventory = app.inventory
+    outcome = app.audit.run(inventory.live_resources(), inventory.judged_rules)
     logger.info(
         "policy audit: %d new, %d still open, %d cleared",
         len(outcome.opened),

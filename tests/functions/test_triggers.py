@@ -294,6 +294,8 @@ def test_the_audit_timer_records_a_live_violation_once_and_tells_its_owner(
     )
 
     class Inventory:
+        judged_rules = None
+
         def live_resources(self) -> list[LiveResource]:
             return [public]
 

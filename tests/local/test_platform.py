@@ -27,6 +27,7 @@ from mlops.cli import EXIT_CONFIG, EXIT_OK, main
 from tenancy import PlatformSpec, load_stack
 from tenancy.contracts import COLLECTOR_ROOT
 from tests.conftest import ROOT
+from tests.local.upstream import upstreams
 
 
 def _mlops(*args: str) -> subprocess.CompletedProcess[str]:
@@ -224,6 +225,30 @@ def test_score_command_answers_as_the_gateway_does(status: dict[str, Any]) -> No
     assert scored.returncode == 0 and json.loads(scored.stdout)["status"] == 200
     bad = _mlops("score", "--tenant", "litware", "--data", '{"data": 3}', *_options_of(status))
     assert bad.returncode == 1 and json.loads(bad.stdout)["status"] == 400
+
+
+def test_the_audit_judges_the_serving_plane_and_finds_an_unprobed_deployment(
+    status: dict[str, Any], client: PlatformClient
+) -> None:
+    """`mlops audit` runs the platform's policy_audit now: what the platform runs passes; a
+    deployment registered by URL (nothing here probes it) is found, and clears once gone."""
+    options = _options_of(status)
+    clean = _mlops("audit", "--json", *options)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert json.loads(clean.stdout) == []
+    endpoint = next(t for t in status["tenants"] if t["id"] == "adatum")["endpoint"]
+    with upstreams("outside") as servers:
+        client.admin.put_deployment(endpoint, "outside", servers["outside"].url)
+        try:
+            found = _mlops("audit", "--json", *options)
+        finally:
+            client.admin.delete_deployment(endpoint, "outside")
+    assert found.returncode == 1, found.stdout + found.stderr
+    [finding] = json.loads(found.stdout)
+    assert (finding["policy"], finding["tenant"]) == ("deployment-probes", "adatum")
+    assert finding["resource"].endswith(f"/onlineEndpoints/{endpoint}/deployments/outside")
+    again = _mlops("audit", *options)
+    assert again.returncode == 0 and "no open finding" in again.stdout
 
 
 def _served(options: list[str]) -> dict[str, dict[str, Any]]:
