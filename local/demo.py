@@ -14,6 +14,8 @@ with a timeline of what happened and when.
 4. contoso withdraws its consent to shared training: the shared classical model is
    retrained from the tenants that still consent, and rolled out to the tenants that serve
    it (fabrikam, in the pool) while the pool keeps scoring.
+5. An operator wires a server into adatum's endpoint by hand: the policy audit (the timer
+   function, run now) finds a deployment without probes; removed, the finding clears.
 
 The demo changes nothing it does not announce, and each step waits for the automation with
 a deadline: a step that does not happen in time is reported as failed, not waited for
@@ -42,6 +44,7 @@ from tenancy import contracts
 from tenancy.spec import PlatformSpec
 
 DRIFT_TENANT, BROKEN_TENANT, WITHDRAWING_TENANT = "contoso", "adatum", "contoso"
+AUDIT_TENANT, HAND_WIRED = "adatum", "hand-wired"
 DRIFT_REQUESTS = 300
 DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
 STEP_TIMEOUT = 300.0
@@ -92,7 +95,13 @@ class Demo:
         self.shown: set[str] = set()  # notifications already on the timeline
 
     def run(self) -> bool:
-        steps = (self.tenants_score, self.drift_to_promotion, self.broken_model, self.consent)
+        steps = (
+            self.tenants_score,
+            self.drift_to_promotion,
+            self.broken_model,
+            self.consent,
+            self.policy_audit,
+        )
         ok = True
         for step in steps:
             try:
@@ -209,6 +218,39 @@ class Demo:
                 serving[0], champion, expect="promoted", model=registered.model.ref
             )
         return ok and excluded
+
+    # --- 5 ---------------------------------------------------------------------------------
+
+    def policy_audit(self) -> bool:
+        """An operator wires a server into adatum's endpoint by hand (its champion's, under
+        another name): nothing probes it, and the policy audit finds it; once removed, the
+        finding clears."""
+        tenant = AUDIT_TENANT
+        endpoint = self.client.adapter.endpoint_name(tenant)
+        champion = self.client.adapter.endpoint(tenant).live
+        url = self.client.admin.deployment(endpoint, champion)["url"]
+        self.client.admin.put_deployment(endpoint, HAND_WIRED, url)
+        self.log(f"an operator wires {url} into {endpoint} by hand, as '{HAND_WIRED}'")
+        try:
+            self.client.run_function("policy_audit")
+            found = [
+                f
+                for f in self.client.findings()
+                if f["resource"].endswith(f"/deployments/{HAND_WIRED}")
+            ]
+            for finding in found:
+                self.log(
+                    f"policy audit: {finding['policy']} ({finding['level']}) on "
+                    f"{tenant}'s {HAND_WIRED}: {finding['message']}"
+                )
+        finally:
+            self.client.admin.delete_deployment(endpoint, HAND_WIRED)
+        self.client.run_function("policy_audit")
+        still = [f for f in self.client.findings() if HAND_WIRED in f["resource"]]
+        self.log(
+            f"'{HAND_WIRED}' removed: the finding " + ("is still open" if still else "cleared")
+        )
+        return bool(found) and not still
 
     def _without_consent(self, tenant: str) -> PlatformSpec:
         tenants = [

@@ -171,6 +171,8 @@ def test_the_demo_tells_the_whole_story(status: dict[str, Any]) -> None:
         "adatum still scores: HTTP 200",
         "(contoso not among them)",
         "fabrikam: shared-classical/2 promoted",
+        "policy audit: deployment-probes (mandatory) on adatum's hand-wired",
+        "'hand-wired' removed: the finding cleared",
         "demo complete",
     ):
         assert step in timeline, step
