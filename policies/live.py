@@ -59,6 +59,17 @@ NESTED_PROPERTIES = frozenset(
     {*(f"{ML}:{kind}" for kind in _ML_CHILDREN), "azure-native:keyvault:Vault"}
 )
 
+#: Types without a ``tags`` input. Every other governed type is taggable, so a live one
+#: without tags is judged as untagged: in the Function App the rules cannot ask the
+#: provider's SDK (``stack_rules.taggable``), and the tests check this list against it.
+UNTAGGED_TYPES = frozenset(
+    {
+        "azure-native:eventgrid:SystemTopicEventSubscription",
+        "azure-native:consumption:Budget",
+        "azure-native:authorization:RoleAssignment",
+    }
+)
+
 #: ARM's envelope: top-level in both shapes.
 ENVELOPE = ("location", "tags", "sku", "identity", "kind")
 _ARM_ID = re.compile(r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/", re.IGNORECASE)
@@ -82,6 +93,8 @@ def inputs_of(live: LiveResource) -> dict[str, Any]:
     """The resource in the program's input shape (without its path parameters)."""
     token = live.type_token
     inputs = {key: live.body[key] for key in ENVELOPE if live.body.get(key) is not None}
+    if token not in UNTAGGED_TYPES:
+        inputs.setdefault("tags", {})  # ARM leaves an untagged resource's tags out (or null)
     identity = inputs.get("identity")
     assigned = identity.get("userAssignedIdentities") if isinstance(identity, Mapping) else None
     if isinstance(identity, Mapping) and isinstance(assigned, Mapping):

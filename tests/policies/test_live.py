@@ -11,10 +11,18 @@ import pytest
 
 from infra.offline import OfflineRun, run_offline
 from mlops.plan import project_program
-from policies.catalogue import LIVE_RULES, PLAN_ONLY, RULES
+from policies import stack_rules
+from policies.catalogue import BY_NAME, LIVE_RULES, PLAN_ONLY, RULES
 from policies.config import PackConfig
 from policies.evaluation import evaluate_resources
-from policies.live import ARM_TYPES, NESTED_PROPERTIES, LiveResource, as_resources, inputs_of
+from policies.live import (
+    ARM_TYPES,
+    NESTED_PROPERTIES,
+    UNTAGGED_TYPES,
+    LiveResource,
+    as_resources,
+    inputs_of,
+)
 from tenancy import PlatformSpec, load_stack
 from tests.conftest import STACKS
 from tests.live_inventory import inventory_of
@@ -28,14 +36,16 @@ def broken() -> tuple[PlatformSpec, OfflineRun]:
 
 
 def test_the_property_shapes_follow_the_provider_sdk() -> None:
-    """azure-native keeps ``properties`` as an input exactly for the types listed."""
+    """azure-native keeps ``properties`` as an input exactly for the types listed, and gives
+    a ``tags`` input to every type but those listed."""
     import importlib  # noqa: PLC0415 - the SDK's modules, read here only
 
     for token in ARM_TYPES.values():
         _, module, kind = token.split(":")
         cls = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), kind)
-        nested = "properties" in inspect.signature(cls._internal_init).parameters
-        assert nested == (token in NESTED_PROPERTIES), token
+        parameters = inspect.signature(cls._internal_init).parameters
+        assert ("properties" in parameters) == (token in NESTED_PROPERTIES), token
+        assert ("tags" in parameters) == (token not in UNTAGGED_TYPES), token
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -90,9 +100,30 @@ def test_arm_shapes_are_read_as_the_inputs_the_rules_know() -> None:
     )
     assert inputs_of(deployment) == {
         "sku": {"capacity": 2},
+        "tags": {},  # a taggable type: untagged, not "tags unknown"
         "properties": {"appInsightsEnabled": True},
     }
     [ws, dep] = as_resources([workspace, deployment])
     assert dep.property_dependencies == {"workspaceName": frozenset({workspace.id})}
     assert ws.property_dependencies == {}
     assert as_resources([LiveResource("/x", "Microsoft.Unknown/things", "x", {})]) == []
+
+
+def test_an_untagged_live_resource_is_judged_untagged(
+    specs: dict[str, PlatformSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the provider's SDK (the Function App), a taggable type with no tags in ARM's
+    answer is still judged by mandatory-tags."""
+    monkeypatch.setattr(stack_rules, "_sdk_taggable", lambda _: None)  # no SDK to ask
+    account = LiveResource(
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st",
+        "Microsoft.Storage/storageAccounts",
+        "st",
+        {"tags": None, "properties": {"allowBlobPublicAccess": False}},
+    )
+    [resource] = as_resources([account])
+    assert resource.props.raw["tags"] == {}
+    found = evaluate_resources(
+        [resource], PackConfig.from_spec(specs["local"]), [BY_NAME["mandatory-tags"]]
+    )
+    assert [v.policy for v in found] == ["mandatory-tags"]
