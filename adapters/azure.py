@@ -37,11 +37,12 @@ from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
 from adapters.collected import collected_rows
-from adapters.resource_graph import ResourceGraph
+from adapters.resource_graph import UNJUDGED_RULES, ResourceGraph
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
+from policies.catalogue import LIVE_RULES
 from policies.live import LiveResource
 from policies.model_rules import (
     ChampionFacts,
@@ -570,8 +571,10 @@ class AzurePlatform:
         ]
         return max(started, default=None)
 
-    #: Every rule that can judge a live resource judges Azure's.
-    judged_rules: frozenset[str] | None = None
+    #: The live rules that the Resource Graph inventory can feed.
+    judged_rules: frozenset[str] | None = frozenset(
+        rule.name for rule in LIVE_RULES if rule.name not in UNJUDGED_RULES
+    )
 
     def live_resources(self) -> list[LiveResource]:
         """What is deployed, for the policy audit (Azure Resource Graph)."""

@@ -28,12 +28,20 @@ SCOPE = f"{ARM}/.default"
 PAGE_ROWS = 1000
 
 COLUMNS = "id, type, name, location, tags, sku, identity, kind, properties"
+#: Governed types the ``resources`` table does not hold: role assignments are in
+#: ``authorizationresources`` and budgets are not indexed
+#: (https://learn.microsoft.com/azure/governance/resource-graph/reference/supported-tables-resources).
+NOT_IN_RESOURCES_TABLE = frozenset(
+    {"microsoft.authorization/roleassignments", "microsoft.consumption/budgets"}
+)
+#: Rules that need what this inventory does not read yet (budgets), left to the plan.
+UNJUDGED_RULES = frozenset({"tenant-budgets"})
 
 
 def inventory_query(prefix: str, environment: str) -> str:
     """The governed resources in the installation's resource groups (``rg-<prefix>-<env>-``)."""
     groups = f"rg-{prefix}-{environment}-"
-    types = ", ".join(f"'{t}'" for t in sorted(ARM_TYPES))
+    types = ", ".join(f"'{t}'" for t in sorted(set(ARM_TYPES) - NOT_IN_RESOURCES_TABLE))
     return (
         f"resources | where resourceGroup startswith '{groups}' and type in~ ({types})"
         f" | project {COLUMNS}"
