@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from automation.store import Record, StateStore
+from automation.store import Record, StateStore, ordered_row
 from policies.catalogue import LIVE_RULES
 from policies.config import PackConfig
 from policies.core import Rule, Stack
@@ -180,11 +178,10 @@ class PolicyAudit:
 
     def _audit(self, tenant: str, finding: Finding) -> None:
         now = self.clock()
-        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.store.insert(
             contracts.TABLE_AUDIT,
             tenant,
-            row,
+            ordered_row(now),
             {
                 "at": now.isoformat(),
                 "actor": ACTOR,

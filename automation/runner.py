@@ -12,7 +12,6 @@ re-applying them changes nothing that was already done.
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -39,7 +38,7 @@ from automation.rollout import (
     start,
     supersede,
 )
-from automation.store import Record, StateStore
+from automation.store import Record, StateStore, ordered_row
 from policies.model_rules import Approval, evaluate_model
 from tenancy import contracts
 from tenancy.errors import ConflictError, NotFoundError
@@ -375,13 +374,10 @@ class RolloutRunner:
         correlation: str,
     ) -> None:
         now = self.clock()
-        # Row keys sort in write order: the audit reads as it happened, even when the
-        # injected clock stands still (tests) or two records share a microsecond.
-        row = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         self.store.insert(
             contracts.TABLE_AUDIT,
             tenant,
-            row,
+            ordered_row(now),
             {
                 "at": now.isoformat(),
                 "actor": actor,

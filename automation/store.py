@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from tenancy.errors import ConflictError
@@ -43,6 +45,12 @@ class StateStore(Protocol):
         ...
 
     def query(self, table: str, partition: str | None = None) -> list[Record]: ...
+
+
+def ordered_row(now: datetime) -> str:
+    """A row key that sorts in write order: an audit reads as it happened, even when an
+    injected clock stands still (tests) or two records share a microsecond."""
+    return f"{now.strftime('%Y%m%dT%H%M%S%f')}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
 
 class MemoryStore:

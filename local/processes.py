@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -109,31 +109,21 @@ def group_running(group: int, excluding: int | None = None) -> bool:
 
 def group_members(group: int, excluding: int | None = None) -> list[int]:
     """The processes of ``group`` (but ``excluding``) that run, from /proc (none without)."""
-    if not PROC.is_dir():
-        return []
-    return [
-        int(entry.name)
-        for entry in PROC.iterdir()
-        if entry.name.isdigit()
-        and int(entry.name) != excluding
-        and (fields := _stat(entry)) is not None
-        and int(fields[2]) == group
-        and fields[0] != "Z"
-    ]
+    return [pid for pid, fields in _running() if int(fields[2]) == group and pid != excluding]
 
 
 def children_of(pid: int) -> list[int]:
     """The running children of ``pid``, from /proc (none without)."""
+    return [child for child, fields in _running() if int(fields[1]) == pid]
+
+
+def _running() -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc stat fields) of every process that is not a zombie."""
     if not PROC.is_dir():
-        return []
-    return [
-        int(entry.name)
-        for entry in PROC.iterdir()
-        if entry.name.isdigit()
-        and (fields := _stat(entry)) is not None
-        and int(fields[1]) == pid
-        and fields[0] != "Z"
-    ]
+        return
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and (fields := _stat(entry)) is not None and fields[0] != "Z":
+            yield int(entry.name), fields
 
 
 def _stat(entry: Path) -> list[str] | None:
