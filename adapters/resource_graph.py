@@ -6,7 +6,8 @@ Resource Graph's query API is one POST
 api-version 2022-10-01): a KQL query over the subscriptions, answered in pages of at most
 1,000 rows with ``$skipToken`` naming the next page
 (https://learn.microsoft.com/azure/governance/resource-graph/concepts/work-with-data#paging-results).
-Resource groups are in the ``resourcecontainers`` table, everything else in ``resources``.
+Resource groups are in the ``resourcecontainers`` table, role assignments in
+``authorizationresources``, everything else in ``resources``.
 It is called through an azure-core pipeline (bearer token, retries), with no SDK of its own.
 """
 
@@ -28,12 +29,11 @@ SCOPE = f"{ARM}/.default"
 PAGE_ROWS = 1000
 
 COLUMNS = "id, type, name, location, tags, sku, identity, kind, properties"
+ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
 #: Governed types the ``resources`` table does not hold: role assignments are in
-#: ``authorizationresources`` and budgets are not indexed
+#: ``authorizationresources`` (read by a query of their own) and budgets are not indexed
 #: (https://learn.microsoft.com/azure/governance/resource-graph/reference/supported-tables-resources).
-NOT_IN_RESOURCES_TABLE = frozenset(
-    {"microsoft.authorization/roleassignments", "microsoft.consumption/budgets"}
-)
+NOT_IN_RESOURCES_TABLE = frozenset({ROLE_ASSIGNMENT, "microsoft.consumption/budgets"})
 #: Rules that need what this inventory does not read yet (budgets), left to the plan.
 UNJUDGED_RULES = frozenset({"tenant-budgets"})
 
@@ -48,6 +48,16 @@ def inventory_query(prefix: str, environment: str) -> str:
         " | union (resourcecontainers"
         " | where type =~ 'microsoft.resources/subscriptions/resourcegroups'"
         f" and name startswith '{groups}' | project {COLUMNS})"
+    )
+
+
+def role_assignments_query(subscription_id: str, prefix: str, environment: str) -> str:
+    """The role assignments whose scope is in the installation's resource groups."""
+    groups = f"/subscriptions/{subscription_id}/resourceGroups/rg-{prefix}-{environment}-"
+    return (
+        f"authorizationresources | where type =~ '{ROLE_ASSIGNMENT}'"
+        f" and tostring(properties.scope) startswith '{groups}'"
+        " | project id, type, name, properties"
     )
 
 
@@ -86,9 +96,14 @@ class ResourceGraph:
                 return
 
     def inventory(self, prefix: str, environment: str) -> list[LiveResource]:
+        queries = (
+            inventory_query(prefix, environment),
+            role_assignments_query(self.subscription_id, prefix, environment),
+        )
         return [
             LiveResource(str(row["id"]), str(row["type"]), str(row["name"]), _body(row))
-            for row in self.rows(inventory_query(prefix, environment))
+            for query in queries
+            for row in self.rows(query)
         ]
 
 

@@ -11,7 +11,8 @@ The two shapes differ in three ways, all undone here:
   input of the Azure ML child resources and key vaults (``NESTED_PROPERTIES``, checked
   against the SDK by the tests);
 - a plan knows which resource an input was computed from (property dependencies); live, a
-  property that holds another inventoried resource's id is that reference.
+  property that holds another inventoried resource's id is that reference (and a role
+  assignment's principal, an object id, references the identity whose principal it is).
 
 Rules that judge what only a plan has (creation order, API version pins, dates fixed at
 creation, app settings outside ``properties``) run before deployment only (``Rule.live``).
@@ -52,6 +53,7 @@ ARM_TYPES: dict[str, str] = {
     ),
 }
 TYPE_TOKENS = {token: arm for arm, token in ARM_TYPES.items()}
+UAI = "azure-native:managedidentity:UserAssignedIdentity"
 
 #: Types whose azure-native inputs keep ARM's ``properties`` object as one input.
 _ML_CHILDREN = ("Compute", "OnlineEndpoint", "OnlineDeployment", "BatchEndpoint", "BatchDeployment")
@@ -142,6 +144,9 @@ def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
     and a property holding another inventoried resource's id references it."""
     governed = [live for live in inventory if live.type_token is not None]
     known = {live.id.lower(): live for live in governed}
+    # A role assignment names its principal by object id: a user-assigned identity's
+    # ``properties.principalId``, or a resource's own (system-assigned) identity's.
+    principals = {principal.lower(): live for live in governed for principal in _principals(live)}
     resources = []
     for live in governed:
         inputs = inputs_of(live)
@@ -150,6 +155,9 @@ def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
             target = known.get(value.lower())
             if target is not None and target.id != live.id:
                 references.setdefault(prop.split(".")[0], set()).add(target.id)
+        principal = principals.get(str(inputs.get("principalId", "")).lower())
+        if principal is not None:
+            references.setdefault("principalId", set()).add(principal.id)
         for link, ancestor in _ancestors(live, known):
             references.setdefault(link, set()).add(ancestor)
         resources.append(
@@ -162,6 +170,15 @@ def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
             )
         )
     return resources
+
+
+def _principals(live: LiveResource) -> Iterator[str]:
+    properties = live.body.get("properties")
+    if live.type_token == UAI and isinstance(properties, Mapping) and properties.get("principalId"):
+        yield str(properties["principalId"])
+    identity = live.body.get("identity")
+    if isinstance(identity, Mapping) and identity.get("principalId"):
+        yield str(identity["principalId"])
 
 
 def _ancestors(live: LiveResource, known: Mapping[str, LiveResource]) -> Iterator[tuple[str, str]]:

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.azure import AzurePlatform
-from adapters.resource_graph import API_VERSION, ResourceGraph, inventory_query
+from adapters.resource_graph import (
+    API_VERSION,
+    ROLE_ASSIGNMENT,
+    ResourceGraph,
+    inventory_query,
+    role_assignments_query,
+)
 from policies.live import LiveResource
 from tenancy import PlatformSpec
 from tests.adapters.fake_arm import FakeArm, FakeCredential
@@ -28,6 +34,11 @@ class PagedGraph(FakeArm):
     rows: list[dict[str, Any]] = field(default_factory=list)
     queries: list[dict[str, Any]] = field(default_factory=list)
 
+    def _table(self, query: str) -> list[dict[str, Any]]:
+        """The rows of the table the query reads (role assignments live apart)."""
+        assignments = query.startswith("authorizationresources")
+        return [r for r in self.rows if (r["type"] == ROLE_ASSIGNMENT) == assignments]
+
     def send(self, request: Any, **kwargs: Any) -> Any:
         assert request.method == "POST" and request.url.endswith(
             f"/providers/Microsoft.ResourceGraph/resources?api-version={API_VERSION}"
@@ -35,15 +46,16 @@ class PagedGraph(FakeArm):
         assert request.headers["Authorization"] == "Bearer fake-token"
         body = json.loads(request.content)
         self.queries.append(body)
+        rows = self._table(body["query"])
         start = int(body["options"].get("$skipToken") or 0)
-        page = self.rows[start : start + 1]
+        page = rows[start : start + 1]
         answer: dict[str, Any] = {
-            "totalRecords": len(self.rows),
+            "totalRecords": len(rows),
             "count": len(page),
             "resultTruncated": "false",
             "data": page,
         }
-        if start + 1 < len(self.rows):
+        if start + 1 < len(rows):
             answer["$skipToken"] = str(start + 1)
         response = self._respond(request, 200, answer)
         response.read()  # as azure-core's requests transport does for a non-stream call
@@ -91,12 +103,18 @@ def test_every_page_of_the_installations_resources_is_read() -> None:
             "properties": {"traffic": {"blue": 100}, "mirrorTraffic": {"blue": 60}},
         },
     )
-    first, second = graph.queries
+    first, second, assignments = graph.queries
     assert first["subscriptions"] == [SUB] and "$skipToken" not in first["options"]
     assert second["options"]["$skipToken"] == "1"
     assert first["query"] == inventory_query("tmlops", "local")
     assert "resourceGroup startswith 'rg-tmlops-local-'" in first["query"]
     assert "resourcecontainers" in first["query"]
+    # Role assignments are read from their own table, by the scope they grant on.
+    assert assignments["query"] == role_assignments_query(SUB, "tmlops", "local")
+    assert (
+        f"startswith '/subscriptions/{SUB}/resourceGroups/rg-tmlops-local-'"
+        in (assignments["query"])
+    )
 
 
 def test_the_azure_adapter_hands_the_audit_its_inventory(specs: dict[str, PlatformSpec]) -> None:

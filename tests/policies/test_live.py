@@ -127,3 +127,33 @@ def test_an_untagged_live_resource_is_judged_untagged(
         [resource], PackConfig.from_spec(specs["local"]), [BY_NAME["mandatory-tags"]]
     )
     assert [v.policy for v in found] == ["mandatory-tags"]
+
+
+def test_a_grant_to_another_tenants_identity_is_found_live(specs: dict[str, PlatformSpec]) -> None:
+    """A role assignment names its principal by object id; live, that id leads to the
+    identity whose principal it is, so tenant-isolation sees a grant across tenants."""
+    group = "/subscriptions/s/resourceGroups/rg-tmlops-local-tenant-"
+    workspace = LiveResource(
+        f"{group}contoso/providers/Microsoft.MachineLearningServices/workspaces/w",
+        "Microsoft.MachineLearningServices/workspaces",
+        "w",
+        {"tags": {"tenant-id": "contoso"}, "properties": {}},
+    )
+    adatum = LiveResource(
+        f"{group}adatum/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-adatum",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "id-adatum",
+        {"tags": {"tenant-id": "adatum"}, "properties": {"principalId": "AAAA-1"}},
+    )
+    grant = LiveResource(
+        f"{workspace.id}/providers/Microsoft.Authorization/roleAssignments/g",
+        "Microsoft.Authorization/roleAssignments",
+        "g",
+        {"properties": {"principalId": "aaaa-1", "scope": workspace.id, "roleDefinitionId": "r"}},
+    )
+    resources = as_resources([workspace, adatum, grant])
+    found = evaluate_resources(
+        resources, PackConfig.from_spec(specs["local"]), [BY_NAME["tenant-isolation"]]
+    )
+    assert [(v.policy, v.urn) for v in found] == [("tenant-isolation", grant.id)]
+    assert "id-adatum" in found[0].message
