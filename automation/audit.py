@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from automation.store import Record, StateStore, ordered_row
+from automation.store import Record, StateStore, append_audit
 from policies.catalogue import LIVE_RULES
 from policies.config import PackConfig
 from policies.core import Rule, Stack
@@ -177,13 +177,11 @@ class PolicyAudit:
         )
 
     def _audit(self, tenant: str, finding: Finding) -> None:
-        now = self.clock()
-        self.store.insert(
-            contracts.TABLE_AUDIT,
+        append_audit(
+            self.store,
             tenant,
-            ordered_row(now),
+            self.clock(),
             {
-                "at": now.isoformat(),
                 "actor": ACTOR,
                 "action": "policy_violation",
                 "policy": finding.policy,

@@ -38,7 +38,7 @@ from automation.rollout import (
     start,
     supersede,
 )
-from automation.store import Record, StateStore, ordered_row
+from automation.store import Record, StateStore, append_audit
 from policies.model_rules import Approval, evaluate_model
 from tenancy import contracts
 from tenancy.errors import ConflictError, NotFoundError
@@ -373,13 +373,11 @@ class RolloutRunner:
         reason: str,
         correlation: str,
     ) -> None:
-        now = self.clock()
-        self.store.insert(
-            contracts.TABLE_AUDIT,
+        append_audit(
+            self.store,
             tenant,
-            ordered_row(now),
+            self.clock(),
             {
-                "at": now.isoformat(),
                 "actor": actor,
                 "tenant": tenant,
                 "subject": f"rollout {after.model}",

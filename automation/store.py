@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from tenancy import contracts
 from tenancy.errors import ConflictError
 
 DOCUMENT = "document"
@@ -51,6 +52,11 @@ def ordered_row(now: datetime) -> str:
     """A row key that sorts in write order: an audit reads as it happened, even when an
     injected clock stands still (tests) or two records share a microsecond."""
     return f"{now.strftime('%Y%m%dT%H%M%S%f')}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+def append_audit(store: StateStore, tenant: str, now: datetime, record: dict[str, Any]) -> None:
+    """One audit record of ``tenant`` at ``now``, after the ones before it."""
+    store.insert(contracts.TABLE_AUDIT, tenant, ordered_row(now), {"at": now.isoformat(), **record})
 
 
 class MemoryStore:

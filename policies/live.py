@@ -52,7 +52,6 @@ ARM_TYPES: dict[str, str] = {
         "azure-native:managedidentity:UserAssignedIdentity"
     ),
 }
-TYPE_TOKENS = {token: arm for arm, token in ARM_TYPES.items()}
 UAI = "azure-native:managedidentity:UserAssignedIdentity"
 
 #: Types whose azure-native inputs keep ARM's ``properties`` object as one input.
@@ -108,35 +107,6 @@ def inputs_of(live: LiveResource) -> dict[str, Any]:
     else:
         inputs.update(properties)
     return inputs
-
-
-def arm_body(type_token: str, inputs: Mapping[str, Any], resource_id: str) -> dict[str, Any]:
-    """The inputs of ``type_token`` as ARM's JSON (what a GET of it returns): path
-    parameters (the id's segments) dropped, the rest under ``properties`` unless the type
-    keeps them there itself."""
-    segments = {s.lower() for s in resource_id.split("/")}
-    body: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
-    for key, value in inputs.items():
-        if key == "identity" and isinstance(value.get("userAssignedIdentities"), list):
-            principals: dict[str, Any] = {uai: {} for uai in value["userAssignedIdentities"]}
-            body[key] = {**value, "userAssignedIdentities": principals}
-        elif key in ENVELOPE:
-            body[key] = value
-        elif _is_path_parameter(key, value, segments):
-            continue
-        elif key == "properties" and type_token in NESTED_PROPERTIES:
-            properties.update(value)
-        else:
-            properties[key] = value
-    body["properties"] = properties
-    return body
-
-
-def _is_path_parameter(key: str, value: Any, segments: set[str]) -> bool:
-    return key in ("resourceGroupName", "scope") or (
-        key.endswith("Name") and isinstance(value, str) and value.lower() in segments
-    )
 
 
 def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
