@@ -113,9 +113,18 @@ def test_a_service_dies_with_its_platform_whatever_kills_it(tmp_path: Path) -> N
 
 
 def test_what_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
-    process = spawn([sys.executable, "-c", stubborn], tmp_path / "stubborn.log", grace_seconds=0.5)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ignoring', flush=True); time.sleep(300)"
+    )
+    log = tmp_path / "stubborn.log"
+    process = spawn([sys.executable, "-c", stubborn], log, grace_seconds=0.5)
     service = _child_of(process.pid)
+    # Stopped only once it ignores SIGTERM: before, a SIGTERM would still end it.
+    deadline = time.monotonic() + 30
+    while "ignoring" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for the service to start, not timing it
+    assert "ignoring" in log.read_text()
     stop_process(process, grace_seconds=0.5)
     assert process.returncode == 128 + signal.SIGKILL
     assert state(service) in ("Z", "gone")
