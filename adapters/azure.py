@@ -36,13 +36,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
+from adapters.azure_inventory import AzureInventory
 from adapters.collected import collected_rows
-from adapters.resource_graph import UNJUDGED_RULES, ResourceGraph
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
-from policies.catalogue import LIVE_RULES
 from policies.live import LiveResource
 from policies.model_rules import (
     ChampionFacts,
@@ -148,8 +147,11 @@ class AzurePlatform:
         client_options: Mapping[str, Any] | None = None,
         container_factory: Callable[[str, str, str], Any] | None = None,
         training_code: Path = PACKAGED_TRAINING_CODE,
+        platform_account: str | None = None,
     ) -> None:
         self.spec = spec
+        # The platform's storage account: where `pulumi up` leaves the expected state.
+        self.platform_account = platform_account
         self.training_code = training_code
         self.credential = credential
         self.subscription_id = subscription_id
@@ -173,6 +175,7 @@ class AzurePlatform:
             os.environ[contracts.SETTING_SUBSCRIPTION],
             logs=LogsQueryClient(credential),
             logs_workspace_id=os.environ.get(contracts.SETTING_LOGS_WORKSPACE, ""),
+            platform_account=settings.storage_account,
         )
 
     # --- where a tenant lives ------------------------------------------------------------
@@ -571,15 +574,31 @@ class AzurePlatform:
         ]
         return max(started, default=None)
 
-    #: The live rules that the Resource Graph inventory can feed.
-    judged_rules: frozenset[str] | None = frozenset(
-        rule.name for rule in LIVE_RULES if rule.name not in UNJUDGED_RULES
-    )
+    #: Every live rule judges the inventory, of every governed type.
+    judged_rules: frozenset[str] | None = None
+    inventoried_types: frozenset[str] | None = None
 
     def live_resources(self) -> list[LiveResource]:
-        """What is deployed, for the policy audit (Azure Resource Graph)."""
-        graph = ResourceGraph(self.credential, self.subscription_id, **self.client_options)
-        return graph.inventory(self.spec.prefix, self.spec.environment)
+        """What is deployed, for the policy audit (Resource Graph, the Azure ML and
+        Consumption APIs: adapters.azure_inventory)."""
+        inventory = AzureInventory(self.credential, self.subscription_id, **self.client_options)
+        return inventory.inventory(self.spec.prefix, self.spec.environment)
+
+    def expected_state(self) -> Mapping[str, Any] | None:
+        """What the last `pulumi up` set (``policies.plan_drift``), from the platform
+        account; None before one has written it (the audit then judges rules only)."""
+        if not self.platform_account:
+            return None
+        container = self.container_factory(
+            self.platform_account, contracts.CONTAINER_PLATFORM_STATE, ""
+        )
+        try:
+            document = container.download_blob(contracts.BLOB_EXPECTED_STATE).readall()
+        except ResourceNotFoundError:
+            logger.warning("no expected state yet: the audit compares nothing with the plan")
+            return None
+        loaded = json.loads(document)
+        return loaded if isinstance(loaded, dict) else None
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         """A notification line in Application Insights; the program's log search alert

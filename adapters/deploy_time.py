@@ -1,8 +1,8 @@
 """What `pulumi up` does through Azure's data and resource planes itself, where the
-azure-native provider would do it wrongly: the Functions package upload and a batch
-endpoint's default deployment. Both run as Pulumi dynamic resources, in the deployer's
-process, with the deployer's Entra credential (``DefaultAzureCredential``: the Azure CLI
-login, a pipeline's federated identity, ...).
+azure-native provider would do it wrongly or cannot: the Functions package upload, a batch
+endpoint's default deployment, and the expected state the audit compares with. Each runs
+as a Pulumi dynamic resource, in the deployer's process, with the deployer's Entra credential
+(``DefaultAzureCredential``: the Azure CLI login, a pipeline's federated identity, ...).
 
 - **The package upload** (the review's D1). azure-native's ``storage.Blob`` authenticates
   with the account key (``ListKeys`` then a shared-key client), which accounts with
@@ -17,6 +17,8 @@ login, a pipeline's federated identity, ...).
   GET and a PUT of the endpoint as the service returned it (what the SDK samples do:
   ``endpoint.defaults.deployment_name = ...; begin_create_or_update(endpoint)``). A later
   `pulumi up` never sends it again unless the program names another deployment.
+- **The expected state** (``policies.plan_drift``): a JSON blob in the platform account,
+  written with a bearer token as the package is, read by the Function App's policy audit.
 
 Every call is bounded in time; the SDK clients are made inside the calls (the provider
 object is pickled into the engine's state and must hold no client).
@@ -33,12 +35,10 @@ from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from adapters.azure_inventory import ARM, ML_API_VERSION
 from tenancy.errors import DependencyError
 
-ARM = "https://management.azure.com"
 ARM_SCOPE = "https://management.azure.com/.default"
-#: azure-native 3.29's default Azure ML API version (the review's table).
-ML_API_VERSION = "2025-12-01"
 #: How long a data-plane call may wait for a new role assignment to take effect.
 ROLE_PROPAGATION_SECONDS = 600.0
 #: How long the endpoint's update may run before `pulumi up` reports it.
@@ -81,6 +81,41 @@ def upload_package(
     """Upload the package with Entra authentication; returns the blob's URL (no secret in
     it). Retries while the deployer's new role assignment propagates. The zip must still be
     the one the plan saw: a package rebuilt since then is refused, never uploaded."""
+    data = package.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise DependencyError(
+            f"{package} changed since the plan (its sha256 is not {digest}): run `pulumi up` "
+            "again to upload the package you built"
+        )
+    return upload_blob(
+        blob_endpoint=blob_endpoint,
+        container=container,
+        blob=blob,
+        data=data,
+        content_type="application/zip",
+        metadata={"digest": digest},
+        what="the Functions package",
+        credential=credential,
+        transport=transport,
+        bounds=bounds,
+    )
+
+
+def upload_blob(
+    *,
+    blob_endpoint: str,
+    container: str,
+    blob: str,
+    data: bytes,
+    content_type: str,
+    metadata: dict[str, str],
+    what: str,
+    credential: Any = None,
+    transport: Any = None,
+    bounds: Bounds = Bounds(),
+) -> str:
+    """Write one blob with Entra authentication, retrying while the deployer's new role
+    assignment propagates; returns its URL (no secret in it)."""
     from azure.core.exceptions import HttpResponseError  # noqa: PLC0415
     from azure.storage.blob import BlobClient, ContentSettings  # noqa: PLC0415
 
@@ -91,20 +126,14 @@ def upload_package(
         credential=credential or _credential(),
         **({"transport": transport} if transport is not None else {}),
     )
-    data = package.read_bytes()
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise DependencyError(
-            f"{package} changed since the plan (its sha256 is not {digest}): run `pulumi up` "
-            "again to upload the package you built"
-        )
     deadline = bounds.clock() + bounds.propagation_seconds
     while True:
         try:
             client.upload_blob(
                 data,
                 overwrite=True,
-                metadata={"digest": digest},
-                content_settings=ContentSettings(content_type="application/zip"),
+                metadata=metadata,
+                content_settings=ContentSettings(content_type=content_type),
             )
             return str(client.url)
         except HttpResponseError as error:
@@ -115,7 +144,7 @@ def upload_package(
             )
             if not waiting_for_role or bounds.clock() >= deadline:
                 raise DependencyError(
-                    f"uploading the Functions package to {client.url} failed "
+                    f"uploading {what} to {client.url} failed "
                     f"({error.status_code} {code}): the deployer needs Storage "
                     "Blob Data Contributor on the account and network access to it"
                 ) from None
@@ -225,6 +254,31 @@ class BatchDefaultProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("endpointId", "deploymentName")
+        changed = any(olds.get(key) != news.get(key) for key in keys)
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self.create(news).outs)
+
+
+class ExpectedStateProvider(ResourceProvider):
+    """Writes the expected state (``policies.plan_drift``) where the audit reads it, when
+    it changes; never deletes (the audit of a stack being torn down still reads it)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        url = upload_blob(
+            blob_endpoint=props["blobEndpoint"],
+            container=props["containerName"],
+            blob=props["blobName"],
+            data=str(props["document"]).encode(),
+            content_type="application/json",
+            metadata={"digest": str(props["digest"])},
+            what="the expected state",
+        )
+        return CreateResult(id_=url, outs={**props, "url": url})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("blobEndpoint", "containerName", "blobName", "digest")
         changed = any(olds.get(key) != news.get(key) for key in keys)
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 

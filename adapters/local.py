@@ -25,6 +25,7 @@ from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
+from policies.core import ML
 from policies.live import LiveResource
 from policies.model_rules import ModelFacts
 from tenancy import contracts, naming
@@ -321,6 +322,15 @@ class LocalPlatform:
             "deployment-request-settings",
         }
     )
+
+    #: What it has of the governed types: endpoints and deployments.
+    inventoried_types: frozenset[str] | None = frozenset(
+        {f"{ML}:OnlineEndpoint", f"{ML}:OnlineDeployment"}
+    )
+
+    def expected_state(self) -> Mapping[str, Any] | None:
+        """No `pulumi up` made the embedded platform: there is no plan to drift from."""
+        return None
 
     def live_resources(self) -> list[LiveResource]:
         """The gateway's endpoints and deployments as Azure ML would show them: under the

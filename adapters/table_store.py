@@ -26,6 +26,14 @@ class TableStore:
     def from_connection_string(cls, connection_string: str) -> TableStore:
         return cls(TableServiceClient.from_connection_string(connection_string))
 
+    @classmethod
+    def for_account(cls, account: str) -> TableStore:
+        """The platform account's tables, with Entra (shared keys are off there)."""
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only on Azure
+
+        endpoint = f"https://{account}.table.core.windows.net"
+        return cls(TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential()))
+
     def _table(self, name: str) -> Any:
         if name not in self._created:
             self._service.create_table_if_not_exists(name)

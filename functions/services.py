@@ -61,11 +61,7 @@ def compose(
 def _store(settings: Settings) -> StateStore:
     if settings.state_connection:
         return TableStore.from_connection_string(settings.state_connection)
-    from azure.data.tables import TableServiceClient  # noqa: PLC0415
-    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-    endpoint = f"https://{settings.storage_account}.table.core.windows.net"
-    return TableStore(TableServiceClient(endpoint=endpoint, credential=DefaultAzureCredential()))
+    return TableStore.for_account(str(settings.storage_account))
 
 
 #: The embedded platform's adapter, found by name where it runs: the Function App package

@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import web
 
-from infra.common import Principal, assign_role, send_diagnostics
+from infra.common import DeployerWrite, grant_deployer_write, send_diagnostics
 from infra.deploy_time import FunctionPackageInputs, PackageUpload
 from infra.package import digest_of
 from infra.shared import SharedServices
@@ -87,20 +87,16 @@ class Automation(pulumi.ComponentResource):
             return ""
         digest = digest_of(package)
         spec = self._args.spec
-        container = pulumi.Output.concat(
+        write = DeployerWrite(
             shared.storage.id,
-            "/blobServices/default/containers/",
             contracts.CONTAINER_FUNCTION_PACKAGE,
+            self._args.deployer_object_id,
+            self._args.subscription_id,
+            f"{spec.prefix}/{spec.environment.value}/platform/package",
+            "the deployer uploads the Functions package",
         )
-        deployer_can_write = assign_role(
-            f"{self._name}-deployer-package",
-            principal=Principal("deployer", self._args.deployer_object_id, None),
-            role_code="BlobDataContributor",
-            scope=container,
-            scope_key=f"{spec.prefix}/{spec.environment.value}/platform/package",
-            subscription_id=self._args.subscription_id,
-            parent=self,
-            description="the deployer uploads the Functions package",
+        deployer_can_write = grant_deployer_write(
+            f"{self._name}-deployer-package", write, parent=self
         )
         self.package_upload = PackageUpload(
             f"{self._name}-package",

@@ -205,3 +205,34 @@ def send_diagnostics(
         metrics=[{"category": "AllMetrics", "enabled": True}],
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+@dataclass(frozen=True)
+class DeployerWrite:
+    """The deployer's right to write one blob container of the platform account during
+    `pulumi up` (data-plane access, as the account takes no shared key)."""
+
+    account_id: pulumi.Input[str]
+    container: str
+    deployer_object_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    scope_key: str  # the stable part of the assignment's name
+    description: str
+
+
+def grant_deployer_write(
+    name: str, write: DeployerWrite, parent: pulumi.Resource
+) -> pulumi.CustomResource:
+    scope = pulumi.Output.concat(
+        write.account_id, "/blobServices/default/containers/", write.container
+    )
+    return assign_role(
+        name,
+        principal=Principal("deployer", write.deployer_object_id, None),
+        role_code="BlobDataContributor",
+        scope=scope,
+        scope_key=write.scope_key,
+        subscription_id=write.subscription_id,
+        parent=parent,
+        description=write.description,
+    )

@@ -10,7 +10,11 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from adapters.deploy_time import BatchDefaultProvider, FunctionPackageProvider
+from adapters.deploy_time import (
+    BatchDefaultProvider,
+    ExpectedStateProvider,
+    FunctionPackageProvider,
+)
 from tenancy import contracts
 
 
@@ -65,3 +69,36 @@ class BatchDefault(pulumi.dynamic.Resource):
             "deploymentName": deployment_name,
         }
         super().__init__(BatchDefaultProvider(), name, props, opts)
+
+
+@dataclass(frozen=True)
+class ExpectedStateInputs:
+    account_name: pulumi.Input[str]
+    blob_endpoint: pulumi.Input[str]
+    document: pulumi.Input[str]  # JSON (policies.plan_drift.expected_state)
+    digest: pulumi.Input[str]  # its sha256: written again only when it changes
+    uploader_object_id: pulumi.Input[str]
+
+
+class ExpectedStateUpload(pulumi.dynamic.Resource):
+    """The expected state in the platform account (adapters.deploy_time writes it with
+    Entra authentication)."""
+
+    url: pulumi.Output[str]
+    digest: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, inputs: ExpectedStateInputs, opts: pulumi.ResourceOptions
+    ) -> None:
+        props: dict[str, Any] = {
+            "kind": contracts.KIND_EXPECTED_STATE,
+            "accountName": inputs.account_name,
+            "blobEndpoint": inputs.blob_endpoint,
+            "containerName": contracts.CONTAINER_PLATFORM_STATE,
+            "blobName": contracts.BLOB_EXPECTED_STATE,
+            "document": inputs.document,
+            "digest": inputs.digest,
+            "uploaderObjectId": inputs.uploader_object_id,
+            "url": None,
+        }
+        super().__init__(ExpectedStateProvider(), name, props, opts)

@@ -16,6 +16,7 @@ from pulumi_azure_native import authorization
 
 from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
+from infra.expected_state import ExpectedState, ExpectedStateArgs, PlanCapture
 from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
 from infra.package import DIST_PACKAGE
 from infra.shared import SharedServices, SharedServicesArgs
@@ -70,6 +71,9 @@ def deploy(
     """The environment ``spec`` describes. ``today`` (default: the UTC date now) is when
     this `pulumi up` runs: time-bound inputs such as budget start dates derive from it.
     ``package`` is the Function App's zip (default: the one `make package` wrote, if any)."""
+    # Caught from here on: every governed resource the program makes (infra.expected_state).
+    capture = PlanCapture()
+    capture.install()
     client = authorization.get_client_config_output()
     subscription_id = client.subscription_id
     entra_tenant = client.tenant_id
@@ -108,6 +112,11 @@ def deploy(
         key = naming.stamp_key("pool", pool.id)
         platform.stamps[key] = Stamp(key, stamp_args_for_pool(pool, **common))
     _route_tenants(spec, platform)
+    # Last: the document holds every governed resource the program made.
+    ExpectedState(
+        "expected-state",
+        ExpectedStateArgs(spec, shared, capture, client.object_id, subscription_id),
+    )
     _export(platform)
     return platform
 

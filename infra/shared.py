@@ -124,8 +124,8 @@ class SharedServices(pulumi.ComponentResource):
         )
 
     def _create_storage(self, at: blocks.Placement) -> storage.StorageAccount:
-        """Blob containers for dead letters, the Functions package and inference data; tables
-        for the automation's state."""
+        """Blob containers for dead letters, the Functions package, inference data and the
+        expected state; tables for the automation's state."""
         # Event Grid writes dead letters here and the deployer uploads the Functions package:
         # a private stack lets both through the account's firewall (W12, D1).
         account = blocks.storage_account(
@@ -137,6 +137,7 @@ class SharedServices(pulumi.ComponentResource):
             contracts.CONTAINER_DEAD_LETTER,
             contracts.CONTAINER_FUNCTION_PACKAGE,
             contracts.CONTAINER_INFERENCE_DATA,
+            contracts.CONTAINER_PLATFORM_STATE,
         ):
             storage.BlobContainer(
                 f"{self._name}-st-{container}",

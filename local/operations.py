@@ -11,6 +11,7 @@ tables, and the MLflow registries.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from adapters.local import (
     LocalPlatform,
 )
 from adapters.table_store import TableStore
-from automation.audit import FINDINGS
+from automation.audit import open_findings
 from automation.runner import decode
 from local.azurite import connection_string
 from local.processes import is_platform
@@ -244,12 +245,7 @@ class PlatformClient:
 
     def findings(self) -> list[dict[str, Any]]:
         """The policy audit's open findings, by tenant, rule and resource."""
-        found = [
-            dict(r.data)
-            for r in self.store.query(contracts.TABLE_EVENTS, FINDINGS)
-            if r.data.get("status") == "open"
-        ]
-        return sorted(found, key=lambda f: (f["tenant"], f["policy"], f["resource"]))
+        return [dataclasses.asdict(f) for f in open_findings(self.store)]
 
     def events(self, partition: str) -> list[dict[str, Any]]:
         return [

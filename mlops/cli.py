@@ -111,6 +111,18 @@ def _platform_commands(commands: Any) -> None:
         "audit", help="judge what is deployed with the policy pack now; the open findings"
     )
     audit.add_argument("--json", action="store_true")
+    deployed = audit.add_mutually_exclusive_group()
+    deployed.add_argument(
+        "--state-account",
+        default=None,
+        help="an installation on Azure: list the open findings its Function App recorded in "
+        "this platform storage account (read with your Entra sign-in)",
+    )
+    deployed.add_argument(
+        "--state-connection",
+        default=None,
+        help="the same from a storage connection string (Azurite, say)",
+    )
     for parser in (up, status, down, score, *rollout_parsers, rotate, report, demo, audit):
         _platform_options(parser)
 

@@ -11,6 +11,7 @@ and which process to signal. The other commands act on the running platform thro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -254,10 +255,14 @@ def drift(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
 
 def audit(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
     """Run the platform's policy audit now (its timer function), then list the open
-    findings; exits 1 when one is mandatory."""
-    client = _client(root, stack, data_dir)
-    client.run_function("policy_audit")
-    findings = client.findings()
+    findings; with ``--state-account`` / ``--state-connection``, list those an installation
+    on Azure recorded (its timer runs there). Exits 1 when one is mandatory."""
+    if args.state_account or args.state_connection:
+        findings = _deployed_findings(args.state_account, args.state_connection)
+    else:
+        client = _client(root, stack, data_dir)
+        client.run_function("policy_audit")
+        findings = client.findings()
     if args.json:
         print(json.dumps(findings, indent=2))
     for finding in [] if args.json else findings:
@@ -269,6 +274,19 @@ def audit(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
     if not findings and not args.json:
         print("no open finding: what is deployed passes every rule that can judge it")
     return 1 if any(f["level"] == "mandatory" for f in findings) else 0
+
+
+def _deployed_findings(account: str | None, connection: str | None) -> list[dict[str, Any]]:
+    """The open findings in an installation's state tables (the Function App's audit)."""
+    from adapters.table_store import TableStore  # noqa: PLC0415
+    from automation.audit import open_findings  # noqa: PLC0415
+
+    store = (
+        TableStore.from_connection_string(connection)
+        if connection
+        else TableStore.for_account(str(account))
+    )
+    return [dataclasses.asdict(f) for f in open_findings(store)]
 
 
 def demo(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ creation, app settings outside ``properties``) run before deployment only (``Rul
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ ARM_TYPES: dict[str, str] = {
         "azure-native:managedidentity:UserAssignedIdentity"
     ),
 }
+ARM_TYPE_OF = {token: arm for arm, token in ARM_TYPES.items()}
 UAI = "azure-native:managedidentity:UserAssignedIdentity"
 
 #: Types whose azure-native inputs keep ARM's ``properties`` object as one input.
@@ -109,9 +110,44 @@ def inputs_of(live: LiveResource) -> dict[str, Any]:
     return inputs
 
 
-def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
+def as_live(type_token: str, inputs: Mapping[str, Any], resource_id: str) -> LiveResource:
+    """A resource of the program's inputs as ARM returns it once deployed (the inverse of
+    :func:`inputs_of`): path parameters (the id's segments) dropped, the rest under
+    ``properties`` unless the type keeps them there itself."""
+    segments = {s.lower() for s in resource_id.split("/")}
+    body: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if key == "identity" and isinstance(value.get("userAssignedIdentities"), list):
+            principals: dict[str, Any] = {uai: {} for uai in value["userAssignedIdentities"]}
+            body[key] = {**value, "userAssignedIdentities": principals}
+        elif key in ENVELOPE:
+            body[key] = value
+        elif is_path_parameter(key, value, segments):
+            continue
+        elif key == "properties" and type_token in NESTED_PROPERTIES:
+            properties.update(value)
+        else:
+            properties[key] = value
+    body["properties"] = properties
+    arm_type = ARM_TYPE_OF[type_token]
+    return LiveResource(resource_id, arm_type, resource_id.rsplit("/", 1)[-1], body)
+
+
+def is_path_parameter(key: str, value: Any, id_segments: Collection[str]) -> bool:
+    """Whether input ``key`` names the resource or one it lies under: a segment of its id
+    (``id_segments``, lower case) rather than a property ARM returns."""
+    return key in ("resourceGroupName", "scope") or (
+        key.endswith("Name") and isinstance(value, str) and value.lower() in id_segments
+    )
+
+
+def as_resources(
+    inventory: Sequence[LiveResource], props: Callable[[Mapping[str, Any]], Props] = Props
+) -> list[Resource]:
     """The governed resources of an inventory as the rules see them; ids are their URNs,
-    and a property holding another inventoried resource's id references it."""
+    and a property holding another inventoried resource's id references it. ``props``
+    makes each resource's properties (the drift check records what the rules read)."""
     governed = [live for live in inventory if live.type_token is not None]
     known = {live.id.lower(): live for live in governed}
     # A role assignment names its principal by object id: a user-assigned identity's
@@ -135,7 +171,7 @@ def as_resources(inventory: Sequence[LiveResource]) -> list[Resource]:
                 type=str(live.type_token),
                 urn=live.id,
                 name=live.name,
-                props=Props(inputs),
+                props=props(inputs),
                 property_dependencies={k: frozenset(v) for k, v in references.items()},
             )
         )

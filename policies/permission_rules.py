@@ -231,9 +231,13 @@ def _event_grid_holders(view: PlanView) -> Iterator[Holder]:
         )
 
 
+#: What the deployer writes to platform storage during `pulumi up`.
+_DEPLOYER_UPLOADS = (contracts.KIND_PACKAGE_UPLOAD, contracts.KIND_EXPECTED_STATE)
+
+
 def _deployer_holders(view: PlanView) -> Iterator[Holder]:
     for upload in view.stack.resources:
-        if upload.props.raw.get("kind") != contracts.KIND_PACKAGE_UPLOAD:
+        if upload.props.raw.get("kind") not in _DEPLOYER_UPLOADS:
             continue
         uploader = upload.props.raw.get("uploaderObjectId")
         if not isinstance(uploader, str):

@@ -25,6 +25,9 @@ ROUTE_BUDGET_ALERT: Final = "alerts/budget"
 CONTAINER_DEAD_LETTER: Final = "eventgrid-deadletter"
 CONTAINER_FUNCTION_PACKAGE: Final = "function-releases"
 CONTAINER_INFERENCE_DATA: Final = "inference-data"
+# What `pulumi up` set on the governed resources, for the audit's drift check.
+CONTAINER_PLATFORM_STATE: Final = "platform-state"
+BLOB_EXPECTED_STATE: Final = "expected-state.json"
 TABLE_ROLLOUTS: Final = "rollouts"
 TABLE_AUDIT: Final = "audit"
 TABLE_EVENTS: Final = "events"
@@ -43,6 +46,7 @@ BATCH_SCORING_SCRIPT: Final = "batch_score.py"
 # Dynamic resources of the program (infra.deploy_time), as the policy pack knows them.
 KIND_PACKAGE_UPLOAD: Final = "tenant-mlops:function-package"
 KIND_BATCH_DEFAULT: Final = "tenant-mlops:batch-default"
+KIND_EXPECTED_STATE: Final = "tenant-mlops:expected-state"
 DYNAMIC_RESOURCE_TYPE: Final = "pulumi-python:dynamic:Resource"
 
 # Tags every taggable resource carries.

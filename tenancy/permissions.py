@@ -337,7 +337,7 @@ NEEDS: tuple[Need, ...] = (
     ),
     Need(
         "deployer",
-        "upload the Functions package",
+        "upload the Functions package and the expected state",
         "package_storage",
         _WRITE_BLOBS,
         _BLOB_DATA,

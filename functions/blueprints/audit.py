@@ -1,4 +1,5 @@
-"""Policy checks after deployment: a timer judges what is deployed with the pack's rules."""
+"""Policy checks after deployment: a timer judges what is deployed with the pack's rules,
+and compares it with what `pulumi up` set (drift from the plan)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,21 @@ logger = logging.getLogger("tenant_mlops.audit")
 def policy_audit(timer: func.TimerRequest) -> None:
     app = services()
     inventory = app.inventory
-    outcome = app.audit.run(inventory.live_resources(), inventory.judged_rules)
+    live = inventory.live_resources()
+    outcome = app.audit.run(live, inventory.judged_rules)
     logger.info(
         "policy audit: %d new, %d still open, %d cleared",
         len(outcome.opened),
         len(outcome.persisting),
         len(outcome.cleared),
+    )
+    expected = inventory.expected_state()
+    if expected is None:
+        return
+    drift = app.audit.run_drift(expected, live, inventory.inventoried_types)
+    logger.info(
+        "drift from the plan: %d new, %d still open, %d cleared",
+        len(drift.opened),
+        len(drift.persisting),
+        len(drift.cleared),
     )

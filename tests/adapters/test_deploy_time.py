@@ -17,7 +17,13 @@ import pytest
 import requests
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
-from adapters.deploy_time import Bounds, set_batch_default, upload_package
+from adapters.deploy_time import (
+    Bounds,
+    ExpectedStateProvider,
+    set_batch_default,
+    upload_blob,
+    upload_package,
+)
 from infra.package import archive_bytes, digest_of
 from tenancy.errors import DependencyError
 from tests.adapters.fake_arm import FakeCredential, InMemoryTransport
@@ -214,3 +220,41 @@ def test_a_failed_or_endless_update_is_reported() -> None:
     refused = Scripted([(404, {}, b'{"error": {"code": "ResourceNotFound"}}')])
     with pytest.raises(DependencyError, match="answered 404"):
         _set(refused, Clock())
+
+
+def test_the_expected_state_is_written_as_json_with_a_bearer_token() -> None:
+    transport = Scripted([MISMATCH, CREATED])
+    clock = Clock()
+    document = json.dumps({"version": 1, "resources": []})
+    url = upload_blob(
+        blob_endpoint="https://stplatform.blob.core.windows.net/",
+        container="platform-state",
+        blob="expected-state.json",
+        data=document.encode(),
+        content_type="application/json",
+        metadata={"digest": "abc"},
+        what="the expected state",
+        credential=FakeCredential(),
+        transport=transport,
+        bounds=Bounds(sleep=clock.sleep, clock=lambda: clock.now, poll_seconds=15),
+    )
+    assert url == "https://stplatform.blob.core.windows.net/platform-state/expected-state.json"
+    request = transport.sent[-1]
+    assert request.headers["Authorization"] == "Bearer fake-token"
+    assert request.headers["x-ms-blob-content-type"] == "application/json"
+    assert clock.slept == [15]  # the deployer's new grant was waited for
+    body = request.content if isinstance(request.content, bytes) else request.data
+    assert json.loads(body) == {"version": 1, "resources": []}
+
+
+def test_the_expected_state_is_written_again_only_when_it_changes() -> None:
+    provider = ExpectedStateProvider()
+    olds = {
+        "blobEndpoint": "https://st/",
+        "containerName": "platform-state",
+        "blobName": "expected-state.json",
+        "digest": "a",
+        "document": "{}",
+    }
+    assert not provider.diff("id", olds, dict(olds)).changes
+    assert provider.diff("id", olds, {**olds, "digest": "b", "document": "{ }"}).changes

@@ -5,23 +5,25 @@ mandatory one on a tenant's resource is also in that tenant's audit."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.azure import AzurePlatform
-from adapters.resource_graph import NOT_IN_RESOURCES_TABLE, ROLE_ASSIGNMENT, UNJUDGED_RULES
 from automation.audit import PolicyAudit
 from automation.store import MemoryStore
 from infra.offline import OfflineRun, run_offline
 from mlops.plan import project_program
 from policies.catalogue import LIVE_RULES
+from policies.core import ML
 from policies.live import LiveResource
 from tenancy import PlatformSpec, contracts, load_stack
+from tenancy.errors import ConfigError
 from tests.adapters.fake_arm import FakeCredential
-from tests.adapters.test_resource_graph import SUB, PagedGraph
+from tests.adapters.test_azure_inventory import SUB, PagedGraph
 from tests.conftest import STACKS
-from tests.live_inventory import inventory_of
+from tests.live_inventory import expected_of, inventory_of
 from tests.policies.test_stacks_against_pack import BROKEN
 
 
@@ -126,27 +128,83 @@ def test_a_mandatory_violation_of_a_tenant_is_in_its_audit_and_goes_to_its_conta
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_an_example_stack_deployed_as_planned_has_no_finding_through_resource_graph(
+def test_an_example_stack_deployed_as_planned_has_no_finding_and_no_drift(
     specs: dict[str, PlatformSpec], planned: dict[str, OfflineRun], stack: str
 ) -> None:
-    """The plan, as Resource Graph answers for it once deployed, read by the Azure adapter."""
+    """The plan, as Azure answers for it once deployed (Resource Graph, the Azure ML and
+    Consumption APIs), read by the Azure adapter and judged by every live rule."""
     rows = [
         {"id": live.id, "type": live.type, "name": live.name, **live.body}
         for live in inventory_of(planned[stack])
-        if live.type not in NOT_IN_RESOURCES_TABLE - {ROLE_ASSIGNMENT}  # what is indexed
     ]
-    graph = PagedGraph(rows=rows)
+    azure = PagedGraph(rows=rows)
     platform = AzurePlatform(
         specs[stack],
         FakeCredential(),
         SUB,
-        client_options={"transport": graph},  # type: ignore[arg-type]
+        client_options={"transport": azure},  # type: ignore[arg-type]
     )
     audit, sent, _ = _audit(specs[stack])
     live = platform.live_resources()
+    assert sorted(r.id for r in live) == sorted(r["id"] for r in rows)  # every source read
     outcome = audit.run(live, platform.judged_rules)
     assert outcome.opened == [] and sent == []
-    # Judged by every live rule, only what the inventory cannot feed (budgets) is found.
-    assert {v.policy for v in audit.violations(live)[0]} <= UNJUDGED_RULES
-    assert len(graph.queries) == len(rows)  # every page of both tables (a row a page)
-    assert any(q["query"].startswith("authorizationresources") for q in graph.queries)
+    assert audit.violations(live)[0] == []
+    drift = audit.run_drift(expected_of(planned[stack]), live, platform.inventoried_types)
+    assert drift.opened == [] and sent == []
+    assert any(q["query"].startswith("authorizationresources") for q in azure.queries)
+
+
+def test_drift_is_recorded_apart_told_once_and_cleared_once(
+    specs: dict[str, PlatformSpec], planned: dict[str, OfflineRun]
+) -> None:
+    expected, inventory = expected_of(planned["dev"]), inventory_of(planned["dev"])
+    account = next(r for r in inventory if r.type_token == "azure-native:storage:StorageAccount")
+    drifted = _repaired(inventory, account.name)  # allowBlobPublicAccess: False...
+    body = copy.deepcopy(dict(account.body))
+    body["properties"]["minimumTlsVersion"] = "TLS1_0"  # ...and a property no rule reads
+    body["properties"]["allowBlobPublicAccess"] = True
+    drifted = [r for r in drifted if r.id != account.id]
+    drifted.append(LiveResource(account.id, account.type, account.name, body))
+    audit, sent, clock = _audit(specs["dev"])
+    first = audit.run_drift(expected, drifted)
+    [finding] = first.opened
+    assert (finding.policy, finding.level, finding.resource) == ("changed", "drift", account.id)
+    assert "allowBlobPublicAccess is True" in finding.message
+    assert "minimumTlsVersion" not in finding.message  # not governed: no rule reads it
+    assert sent == [(finding.tenant, "warning", sent[0][2])] and sent[0][2].startswith("drift")
+    clock.now += timedelta(hours=1)
+    assert audit.run_drift(expected, drifted).persisting == [
+        dataclasses.replace(finding, last_seen=clock.now.isoformat())
+    ]
+    assert len(sent) == 1  # persisting drift is not told again
+    # Rule violations and drift are kept apart: the audit's rule run clears no drift.
+    audit.run(inventory)
+    assert [f.level for f in audit.open_findings()] == ["drift"]
+    cleared = audit.run_drift(expected, inventory).cleared
+    assert [f.resource for f in cleared] == [account.id] and len(sent) == 2
+    assert "as the plan set it again" in sent[1][2] and sent[1][1] == "info"
+    assert audit.run_drift(expected, inventory).cleared == [] and len(sent) == 2
+
+
+def test_drift_of_a_type_the_inventory_does_not_read_is_left_as_it_is(
+    specs: dict[str, PlatformSpec], planned: dict[str, OfflineRun]
+) -> None:
+    expected, inventory = expected_of(planned["dev"]), inventory_of(planned["dev"])
+    audit, _, _ = _audit(specs["dev"])
+    gone = next(r for r in inventory if r.type_token == "azure-native:storage:StorageAccount")
+    audit.run_drift(expected, [r for r in inventory if r.id != gone.id])
+    serving = frozenset({f"{ML}:OnlineEndpoint", f"{ML}:OnlineDeployment"})
+    endpoints = [r for r in inventory if r.type_token in serving]
+    outcome = audit.run_drift(expected, endpoints, serving)
+    assert outcome.opened == [] and outcome.cleared == []
+    assert [(f.policy, f.resource) for f in audit.open_findings()] == [("missing", gone.id)]
+
+
+def test_an_expected_state_of_another_release_is_a_named_configuration_error(
+    specs: dict[str, PlatformSpec],
+) -> None:
+    audit, sent, _ = _audit(specs["dev"])
+    with pytest.raises(ConfigError, match="expected state"):
+        audit.run_drift({"version": 99, "resources": []}, [])
+    assert sent == []

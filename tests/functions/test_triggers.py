@@ -106,8 +106,10 @@ def _principal(
         {"typ": "azp", "val": application},
         {"typ": "name", "val": "lee"},
         *({"typ": "groups", "val": g} for g in groups),
-        *({"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "val": r}
-          for r in roles),
+        *(
+            {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "val": r}
+            for r in roles
+        ),
         *({"typ": typ, "val": val} for typ, val in extra),
     ]
     principal = {
@@ -153,9 +155,10 @@ def test_rollout_commands_need_an_approver_persona(wired: Services) -> None:
     # Too many groups: Entra points to Graph instead of listing them, and the refusal says so.
     overage = _principal(extra=(("_claim_names", '{"groups": "src1"}'),))
     refused = call({"x-ms-client-principal": overage})
-    assert refused.status_code == 403 and "too many" in json.loads(refused.get_body())[
-        "error"
-    ]["message"]
+    assert (
+        refused.status_code == 403
+        and "too many" in json.loads(refused.get_body())["error"]["message"]
+    )
     assert (
         call({"x-ms-client-principal": _principal(lead)}, {**route, "action": "delete"}).status_code
         == 400
@@ -274,7 +277,7 @@ def test_identity_headers_are_refused_without_the_platforms_proof(
     assert wired.port.scaled == {}  # type: ignore[attr-defined]
 
 
-def test_the_audit_timer_records_a_live_violation_once_and_tells_its_owner(
+def test_the_audit_timer_records_a_live_violation_and_its_drift_once_and_tells_its_owner(
     wired: Services,
 ) -> None:
     from blueprints import audit  # noqa: PLC0415
@@ -295,15 +298,32 @@ def test_the_audit_timer_records_a_live_violation_once_and_tells_its_owner(
 
     class Inventory:
         judged_rules = None
+        inventoried_types = None
 
         def live_resources(self) -> list[LiveResource]:
             return [public]
+
+        def expected_state(self) -> dict[str, Any]:  # what `pulumi up` set
+            governed = {"allowBlobPublicAccess": False, "tags": {"tenant-id": "contoso"}}
+            resource = {
+                "id": account,
+                "type": "azure-native:storage:StorageAccount",
+                "governed": governed,
+            }
+            return {"version": 1, "resources": [resource]}
 
     wired.inventory = Inventory()
     timer = audit.policy_audit.build().get_user_function()
     timer(TimerRequest(past_due=False))
     timer(TimerRequest(past_due=False))  # the next run: nothing new to tell
-    [finding] = [f for f in wired.audit.open_findings() if f.resource == account]
+    on_account = [f for f in wired.audit.open_findings() if f.resource == account]
+    [finding] = [f for f in on_account if f.level != "drift"]
     assert (finding.policy, finding.tenant) == ("storage-no-public-blob", "contoso")
     told = [n for n in wired.port.notifications if "storage-no-public-blob" in n[2]]  # type: ignore[attr-defined]
     assert [(tenant, severity) for tenant, severity, _ in told] == [("contoso", "error")]
+    # The same change is drift from the plan, recorded and told apart, once.
+    [drift] = [f for f in on_account if f.level == "drift"]
+    assert (drift.policy, drift.resource, drift.tenant) == ("changed", account, "contoso")
+    assert "allowBlobPublicAccess is True (the plan set False)" in drift.message
+    drifts = [n for n in wired.port.notifications if n[2].startswith("drift")]  # type: ignore[attr-defined]
+    assert [(tenant, severity) for tenant, severity, _ in drifts] == [("contoso", "warning")]

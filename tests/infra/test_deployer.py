@@ -5,6 +5,8 @@ subscriptions to functions wait for it, and a destroyed installation can be re-c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -88,3 +90,34 @@ def test_vaults_keep_a_short_retention_outside_production_and_can_be_recovered(
             assert properties["softDeleteRetentionInDays"] == (90 if stack == "prod" else 7)
             assert properties["enablePurgeProtection"] is True
             assert "properties.createMode" in vault.ignore_changes
+
+
+def test_the_expected_state_is_written_once_the_deployer_may_and_lists_every_governed_resource(
+    planned: dict[str, OfflineRun],
+) -> None:
+    from policies.live import ARM_TYPE_OF  # noqa: PLC0415
+
+    for stack, run in planned.items():
+        [upload] = [r for r in run.records if r.inputs.get("kind") == contracts.KIND_EXPECTED_STATE]
+        assert upload.type == contracts.DYNAMIC_RESOURCE_TYPE
+        assert (upload.inputs["containerName"], upload.inputs["blobName"]) == (
+            contracts.CONTAINER_PLATFORM_STATE,
+            contracts.BLOB_EXPECTED_STATE,
+        )
+        by_urn = {r.urn: r for r in run.records}
+        container = f"/containers/{contracts.CONTAINER_PLATFORM_STATE}"
+        [grant] = [
+            by_urn[u]
+            for u in upload.dependencies
+            if str(by_urn[u].inputs.get("scope", "")).endswith(container)
+        ]
+        assert grant.inputs["principalId"] == DEPLOYER_OBJECT_ID, stack
+        assert grant.inputs["roleDefinitionId"].endswith(ROLE_IDS["BlobDataContributor"])
+        # Every governed resource of the plan is in the document, by its id.
+        document = json.loads(upload.inputs["document"])
+        governed = {r.id for r in run.custom_resources() if r.type in ARM_TYPE_OF}
+        assert {e["id"] for e in document["resources"]} == governed, stack
+        assert (
+            upload.inputs["digest"]
+            == hashlib.sha256(upload.inputs["document"].encode()).hexdigest()
+        )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from policies.catalogue import BY_NAME
-from policies.core import Finding, Resource, Stack, run_stack_rule
+from policies.core import Finding, Props, Resource, Stack, run_stack_rule
+from tenancy import contracts
 from tenancy.permissions import NEEDS, SCORE_ACTION
 from tenancy.rbac import ROLE_IDS
 from tests.policies.conftest import planned_resource as res
@@ -150,3 +151,31 @@ def test_every_need_links_the_microsoft_document_and_names_known_roles() -> None
         assert need.doc.startswith("https://learn.microsoft.com/"), need
         for role in need.roles:
             assert role.startswith("action:") or role in ROLE_IDS, (need, role)
+
+
+def _deployer_plan(grants: list[Resource]) -> list[Resource]:
+    """The deployer writes the expected state into the platform account."""
+    deployer = "00000000-0000-4000-8000-0000000000d2"
+    upload = Resource(
+        contracts.DYNAMIC_RESOURCE_TYPE,
+        "urn:expected-state",
+        "expected-state",
+        Props({"kind": contracts.KIND_EXPECTED_STATE, "uploaderObjectId": deployer}),
+        property_dependencies={"accountName": frozenset({"urn:st"})},
+        dependencies=frozenset(g.urn for g in grants),
+    )
+    literal = [
+        Resource(g.type, g.urn, g.name, Props({**g.props.raw, "principalId": deployer}),
+                 property_dependencies={"scope": frozenset({"urn:st"})})
+        for g in grants
+    ]  # fmt: skip
+    return [res("storage:StorageAccount", "st"), *literal, upload]
+
+
+def test_the_deployer_writes_the_expected_state_only_with_a_data_role_on_the_account() -> None:
+    assert run(_deployer_plan([grant("g-st", "-", "BlobDataContributor", "st")])) == []
+    [finding] = run(_deployer_plan([]))
+    assert finding.urn == "urn:expected-state"
+    assert "no BlobDataContributor or BlobDataOwner assigned there" in finding.message
+    [control_plane_only] = run(_deployer_plan([grant("g-st", "-", "C", "st")]))
+    assert control_plane_only.urn == finding.urn
