@@ -1,5 +1,7 @@
 """Inference data collection to blob storage in Azure ML's data collector layout
-(``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<id>.jsonl``):
+(``modelDataCollector/<endpoint>/<deployment>/<collection>/<yyyy>/<mm>/<dd>/<hh>/<id>.jsonl``;
+each record carries its request id as ``correlationid`` and the calling tenant as
+``tenant``, each output row its prediction and class probabilities):
 the gateway hands over each scored exchange as the raw bytes it forwarded and received;
 parsing them into records, buffering and writing happen on a background thread, so scoring
 never waits for JSON or storage; a failed write is retried at the next flush under the same
@@ -35,6 +37,7 @@ class Exchange:
     at: datetime
     body: bytes
     answer: bytes
+    tenant: str = ""  # who called (every record says so: pooled endpoints serve several)
 
 
 def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
@@ -50,9 +53,23 @@ def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
     if rows is None or not isinstance(predictions, list) or len(rows) != len(predictions):
         return []
     common = {"correlationid": exchange.correlation, "time": exchange.at.isoformat()}
+    if exchange.tenant:
+        common["tenant"] = exchange.tenant
     return [
         (COLLECTION_INPUTS, {**common, "data": rows}),
-        (COLLECTION_OUTPUTS, {**common, "data": predictions}),
+        (COLLECTION_OUTPUTS, {**common, "data": _outputs(predictions, answer_json)}),
+    ]
+
+
+def _outputs(predictions: list[Any], answer: dict[str, Any]) -> list[Any]:
+    """Each row's prediction, with its class probabilities when the model gave them: quality
+    needs them (ROC AUC, and the estimate from confidence before labels arrive)."""
+    probabilities = answer.get("probabilities")
+    if not isinstance(probabilities, list) or len(probabilities) != len(predictions):
+        return predictions
+    return [
+        {"prediction": p, "probabilities": q}
+        for p, q in zip(predictions, probabilities, strict=True)
     ]
 
 

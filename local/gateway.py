@@ -14,7 +14,14 @@ machine.
 - the deployment's answer passes through (200, 400); 408 when it does not answer in time; 424
   when the model failed (a 5xx, a dead process);
 - inputs and outputs are collected in the Azure ML data collector layout, and every request
-  counts in its deployment's metrics (requests, errors by status, latency percentiles).
+  counts in its deployment's metrics (requests, errors by status, latency percentiles);
+- the answer's ``x-request-id`` is the request's id (``tenancy.request_ids``): the tenant
+  sends labels for it later.
+
+``POST /{endpoint}/feedback`` with the same key and ``{"labels": [{"request_id": ..., "label":
+...}]}`` stores ground truth (``tenancy.contracts.COLLECTION_LABELS``) before it answers how
+many labels it accepted and which ids are unknown: not issued to this tenant, or older than
+the label horizon. Nothing is stored when storage fails (503, try again).
 
 Deployments are separate processes (``score.py`` under azureml-inference-server-http): one
 that fails, hangs or dies only fails its own requests. An admin API on the same server,
@@ -35,7 +42,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,6 +55,8 @@ from local.collector import Exchange
 from local.deployments import DeploymentManager
 from local.http_pool import HttpPool, UpstreamError
 from local.keys import SLOTS, KeyRing
+from tenancy import request_ids
+from tenancy.contracts import labels_prefix
 from tenancy.errors import MlopsError, http_status_for
 
 logger = logging.getLogger("tenant_mlops.gateway")
@@ -130,6 +139,18 @@ class EndpointConfig:
             "mirror": dict(self.mirror),
             "deployments": {d.name: d.url for d in self.deployments.values()},
         }
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Labels for scored requests: the installation's request-id key, how late a label may
+    come, how many one request may carry, and where they are written (``write(blob name,
+    JSON lines)``, blocking: it runs on a worker thread)."""
+
+    key: bytes
+    horizon: timedelta
+    max_labels: int
+    write: Callable[[str, bytes], object]
 
 
 @dataclass
@@ -227,8 +248,11 @@ class Gateway:
         deployer: DeploymentManager | None = None,
         fetch: Callable[[str, str, Path], None] | None = None,
         on_change: Callable[[], None] | None = None,
+        ground_truth: GroundTruth | None = None,
     ) -> None:
         self.keys = keys
+        # None: request ids are random and no label is taken (a gateway without storage).
+        self.ground_truth = ground_truth
         # Called after every change of routing (traffic, mirror, deployments registered or
         # gone): the embedded platform writes its state then, so a crash loses none of it.
         self.on_change = on_change
@@ -280,7 +304,10 @@ class Gateway:
         if scope["type"] == "http" and scope["method"] == "POST":
             parts = scope["path"].split("/")
             if len(parts) == 3 and parts[0] == "" and parts[2] == "score" and parts[1]:
-                await self._serve_score(parts[1], scope, receive, send)
+                await self._serve(self.score, parts[1], scope, receive, send)
+                return
+            if len(parts) == 3 and parts[0] == "" and parts[2] == "feedback" and parts[1]:
+                await self._serve(self.feedback, parts[1], scope, receive, send)
                 return
         await self.admin_app(scope, receive, send)
 
@@ -296,9 +323,16 @@ class Gateway:
 
     # --- scoring ---------------------------------------------------------------------------
 
-    async def _serve_score(self, name: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _serve(
+        self,
+        handler: Callable[[str, dict[str, str], Any], Any],
+        name: str,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+    ) -> None:
         try:
-            status, body, headers = await self.score(name, _wanted_headers(scope), receive)
+            status, body, headers = await handler(name, _wanted_headers(scope), receive)
         except _Disconnected:
             return  # nobody to answer
         except Exception:  # a tenant's request must never take the shared gateway down
@@ -322,7 +356,7 @@ class Gateway:
             deployment = self._route(endpoint, headers.get(DEPLOYMENT_HEADER), tenant)
         except _Refusal as refusal:
             return refusal.status, refusal.body, refusal.headers
-        correlation = str(uuid.uuid4())
+        correlation = self._request_id(tenant)
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
         self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1  # no await since _admit
         try:
@@ -336,8 +370,64 @@ class Gateway:
             # On the metrics' clock: drift reads windows of the collected data on the
             # same time as the rollout's analysis reads the metrics.
             at = datetime.fromtimestamp(now, UTC)
-            self.collector(Exchange(endpoint.name, deployment.name, correlation, at, body, answer))
+            exchange = Exchange(
+                endpoint.name, deployment.name, correlation, at, body, answer, tenant
+            )
+            self.collector(exchange)
         return status, answer, {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}
+
+    def _request_id(self, tenant: str) -> str:
+        if self.ground_truth is None:
+            return str(uuid.uuid4())
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        return request_ids.issue(self.ground_truth.key, tenant, at)
+
+    # --- ground truth ----------------------------------------------------------------------
+
+    async def feedback(
+        self, name: str, headers: dict[str, str], receive: Any
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Labels for requests the caller's key scored: stored, then counted."""
+        try:
+            tenant, endpoint, body = await self._admit(name, headers, receive)
+            if self.ground_truth is None:
+                raise _Refusal(404, "not_found", "this gateway takes no labels")
+            labels = _labels(body, self.ground_truth.max_labels)
+        except _Refusal as refusal:
+            return refusal.status, refusal.body, refusal.headers
+        truth = self.ground_truth
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        accepted: dict[str, Any] = {}
+        unknown: list[str] = []
+        for request_id, label in labels:
+            if request_ids.labellable(truth.key, tenant, request_id, now, truth.horizon):
+                accepted[request_id] = label  # the last label sent for an id wins
+            elif request_id not in unknown:
+                unknown.append(request_id)
+        if accepted:
+            lines = [
+                json.dumps(
+                    {
+                        "correlationid": rid,
+                        "tenant": tenant,
+                        "label": label,
+                        "time": now.isoformat(),
+                    }
+                )
+                for rid, label in accepted.items()
+            ]
+            blob = f"{labels_prefix(endpoint.name, now)}{uuid.uuid4().hex}.jsonl"
+            try:
+                await asyncio.to_thread(truth.write, blob, "\n".join(lines).encode())
+            except Exception:  # storage down: nothing is accepted, the caller sends again
+                logger.warning("labels for %s could not be stored", endpoint.name)
+                return (
+                    503,
+                    _error_body("service_unavailable", "labels could not be stored; send again"),
+                    {"Retry-After": "5"},
+                )
+        answer = {"accepted": len(accepted), "unknown": unknown}
+        return 200, json.dumps(answer).encode(), {}
 
     async def _admit(
         self, name: str, headers: dict[str, str], receive: Any
@@ -646,6 +736,39 @@ def _unavailable(deployment: Deployment) -> _Refusal:
         return _Refusal(424, "model_failed", deployment.down_reason)
     retry = max(1, math.ceil(deployment.down_until - time.monotonic()))
     return _Refusal(503, "service_unavailable", deployment.down_reason, {"Retry-After": str(retry)})
+
+
+#: JSON types a label may have: a class (number, text or boolean), or a number (regression).
+_LABEL_TYPES = (bool, int, float, str)
+
+
+def _labels(body: bytes, most: int) -> list[tuple[str, Any]]:
+    """(request id, label) pairs of a feedback body, or a 400 naming what is wrong."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise _Refusal(400, "invalid_input", "the body is not JSON") from None
+    labels = document.get("labels") if isinstance(document, dict) else None
+    if not isinstance(labels, list) or not labels:
+        raise _Refusal(
+            400, "invalid_input", 'send {"labels": [{"request_id": ..., "label": ...}, ...]}'
+        )
+    if len(labels) > most:
+        raise _Refusal(400, "invalid_input", f"{len(labels)} labels: at most {most} a request")
+    pairs = []
+    for index, item in enumerate(labels):
+        request_id = item.get("request_id") if isinstance(item, dict) else None
+        label = item.get("label") if isinstance(item, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise _Refusal(400, "invalid_input", f"labels[{index}]: request_id must be text")
+        if not isinstance(label, _LABEL_TYPES) or (
+            isinstance(label, float) and not math.isfinite(label)
+        ):
+            raise _Refusal(
+                400, "invalid_input", f"labels[{index}]: label must be a number, text or boolean"
+            )
+        pairs.append((request_id[:100], label))
+    return pairs
 
 
 def _error_body(code: str, message: str) -> bytes:

@@ -44,6 +44,9 @@ KEYS_FILE = "tenant-keys.json"  # shown only by `mlops status --show-keys`
 FUNCTIONS_KEY_FILE = "functions-master.key"
 # The local identity provider's signing key (local/sign_in.py): whoever reads it signs in.
 SIGN_IN_KEY_FILE = "sign-in.key"
+#: Signs request ids (tenancy.request_ids): kept, so labels for requests scored before a
+#: restart are still accepted.
+REQUEST_ID_KEY_FILE = "request-id.key"
 
 
 def running_state(data_dir: Path) -> dict[str, Any]:

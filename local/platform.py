@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,15 @@ from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
 from local.deployments import DeploymentManager, Running, Supervision
 from local.functions_host import FunctionsHost, load_app
-from local.gateway import Gateway, TenantLimits
+from local.gateway import Gateway, GroundTruth, TenantLimits
 from local.keys import KeyRing
 from local.models import ModelFetcher
-from local.operations import FUNCTIONS_KEY_FILE, KEYS_FILE, SIGN_IN_KEY_FILE
+from local.operations import (
+    FUNCTIONS_KEY_FILE,
+    KEYS_FILE,
+    REQUEST_ID_KEY_FILE,
+    SIGN_IN_KEY_FILE,
+)
 from local.serve import BackgroundServer
 from local.sign_in import SignInModule
 from local.tracking import TrackingServer, start_tracking_servers, subscribe
@@ -199,6 +205,7 @@ class EmbeddedPlatform:
             collector=self.collector.submit,
             fetch=ModelFetcher(layout),
             on_change=self._save,
+            ground_truth=self._ground_truth(),
         )
         gateway = self.gateway
         gateway.deployer = DeploymentManager(
@@ -214,6 +221,18 @@ class EmbeddedPlatform:
         self.adapter = LocalPlatform(self.spec, layout, admin, self.collector.container)
         for name, tenants, pooled, timeout in self._endpoints():
             admin.put_endpoint(name, tenants, pooled, timeout)
+
+    def _ground_truth(self) -> GroundTruth:
+        """Labels go where the collected data is, written at once (not batched): a label
+        the gateway counted as accepted is stored."""
+        assert self.collector is not None
+        quality = self.spec.quality
+        return GroundTruth(
+            key=_secret_file(self.data_dir / REQUEST_ID_KEY_FILE).encode(),
+            horizon=timedelta(hours=quality.label_horizon_hours),
+            max_labels=quality.max_labels_per_request,
+            write=self.collector.container.upload_blob,
+        )
 
     def _deployment_failed(self, running: Running) -> None:
         """A crash loop: the automation sees the deployment failed; when it carries live

@@ -146,11 +146,23 @@ COLLECTION_INPUTS: Final = "model_inputs"
 COLLECTION_OUTPUTS: Final = "model_outputs"
 COLLECTIONS: Final = (COLLECTION_INPUTS, COLLECTION_OUTPUTS)
 COLLECTOR_ROOT: Final = "modelDataCollector"
+#: Ground truth, per endpoint (a label is for a request, whichever deployment served it):
+#: ``modelDataCollector/<endpoint>/ground_truth/<yyyy>/<mm>/<dd>/<hh>/<id>.jsonl``, one
+#: label a line (``correlationid``, ``tenant``, ``label``, ``time``). Azure ML deployment
+#: names take no underscore, so no deployment's folder is ever this one.
+COLLECTION_LABELS: Final = "ground_truth"
+#: A pooled request's rows name their tenant in this column (score.py's TENANT_COLUMN).
+TENANT_COLUMN: Final = "tenant_id"
 
 
 def collector_prefix(endpoint: str, deployment: str, collection: str, at: datetime) -> str:
     """The folder of the hour ``at`` falls in."""
     return f"{COLLECTOR_ROOT}/{endpoint}/{deployment}/{collection}/{at:%Y/%m/%d/%H}/"
+
+
+def labels_prefix(endpoint: str, at: datetime) -> str:
+    """The folder of the hour ``at`` falls in, for labels sent to ``endpoint``."""
+    return f"{COLLECTOR_ROOT}/{endpoint}/{COLLECTION_LABELS}/{at:%Y/%m/%d/%H}/"
 
 
 def collector_prefixes(

@@ -322,6 +322,15 @@ class DriftPolicy(SpecModel):
         return self.thresholds[metric]  # type: ignore[index]
 
 
+class QualityPolicy(SpecModel):
+    """Model quality from ground truth: the labels tenants send for scored requests."""
+
+    # A label is joined to a request at most this long after it was scored.
+    label_horizon_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
+    # Labels one feedback request may carry.
+    max_labels_per_request: int = Field(default=1000, ge=1, le=100_000)
+
+
 class AuditPolicy(SpecModel):
     """The policy audit after deployment: the pack's rules over what is deployed."""
 
@@ -529,6 +538,7 @@ class PlatformSpec(SpecModel):
     personas: PlatformPersonas = PlatformPersonas()
     rollout: RolloutPolicy = RolloutPolicy()
     drift: DriftPolicy = DriftPolicy()
+    quality: QualityPolicy = QualityPolicy()
     budget_policy: BudgetPolicy = BudgetPolicy()
     audit: AuditPolicy = AuditPolicy()
     model_gate: ModelGatePolicy = ModelGatePolicy()

@@ -94,3 +94,20 @@ def test_a_write_whose_answer_was_lost_is_stored_once() -> None:
     assert collector.flush() == 5
     stored = [line for blob in storage.blobs.values() for line in blob.decode().splitlines()]
     assert sorted(stored) == sorted(f'{{"n":{i}}}' for i in range(5))
+
+
+def test_output_rows_keep_the_class_probabilities_and_records_their_tenant() -> None:
+    from local.collector import Exchange, records_of  # noqa: PLC0415
+
+    answer = (
+        b'{"predictions": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]], "classes": [0, 1]}'
+    )
+    exchange = Exchange(
+        "ep", "blue", "r1", datetime(2026, 12, 5, tzinfo=UTC), b'{"data": [[1], [2]]}', answer, "t"
+    )
+    (_, inputs), (_, outputs) = records_of(exchange)
+    assert inputs["tenant"] == outputs["tenant"] == "t"
+    assert outputs["data"] == [
+        {"prediction": 1, "probabilities": [0.2, 0.8]},
+        {"prediction": 0, "probabilities": [0.9, 0.1]},
+    ]
