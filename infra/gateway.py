@@ -1,6 +1,18 @@
 """The tenant gateway (API Management): one product and subscription per tenant, the
 tenant's rate limit and concurrency, and routing to its dedicated endpoint or to its pool's
-endpoint with the tenant set by policy, never by the caller."""
+endpoint with the tenant set by policy, never by the caller.
+
+Ground truth works as on the embedded gateway (``tenancy.request_ids``):
+- ``POST /score`` answers with an ``x-request-id`` the policy signs for the tenant (HMAC-SHA256
+  with the installation's key, a secret named value; policy expressions may use
+  ``System.Security.Cryptography.HMACSHA256``:
+  https://learn.microsoft.com/azure/api-management/api-management-policy-expressions), and
+  sends it to the endpoint, whose ``score.py`` collects the request under that id;
+- ``POST /score/feedback`` checks each label's id the same way, writes the accepted ones to
+  the tenant's datastore (``ground_truth`` in the collector layout) with the gateway's
+  managed identity (https://learn.microsoft.com/azure/api-management/authentication-managed-identity-policy),
+  and answers how many it accepted and which ids are unknown.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +21,13 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 import pulumi
+import pulumi_random
 from pulumi_azure_native import apimanagement
 
 from infra.common import send_diagnostics
 from infra.shared import SharedServices
-from tenancy import naming
-from tenancy.spec import PlatformSpec, TenantSpec
+from tenancy import contracts, naming
+from tenancy.spec import PlatformSpec, QualityPolicy, TenantSpec
 
 API_ID = "scoring"
 API_PATH = "score"
@@ -23,6 +36,12 @@ KEY_QUERY = "subscription-key"
 TENANT_HEADER = "x-tenant-id"
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 ML_TOKEN_AUDIENCE = "https://ml.azure.com"
+STORAGE_TOKEN_AUDIENCE = "https://storage.azure.com/"
+#: The named value holding the installation's request-id key (tenancy.request_ids).
+REQUEST_ID_KEY = "request-id-key"
+FEEDBACK_OPERATION = "feedback"
+#: Blob service version of the label writes (Put Blob with Entra auth needs 2017-11-09+).
+BLOB_API_VERSION = "2023-11-03"
 #: API Management's validate-content policy checks bodies up to this size.
 MAX_VALIDATED_BYTES = 4 * 1024 * 1024
 
@@ -42,7 +61,11 @@ API_POLICY = f"""<policies>
         </return-response>
       </when>
     </choose>
-    <rewrite-uri template="/score" copy-unmatched-params="false" />
+    <choose>
+      <when condition="@(context.Operation.Id != &quot;{FEEDBACK_OPERATION}&quot;)">
+        <rewrite-uri template="/score" copy-unmatched-params="false" />
+      </when>
+    </choose>
   </inbound>
   <backend>
     <base />
@@ -58,16 +81,111 @@ API_POLICY = f"""<policies>
 
 @dataclass(frozen=True)
 class Route:
-    """Where one tenant's requests go."""
+    """Where one tenant's requests go, and where its labels are written."""
 
     tenant: TenantSpec
     backend_id: str
     pooled: bool
     timeout_seconds: int
+    endpoint: str  # the online endpoint's name (the collector layout's folder)
+    # The stamp datastore's container URL (``https://<account>.blob.../<container>``).
+    labels_container: pulumi.Input[str]
+    quality: QualityPolicy
 
 
-def product_policy(route: Route) -> str:
-    """The policy of a tenant's product: limits first, then identity and routing."""
+def _csharp(text: str) -> str:
+    """``text`` as a C# string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mac_expression(tenant: str, issued: str, nonce: str) -> str:
+    """The C# of ``tenancy.request_ids._mac``: HMAC-SHA256 of "<tenant>:<issued>:<nonce>",
+    its first 16 bytes in lower-case hex."""
+    return (
+        f"BitConverter.ToString(new System.Security.Cryptography.HMACSHA256("
+        f'Encoding.UTF8.GetBytes("{{{{{REQUEST_ID_KEY}}}}}")).ComputeHash(Encoding.UTF8.GetBytes('
+        f'{_csharp(tenant + ":")} + {issued} + ":" + {nonce}))).Replace("-", "")'
+        ".ToLowerInvariant().Substring(0, 32)"
+    )
+
+
+_UNIX_SECONDS = "(long)(DateTime.UtcNow - new DateTime(1970, 1, 1)).TotalSeconds"
+
+
+def request_id_expression(tenant: str) -> str:
+    """A new request id for ``tenant`` (``tenancy.request_ids.issue``), in C#."""
+    return (
+        "@{\n"
+        f'  var issued = ({_UNIX_SECONDS}).ToString("x");\n'
+        '  var nonce = Guid.NewGuid().ToString("N").Substring(0, 16);\n'
+        f'  return issued + "-" + nonce + "-" + {_mac_expression(tenant, "issued", "nonce")};\n'
+        "}"
+    )
+
+
+def labels_expression(tenant: str, quality: QualityPolicy) -> str:
+    """The feedback body judged as ``local.gateway`` judges it, in C#: a JSON object with
+    ``error`` (a 400's message), or ``accepted``, ``unknown`` and ``lines`` (JSON lines to
+    store, one label each)."""
+    horizon = quality.label_horizon_hours * 3600
+    most = quality.max_labels_per_request
+    mac = _mac_expression(tenant, "parts[0]", "parts[1]")
+    return f"""@{{
+  var now = DateTime.UtcNow;
+  var seconds = {_UNIX_SECONDS};
+  JObject body = null;
+  try {{ body = context.Request.Body.As<JObject>(preserveContent: true); }} catch {{ }}
+  var labels = body == null ? null : body["labels"] as JArray;
+  if (labels == null || labels.Count == 0) {{
+    return new JObject(new JProperty("error",
+        "send {{\\"labels\\": [{{\\"request_id\\": ..., \\"label\\": ...}}]}}")).ToString();
+  }}
+  if (labels.Count > {most}) {{
+    return new JObject(new JProperty("error",
+        labels.Count + " labels: at most {most} a request")).ToString();
+  }}
+  var accepted = new JObject();
+  var unknown = new JArray();
+  for (var i = 0; i < labels.Count; i++) {{
+    var item = labels[i] as JObject;
+    var id = item == null ? null : item["request_id"] as JValue;
+    var label = item == null ? null : item["label"] as JValue;
+    if (id == null || id.Type != JTokenType.String || ((string)id).Length == 0) {{
+      return new JObject(new JProperty("error",
+          "labels[" + i + "]: request_id must be text")).ToString();
+    }}
+    if (label == null || !(label.Type == JTokenType.Integer || label.Type == JTokenType.Float
+        || label.Type == JTokenType.String || label.Type == JTokenType.Boolean)) {{
+      return new JObject(new JProperty("error",
+          "labels[" + i + "]: label must be a number, text or boolean")).ToString();
+    }}
+    var requestId = (string)id;
+    var parts = requestId.Split('-');
+    var known = false;
+    if (parts.Length == 3
+        && Regex.IsMatch(requestId, "^[0-9a-f]{{1,12}}-[0-9a-f]{{16}}-[0-9a-f]{{32}}$")
+        && {mac} == parts[2]) {{
+      var issued = Convert.ToInt64(parts[0], 16);
+      known = issued - 300 <= seconds && seconds <= issued + {horizon};
+    }}
+    if (known) {{
+      accepted[requestId] = label;
+    }} else if (!unknown.Any(u => (string)u == requestId)) {{
+      unknown.Add(requestId);
+    }}
+  }}
+  var lines = string.Join("\\n", accepted.Properties().Select(p => new JObject(
+      new JProperty("correlationid", p.Name), new JProperty("tenant", {_csharp(tenant)}),
+      new JProperty("label", p.Value), new JProperty("time", now.ToString("o"))
+  ).ToString(Newtonsoft.Json.Formatting.None)));
+  return new JObject(new JProperty("accepted", accepted.Count), new JProperty("unknown", unknown),
+      new JProperty("lines", lines)).ToString();
+}}"""
+
+
+def product_policy(route: Route, labels_container: str) -> str:
+    """The policy of a tenant's product: limits first, then identity and routing; labels
+    are judged and written here and never reach the endpoint."""
     tenant = route.tenant
     quota = tenant.quota
     max_bytes = min(quota.max_payload_kb * 1024, MAX_VALIDATED_BYTES)
@@ -88,6 +206,11 @@ def product_policy(route: Route) -> str:
         size-exceeded-action="prevent" errors-variable-name="bodyValidation">
       <content type="application/json" validate-as="json" action="prevent" />
     </validate-content>
+{_feedback_policy(route, labels_container)}
+    <set-variable name="requestId" value={quoteattr(request_id_expression(tenant.id))} />
+    <set-header name="x-request-id" exists-action="override">
+      <value>@((string)context.Variables["requestId"])</value>
+    </set-header>
     <set-header name="{TENANT_HEADER}" exists-action="override">
       <value>{tenant_value}</value>
     </set-header>
@@ -101,11 +224,92 @@ def product_policy(route: Route) -> str:
   </backend>
   <outbound>
     <base />
+    <set-header name="x-request-id" exists-action="override">
+      <value>@((string)context.Variables["requestId"])</value>
+    </set-header>
   </outbound>
   <on-error>
     <base />
   </on-error>
 </policies>"""
+
+
+_JUDGED = '((JObject)JObject.Parse((string)context.Variables["labels"]))'
+_STORED = 'context.Variables.GetValueOrDefault<IResponse>("stored")'
+_REFUSED = f'@({_JUDGED}["error"] != null)'
+_REFUSAL_BODY = (
+    '@(new JObject(new JProperty("error", new JObject(new JProperty("code", "invalid_input"), '
+    f'new JProperty("message", {_JUDGED}["error"])))).ToString())'
+)
+_TO_STORE = f'@((int){_JUDGED}["accepted"] > 0)'
+_NOT_STORED = (
+    f'@((int){_JUDGED}["accepted"] > 0 && ({_STORED} == null || {_STORED}.StatusCode != 201))'
+)
+_ANSWER_BODY = (
+    f'@(new JObject(new JProperty("accepted", {_JUDGED}["accepted"]), '
+    f'new JProperty("unknown", {_JUDGED}["unknown"])).ToString())'
+)
+
+
+def _feedback_policy(route: Route, labels_container: str) -> str:
+    """``POST /score/feedback``: judge the labels, write the accepted ones as one blob of
+    JSON lines to the tenant's datastore, answer; the endpoint never sees them."""
+    folder = f"{labels_container.rstrip('/')}/{contracts.COLLECTOR_ROOT}/{route.endpoint}/"
+    folder += f"{contracts.COLLECTION_LABELS}/"
+    blob_url = (
+        f'@({_csharp(folder)} + DateTime.UtcNow.ToString("yyyy/MM/dd/HH") + "/" '
+        '+ Guid.NewGuid().ToString("N") + ".jsonl")'
+    )
+    judge = labels_expression(route.tenant.id, route.quality)
+    return f"""    <choose>
+      <when condition="@(context.Operation.Id == &quot;{FEEDBACK_OPERATION}&quot;)">
+        <set-variable name="labels" value={quoteattr(judge)} />
+        <choose>
+          <when condition={quoteattr(_REFUSED)}>
+            <return-response>
+              <set-status code="400" reason="Bad Request" />
+              <set-header name="Content-Type" exists-action="override">
+                <value>application/json</value>
+              </set-header>
+              <set-body>{escape(_REFUSAL_BODY)}</set-body>
+            </return-response>
+          </when>
+          <when condition={quoteattr(_TO_STORE)}>
+            <send-request mode="new" response-variable-name="stored" timeout="20"
+                ignore-error="true">
+              <set-url>{escape(blob_url)}</set-url>
+              <set-method>PUT</set-method>
+              <set-header name="x-ms-blob-type" exists-action="override">
+                <value>BlockBlob</value>
+              </set-header>
+              <set-header name="x-ms-version" exists-action="override">
+                <value>{BLOB_API_VERSION}</value>
+              </set-header>
+              <set-body>{escape(f'@((string){_JUDGED}["lines"])')}</set-body>
+              <authentication-managed-identity resource="{STORAGE_TOKEN_AUDIENCE}" />
+            </send-request>
+          </when>
+        </choose>
+        <choose>
+          <when condition={quoteattr(_NOT_STORED)}>
+            <!-- Storage refused or did not answer: nothing is accepted; send again. -->
+            <return-response>
+              <set-status code="503" reason="Service Unavailable" />
+              <set-header name="Retry-After" exists-action="override">
+                <value>5</value>
+              </set-header>
+            </return-response>
+          </when>
+        </choose>
+        <return-response>
+          <set-status code="200" reason="OK" />
+          <set-header name="Content-Type" exists-action="override">
+            <value>application/json</value>
+          </set-header>
+          <set-body>{escape(_ANSWER_BODY)}</set-body>
+        </return-response>
+      </when>
+    </choose>"""
 
 
 @dataclass
@@ -125,6 +329,14 @@ class TenantGateway(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self.service = self._create_service()
+        # The key that signs request ids (tenancy.request_ids): letters and digits, so C# and
+        # Python read the same bytes from it.
+        self.request_id_key = pulumi_random.RandomPassword(
+            f"{name}-request-id-key",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.api = self._create_api()
         send_diagnostics(
             f"{name}-diag",
@@ -185,6 +397,26 @@ class TenantGateway(pulumi.ComponentResource):
             display_name="Score",
             method="POST",
             url_template="/",
+            opts=pulumi.ResourceOptions(parent=api),
+            **common,
+        )
+        apimanagement.ApiOperation(
+            f"{self._name}-api-feedback",
+            api_id=API_ID,
+            operation_id=FEEDBACK_OPERATION,
+            display_name="Send labels (ground truth) for scored requests",
+            method="POST",
+            url_template=f"/{FEEDBACK_OPERATION}",
+            opts=pulumi.ResourceOptions(parent=api),
+            **common,
+        )
+        apimanagement.NamedValue(
+            f"{self._name}-request-id-key",
+            named_value_id=REQUEST_ID_KEY,
+            display_name=REQUEST_ID_KEY,
+            # Drawn once, kept in the stack's state as a secret; APIM keeps it encrypted.
+            value=self.request_id_key.result,
+            secret=True,
             opts=pulumi.ResourceOptions(parent=api),
             **common,
         )
@@ -262,7 +494,9 @@ class TenantRoute(pulumi.ComponentResource):
             product_id=product_id,
             policy_id="policy",
             format="rawxml",
-            value=product_policy(route),
+            value=pulumi.Output.from_input(route.labels_container).apply(
+                lambda container: product_policy(route, container)
+            ),
             opts=pulumi.ResourceOptions(parent=self.product),
             **common,
         )

@@ -27,6 +27,7 @@ from tenancy.load import PROJECT
 
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000c0de"
 ENTRA_TENANT_ID = "00000000-0000-4000-8000-0000000000e1"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 #: Inputs that hold a resource's physical name, in the order they are looked for.
 _NAME_KEYS = (
@@ -118,6 +119,9 @@ class AzureMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         self.inputs[(args.typ, args.name)] = inputs
+        if args.typ == RANDOM_PASSWORD:
+            # A fixed stand-in: what matters offline is that the value is a secret's.
+            return f"{args.name}-id", {**inputs, "result": "offline-" + "0" * 40}
         if not args.typ.startswith("azure-native:"):
             return None, inputs  # components keep their properties, and have no id
         physical = self._physical_name(args)
@@ -229,6 +233,9 @@ class AzureMocks(pulumi.runtime.Mocks):
                 "connectionString": f"InstrumentationKey={guid('ikey')};IngestionEndpoint=https://{location}.in.applicationinsights.azure.com/",
             },
             "azure-native:operationalinsights:Workspace": lambda: {"customerId": guid("customer")},
+            "azure-native:machinelearningservices:Workspace": lambda: {
+                "workspaceId": guid("workspace")
+            },
             "azure-native:keyvault:Key": lambda: {
                 "keyUriWithVersion": f"https://{inputs.get('vaultName')}.vault.azure.net/keys/{name}/1",
             },

@@ -139,6 +139,9 @@ def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
                 backend_id=backends[tenant.stamp_key],
                 pooled=tenant.tier == "pooled",
                 timeout_seconds=timeout_seconds(online.request_timeout_ms),
+                endpoint=spec.online_endpoint_name(tenant.id),
+                labels_container=stamp.labels_container,
+                quality=spec.quality,
             )
         )
 

@@ -546,6 +546,20 @@ class Stamp(pulumi.ComponentResource):
         return endpoint
 
     @property
+    def datastore_container(self) -> pulumi.Output[str]:
+        """The container of the workspace's default blob datastore (``workspaceblobstore``):
+        Azure ML names it ``azureml-blobstore-<workspace id>``. Collected data and labels
+        live there."""
+        return pulumi.Output.concat("azureml-blobstore-", self.workspace.workspace_id)
+
+    @property
+    def labels_container(self) -> pulumi.Output[str]:
+        """Its URL, where the gateway writes the stamp's tenants' labels."""
+        return pulumi.Output.concat(
+            self.storage.primary_endpoints.blob, self.datastore_container
+        )
+
+    @property
     def scoring_uri(self) -> pulumi.Output[str] | None:
         if self.online_endpoint is None:
             return None
@@ -624,6 +638,20 @@ class Stamp(pulumi.ComponentResource):
                 subscription_id=self._args.subscription_id,
                 parent=self,
                 description="tenant gateway: score only",
+            )
+            # ...and write its tenants' labels (ground truth) into the default datastore's
+            # container, no other (infra.gateway's feedback operation).
+            assign_role(
+                f"{self._name}-gateway-labels",
+                principal=gateway,
+                role_code="BlobDataContributor",
+                scope=pulumi.Output.concat(
+                    self.storage.id, "/blobServices/default/containers/", self.datastore_container
+                ),
+                scope_key=f"{self._scope_key}/labels",
+                subscription_id=self._args.subscription_id,
+                parent=self,
+                description="tenant gateway: write ground truth",
             )
 
     # --- cost -------------------------------------------------------------------------

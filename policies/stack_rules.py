@@ -59,15 +59,18 @@ def _is_tenant(owner: str | None) -> bool:
 
 @cache
 def _sdk_taggable(type_token: str) -> bool | None:
-    """Whether the provider's SDK gives this resource type a ``tags`` input; None when the
-    SDK cannot say (module or class not found)."""
+    """Whether the provider's SDK gives this resource type an ARM ``tags`` input (a map);
+    None when the SDK cannot say (module or class not found)."""
     parts = type_token.split(":")
     if len(parts) != 3 or parts[0] != "azure-native":
         return None
     module_path = "pulumi_azure_native." + parts[1].replace("/", ".")
     try:
         cls = getattr(importlib.import_module(module_path), parts[2])
-        return "tags" in inspect.signature(cls._internal_init).parameters
+        tags = inspect.signature(cls._internal_init).parameters.get("tags")
+        # ARM tags are a map; a list of ``tags`` (API Management's named values, say) is
+        # the service's own labels, not ARM tags.
+        return tags is not None and "Mapping" in str(tags.annotation)
     except (ImportError, AttributeError, TypeError, ValueError):
         return None
 

@@ -55,6 +55,8 @@ except ImportError:  # the standard library alone still serves, only slower
 logger = logging.getLogger("tenant_mlops.score")
 
 TENANT_HEADER = "x-tenant-id"
+#: The gateway's id of the request (tenancy.request_ids): collected data is keyed by it.
+REQUEST_ID_HEADER = "x-request-id"
 SCHEMA_FILE = "schema.json"
 MODEL_FILE = "model.onnx"
 _TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
@@ -250,7 +252,9 @@ class OnnxModel:
         labels, probabilities = self.session.run(None, {self.schema.input_name: inputs})
         return np.asarray(labels), np.asarray(probabilities)
 
-    def score(self, body: Any, collection: "DataCollection | None" = None) -> dict[str, Any]:
+    def score(
+        self, body: Any, collection: "DataCollection | None" = None, request_id: str = ""
+    ) -> dict[str, Any]:
         inputs = validate(body, self.schema)
         try:
             labels, probabilities = self.predict(inputs)
@@ -259,7 +263,7 @@ class OnnxModel:
             raise ScoringError(f"the model failed to score: {type(error).__name__}") from error
         result = postprocess(labels, probabilities, self.schema)
         if collection is not None:
-            collection.record(self.schema.columns, inputs, result["predictions"])
+            collection.record(self.schema.columns, inputs, result, request_id)
         return result
 
 
@@ -328,11 +332,17 @@ class DataCollection:
     where drift monitoring reads them. Collection never fails a request: a collector error
     is logged and the answer goes out."""
 
-    def __init__(self, inputs: Any, outputs: Any, frame: Any, tenant: str = "") -> None:
+    def __init__(
+        self, inputs: Any, outputs: Any, frame: Any, tenant: str = "", correlation: Any = None
+    ) -> None:
         self.inputs = inputs
         self.outputs = outputs
         self._frame = frame  # pandas.DataFrame, imported only where collection is on
         self.tenant = tenant
+        # Makes the collector's correlation context from the request's id (the gateway's
+        # x-request-id, which the tenant's labels name): azureml-ai-monitoring's
+        # BasicCorrelationContext. None: the collector draws its own id.
+        self._correlation = correlation
 
     @classmethod
     def from_environment(cls) -> "DataCollection | None":
@@ -347,26 +357,43 @@ class DataCollection:
                 "not in the environment: no inputs or outputs are collected"
             )
             return None
+        from azureml.ai.monitoring.context import BasicCorrelationContext  # noqa: PLC0415
+
         on_error = _log_collector_error
         return cls(
             Collector(name="model_inputs", on_error=on_error),
             Collector(name="model_outputs", on_error=on_error),
             pd.DataFrame,
+            correlation=lambda request_id: BasicCorrelationContext(id=request_id),
         )
 
     def for_tenant(self, tenant: str) -> "DataCollection":
         """The same collectors, with each row tagged by the pooled tenant it was for."""
-        return DataCollection(self.inputs, self.outputs, self._frame, tenant)
+        return DataCollection(self.inputs, self.outputs, self._frame, tenant, self._correlation)
 
-    def record(self, columns: list[str], inputs: np.ndarray, predictions: list[Any]) -> None:
+    def record(
+        self,
+        columns: list[str],
+        inputs: np.ndarray,
+        result: dict[str, Any],
+        request_id: str = "",
+    ) -> None:
         try:
             features = self._frame(inputs, columns=columns)
-            answers = self._frame({"prediction": predictions})
+            # Probabilities too: quality needs them (ROC AUC, the estimate before labels).
+            answers = self._frame(
+                {"prediction": result["predictions"], "probabilities": result["probabilities"]}
+            )
             if self.tenant:
                 features.insert(0, TENANT_COLUMN, self.tenant)
                 answers.insert(0, TENANT_COLUMN, self.tenant)
+            given = self._correlation(request_id) if request_id and self._correlation else None
             # The outputs carry the inputs' correlation context: the two are joined by it.
-            context = self.inputs.collect(features)
+            context = (
+                self.inputs.collect(features, given)
+                if given is not None
+                else self.inputs.collect(features)
+            )
             self.outputs.collect(answers, context)
         except Exception:  # collection must never fail a request
             logger.exception("data collection failed; the request was answered")
@@ -402,14 +429,15 @@ class ScoringService:
 
     def score(self, raw: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         body = parse_body(raw)
+        request_id = _header(headers or {}, REQUEST_ID_HEADER)[:100]
         if self.single is not None:
-            return self.single.score(body, self.collection)
+            return self.single.score(body, self.collection, request_id)
         assert self.pool is not None
         tenant = _header(headers or {}, TENANT_HEADER)
         if not tenant:
             raise ScoringInputError(f"a pooled deployment needs the {TENANT_HEADER} header")
         collection = self.collection.for_tenant(tenant) if self.collection else None
-        return self.pool.get(tenant).score(body, collection)
+        return self.pool.get(tenant).score(body, collection, request_id)
 
 
 def _header(headers: dict[str, str], name: str) -> str:

@@ -102,8 +102,11 @@ class DatastoreCollector:
         self.fake, self.store, self.collection = fake, store, name
         self.endpoint, _, self.deployment = deployment.partition("/")
 
-    def collect(self, frame: Any, context: str | None = None) -> str:
-        correlation = context or str(uuid.uuid4())
+    def collect(self, frame: Any, context: Any = None) -> str:
+        """``context``: a correlation context (its ``get_id()``), the id an earlier collect
+        returned, or none (a new id), as the collector takes them."""
+        given = context.get_id() if hasattr(context, "get_id") else context
+        correlation = str(given or uuid.uuid4())
         now = self.fake.clock()
         record = {
             "specversion": "1.0",

@@ -247,6 +247,16 @@ def test_collected_frames_name_the_columns_and_a_failing_collector_fails_no_requ
     assert list(features.columns) == collecting.single.schema.columns  # type: ignore[union-attr]
     assert np.allclose(features.to_numpy(), np.array(rows, dtype=np.float32))
     assert answers["prediction"].tolist() == body["predictions"] and context == "context-1"
+    assert answers["probabilities"].tolist() == body["probabilities"]
+    # Under the gateway's request id, when the request has one: labels name that id.
+    keyed = contract.ScoringService(
+        model_dirs["single"],
+        collection=contract.DataCollection(
+            inputs, outputs, pd.DataFrame, correlation=lambda request_id: f"ctx:{request_id}"
+        ),
+    )
+    contract.score(keyed, json.dumps({"data": rows}), {"X-Request-Id": "r-1"})
+    assert inputs.frames[-1][1] == "ctx:r-1"
     broken = contract.ScoringService(
         model_dirs["single"],
         collection=contract.DataCollection(
