@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,11 +37,12 @@ from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
 from adapters.azure_inventory import AzureInventory
-from adapters.collected import collected_rows
+from adapters.collected import collected_rows, labelled_window
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
+from ml.quality import LabelledWindow
 from policies.live import LiveResource
 from policies.model_rules import (
     ChampionFacts,
@@ -447,6 +448,28 @@ class AzurePlatform:
         endpoint = self.endpoint_name(tenant)
         yield from collected_rows(
             container, endpoint, deployment, features, since=since, until=until
+        )
+
+    def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
+        found = self._tenant_model(tenant, deployment)
+        if found is None:
+            raise NotFoundError(f"deployment {deployment} serves no model of tenant {tenant}")
+        return found
+
+    def labelled(
+        self, tenant: str, deployment: str, *, since: datetime, until: datetime
+    ) -> LabelledWindow:
+        """The tenant's rows score.py collected on the datastore, joined to the labels the
+        gateway wrote beside them (a pooled row names its tenant in ``tenant_id``)."""
+        return labelled_window(
+            self._container(tenant),
+            self.endpoint_name(tenant),
+            deployment,
+            tenant=tenant,
+            owner="" if self._tenant(tenant).tier == "pooled" else tenant,
+            since=since,
+            until=until,
+            horizon=timedelta(hours=self.spec.quality.label_horizon_hours),
         )
 
     def request_retraining(self, tenant: str, reason: str) -> None:

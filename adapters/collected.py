@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
-from tenancy.contracts import COLLECTION_INPUTS, COLLECTION_OUTPUTS, collector_prefixes
+from ml.quality import LabelledWindow
+from tenancy.contracts import (
+    COLLECTION_INPUTS,
+    COLLECTION_OUTPUTS,
+    TENANT_COLUMN,
+    collector_prefixes,
+    labels_prefix,
+)
 
 
 def _records(container: Any, prefix: str) -> Iterator[dict[str, Any]]:
@@ -82,3 +89,73 @@ def collected_rows(
                     rows.append([*map(float, values), answer])
         if rows:
             yield np.array(rows, dtype=np.float64)
+
+
+# --- ground truth ---------------------------------------------------------------------------
+
+
+def _day_prefixes(endpoint: str, since: datetime, until: datetime) -> list[str]:
+    """The labels' folders of every day in [since, until): a day's listing, not 24 hours'."""
+    day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    prefixes = []
+    while day < until:
+        prefixes.append(labels_prefix(endpoint, day).rsplit("/", 2)[0] + "/")
+        day += timedelta(days=1)
+    return prefixes
+
+
+def _labels(
+    container: Any, endpoint: str, since: datetime, until: datetime
+) -> dict[tuple[str, str], Any]:
+    """(tenant, request id) -> the label sent last for it, of labels sent in [since, until)."""
+    found: dict[tuple[str, str], tuple[str, Any]] = {}
+    for prefix in _day_prefixes(endpoint, since, until):
+        for record in _records(container, prefix):
+            key = (str(record.get("tenant", "")), str(record.get("correlationid", "")))
+            at = str(record.get("time", ""))
+            if _within(record, since, until) and (key not in found or found[key][0] <= at):
+                found[key] = (at, record.get("label"))
+    return {key: label for key, (_, label) in found.items()}
+
+
+def labelled_window(
+    container: Any,
+    endpoint: str,
+    deployment: str,
+    *,
+    tenant: str,
+    owner: str,
+    since: datetime,
+    until: datetime,
+    horizon: timedelta,
+) -> LabelledWindow:
+    """``tenant``'s rows scored by ``deployment`` in [since, until), joined to the labels
+    sent for them up to ``horizon`` later. A row's tenant is its ``tenant_id`` column (a
+    pooled request on Azure), its record's ``tenant`` (the embedded gateway), else the
+    stamp's ``owner``; a label joins only a request of the tenant who sent it. A label is
+    one value for a one-row request, or a list with one per row."""
+    labels = _labels(container, endpoint, since, until + horizon)
+    window = LabelledWindow()
+    for prefix in collector_prefixes(endpoint, deployment, COLLECTION_OUTPUTS, since, until):
+        for record in _records(container, prefix):
+            rows = record.get("data")
+            if not _within(record, since, until) or not isinstance(rows, list):
+                continue
+            mine = [r for r in rows if isinstance(r, dict) and _tenant(r, record, owner) == tenant]
+            scored = [r for r in mine if isinstance(r.get("probabilities"), list)]
+            if not scored:
+                continue
+            window.classes = window.classes or list(scored[0].get("classes") or [])
+            window.scored += [list(map(float, r["probabilities"])) for r in scored]
+            label = labels.get((tenant, str(record.get("correlationid"))))
+            truth = label if isinstance(label, list) else [label] * (label is not None)
+            if len(truth) != len(scored):
+                continue  # unlabelled, or a label per row that does not fit the request
+            window.labels += truth
+            window.predictions += [r.get("prediction") for r in scored]
+            window.probabilities += [list(map(float, r["probabilities"])) for r in scored]
+    return window
+
+
+def _tenant(row: dict[str, Any], record: dict[str, Any], owner: str) -> str:
+    return str(row.get(TENANT_COLUMN) or record.get("tenant") or owner)

@@ -12,18 +12,19 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import requests
 
-from adapters.collected import collected_rows
+from adapters.collected import collected_rows, labelled_window
 from adapters.mlflow_facts import MlflowModelFacts
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
+from ml.quality import LabelledWindow
 from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
 from policies.core import ML
 from policies.live import LiveResource
@@ -279,6 +280,27 @@ class LocalPlatform:
         endpoint = self.endpoint_name(tenant)
         return collected_rows(
             self.container, endpoint, deployment, features, since=since, until=until
+        )
+
+    def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
+        name, _, version = self._model_of(tenant, deployment).partition("/")
+        return name, version
+
+    def labelled(
+        self, tenant: str, deployment: str, *, since: datetime, until: datetime
+    ) -> LabelledWindow:
+        """The tenant's rows the gateway collected, joined to the labels it took."""
+        if self.container is None:
+            return LabelledWindow()
+        return labelled_window(
+            self.container,
+            self.endpoint_name(tenant),
+            deployment,
+            tenant=tenant,
+            owner="" if self._pooled(tenant) else tenant,
+            since=since,
+            until=until,
+            horizon=timedelta(hours=self.spec.quality.label_horizon_hours),
         )
 
     def request_retraining(self, tenant: str, reason: str) -> None:

@@ -15,6 +15,7 @@ from adapters.table_store import TableStore
 from automation.audit import LiveInventory, PolicyAudit
 from automation.drift_watch import DriftSource, DriftWatcher
 from automation.port import PlatformPort
+from automation.quality_watch import QualitySource, QualityWatcher
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
 from automation.store import StateStore
@@ -35,6 +36,7 @@ class Services:
     drift: DriftWatcher
     audit: PolicyAudit
     inventory: LiveInventory
+    quality: QualityWatcher
     clock: Callable[[], datetime] = utc_now
 
 
@@ -46,6 +48,7 @@ def compose(
     *,
     drift_source: DriftSource | None = None,
     inventory: LiveInventory | None = None,
+    quality_source: QualitySource | None = None,
 ) -> Services:
     """The domain objects over one store and one platform (adapters implement the drift
     source and the live inventory beside the port; tests may give their own)."""
@@ -55,7 +58,11 @@ def compose(
     drift = DriftWatcher(settings.spec, store, port, source, clock)
     audit = PolicyAudit(settings.spec, store, port.notify, clock)
     live: LiveInventory = inventory or port  # type: ignore[assignment]
-    return Services(settings, store, port, runner, registration, drift, audit, live, clock)
+    labelled: QualitySource = quality_source or port  # type: ignore[assignment]
+    quality = QualityWatcher(settings.spec, store, port, labelled, clock, drift=drift)
+    return Services(
+        settings, store, port, runner, registration, drift, audit, live, quality, clock
+    )
 
 
 def _store(settings: Settings) -> StateStore:

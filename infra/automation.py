@@ -203,6 +203,7 @@ class Automation(pulumi.ComponentResource):
             contracts.SETTING_ROLLOUT_SCHEDULE: args.spec.rollout_tick_schedule(),
             contracts.SETTING_DRIFT_SCHEDULE: args.spec.drift.schedule,
             contracts.SETTING_AUDIT_SCHEDULE: args.spec.audit.schedule,
+            contracts.SETTING_QUALITY_SCHEDULE: args.spec.quality.schedule,
         }
         return [{"name": key, "value": value} for key, value in settings.items()]
 

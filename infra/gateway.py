@@ -149,15 +149,17 @@ def labels_expression(tenant: str, quality: QualityPolicy) -> str:
   for (var i = 0; i < labels.Count; i++) {{
     var item = labels[i] as JObject;
     var id = item == null ? null : item["request_id"] as JValue;
-    var label = item == null ? null : item["label"] as JValue;
+    var label = item == null ? null : item["label"];
     if (id == null || id.Type != JTokenType.String || ((string)id).Length == 0) {{
       return new JObject(new JProperty("error",
           "labels[" + i + "]: request_id must be text")).ToString();
     }}
-    if (label == null || !(label.Type == JTokenType.Integer || label.Type == JTokenType.Float
-        || label.Type == JTokenType.String || label.Type == JTokenType.Boolean)) {{
-      return new JObject(new JProperty("error",
-          "labels[" + i + "]: label must be a number, text or boolean")).ToString();
+    var values = label is JArray ? ((JArray)label).ToList() : new List<JToken> {{ label }};
+    if (label == null || values.Count == 0 || values.Any(v => !(v.Type == JTokenType.Integer
+        || v.Type == JTokenType.Float || v.Type == JTokenType.String
+        || v.Type == JTokenType.Boolean))) {{
+      return new JObject(new JProperty("error", "labels[" + i + "]: label must be a number, "
+          + "text or boolean (or a list of them, one per row of the request)")).ToString();
     }}
     var requestId = (string)id;
     var parts = requestId.Split('-');

@@ -62,13 +62,15 @@ def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _outputs(predictions: list[Any], answer: dict[str, Any]) -> list[Any]:
-    """Each row's prediction, with its class probabilities when the model gave them: quality
-    needs them (ROC AUC, and the estimate from confidence before labels arrive)."""
+    """Each row's prediction, with its class probabilities (and the classes they are of)
+    when the model gave them: quality needs them (ROC AUC, and the estimate from confidence
+    before labels arrive)."""
     probabilities = answer.get("probabilities")
     if not isinstance(probabilities, list) or len(probabilities) != len(predictions):
         return predictions
+    classes = answer.get("classes")
     return [
-        {"prediction": p, "probabilities": q}
+        {"prediction": p, "probabilities": q, "classes": classes}
         for p, q in zip(predictions, probabilities, strict=True)
     ]
 

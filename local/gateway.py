@@ -19,9 +19,10 @@ machine.
   sends labels for it later.
 
 ``POST /{endpoint}/feedback`` with the same key and ``{"labels": [{"request_id": ..., "label":
-...}]}`` stores ground truth (``tenancy.contracts.COLLECTION_LABELS``) before it answers how
-many labels it accepted and which ids are unknown: not issued to this tenant, or older than
-the label horizon. Nothing is stored when storage fails (503, try again).
+...}]}`` (a label per request, or a list of one per row of it) stores ground truth
+(``tenancy.contracts.COLLECTION_LABELS``) before it answers how many labels it accepted and
+which ids are unknown: not issued to this tenant, or older than the label horizon. Nothing
+is stored when storage fails (503, try again).
 
 Deployments are separate processes (``score.py`` under azureml-inference-server-http): one
 that fails, hangs or dies only fails its own requests. An admin API on the same server,
@@ -742,6 +743,12 @@ def _unavailable(deployment: Deployment) -> _Refusal:
 _LABEL_TYPES = (bool, int, float, str)
 
 
+def _is_label(value: Any) -> bool:
+    return isinstance(value, _LABEL_TYPES) and not (
+        isinstance(value, float) and not math.isfinite(value)
+    )
+
+
 def _labels(body: bytes, most: int) -> list[tuple[str, Any]]:
     """(request id, label) pairs of a feedback body, or a 400 naming what is wrong."""
     try:
@@ -761,11 +768,13 @@ def _labels(body: bytes, most: int) -> list[tuple[str, Any]]:
         label = item.get("label") if isinstance(item, dict) else None
         if not isinstance(request_id, str) or not request_id:
             raise _Refusal(400, "invalid_input", f"labels[{index}]: request_id must be text")
-        if not isinstance(label, _LABEL_TYPES) or (
-            isinstance(label, float) and not math.isfinite(label)
-        ):
+        values = label if isinstance(label, list) else [label]
+        if not values or not all(_is_label(value) for value in values):
             raise _Refusal(
-                400, "invalid_input", f"labels[{index}]: label must be a number, text or boolean"
+                400,
+                "invalid_input",
+                f"labels[{index}]: label must be a number, text or boolean "
+                "(or a list of them, one per row of the request)",
             )
         pairs.append((request_id[:100], label))
     return pairs

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from adapters.local import (
 )
 from adapters.table_store import TableStore
 from automation.audit import open_findings
+from automation.quality_watch import QUALITY
 from automation.runner import decode
 from local.azurite import connection_string
 from local.processes import is_platform
@@ -69,6 +70,7 @@ class Scored:
     status: int
     body: Any
     deployment: str  # the deployment that answered (azureml-model-deployment)
+    request_id: str = ""  # what the tenant's labels name (x-request-id)
 
 
 class PlatformClient:
@@ -145,8 +147,35 @@ class PlatformClient:
         except ValueError:
             content = answer.text
         return Scored(
-            answer.status_code, content, answer.headers.get("azureml-model-deployment", "")
+            answer.status_code,
+            content,
+            answer.headers.get("azureml-model-deployment", ""),
+            answer.headers.get("x-request-id", ""),
         )
+
+    def feedback(
+        self, tenant: str, labels: Sequence[tuple[str, Any]], *, slot: str = "primary"
+    ) -> dict[str, Any]:
+        """Labels for requests the tenant scored (request id, label), as its client sends
+        them; the gateway's answer (accepted, unknown ids)."""
+        entry = self.tenant(tenant)
+        url = str(entry["scoring_uri"]).rsplit("/score", 1)[0] + "/feedback"
+        key = self.keys().get(tenant, {}).get(slot, "")
+        body = {"labels": [{"request_id": rid, "label": label} for rid, label in labels]}
+        try:
+            answer = requests.post(
+                url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
+        except requests.RequestException as error:
+            raise DependencyError(f"the gateway is not reachable: {error}") from None
+        if answer.status_code != 200:
+            raise DependencyError(f"feedback answered {answer.status_code}: {answer.text[:300]}")
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def quality(self) -> dict[str, dict[str, Any]]:
+        """The latest quality check of each tenant (the quality timer's)."""
+        return {r.row: dict(r.data) for r in self.store.query(contracts.TABLE_EVENTS, QUALITY)}
 
     # --- rollouts --------------------------------------------------------------------------
 

@@ -270,6 +270,7 @@ class EmbeddedPlatform:
                 contracts.SETTING_ROLLOUT_SCHEDULE: self.spec.rollout_tick_schedule(),
                 contracts.SETTING_DRIFT_SCHEDULE: self.spec.drift.schedule,
                 contracts.SETTING_AUDIT_SCHEDULE: self.spec.audit.schedule,
+                contracts.SETTING_QUALITY_SCHEDULE: self.spec.quality.schedule,
                 contracts.SETTING_STATE_CONNECTION: self.azurite.connection_string,
                 contracts.SETTING_ADAPTER: "local",
                 contracts.SETTING_WEBHOOK_SECRET: webhook_secret,

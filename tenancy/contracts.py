@@ -83,6 +83,7 @@ SETTING_WEBHOOK_SECRET: Final = "TENANT_MLOPS_MLFLOW_WEBHOOK_SECRET"  # noqa: S1
 SETTING_ROLLOUT_SCHEDULE: Final = "TENANT_MLOPS_ROLLOUT_SCHEDULE"
 SETTING_DRIFT_SCHEDULE: Final = "TENANT_MLOPS_DRIFT_SCHEDULE"
 SETTING_AUDIT_SCHEDULE: Final = "TENANT_MLOPS_AUDIT_SCHEDULE"
+SETTING_QUALITY_SCHEDULE: Final = "TENANT_MLOPS_QUALITY_SCHEDULE"
 # Set by App Service itself (read-only) while its authentication module runs in front of the
 # app: the proof that identity headers came from the platform, not from the caller
 # (https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization).

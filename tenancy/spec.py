@@ -329,6 +329,13 @@ class QualityPolicy(SpecModel):
     label_horizon_hours: int = Field(default=24 * 7, ge=1, le=24 * 90)
     # Labels one feedback request may carry.
     max_labels_per_request: int = Field(default=1000, ge=1, le=100_000)
+    # The latest labelled window quality is measured over, and when.
+    window_hours: int = Field(default=24, ge=1, le=24 * 90)
+    schedule: Annotated[str, AfterValidator(v.ncrontab)] = "0 30 * * * *"
+    # Fewer labelled rows than this: quality is not judged (reported as waiting for labels).
+    min_labels: int = Field(default=50, ge=1)
+    # A model worse than its own evaluation by more than this (absolute) has degraded.
+    margin: float = Field(default=0.05, ge=0, lt=1)
 
 
 class AuditPolicy(SpecModel):

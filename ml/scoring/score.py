@@ -382,7 +382,11 @@ class DataCollection:
             features = self._frame(inputs, columns=columns)
             # Probabilities too: quality needs them (ROC AUC, the estimate before labels).
             answers = self._frame(
-                {"prediction": result["predictions"], "probabilities": result["probabilities"]}
+                {
+                    "prediction": result["predictions"],
+                    "probabilities": result["probabilities"],
+                    "classes": [result["classes"]] * len(result["predictions"]),
+                }
             )
             if self.tenant:
                 features.insert(0, TENANT_COLUMN, self.tenant)

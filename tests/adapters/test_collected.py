@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from adapters.collected import collected_rows
+from adapters.collected import collected_rows, labelled_window
 from local.azurite import start_azurite
+from ml.quality import LabelledWindow
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +93,58 @@ def test_the_window_bounds_are_kept_inside_an_hours_partition(container: Contain
         until=datetime(2026, 11, 22, 10, 50, tzinfo=UTC),
     )
     assert [c.tolist() for c in chunks] == [[[2.0, 2.0, 0.0], [4.0, 4.0, 0.0]]]
+
+
+def _label(request_id: str, label: object, at: str) -> dict[str, object]:
+    return {"correlationid": request_id, "tenant": "fabrikam", "label": label, "time": at}
+
+
+def _scored(prediction: int, p1: float, **row: object) -> dict[str, object]:
+    return {"prediction": prediction, "probabilities": [1 - p1, p1], "classes": [0, 1], **row}
+
+
+def test_labels_join_their_tenants_rows_within_the_horizon(container: ContainerClient) -> None:
+    """Pooled rows name their tenant as Azure ML's collector writes them (a ``tenant_id``
+    column) or as the embedded gateway does (the record's ``tenant``); a label joins only a
+    request of the tenant who sent it, up to the horizon after the window."""
+    outputs = "modelDataCollector/pool-ep/blue/model_outputs/2026/12/05"
+    labels = "modelDataCollector/pool-ep/ground_truth/2026/12"
+    _put(container, f"{outputs}/09/a.jsonl", [
+        {"correlationid": "r1", "time": "2026-12-05T09:10:00+00:00",
+         "data": [_scored(1, 0.9, tenant_id="fabrikam")]},
+        {"correlationid": "r2", "time": "2026-12-05T09:20:00+00:00", "tenant": "fabrikam",
+         "data": [_scored(0, 0.2), _scored(1, 0.7)]},
+        {"correlationid": "r3", "time": "2026-12-05T09:30:00+00:00",
+         "data": [_scored(1, 0.6, tenant_id="northwind")]},
+        {"correlationid": "r4", "time": "2026-12-05T09:40:00+00:00",
+         "data": [_scored(0, 0.1, tenant_id="fabrikam")]},
+        {"correlationid": "r5", "time": "2026-12-05T09:50:00+00:00",
+         "data": [_scored(0, 0.3, tenant_id="fabrikam")]},
+    ])  # fmt: skip
+    _put(container, f"{labels}/05/10/a.jsonl", [
+        _label("r1", 0, "2026-12-05T10:00"),
+        _label("r1", 1, "2026-12-05T10:05"),
+        _label("r2", [0, 0], "2026-12-05T10:00"),
+        # northwind's request, labelled by fabrikam: never joined to northwind's row
+        _label("r3", 1, "2026-12-05T10:00"),
+        # two values for a request of one row: they do not fit, nothing is joined
+        _label("r4", [1, 1], "2026-12-05T10:00"),
+    ])  # fmt: skip
+    _put(container, f"{labels}/07/10/late.jsonl", [  # two days later: past the horizon
+        _label("r5", 1, "2026-12-07T10:00"),
+    ])  # fmt: skip
+    since = datetime(2026, 12, 5, 9, tzinfo=UTC)
+
+    def window(tenant: str) -> LabelledWindow:
+        return labelled_window(
+            container, "pool-ep", "blue", tenant=tenant, owner="",
+            since=since, until=since + timedelta(hours=1), horizon=timedelta(hours=24),
+        )  # fmt: skip
+
+    fabrikam = window("fabrikam")
+    assert fabrikam.classes == [0, 1] and fabrikam.rows == 5  # r1, r2 (two rows), r4, r5
+    assert fabrikam.labels == [1, 0, 0]  # r1's later label, r2's per row
+    assert fabrikam.predictions == [1, 0, 1]
+    assert np.allclose(fabrikam.probabilities, [[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    northwind = window("northwind")
+    assert (northwind.rows, northwind.labels) == (1, [])

@@ -14,13 +14,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "functions"))
 
 import services as app_services
-from blueprints import audit, budgets, drift, registry, rollouts
+from blueprints import audit, budgets, drift, quality, registry, rollouts
 from settings import Settings
 
 from automation.store import MemoryStore
 from tenancy import PlatformSpec, contracts
 from tests.automation.fakes import FakePlatform
 from tests.automation.test_drift_watch import FakeSource
+from tests.automation.test_quality_watch import FakeSource as LabelledSource
+from tests.automation.test_quality_watch import window_of as labelled_window
 
 SECRET = "test-webhook-secret"
 # function_app.alert_webhook_app_id of Pulumi.local.yaml: the automation's Entra application.
@@ -48,8 +50,14 @@ def wired(
     platform = FakePlatform()
     platform.serve("contoso", "contoso-classical/1")
     composed = app_services.compose(
-        settings, MemoryStore(), platform, lambda: NOW, drift_source=FakeSource(shift=0.8)
+        settings,
+        MemoryStore(),
+        platform,
+        lambda: NOW,
+        drift_source=FakeSource(shift=0.8),
+        # contoso's clients label its requests, and it is right about half the time.
+        quality_source=LabelledSource(labelled_window(2000, 500, accuracy=0.5)),
     )
-    for module in (registry, rollouts, budgets, drift, audit):
+    for module in (registry, rollouts, budgets, drift, audit, quality):
         monkeypatch.setattr(module, "services", lambda: composed)
     yield composed

@@ -24,6 +24,7 @@ def test_function_app_registers_every_trigger_of_the_blueprints() -> None:
         contracts.FUNCTION_BUDGET_ALERT,
         "idle_workspaces",
         "drift_check",
+        "quality_check",
         contracts.FUNCTION_RUN_STATUS_CHANGED,
         "policy_audit",
     }

@@ -327,3 +327,23 @@ def test_the_audit_timer_records_a_live_violation_and_its_drift_once_and_tells_i
     assert "allowBlobPublicAccess is True (the plan set False)" in drift.message
     drifts = [n for n in wired.port.notifications if n[2].startswith("drift")]  # type: ignore[attr-defined]
     assert [(tenant, severity) for tenant, severity, _ in drifts] == [("contoso", "warning")]
+
+
+def test_the_quality_timer_measures_each_tenant_and_a_fall_retrains_or_opens_a_review(
+    wired: Services,
+) -> None:
+    from blueprints import quality  # noqa: PLC0415
+
+    timer = quality.quality_check.build().get_user_function()
+    timer(TimerRequest(past_due=False))
+    latest = wired.quality.latest()
+    contoso = latest["contoso"]
+    assert contoso["labelled"] == 500 and contoso["action"] == "retrain"
+    assert contoso["measured"]["accuracy"] < 0.6 and contoso["estimated"]["rows"] == 2000
+    # Every tenant fell in this window: classical models retrain, cv and nlp get a review.
+    retrained = wired.drift.source.retrained  # type: ignore[attr-defined]
+    classical = sorted(t for t, reason in retrained if reason.startswith("quality of"))
+    assert classical == ["contoso", "fabrikam", "northwind"]
+    assert {latest[t]["action"] for t in ("adatum", "litware")} == {"review"}
+    timer(TimerRequest(past_due=False))  # the next run the same day: acted on once
+    assert len(retrained) == 3

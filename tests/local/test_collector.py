@@ -108,6 +108,6 @@ def test_output_rows_keep_the_class_probabilities_and_records_their_tenant() -> 
     (_, inputs), (_, outputs) = records_of(exchange)
     assert inputs["tenant"] == outputs["tenant"] == "t"
     assert outputs["data"] == [
-        {"prediction": 1, "probabilities": [0.2, 0.8]},
-        {"prediction": 0, "probabilities": [0.9, 0.1]},
+        {"prediction": 1, "probabilities": [0.2, 0.8], "classes": [0, 1]},
+        {"prediction": 0, "probabilities": [0.9, 0.1], "classes": [0, 1]},
     ]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
@@ -251,6 +252,37 @@ def test_the_audit_judges_the_serving_plane_and_finds_an_unprobed_deployment(
     assert finding["resource"].endswith(f"/onlineEndpoints/{endpoint}/deployments/outside")
     again = _mlops("audit", *options)
     assert again.returncode == 0 and "no open finding" in again.stdout
+
+
+def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
+    specs: dict[str, PlatformSpec], client: PlatformClient
+) -> None:
+    """contoso's client scores rows one request each, then sends their true labels: the
+    gateway stores them, and the platform's quality_check measures the live model on them,
+    with the estimate from confidence beside it."""
+    from ml.data import tenant_datasets  # noqa: PLC0415
+
+    train, _ = tenant_datasets(specs["local"])["contoso"].split()
+    rows = 60
+    scored = [client.score("contoso", {"data": [train.X[i].tolist()]}) for i in range(rows)]
+    assert all(s.status == 200 and s.request_id for s in scored)
+    labels = [(s.request_id, int(train.y[i])) for i, s in enumerate(scored)]
+    answer = client.feedback("contoso", [*labels, ("guessed-id", 1)])
+    assert answer == {"accepted": rows, "unknown": ["guessed-id"]}
+    # The collector writes the scored rows within seconds: check until they are all joined.
+    deadline = time.monotonic() + 60
+    while True:
+        client.run_function("quality_check")
+        check = client.quality()["contoso"]
+        if check["labelled"] >= rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # waiting for the collector's flush, not timing anything
+    assert check["labelled"] == rows, check
+    measured = check["measured"]
+    truth = np.array([label for _, label in labels])
+    predicted = np.array([s.body["predictions"][0] for s in scored])
+    assert measured["accuracy"] == pytest.approx(float((truth == predicted).mean()))
+    assert check["estimated"]["rows"] >= rows and check["action"] == "none"
 
 
 def _served(options: list[str]) -> dict[str, dict[str, Any]]:
