@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import TypeVar
 
 from settings import ADAPTER, Settings
 
@@ -20,6 +22,9 @@ from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
 from automation.store import StateStore
 from tenancy.errors import ConfigError, ConfigIssue
+from tenancy.spec import PlatformSpec
+
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -63,6 +68,20 @@ def compose(
     return Services(
         settings, store, port, runner, registration, drift, audit, live, quality, clock
     )
+
+
+def each_online_tenant(
+    spec: PlatformSpec, check: Callable[[str], T], what: str, logger: logging.Logger
+) -> Iterator[tuple[str, T]]:
+    """``check`` of every tenant with an online endpoint; one tenant's failure is logged and
+    never stops the others' checks."""
+    for tenant in spec.tenants:
+        if not tenant.endpoints.online.enabled:
+            continue
+        try:
+            yield tenant.id, check(tenant.id)
+        except Exception:
+            logger.exception("%s of %s failed", what, tenant.id)
 
 
 def _store(settings: Settings) -> StateStore:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
-from services import services
+from services import each_online_tenant, services
 
 from automation.drift_watch import monitor_breach
 from tenancy import contracts
@@ -23,15 +23,10 @@ logger = logging.getLogger("tenant_mlops.drift")
 )
 def drift_check(timer: func.TimerRequest) -> None:
     app = services()
-    for tenant in app.settings.spec.tenants:
-        if not tenant.endpoints.online.enabled:
-            continue
-        try:
-            decision = app.drift.check(tenant.id)
-        except Exception:  # one tenant's data must not stop the others' checks
-            logger.exception("drift check of %s failed", tenant.id)
-            continue
-        logger.info("drift of %s: %s (%s)", tenant.id, decision.action, decision.reason)
+    for tenant, decision in each_online_tenant(
+        app.settings.spec, app.drift.check, "drift check", logger
+    ):
+        logger.info("drift of %s: %s (%s)", tenant, decision.action, decision.reason)
 
 
 @bp.function_name(contracts.FUNCTION_RUN_STATUS_CHANGED)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
-from services import services
+from services import each_online_tenant, services
 
 from tenancy import contracts
 
@@ -21,17 +21,11 @@ logger = logging.getLogger("tenant_mlops.quality")
 )
 def quality_check(timer: func.TimerRequest) -> None:
     app = services()
-    for tenant in app.settings.spec.tenants:
-        if not tenant.endpoints.online.enabled:
-            continue
-        try:
-            check = app.quality.check(tenant.id)
-        except Exception:  # one tenant's data must not stop the others' checks
-            logger.exception("quality check of %s failed", tenant.id)
-            continue
+    checks = each_online_tenant(app.settings.spec, app.quality.check, "quality check", logger)
+    for tenant, check in checks:
         logger.info(
             "quality of %s: %s (%d of %d rows labelled)",
-            tenant.id,
+            tenant,
             check.action,
             check.labelled,
             check.scored,
