@@ -577,6 +577,31 @@ class AzurePlatform:
             live[1], self._run_metrics(tenant, getattr(champion, "job_name", None))
         )
 
+    def crown(self, tenant: str, name: str, version: str) -> None:
+        """The champion and challenger as tags of the versions (``alias``), the champion
+        at stage Production: the former champion goes back to Development and the challenger
+        tag is cleared. Only versions whose tags change are written (each a PUT of the
+        version, the fields Azure ML lets change on one: tags, description, stage)."""
+        client = self.client(tenant)
+        for found in client.models.list(name=name):
+            tags = dict(found.tags or {})
+            alias = tags.get(contracts.MODEL_TAG_ALIAS)
+            if str(found.version) == str(version):
+                if alias != contracts.ALIAS_CHAMPION or found.stage != contracts.STAGE_CHAMPION:
+                    tags[contracts.MODEL_TAG_ALIAS] = contracts.ALIAS_CHAMPION
+                    self._retag(client, found, tags, contracts.STAGE_CHAMPION)
+            elif alias in (contracts.ALIAS_CHAMPION, contracts.ALIAS_CHALLENGER):
+                del tags[contracts.MODEL_TAG_ALIAS]
+                was_champion = alias == contracts.ALIAS_CHAMPION
+                stage = contracts.STAGE_DEMOTED if was_champion else found.stage
+                self._retag(client, found, tags, stage)
+
+    @staticmethod
+    def _retag(client: MLClient, model: Model, tags: dict[str, str], stage: str | None) -> None:
+        model.tags = tags
+        model.stage = stage
+        client.models.create_or_update(model)
+
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         client = self.client(tenant)
         cluster = client.compute.get(COMPUTE_NAME)

@@ -324,6 +324,9 @@ class LocalPlatform:
         registry = registry_of(self.layout, tenant, name)
         return MlflowModelFacts(registry.store.tracking_uri).model_facts(name, version)
 
+    def crown(self, tenant: str, name: str, version: str) -> None:
+        registry_of(self.layout, tenant, name).crown(name, version)
+
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         # No GPU cluster on one machine: the cap is recorded and shown by `mlops status`.
         self.compute_caps[self._tenant(tenant).stamp_key] = max_nodes

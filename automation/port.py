@@ -77,6 +77,11 @@ class PlatformPort(Protocol):
     # --- registry, compute, notifications ------------------------------------------------
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts: ...
 
+    def crown(self, tenant: str, name: str, version: str) -> None:
+        """Make ``version`` the registry's champion of ``name`` for ``tenant`` and clear its
+        challenger (idempotent: a rollout re-applies it after a crash)."""
+        ...
+
     def scale_compute(self, tenant: str, max_nodes: int) -> None: ...
 
     def last_compute_activity(self, stamp: str) -> datetime | None:

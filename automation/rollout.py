@@ -124,7 +124,16 @@ class Alert:
     message: str
 
 
-Action = CreateDeployment | SetTraffic | SmokeTest | DeleteDeployment | Alert
+@dataclass(frozen=True)
+class Crown:
+    """The registry's ``champion`` alias moves to ``model`` ("<name>/<version>") and its
+    ``challenger`` alias is cleared: what serves all live traffic is the champion the gate
+    compares the next version with."""
+
+    model: str
+
+
+Action = CreateDeployment | SetTraffic | SmokeTest | DeleteDeployment | Alert | Crown
 
 
 # --- state ----------------------------------------------------------------------------------
@@ -469,7 +478,8 @@ def _promote(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str
             inconclusive=0,
             reason=f"{why}; the endpoint's first deployment is live",
         )
-        return Transition(state, after, (SetTraffic(after.traffic, {}),), after.reason)
+        actions = (SetTraffic(after.traffic, {}), Crown(state.model))
+        return Transition(state, after, actions, after.reason)
     traffic = {state.blue: 0, state.green: 100}
     after = _next(
         state,
@@ -483,7 +493,7 @@ def _promote(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str
         inconclusive=0,
         reason=f"{why}; promoted, blue drains",
     )
-    return Transition(state, after, (SetTraffic(traffic, {}),), after.reason)
+    return Transition(state, after, (SetTraffic(traffic, {}), Crown(state.model)), after.reason)
 
 
 def _after_end(state: RolloutState, now: datetime) -> Transition:

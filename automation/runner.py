@@ -24,6 +24,7 @@ from automation.rollout import (
     Alert,
     Command,
     CreateDeployment,
+    Crown,
     DeleteDeployment,
     Observation,
     Phase,
@@ -86,6 +87,7 @@ _ACTIONS: dict[str, type[Any]] = {
     "smoke": SmokeTest,
     "delete": DeleteDeployment,
     "alert": Alert,
+    "crown": Crown,
 }
 
 
@@ -321,6 +323,9 @@ class RolloutRunner:
             port.delete_deployment(tenant, action.name)
         elif isinstance(action, Alert):
             port.notify(tenant, action.severity, action.message)
+        elif isinstance(action, Crown):
+            name, _, version = action.model.rpartition("/")
+            port.crown(tenant, name, version)
         # SmokeTest is performed while observing (its result is the next observation).
 
     def _promotion_gate(self, state: RolloutState) -> list[str]:

@@ -263,6 +263,13 @@ class ModelRegistry:
         self.version(name, version)
         self.client.set_registered_model_alias(name, alias, version)
 
+    def crown(self, name: str, version: str) -> None:
+        """``version`` becomes the champion (it serves all live traffic) and the challenger
+        alias, the request that led to it, is cleared. Setting both again changes nothing."""
+        self.set_alias(name, contracts.ALIAS_CHAMPION, version)
+        if self.alias(name, contracts.ALIAS_CHALLENGER) is not None:
+            self.client.delete_registered_model_alias(name, contracts.ALIAS_CHALLENGER)
+
     # --- reading ---------------------------------------------------------------------
 
     def version(self, name: str, version: str) -> Any:
@@ -300,6 +307,9 @@ class _ReadOnlyRegistry(ModelRegistry):
         raise NotFoundError.for_item("registry", "shared (read-only)")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
+        raise NotFoundError.for_item("registry", "shared (read-only)")
+
+    def crown(self, name: str, version: str) -> None:
         raise NotFoundError.for_item("registry", "shared (read-only)")
 
 

@@ -115,6 +115,11 @@ MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
 MODEL_TAG_POOL_MODELS: Final = "pool_models"
 ALIAS_CHAMPION: Final = "champion"
 ALIAS_CHALLENGER: Final = "challenger"
+#: Azure ML's model registry has no aliases: a version's tag says which it is, and the
+#: champion's stage is Production (the portal's view of the same fact).
+MODEL_TAG_ALIAS: Final = "alias"
+STAGE_CHAMPION: Final = "Production"
+STAGE_DEMOTED: Final = "Development"
 
 
 # --- notifications on Azure ------------------------------------------------------------------

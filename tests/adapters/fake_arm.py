@@ -72,6 +72,8 @@ class FakeArm(InMemoryTransport):
         if request.method == "PUT":
             stored = {**(body or {}), "id": url.path, "name": url.path.rsplit("/", 1)[-1]}
             stored.setdefault("properties", {})["provisioningState"] = "Succeeded"
+            if "/models/" in path:  # as ARM answers a model version (ModelVersion/get.json)
+                stored["properties"]["flavors"] = stored["properties"].get("flavors") or {}
             self.resources[path] = stored
             return self._respond(request, 200, stored)
         if request.method in ("DELETE", "POST", "PATCH"):

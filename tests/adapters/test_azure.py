@@ -352,3 +352,46 @@ def test_a_partial_traffic_log_answer_is_inconclusive(
     since, until = WINDOW
     stats = platform.deployment_stats("contoso", "green", since, until)
     assert (stats.requests, stats.errors, stats.p99_ms) == (0, 0, None)
+
+
+def _version(number: str, tags: dict[str, str], stage: str | None = None) -> dict[str, object]:
+    return {
+        "id": f"{WS}/models/contoso-classical/versions/{number}",
+        "name": number,
+        "properties": {
+            "modelUri": f"azureml://subscriptions/{SUB}/resourcegroups/rg/workspaces/ws/datastores"
+            f"/workspaceblobstore/paths/models/{number}",
+            "modelType": "custom_model",
+            "flavors": {},
+            "tags": tags,
+            "stage": stage,
+        },
+    }
+
+
+def test_crowning_tags_the_champion_and_clears_the_former_one_and_the_challenger(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    versions = f"{WS}/models/contoso-classical/versions"
+    arm.resources[f"{WS}/models/contoso-classical".lower()] = {
+        "id": f"{WS}/models/contoso-classical",
+        "name": "contoso-classical",
+        "properties": {},
+    }
+    for number, tags, stage in (
+        ("1", {"alias": "champion", "tenant": "contoso"}, "Production"),
+        ("2", {"alias": "challenger", "tenant": "contoso"}, "Development"),
+        ("3", {"tenant": "contoso"}, "Development"),
+    ):
+        arm.resources[f"{versions}/{number}".lower()] = _version(number, tags, stage)
+    platform.crown("contoso", "contoso-classical", "2")
+    written = {c.path.rsplit("/", 1)[-1]: c.body["properties"] for c in arm.writes("/versions/")}
+    assert set(written) == {"1", "2"}  # version 3 is left as it was
+    assert (written["2"]["tags"], written["2"]["stage"]) == (
+        {"alias": "champion", "tenant": "contoso"},
+        "Production",
+    )
+    assert (written["1"]["tags"], written["1"]["stage"]) == ({"tenant": "contoso"}, "Development")
+    before = len(arm.writes("/versions/"))
+    platform.crown("contoso", "contoso-classical", "2")  # again: nothing to write
+    assert len(arm.writes("/versions/")) == before

@@ -75,6 +75,7 @@ class FakePlatform:
     # Tenants that share an endpoint (a pool); others have their own.
     endpoint_names: dict[str, str] = field(default_factory=dict)
     spec: PlatformSpec | None = None  # the stack whose tenants default facts comply with
+    champions: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, name)
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
@@ -148,6 +149,10 @@ class FakePlatform:
     def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts:
         """The facts a test set, or those of a compliant version of the tenant's."""
         return self.facts.get((name, version)) or good_facts(name, version, tenant, self.spec)
+
+    def crown(self, tenant: str, name: str, version: str) -> None:
+        self.calls.append(("crown", (tenant, f"{name}/{version}")))
+        self.champions[(tenant, name)] = version
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         self.scaled[tenant] = max_nodes

@@ -79,6 +79,11 @@ def test_a_healthy_rollout_promotes_and_deletes_blue(
         {"blue": 50, "green": 50},
         {"blue": 0, "green": 100},
     ]
+    # The registry's champion follows what serves all live traffic, once, at promotion.
+    assert platform.champions == {("contoso", "contoso-classical"): "2"}
+    assert [args for kind, args in platform.calls if kind == "crown"] == [
+        ("contoso", "contoso-classical/2")
+    ]
     audit = store.query(contracts.TABLE_AUDIT, "contoso")
     assert [r.data["after"]["phase"] for r in audit][-1] == "promoted"
     assert all(
@@ -108,6 +113,7 @@ def test_a_failing_green_is_back_on_blue_within_interval_times_threshold(
     assert last_traffic == ("contoso", {"blue": 100, "green": 0}, {})  # one update
     assert "green" in platform.deployments["contoso"]  # kept for inspection
     assert any(severity == "critical" for _, severity, _ in platform.notifications)
+    assert platform.champions == {}  # a rollback crowns nothing: the champion stays
 
 
 def test_duplicate_deliveries_start_one_rollout(

@@ -267,7 +267,7 @@ class FakeAzure(InMemoryTransport):
                 "modelUri": f"azureml://{workspace.strip('/')}/datastores/workspaceblobstore/paths/{prefix}",
                 "jobName": run_id,
                 "tags": dict(tags),
-                "flavors": {"onnx": {}},
+                "flavors": {"onnx": {"data": {"onnx_version": "1.17"}}},
             },
         })  # fmt: skip
         self.runs[run_id] = dict(metrics)

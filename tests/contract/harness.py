@@ -111,6 +111,10 @@ class Harness(Protocol):
         """Broken deployments answer again (what is stopped resumes)."""
         ...
 
+    def champion(self, tenant: str, name: str) -> str | None:
+        """The version the registry names the champion of the tenant's model ``name``."""
+        ...
+
 
 def _copy_version(layout: RegistryLayout, tenant: str, name: str, version: str) -> str:
     """Register the artifacts and run of ``version`` again as a new version (what a
@@ -205,6 +209,10 @@ class LocalHarness:
             except ProcessLookupError:
                 continue
         self._stopped.clear()
+
+    def champion(self, tenant: str, name: str) -> str | None:
+        found = registry_of(self.layout, tenant, name).alias(name, contracts.ALIAS_CHAMPION)
+        return str(found.version) if found is not None else None
 
     def close(self) -> None:
         self.heal()
@@ -366,6 +374,19 @@ class AzureHarness:
 
     def heal(self) -> None:
         self.fake.model_answers.clear()
+
+    def champion(self, tenant: str, name: str) -> str | None:
+        """What Azure's registry says: the version tagged champion (at stage Production)."""
+        crowned = [
+            (r["id"].rsplit("/", 1)[-1], r["properties"].get("stage"))
+            for key, r in self.fake.arm.items()
+            if f"/models/{name}/versions/" in key
+            and (r["properties"].get("tags") or {}).get(contracts.MODEL_TAG_ALIAS)
+            == contracts.ALIAS_CHAMPION
+        ]
+        assert len(crowned) <= 1, crowned  # one champion at most
+        assert all(stage == contracts.STAGE_CHAMPION for _, stage in crowned), crowned
+        return crowned[0][0] if crowned else None
 
     def close(self) -> None:
         for patch in self._sdk_storage:

@@ -168,6 +168,9 @@ def test_a_canary_promotes_step_by_step_and_deletes_blue(harness: Harness) -> No
     assert h.port.endpoint("contoso").traffic == {state.green: 100}
     assert h.port.deployment_status("contoso", before)[0] == "missing"
     assert set(h.traffic("contoso", 5)) == {200}
+    # The registry's champion is what now serves: the gate compares the next with it.
+    name, _, version = event.ref.rpartition("/")
+    assert h.champion("contoso", name) == version
     azure = _azure(h)
     if azure:  # the traffic updates Azure received, in order, one PUT each
         bodies = [
@@ -191,6 +194,9 @@ def test_a_failing_green_is_rolled_back_in_one_update(harness: Harness, status: 
     live = h.port.endpoint("contoso").live
     auto = _automation(h)
     event = h.publish("contoso")
+    name = event.ref.rpartition("/")[0]
+    champion = h.champion("contoso", name)
+    assert champion is not None  # the live model was crowned when it went live
     assert auto.handler.handle(event).status == "started"
     assert _drive(h, auto, "contoso", event.ref, lambda p: p == Phase.SHIFTING) == Phase.SHIFTING
     green = auto.runner.get("contoso", event.ref).green
@@ -202,6 +208,7 @@ def test_a_failing_green_is_rolled_back_in_one_update(harness: Harness, status: 
         assert "analysis failed" in state.reason
         assert h.port.endpoint("contoso").traffic == {live: 100, green: 0}
         assert set(h.traffic("contoso", 5)) == {200}  # blue serves again
+        assert h.champion("contoso", name) == champion  # and stays the champion
     finally:
         h.heal()
 

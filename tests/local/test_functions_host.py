@@ -62,6 +62,7 @@ def host(
         contracts.SETTING_ROLLOUT_SCHEDULE: "0 * * * * *",
         contracts.SETTING_DRIFT_SCHEDULE: "0 0 * * * *",
         contracts.SETTING_AUDIT_SCHEDULE: "0 15 * * * *",
+        contracts.SETTING_QUALITY_SCHEDULE: "0 30 * * * *",
     }
     sign_in = SignInModule(SIGN_IN_KEY, contracts.entra_audiences(APP_ID))
     functions = FunctionsHost(app, settings=schedules, master_key="master-key", sign_in=sign_in)

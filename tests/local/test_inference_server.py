@@ -136,8 +136,9 @@ def test_with_a_data_collector_inputs_and_outputs_are_collected_per_tenant(
     model_dirs: dict[str, Path],
 ) -> None:
     """W5: score.py calls Azure ML's data collector (azureml-ai-monitoring, unchanged). The
-    inputs carry the model's column names, the outputs carry the predictions, both are tagged
-    with the pooled tenant, and the two share the correlation id drift monitoring joins on."""
+    inputs carry the model's column names, the outputs carry the predictions and class
+    probabilities, both are tagged with the pooled tenant, and the two share the correlation
+    id drift monitoring joins on: the request's x-request-id, which labels name."""
     column = json.loads((model_dirs["pool"] / "litware" / "schema.json").read_text())[
         "columns"
     ][0]
@@ -146,7 +147,8 @@ def test_with_a_data_collector_inputs_and_outputs_are_collected_per_tenant(
     assert _post(servers["pool"], {"data": [[1]]}, {"x-tenant-id": "litware"})[0] == 400
     assert _post(servers["single"], {"data": local_splits["contoso"][1].X[:2].tolist()})[0] == 200
     texts = [["collector check: vpn drops"], ["collector check: invoice overdue"]]
-    status, body = _post(servers["pool"], {"data": texts}, {"x-tenant-id": "litware"})
+    headers = {"x-tenant-id": "litware", "x-request-id": "r-collector-check"}
+    status, body = _post(servers["pool"], {"data": texts}, headers)
     assert status == 200
     expected_inputs = [{"tenant_id": "litware", column: text} for [text] in texts]
 
@@ -160,8 +162,13 @@ def test_with_a_data_collector_inputs_and_outputs_are_collected_per_tenant(
     (inputs_headers, _), (outputs_headers, outputs) = arrived[at : at + 2]
     assert inputs_headers["ce-type"] == "azureml.inference.model_inputs"
     assert outputs_headers["ce-type"] == "azureml.inference.model_outputs"
-    assert outputs == [{"tenant_id": "litware", "prediction": p} for p in body["predictions"]]
+    assert outputs == [
+        {"tenant_id": "litware", "prediction": p, "probabilities": q, "classes": body["classes"]}
+        for p, q in zip(body["predictions"], body["probabilities"], strict=True)
+    ]
+    # Collected under the gateway's request id: the tenant's labels name that id.
     assert inputs_headers["ce-x-request-id"] == outputs_headers["ce-x-request-id"]
+    assert inputs_headers["ce-x-request-id"] == "r-collector-check"
     collected = [json.dumps(data) for _, data in arrived]
     assert not any("[[1]]" in text or "contoso" in text for text in collected)
 

@@ -189,3 +189,19 @@ def test_a_retraining_job_trains_with_the_spec_it_was_sent(
     assert "adatum" not in {t.id for t in sent.tenants}
     monkeypatch.delenv(contracts.SETTING_PLATFORM_SPEC)
     assert _spec("local") == specs["local"]
+
+
+def test_crowning_moves_the_champion_clears_the_challenger_and_repeats_harmlessly(
+    specs: dict[str, PlatformSpec], trained: tuple[Path, dict[str, Registered]]
+) -> None:
+    data_dir, _ = trained
+    registry = RegistryLayout(specs["local"], data_dir).registry_for("contoso")
+    challenger = str(registry.alias("contoso-classical", contracts.ALIAS_CHALLENGER).version)
+    registry.crown("contoso-classical", challenger)
+    registry.crown("contoso-classical", challenger)  # a rollout's pending action, again
+    champion = registry.alias("contoso-classical", contracts.ALIAS_CHAMPION)
+    assert str(champion.version) == challenger
+    assert registry.alias("contoso-classical", contracts.ALIAS_CHALLENGER) is None
+    # A tenant's registry crowns its own models only.
+    with pytest.raises(NotFoundError):
+        registry.crown("shared-classical", "1")
