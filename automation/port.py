@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from automation.rollout import Stats
+from ml.quality import LabelledWindow
 from policies.model_rules import ModelFacts
 
 DeploymentStatus = Literal["creating", "ready", "failed", "missing"]
@@ -89,3 +90,15 @@ class PlatformPort(Protocol):
         ...
 
     def notify(self, tenant: str, severity: str, message: str) -> None: ...
+
+
+class QualitySource(Protocol):
+    """What quality needs from the platform (the adapters read the registry and blobs)."""
+
+    def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
+        """(name, version) of the tenant's model the deployment serves."""
+        ...
+
+    def labelled(
+        self, tenant: str, deployment: str, *, since: datetime, until: datetime
+    ) -> LabelledWindow: ...

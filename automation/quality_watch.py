@@ -22,14 +22,14 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from automation.drift_watch import DriftWatcher
-from automation.port import PlatformPort
+from automation.port import PlatformPort, QualitySource
 from automation.store import StateStore
-from ml.quality import METRICS, LabelledWindow, Quality, estimate, measure
+from ml.quality import METRICS, Quality, estimate, measure
 from tenancy import contracts
 from tenancy.errors import ConflictError
 from tenancy.spec import PlatformSpec
@@ -37,18 +37,6 @@ from tenancy.spec import PlatformSpec
 QUALITY = "quality"
 #: Metrics the evaluation registers that a window can be compared with.
 COMPARED = ("accuracy", "f1_macro", "roc_auc")
-
-
-class QualitySource(Protocol):
-    """What quality needs from the platform (the adapters read the registry and blobs)."""
-
-    def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
-        """(name, version) of the tenant's model the deployment serves."""
-        ...
-
-    def labelled(
-        self, tenant: str, deployment: str, *, since: datetime, until: datetime
-    ) -> LabelledWindow: ...
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,15 @@ class Observation:
     smoke_failed: int | None = None
     green: Stats | None = None
     blue: Stats | None = None
+    # Measured quality (metric value, labelled rows) of each, where the policy asks for it.
+    green_quality: QualityStats | None = None
+    blue_quality: QualityStats | None = None
+
+
+@dataclass(frozen=True)
+class QualityStats:
+    value: float | None  # the policy's metric; None when the window cannot give it
+    labelled: int
 
 
 @dataclass(frozen=True)
@@ -366,7 +375,9 @@ def _analysed(
 ) -> Transition:
     if state.next_check_at is not None and now < state.next_check_at:
         return Transition(state, state, (), "analysis not due")
-    verdict, why = analyse(policy.analysis, seen.green, seen.blue)
+    verdict, why = analyse(
+        policy.analysis, seen.green, seen.blue, seen.green_quality, seen.blue_quality
+    )
     later = _later(now, policy.analysis)
     if verdict == "fail":
         failures = state.failures + 1
@@ -408,7 +419,13 @@ def _analysed(
     return on_pass(passed, passed.reason)
 
 
-def analyse(spec: AnalysisSpec, green: Stats | None, blue: Stats | None) -> tuple[str, str]:
+def analyse(
+    spec: AnalysisSpec,
+    green: Stats | None,
+    blue: Stats | None,
+    green_quality: QualityStats | None = None,
+    blue_quality: QualityStats | None = None,
+) -> tuple[str, str]:
     """pass / fail / inconclusive, with the reason. Too little data is never a pass."""
     if green is None or green.requests < spec.min_requests:
         served = green.requests if green else 0
@@ -428,9 +445,29 @@ def analyse(spec: AnalysisSpec, green: Stats | None, blue: Stats | None) -> tupl
             and green.p99_ms - blue.p99_ms > spec.p99_increase_tolerance_ms
         ):
             problems.append(f"p99 {green.p99_ms:.0f} ms vs blue {blue.p99_ms:.0f} ms")
+    problems += _quality_problems(spec, green_quality, blue_quality)
     if problems:
         return "fail", "; ".join(problems)
     return "pass", f"{green.requests} requests, error rate {green.error_rate:.2%}"
+
+
+def _quality_problems(
+    spec: AnalysisSpec, green: QualityStats | None, blue: QualityStats | None
+) -> list[str]:
+    """Green worse than blue on labelled rows by more than the policy allows; nothing when
+    either side has too few labels (quality then does not judge)."""
+    criterion = spec.quality
+    if criterion is None or green is None or blue is None:
+        return []
+    enough = min(green.labelled, blue.labelled) >= criterion.min_labels
+    if not enough or green.value is None or blue.value is None:
+        return []
+    if green.value < blue.value - criterion.max_drop:
+        return [
+            f"{criterion.metric} {green.value:.3f} vs blue {blue.value:.3f} "
+            f"({green.labelled} and {blue.labelled} labelled rows)"
+        ]
+    return []
 
 
 def _shift(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:

@@ -18,7 +18,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from automation.port import PlatformPort
+import numpy as np
+
+from automation.port import PlatformPort, QualitySource
 from automation.rollout import (
     Action,
     Alert,
@@ -28,6 +30,7 @@ from automation.rollout import (
     DeleteDeployment,
     Observation,
     Phase,
+    QualityStats,
     RolloutState,
     SetTraffic,
     SmokeTest,
@@ -40,6 +43,7 @@ from automation.rollout import (
     supersede,
 )
 from automation.store import Record, StateStore, append_audit
+from ml.quality import measure
 from policies.model_rules import Approval, evaluate_model
 from tenancy import contracts
 from tenancy.errors import ConflictError, NotFoundError
@@ -110,12 +114,20 @@ def _decode_action(document: dict[str, Any]) -> Action:
 
 class RolloutRunner:
     def __init__(
-        self, spec: PlatformSpec, store: StateStore, port: PlatformPort, clock: Clock
+        self,
+        spec: PlatformSpec,
+        store: StateStore,
+        port: PlatformPort,
+        clock: Clock,
+        *,
+        quality: QualitySource | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.port = port
         self.clock = clock
+        # Labelled rows per deployment, for policies that judge green's quality too.
+        self.quality = quality
 
     def policy_for(self, tenant: str) -> Any:
         return self.spec.rollout_for(self.spec.tenant(tenant))
@@ -355,9 +367,34 @@ class RolloutRunner:
         now = self.clock()
         since = now - timedelta(seconds=self.policy_for(tenant).analysis.interval_seconds)
         blue = self.port.deployment_stats(tenant, state.blue, since, now) if state.blue else None
+        green_quality, blue_quality = self._quality(state, now)
         return Observation(
-            green=self.port.deployment_stats(tenant, state.green, since, now), blue=blue
+            green=self.port.deployment_stats(tenant, state.green, since, now),
+            blue=blue,
+            green_quality=green_quality,
+            blue_quality=blue_quality,
         )
+
+    def _quality(
+        self, state: RolloutState, now: datetime
+    ) -> tuple[QualityStats | None, QualityStats | None]:
+        """Green's and blue's quality on the tenant's labels over the same recent window,
+        where the policy asks for it."""
+        criterion = self.policy_for(state.tenant).analysis.quality
+        if criterion is None or self.quality is None or not state.blue:
+            return None, None
+        since = now - timedelta(seconds=criterion.window_seconds)
+        measured = []
+        for deployment in (state.green, state.blue):
+            window = self.quality.labelled(state.tenant, deployment, since=since, until=now)
+            if not window.labels or not window.classes:
+                measured.append(QualityStats(None, len(window.labels)))
+                continue
+            quality = measure(
+                window.labels, window.predictions, np.array(window.probabilities), window.classes
+            )
+            measured.append(QualityStats(quality.metric(criterion.metric), quality.rows))
+        return measured[0], measured[1]
 
     def _smoke(self, state: RolloutState) -> Observation:
         requests = self.policy_for(state.tenant).smoke_test_requests

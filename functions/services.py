@@ -16,8 +16,8 @@ from settings import ADAPTER, Settings
 from adapters.table_store import TableStore
 from automation.audit import LiveInventory, PolicyAudit
 from automation.drift_watch import DriftSource, DriftWatcher
-from automation.port import PlatformPort
-from automation.quality_watch import QualitySource, QualityWatcher
+from automation.port import PlatformPort, QualitySource
+from automation.quality_watch import QualityWatcher
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
 from automation.store import StateStore
@@ -57,17 +57,15 @@ def compose(
 ) -> Services:
     """The domain objects over one store and one platform (adapters implement the drift
     source and the live inventory beside the port; tests may give their own)."""
-    runner = RolloutRunner(settings.spec, store, port, clock)
+    labelled: QualitySource = quality_source or port  # type: ignore[assignment]
+    runner = RolloutRunner(settings.spec, store, port, clock, quality=labelled)
     registration = RegistrationHandler(settings.spec, store, port, runner, clock)
     source: DriftSource = drift_source or port  # type: ignore[assignment]
     drift = DriftWatcher(settings.spec, store, port, source, clock)
     audit = PolicyAudit(settings.spec, store, port.notify, clock)
     live: LiveInventory = inventory or port  # type: ignore[assignment]
-    labelled: QualitySource = quality_source or port  # type: ignore[assignment]
     quality = QualityWatcher(settings.spec, store, port, labelled, clock, drift=drift)
-    return Services(
-        settings, store, port, runner, registration, drift, audit, live, quality, clock
-    )
+    return Services(settings, store, port, runner, registration, drift, audit, live, quality, clock)
 
 
 def each_online_tenant(

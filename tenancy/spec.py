@@ -224,6 +224,22 @@ class PlatformPersonas(SpecModel):
 # --- policies ----------------------------------------------------------------------------
 
 
+QualityMetric = Literal["accuracy", "precision", "recall", "f1", "f1_macro", "roc_auc"]
+
+
+class QualityCriterion(SpecModel):
+    """Green's measured quality against blue's, where the tenant's labels come quickly
+    enough: both measured over the same recent window of labelled requests."""
+
+    metric: QualityMetric = "accuracy"
+    # Below this many labelled rows on either side, quality does not judge (the other
+    # criteria do).
+    min_labels: int = Field(default=30, ge=1)
+    # Green fails when its metric is below blue's by more than this (absolute).
+    max_drop: float = Field(default=0.05, ge=0, lt=1)
+    window_seconds: int = Field(default=3_600, ge=60, le=7 * 24 * 3_600)
+
+
 class AnalysisSpec(SpecModel):
     """Automated analysis of green at every traffic step."""
 
@@ -241,6 +257,8 @@ class AnalysisSpec(SpecModel):
     failure_threshold: int = Field(default=2, ge=1, le=20)
     # Consecutive analyses without enough data before the rollout pauses and alerts.
     inconclusive_limit: int = Field(default=3, ge=1, le=100)
+    # Quality from ground truth as a criterion too (None: not judged).
+    quality: QualityCriterion | None = None
 
 
 class RolloutPolicy(SpecModel):

@@ -17,6 +17,7 @@ from automation.rollout import (
     InvariantViolation,
     Observation,
     Phase,
+    QualityStats,
     RolloutState,
     SetTraffic,
     SmokeTest,
@@ -26,7 +27,7 @@ from automation.rollout import (
     check_invariants,
     start,
 )
-from tenancy.spec import AnalysisSpec, RolloutPolicy
+from tenancy.spec import AnalysisSpec, QualityCriterion, RolloutPolicy
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ANALYSIS = AnalysisSpec(
@@ -279,3 +280,27 @@ def test_latency_jitter_on_a_fast_model_is_not_a_regression() -> None:
     assert analyse(spec, Stats(50, 0, 16.0), blue)[0] == "pass"  # 4x, but 12 ms
     verdict, why = analyse(spec, Stats(50, 0, 40.0), blue)
     assert verdict == "fail" and "vs blue" in why  # 10x and 36 ms
+
+
+def test_green_worse_than_blue_on_labelled_rows_fails_when_both_have_enough_labels() -> None:
+    spec = AnalysisSpec(
+        min_requests=10, quality=QualityCriterion(metric="accuracy", min_labels=30, max_drop=0.05)
+    )
+    healthy = Stats(50, 0, 20.0)
+    verdict, why = analyse(spec, healthy, healthy, QualityStats(0.70, 40), QualityStats(0.82, 60))
+    assert verdict == "fail" and why == "accuracy 0.700 vs blue 0.820 (40 and 60 labelled rows)"
+    # Within the allowed drop, or too few labels on either side: quality does not judge.
+    assert (
+        analyse(spec, healthy, healthy, QualityStats(0.79, 40), QualityStats(0.82, 60))[0] == "pass"
+    )
+    assert (
+        analyse(spec, healthy, healthy, QualityStats(0.10, 29), QualityStats(0.82, 60))[0] == "pass"
+    )
+    assert (
+        analyse(spec, healthy, healthy, QualityStats(None, 40), QualityStats(0.82, 60))[0] == "pass"
+    )
+    # A policy without the criterion never reads quality.
+    plain = AnalysisSpec(min_requests=10)
+    assert (
+        analyse(plain, healthy, healthy, QualityStats(0.1, 99), QualityStats(0.9, 99))[0] == "pass"
+    )

@@ -12,6 +12,7 @@ import pytest
 from automation.rollout import Command, Phase
 from automation.runner import RolloutRunner
 from automation.store import MemoryStore
+from ml.quality import LabelledWindow
 from tenancy import PlatformSpec, contracts, parse_platform_spec
 from tests.automation.fakes import FakeDeployment, FakePlatform
 from tests.tenancy.conftest import stack_document
@@ -339,3 +340,51 @@ def test_a_burst_of_versions_rolls_out_the_newest_and_supersedes_the_rest(
     created = [args[2] for kind, args in platform.calls if kind == "create"]
     assert created == ["contoso-classical/2", "contoso-classical/9"]
     assert all(runner.get("contoso", m).phase == Phase.SUPERSEDED for m in models[1:-1])
+
+
+class Labels:
+    """Labelled rows per deployment: green right ``green`` of the time, blue ``blue``."""
+
+    def __init__(self, green: float, blue: float, rows: int = 100) -> None:
+        self.accuracy = {"green": green, "blue": blue}
+        self.rows = rows
+
+    def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
+        return "contoso-classical", "1"
+
+    def labelled(
+        self, tenant: str, deployment: str, *, since: datetime, until: datetime
+    ) -> LabelledWindow:
+        right = round(self.rows * self.accuracy[deployment])
+        return LabelledWindow(
+            classes=[0, 1],
+            scored=[[0.2, 0.8]] * self.rows,
+            labels=[1] * right + [0] * (self.rows - right),
+            predictions=[1] * self.rows,
+            probabilities=[[0.2, 0.8]] * self.rows,
+        )
+
+
+def test_a_green_worse_than_blue_on_its_labels_is_rolled_back_where_the_policy_asks() -> None:
+    document = stack_document("local")
+    document["rollout"] = {
+        "steps": [10, 50, 100],
+        "analysis": {
+            "interval_seconds": 60,
+            "min_requests": 20,
+            "failure_threshold": 2,
+            "quality": {"metric": "accuracy", "min_labels": 50, "max_drop": 0.05},
+        },
+    }
+    judged = parse_platform_spec(document)
+    for labels, expected in ((Labels(green=0.6, blue=0.9), Phase.ROLLED_BACK),
+                             (Labels(green=0.88, blue=0.9), Phase.PROMOTED)):  # fmt: skip
+        platform, store, clock = FakePlatform(), MemoryStore(), Clock()
+        platform.serve("contoso", "contoso-classical/1")
+        runner = RolloutRunner(judged, store, platform, clock, quality=labels)
+        runner.begin("contoso", "contoso-classical/2", "automation", "c-q")
+        phase = _drive(runner, clock, "contoso-classical/2", lambda p: p.terminal)
+        state = runner.get("contoso", "contoso-classical/2")
+        assert phase == expected, state.reason
+        if expected == Phase.ROLLED_BACK:
+            assert "accuracy 0.600 vs blue 0.900 (100 and 100 labelled rows)" in state.reason
