@@ -447,7 +447,14 @@ class AzurePlatform:
         container = self._container(tenant)
         endpoint = self.endpoint_name(tenant)
         yield from collected_rows(
-            container, endpoint, deployment, features, since=since, until=until
+            container,
+            endpoint,
+            deployment,
+            features,
+            since=since,
+            until=until,
+            tenant=tenant,  # a pool's tenants are measured apart
+            owner="" if self._tenant(tenant).tier == "pooled" else tenant,
         )
 
     def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:

@@ -61,7 +61,12 @@ def collected_rows(
     *,
     since: datetime,
     until: datetime,
+    tenant: str | None = None,
+    owner: str = "",
 ) -> Iterator[np.ndarray]:
+    """Rows of the window (features, then the prediction), hour by hour; with ``tenant``,
+    only that tenant's (a pooled deployment serves several: each row's tenant is its
+    ``tenant_id`` column, its record's ``tenant``, else the stamp's ``owner``)."""
     inputs_prefixes = collector_prefixes(endpoint, deployment, COLLECTION_INPUTS, since, until)
     outputs_prefixes = collector_prefixes(endpoint, deployment, COLLECTION_OUTPUTS, since, until)
     for inputs_prefix, outputs_prefix in zip(inputs_prefixes, outputs_prefixes, strict=True):
@@ -79,6 +84,8 @@ def collected_rows(
             if not isinstance(data, list) or len(answers) != len(data):
                 continue  # inputs whose outputs were not collected cannot be judged
             for row, answer in zip(data, answers, strict=True):
+                if tenant is not None and _row_tenant(row, record, owner) != tenant:
+                    continue
                 values = [row.get(c) for c in features] if isinstance(row, dict) else row
                 if (
                     answer is not None
@@ -141,7 +148,9 @@ def labelled_window(
             rows = record.get("data")
             if not _within(record, since, until) or not isinstance(rows, list):
                 continue
-            mine = [r for r in rows if isinstance(r, dict) and _tenant(r, record, owner) == tenant]
+            mine = [
+                r for r in rows if isinstance(r, dict) and _row_tenant(r, record, owner) == tenant
+            ]
             scored = [r for r in mine if isinstance(r.get("probabilities"), list)]
             if not scored:
                 continue
@@ -157,5 +166,6 @@ def labelled_window(
     return window
 
 
-def _tenant(row: dict[str, Any], record: dict[str, Any], owner: str) -> str:
-    return str(row.get(TENANT_COLUMN) or record.get("tenant") or owner)
+def _row_tenant(row: Any, record: dict[str, Any], owner: str) -> str:
+    named = row.get(TENANT_COLUMN) if isinstance(row, dict) else None
+    return str(named or record.get("tenant") or owner)

@@ -279,7 +279,14 @@ class LocalPlatform:
             return iter(())
         endpoint = self.endpoint_name(tenant)
         return collected_rows(
-            self.container, endpoint, deployment, features, since=since, until=until
+            self.container,
+            endpoint,
+            deployment,
+            features,
+            since=since,
+            until=until,
+            tenant=tenant,  # a pool's tenants are measured apart
+            owner="" if self._pooled(tenant) else tenant,
         )
 
     def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:

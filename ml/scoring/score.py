@@ -434,10 +434,14 @@ class ScoringService:
     def score(self, raw: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         body = parse_body(raw)
         request_id = _header(headers or {}, REQUEST_ID_HEADER)[:100]
-        if self.single is not None:
-            return self.single.score(body, self.collection, request_id)
-        assert self.pool is not None
+        # The gateway names the tenant on every route: each collected row carries it.
         tenant = _header(headers or {}, TENANT_HEADER)
+        if self.single is not None:
+            collection = self.collection
+            if collection is not None and _TENANT_ID.match(tenant):
+                collection = collection.for_tenant(tenant)
+            return self.single.score(body, collection, request_id)
+        assert self.pool is not None
         if not tenant:
             raise ScoringInputError(f"a pooled deployment needs the {TENANT_HEADER} header")
         collection = self.collection.for_tenant(tenant) if self.collection else None

@@ -148,3 +148,29 @@ def test_labels_join_their_tenants_rows_within_the_horizon(container: ContainerC
     assert np.allclose(fabrikam.probabilities, [[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     northwind = window("northwind")
     assert (northwind.rows, northwind.labels) == (1, [])
+
+
+def test_a_pooled_deployments_rows_are_read_per_tenant(container: ContainerClient) -> None:
+    base = "modelDataCollector/pool-drift/blue"
+    _put(container, f"{base}/model_inputs/2026/12/05/09/a.jsonl", [
+        {"correlationid": "a", "data": [{"tenant_id": "fabrikam", "x1": 1.0},
+                                        {"tenant_id": "northwind", "x1": 9.0}]},
+        {"correlationid": "b", "tenant": "northwind", "data": [[8.0]]},  # the gateway's form
+    ])  # fmt: skip
+    _put(container, f"{base}/model_outputs/2026/12/05/09/a.jsonl", [
+        {"correlationid": "a", "data": [{"tenant_id": "fabrikam", "prediction": 0},
+                                        {"tenant_id": "northwind", "prediction": 1}]},
+        {"correlationid": "b", "tenant": "northwind", "data": [{"prediction": 1}]},
+    ])  # fmt: skip
+    since = datetime(2026, 12, 5, 9, tzinfo=UTC)
+
+    def rows(tenant: str | None) -> list[tuple[float, ...]]:
+        chunks = collected_rows(
+            container, "pool-drift", "blue", ["x1"],
+            since=since, until=since + timedelta(hours=1), tenant=tenant,
+        )  # fmt: skip
+        return sorted(tuple(r) for chunk in chunks for r in chunk.tolist())
+
+    assert rows("fabrikam") == [(1.0, 0.0)]
+    assert rows("northwind") == [(8.0, 1.0), (9.0, 1.0)]
+    assert rows(None) == [(1.0, 0.0), (8.0, 1.0), (9.0, 1.0)]  # the whole deployment

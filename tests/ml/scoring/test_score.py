@@ -257,6 +257,10 @@ def test_collected_frames_name_the_columns_and_a_failing_collector_fails_no_requ
     )
     contract.score(keyed, json.dumps({"data": rows}), {"X-Request-Id": "r-1"})
     assert inputs.frames[-1][1] == "ctx:r-1"
+    # The tenant the gateway names is on every collected row, a single model's too.
+    contract.score(keyed, json.dumps({"data": rows}), {"x-tenant-id": "contoso"})
+    assert set(inputs.frames[-1][0]["tenant_id"]) == {"contoso"}
+    assert set(outputs.frames[-1][0]["tenant_id"]) == {"contoso"}
     broken = contract.ScoringService(
         model_dirs["single"],
         collection=contract.DataCollection(
