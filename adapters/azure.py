@@ -37,7 +37,7 @@ from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
 from adapters.azure_inventory import AzureInventory
-from adapters.collected import collected_rows, labelled_window
+from adapters.collected import collected_rows, labelled_window, owner_of
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
@@ -454,7 +454,7 @@ class AzurePlatform:
             since=since,
             until=until,
             tenant=tenant,  # a pool's tenants are measured apart
-            owner="" if self._tenant(tenant).tier == "pooled" else tenant,
+            owner=owner_of(self.spec, tenant),
         )
 
     def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
@@ -473,7 +473,7 @@ class AzurePlatform:
             self.endpoint_name(tenant),
             deployment,
             tenant=tenant,
-            owner="" if self._tenant(tenant).tier == "pooled" else tenant,
+            owner=owner_of(self.spec, tenant),
             since=since,
             until=until,
             horizon=timedelta(hours=self.spec.quality.label_horizon_hours),

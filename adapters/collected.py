@@ -20,6 +20,7 @@ from tenancy.contracts import (
     collector_prefixes,
     labels_prefix,
 )
+from tenancy.spec import PlatformSpec
 
 
 def _records(container: Any, prefix: str) -> Iterator[dict[str, Any]]:
@@ -164,6 +165,12 @@ def labelled_window(
             window.predictions += [r.get("prediction") for r in scored]
             window.probabilities += [list(map(float, r["probabilities"])) for r in scored]
     return window
+
+
+def owner_of(spec: PlatformSpec, tenant: str) -> str:
+    """Whose a row naming no tenant is, on ``tenant``'s endpoint: a dedicated tenant's
+    stamp serves it alone; a pool's rows always name theirs (nobody's otherwise)."""
+    return "" if spec.tenant(tenant).tier == "pooled" else tenant
 
 
 def _row_tenant(row: Any, record: dict[str, Any], owner: str) -> str:

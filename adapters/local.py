@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from adapters.collected import collected_rows, labelled_window
+from adapters.collected import collected_rows, labelled_window, owner_of
 from adapters.mlflow_facts import MlflowModelFacts
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import Stats
@@ -286,7 +286,7 @@ class LocalPlatform:
             since=since,
             until=until,
             tenant=tenant,  # a pool's tenants are measured apart
-            owner="" if self._pooled(tenant) else tenant,
+            owner=owner_of(self.spec, tenant),
         )
 
     def live_model(self, tenant: str, deployment: str) -> tuple[str, str]:
@@ -304,7 +304,7 @@ class LocalPlatform:
             self.endpoint_name(tenant),
             deployment,
             tenant=tenant,
-            owner="" if self._pooled(tenant) else tenant,
+            owner=owner_of(self.spec, tenant),
             since=since,
             until=until,
             horizon=timedelta(hours=self.spec.quality.label_horizon_hours),
