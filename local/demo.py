@@ -2,11 +2,15 @@
 with a timeline of what happened and when.
 
 1. Every tenant scores through the gateway with its own key.
-2. contoso's inputs drift (its clients send shifted features); the drift check (the timer
-   function, run now through the Functions host's admin API) alerts and asks for
-   retraining; the retrained version is registered, the MLflow webhook reaches the
-   automation, the gate passes it, a canary shifts contoso's traffic step by step while
-   contoso keeps scoring, and the new version is promoted.
+2. contoso's clients send labels for what they scored: the quality check (the timer
+   function, run now through the Functions host's admin API) measures the live model's
+   accuracy on them. Then the world shifts (its clients send shifted features, and their
+   labels): quality falls below the model's evaluation, an alert goes out and retraining is
+   asked for (the drift check, run next, finds it already decided today); the retrained
+   version is registered, the MLflow webhook reaches the automation, the gate passes it, a
+   canary shifts contoso's traffic step by step while contoso keeps scoring and labelling
+   (green's accuracy judged against blue's too), the new version is promoted, and the
+   registry's champion alias follows it.
 3. adatum gets a broken version: exported for an ONNX opset the serving runtime does not
    know. The registry checks pass it (they read lineage, metrics and the file's digest, not
    the graph); the new deployment cannot load it, and the rollout rolls back on its own:
@@ -38,6 +42,7 @@ from ml.data import tenant_datasets
 from ml.evaluate import compare
 from ml.export import ExportedModel, export
 from ml.lifecycle import baseline_of, owner_contact_of
+from ml.registry import registry_of
 from ml.retrain import retrain_shared
 from ml.training import train_tenant_specific
 from tenancy import contracts
@@ -45,6 +50,7 @@ from tenancy.spec import PlatformSpec
 
 DRIFT_TENANT, BROKEN_TENANT, WITHDRAWING_TENANT = "contoso", "adatum", "contoso"
 AUDIT_TENANT, HAND_WIRED = "adatum", "hand-wired"
+NORMAL_REQUESTS = 100
 DRIFT_REQUESTS = 300
 DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
 STEP_TIMEOUT = 300.0
@@ -64,10 +70,19 @@ class Timeline:
 
 
 class Load:
-    """Tenants' clients scoring in the background while rollouts need traffic to judge."""
+    """Tenants' clients scoring in the background while rollouts need traffic to judge;
+    those given ``labelled`` rows score them and send each one's label."""
 
-    def __init__(self, client: PlatformClient, tenants: list[str], per_second: float) -> None:
+    def __init__(
+        self,
+        client: PlatformClient,
+        tenants: list[str],
+        per_second: float,
+        *,
+        labelled: dict[str, tuple[list[list[float]], list[int]]] | None = None,
+    ) -> None:
         self.client, self.tenants, self.pause = client, tenants, 1.0 / per_second
+        self.labelled = labelled or {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -80,9 +95,18 @@ class Load:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        sent = 0
         while not self._stop.is_set():
             for tenant in self.tenants:
-                self.client.score(tenant)
+                if tenant not in self.labelled:
+                    self.client.score(tenant)
+                    continue
+                rows, labels = self.labelled[tenant]
+                row, label = rows[sent % len(rows)], labels[sent % len(rows)]
+                scored = self.client.score(tenant, {"data": [row]})
+                if scored.status == 200:
+                    self.client.feedback(tenant, [(scored.request_id, label)])
+            sent += 1
             self._stop.wait(self.pause)  # a steady client, not a timing measurement
 
 
@@ -131,39 +155,87 @@ class Demo:
     def drift_to_promotion(self) -> bool:
         tenant = DRIFT_TENANT
         champion = self._champion(tenant)
-        shifted = self._shifted_rows(tenant)
-        statuses: dict[int, int] = {}
-        for row in shifted:
-            status = self.client.score(tenant, {"data": [row]}).status
-            statuses[status] = statuses.get(status, 0) + 1
-            time.sleep(DRIFT_PACE)  # within the tenant's rate limit, as its clients would be
+        rows, labels = self._labelled_rows(tenant)
+        self._score_and_label(tenant, rows[:NORMAL_REQUESTS], labels[:NORMAL_REQUESTS])
+        self.log(f"{tenant}'s clients score {NORMAL_REQUESTS} requests and send their labels")
+        before = self._quality(tenant)
+        shifted = self._shifted(tenant, rows[NORMAL_REQUESTS:])
+        statuses = self._score_and_label(tenant, shifted, labels[NORMAL_REQUESTS:])
         self.log(
-            f"{tenant}'s clients send {len(shifted)} requests with shifted features "
-            f"(answers by status: {statuses}); the gateway collects them to Azurite"
+            f"the world shifts: {tenant}'s clients send {len(shifted)} requests with shifted "
+            f"features (answers by status: {statuses}), and their labels"
         )
-        time.sleep(3)  # the collector flushes every 2 s: the rows must be in blob storage
-        self.client.run_function("drift_check")
+        after = self._quality(tenant)
+        self.client.run_function("drift_check")  # the same day: already decided
         decision = self._drift_decision(tenant, champion)
-        if decision is None:
-            self.log(f"no drift decision for {tenant} (the check found no drift)")
+        if decision is None or before is None or after is None:
+            self.log(f"no quality or drift decision for {tenant}")
             return False
-        self.log(f"drift check: {decision['reason']}")
-        for note in self._new_notifications(tenant, "drift"):
+        self.log(f"decision: {decision['reason']}")
+        for note in self._new_notifications(tenant, champion):
             self.log(f"alert to {tenant}: [{note['severity']}] {note['message']}")
         self.log(f"retraining of {tenant} requested (a local training job)")
-        with Load(self.client, [tenant], per_second=25):
-            return self._follow_rollout(tenant, champion, expect="promoted")
+        labelled = (shifted, labels[NORMAL_REQUESTS:])
+        with Load(self.client, [tenant], per_second=25, labelled={tenant: labelled}):
+            promoted = self._follow_rollout(tenant, champion, expect="promoted")
+        crowned = self._crowned(tenant, champion)
+        self.log(f"the registry's champion alias of {tenant} now names {crowned}")
+        return promoted and crowned == self._champion(tenant)
 
-    def _shifted_rows(self, tenant: str) -> list[list[float]]:
-        """The live model's training rows, every feature moved by two standard deviations."""
+    def _labelled_rows(self, tenant: str) -> tuple[list[list[float]], list[int]]:
+        """Rows of the tenant's own data the model did not train on, with their labels."""
+        _, holdout = tenant_datasets(self.spec)[tenant].split()
+        rng = np.random.default_rng(7)
+        picked = rng.integers(0, len(holdout.X), NORMAL_REQUESTS + DRIFT_REQUESTS)
+        rows = [[float(v) for v in holdout.X[i]] for i in picked]
+        return rows, [int(holdout.y[i]) for i in picked]
+
+    def _shifted(self, tenant: str, rows: list[list[float]]) -> list[list[float]]:
+        """``rows`` with every feature moved by two of the training data's standard deviations."""
         _, columns, reference = self.client.adapter.baseline(
             tenant, self.client.adapter.endpoint(tenant).live
         )
-        features = reference[:, : len(columns)].astype(float)
-        rng = np.random.default_rng(7)
-        rows = features[rng.integers(0, len(features), DRIFT_REQUESTS)]
-        shifted = rows + 2.0 * features.std(axis=0)
-        return [[float(v) for v in row] for row in shifted]
+        spread = reference[:, : len(columns)].astype(float).std(axis=0)
+        return [[float(v) for v in np.asarray(row) + 2.0 * spread] for row in rows]
+
+    def _score_and_label(
+        self, tenant: str, rows: list[list[float]], labels: list[int]
+    ) -> dict[int, int]:
+        """Each row a request, as the tenant's clients send them; then the labels of those
+        answered, in one feedback call. Answers by status."""
+        statuses: dict[int, int] = {}
+        answered = []
+        for row, label in zip(rows, labels, strict=True):
+            scored = self.client.score(tenant, {"data": [row]})
+            statuses[scored.status] = statuses.get(scored.status, 0) + 1
+            if scored.status == 200:
+                answered.append((scored.request_id, label))
+            time.sleep(DRIFT_PACE)  # within the tenant's rate limit, as its clients would be
+        if answered:
+            self.client.feedback(tenant, answered)
+        return statuses
+
+    def _quality(self, tenant: str) -> dict[str, Any] | None:
+        """The quality check, run now, once the collector has written what was scored."""
+        time.sleep(3)  # the collector flushes every 2 s: the rows must be in blob storage
+        self.client.run_function("quality_check")
+        check = self.client.quality().get(tenant)
+        if not check or not check.get("measured"):
+            return None
+        measured, estimated = check["measured"], check.get("estimated") or {}
+        self.log(
+            f"quality check: accuracy {measured['accuracy']:.3f} measured on "
+            f"{check['labelled']} labelled rows ({estimated.get('accuracy', float('nan')):.3f} "
+            f"estimated from confidence): {'; '.join(check['breaches']) or 'healthy'}"
+        )
+        return check
+
+    def _crowned(self, tenant: str, champion: str) -> str:
+        name = champion.partition("/")[0]
+        found = registry_of(self.client.adapter.layout, tenant, name).alias(
+            name, contracts.ALIAS_CHAMPION
+        )
+        return f"{name}/{found.version}" if found is not None else "no version"
 
     def _drift_decision(self, tenant: str, model: str) -> dict[str, Any] | None:
         key = model.replace("/", "-v")

@@ -106,6 +106,18 @@ def _platform_commands(commands: Any) -> None:
     report.add_argument("--tenant", required=True)
     report.add_argument("--out", type=Path, default=None, help="default: <data-dir>/reports/")
     report.add_argument("--hours", type=float, default=None, help="default: the stack's window")
+    quality = commands.add_parser("quality", help="quality of a tenant's live model, from labels")
+    quality_actions = quality.add_subparsers(dest="action", required=True)
+    quality_report = quality_actions.add_parser(
+        "report", help="an HTML report: metrics measured and estimated, their course, calibration"
+    )
+    quality_report.add_argument("--tenant", required=True)
+    quality_report.add_argument(
+        "--out", type=Path, default=None, help="default: <data-dir>/reports/"
+    )
+    quality_report.add_argument(
+        "--hours", type=float, default=None, help="default: the stack's quality window"
+    )
     demo = commands.add_parser("demo", help="play the platform's story on the running platform")
     audit = commands.add_parser(
         "audit", help="judge what is deployed with the policy pack now; the open findings"
@@ -123,7 +135,8 @@ def _platform_commands(commands: Any) -> None:
         default=None,
         help="the same from a storage connection string (Azurite, say)",
     )
-    for parser in (up, status, down, score, *rollout_parsers, rotate, report, demo, audit):
+    platform_parsers = (up, status, down, score, *rollout_parsers, rotate, report, demo, audit)
+    for parser in (*platform_parsers, quality_report):
         _platform_options(parser)
 
 
@@ -240,6 +253,7 @@ COMMANDS = {
     "rollout": _platform,
     "keys": _platform,
     "drift": _platform,
+    "quality": _platform,
     "demo": _platform,
     "audit": _platform,
 }

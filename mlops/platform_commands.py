@@ -1,5 +1,6 @@
 """The embedded platform from the command line: `mlops up [--detach]`, `status`, `down`,
-`score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `audit`, `demo`.
+`score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `quality report`,
+`audit`, `demo`.
 
 ``up`` runs in the foreground until interrupted (Ctrl-C or SIGTERM, which ``down`` sends)
 and then stops every process it started; ``--detach`` runs the same in the background and
@@ -14,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -134,6 +136,7 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
     state = client.state
     keys = client.keys() if show_keys else {}
     rollouts = client.rollouts()
+    quality = client.quality()
     for tenant in state["tenants"]:
         found = client.admin.endpoint(tenant["endpoint"])
         endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
@@ -150,6 +153,8 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
         tenant["champion"] = {"deployment": live, **tenant["deployments"].get(live or "", {})}
         mine = [r for r in rollouts if r["tenant"] == tenant["id"]]
         tenant["rollouts"] = mine[-3:]
+        # The quality timer's latest check: measured on labels, estimated from confidence.
+        tenant["quality"] = quality.get(tenant["id"])
         if show_keys:
             tenant["keys"] = keys.get(tenant["id"], {})
     return state
@@ -171,7 +176,24 @@ def render_status(state: dict[str, Any]) -> str:
             f"  {tenant['id']:10s} {tenant['scoring_uri']}  traffic {tenant['traffic']}  "
             f"champion {champion.get('model') or '-'}"
         )
+        lines.append(f"  {'':10s} quality {_quality_line(tenant.get('quality'))}")
     return "\n".join(lines)
+
+
+def _quality_line(check: dict[str, Any] | None) -> str:
+    """Accuracy measured on labels (and how many) beside the estimate from confidence."""
+    if not check:
+        return "not measured yet"
+
+    def accuracy(of: dict[str, Any] | None) -> str:
+        value = (of or {}).get("accuracy")
+        return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+    return (
+        f"accuracy {accuracy(check.get('measured'))} measured on {check['labelled']} labelled "
+        f"of {check['scored']} scored rows, {accuracy(check.get('estimated'))} estimated "
+        f"from confidence ({check['action']}, {check.get('at', '')})"
+    )
 
 
 def down(data_dir: Path, timeout_seconds: float = 120) -> int:
@@ -251,6 +273,25 @@ def drift(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
         f"{', '.join(result.drifted_features) or 'none'}"
     )
     return 0
+
+
+def quality(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    from local.quality_report import write_report  # noqa: PLC0415
+
+    client = _client(root, stack, data_dir)
+    out = args.out or data_dir / "reports" / f"quality-{args.tenant}.html"
+    report = write_report(client, args.tenant, out, hours=args.hours)
+    measured = report.measured.accuracy if report.measured else None
+    estimated = report.estimated.accuracy if report.estimated else None
+    print(
+        f"{out}: {len(report.window.labels)} labelled of {report.window.rows} scored rows, "
+        f"accuracy measured {_shown(measured)}, estimated {_shown(estimated)}"
+    )
+    return 0
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"  # NaN: no rows
 
 
 def audit(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:

@@ -162,11 +162,15 @@ def test_the_demo_tells_the_whole_story(status: dict[str, Any]) -> None:
     assert played.returncode == 0, timeline + played.stderr
     for step in (
         "contoso scores through",
-        "drift check: drift in",
+        "contoso's clients score 100 requests and send their labels",
+        "quality check: accuracy 0.",  # measured on the labels, healthy first
+        "healthy",
+        "decision: quality of contoso-classical/1 fell: accuracy",
         "alert to contoso",
         "retraining of contoso requested",
         "contoso-classical/2: shifting",
         "contoso: contoso-classical/2 promoted",
+        "the registry's champion alias of contoso now names contoso-classical/2",
         "adatum-cv/2 registered, exported for ONNX opset 99",
         "adatum: adatum-cv/2 rolled back",
         "adatum still scores: HTTP 200",
@@ -255,34 +259,50 @@ def test_the_audit_judges_the_serving_plane_and_finds_an_unprobed_deployment(
 
 
 def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
-    specs: dict[str, PlatformSpec], client: PlatformClient
+    specs: dict[str, PlatformSpec], client: PlatformClient, status: dict[str, Any], tmp_path: Path
 ) -> None:
-    """contoso's client scores rows one request each, then sends their true labels: the
-    gateway stores them, and the platform's quality_check measures the live model on them,
-    with the estimate from confidence beside it."""
+    """northwind's client (a pooled tenant: its rows sit beside its neighbours') scores
+    requests of ten rows, then sends their true labels, a list per request: the gateway
+    stores them, and the platform's quality_check measures northwind's model on northwind's
+    rows alone, with the estimate from confidence beside it."""
     from ml.data import tenant_datasets  # noqa: PLC0415
 
-    train, _ = tenant_datasets(specs["local"])["contoso"].split()
-    rows = 60
-    scored = [client.score("contoso", {"data": [train.X[i].tolist()]}) for i in range(rows)]
-    assert all(s.status == 200 and s.request_id for s in scored)
-    labels = [(s.request_id, int(train.y[i])) for i, s in enumerate(scored)]
-    answer = client.feedback("contoso", [*labels, ("guessed-id", 1)])
-    assert answer == {"accepted": rows, "unknown": ["guessed-id"]}
+    tenant, requests_sent, per_request = "northwind", 6, 10
+    train, _ = tenant_datasets(specs["local"])["northwind"].split()
+    batches = [range(r * per_request, (r + 1) * per_request) for r in range(requests_sent)]
+    scored = [client.score(tenant, {"data": [train.X[i].tolist() for i in b]}) for b in batches]
+    assert all(s.status == 200 and s.request_id for s in scored), [s.status for s in scored]
+    labels = [
+        (s.request_id, [int(train.y[i]) for i in b])
+        for s, b in zip(scored, batches, strict=True)
+    ]
+    answer = client.feedback(tenant, [*labels, ("guessed-id", 1)])
+    assert answer == {"accepted": requests_sent, "unknown": ["guessed-id"]}
+    rows = requests_sent * per_request
     # The collector writes the scored rows within seconds: check until they are all joined.
     deadline = time.monotonic() + 60
     while True:
         client.run_function("quality_check")
-        check = client.quality()["contoso"]
+        check = client.quality()[tenant]
         if check["labelled"] >= rows or time.monotonic() > deadline:
             break
         time.sleep(0.5)  # waiting for the collector's flush, not timing anything
     assert check["labelled"] == rows, check
     measured = check["measured"]
-    truth = np.array([label for _, label in labels])
-    predicted = np.array([s.body["predictions"][0] for s in scored])
+    truth = np.array([label for _, batch in labels for label in batch])
+    predicted = np.array([p for s in scored for p in s.body["predictions"]])
     assert measured["accuracy"] == pytest.approx(float((truth == predicted).mean()))
     assert check["estimated"]["rows"] >= rows and check["action"] == "none"
+    # `mlops status` shows it; `mlops quality report` draws it.
+    shown = _mlops("status", *_options_of(status))
+    assert f"accuracy {measured['accuracy']:.3f} measured on {rows} labelled" in shown.stdout
+    out = tmp_path / "quality.html"
+    made = _mlops("quality", "report", "--tenant", tenant, "--out", str(out),
+                  *_options_of(status))  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    page = out.read_text()
+    assert f"<td>accuracy</td><td>{measured['accuracy']:.3f}</td>" in page
+    assert page.count("<svg") == 2 and "calibration" in page
 
 
 def _served(options: list[str]) -> dict[str, dict[str, Any]]:
