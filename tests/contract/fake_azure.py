@@ -573,7 +573,8 @@ class FakeAzure(InMemoryTransport):
             return self._json(request, 404, _error("DeploymentNotFound", str(deployment)))
         tenant = headers.get("x-tenant-id")
         status, text = self._answer(found, tenant)
-        ran = self._run_model(found, request.content, tenant) if status == 200 else None
+        passed = {k: headers[k] for k in ("x-tenant-id", "x-request-id") if k in headers}
+        ran = self._run_model(found, request.content, passed) if status == 200 else None
         if ran is not None:
             status = ran[0]
         self.traffic_log.append(
@@ -584,13 +585,13 @@ class FakeAzure(InMemoryTransport):
         return self._json(request, status, ran[1])
 
     def _run_model(
-        self, deployment: dict[str, Any], raw: Any, tenant: str | None
+        self, deployment: dict[str, Any], raw: Any, headers: dict[str, str]
     ) -> tuple[int, dict[str, Any]]:
-        """score.py over the deployment's model, as its container runs it. The bootstrap
-        model (a registry model whose files are not here) answers class 0 to any rows."""
+        """score.py over the deployment's model, as its container runs it (the request's
+        headers handed to ``run``). The bootstrap model (a registry model whose files are
+        not here) answers class 0 to any rows."""
         service = self._scoring_service(deployment)
         if service is not None:
-            headers = {score_contract.TENANT_HEADER: tenant} if tenant else {}
             return cast(tuple[int, dict[str, Any]], score_contract.score(service, raw, headers))
         try:
             body = json.loads(raw or b"")
@@ -659,7 +660,10 @@ class FakeAzure(InMemoryTransport):
         inputs, outputs = (
             DatastoreCollector(self, store, served, c) for c in contracts.COLLECTIONS
         )
-        return score_contract.DataCollection(inputs, outputs, pd.DataFrame)
+        # As from_environment builds it: the collector's correlation is the request's id.
+        return score_contract.DataCollection(
+            inputs, outputs, pd.DataFrame, correlation=lambda request_id: request_id
+        )
 
     def _route(self, traffic: dict[str, int]) -> str | None:
         live = [(k, v) for k, v in sorted(traffic.items()) if v > 0]

@@ -15,6 +15,7 @@ send tenants' requests, and break a deployment. The automation under test is the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -41,18 +42,20 @@ from infra.package import training_code_files
 from local.azurite import start_azurite
 from local.collector import BlobCollector
 from local.deployments import DeploymentManager
-from local.gateway import Gateway, TenantLimits
+from local.gateway import Gateway, GroundTruth, TenantLimits
 from local.keys import KeyRing
 from local.models import ModelFetcher
 from local.serve import BackgroundServer
 from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
-from tenancy import contracts, naming
+from tenancy import contracts, naming, request_ids
 from tenancy.spec import PlatformSpec
 from tests.adapters.fake_arm import FakeCredential
 from tests.conftest import ROOT
 from tests.contract.fake_azure import FakeAzure, iter_model_files
 
 SUBSCRIPTION = "00000000-0000-4000-8000-0000000c0417"
+#: The installation's request-id key, as the gateway (or API Management) holds it.
+REQUEST_ID_KEY = b"contract-request-id-key-0123456789abcdef"
 LOGS_WORKSPACE = "11111111-2222-4333-8444-555555555555"
 BOOTSTRAP = "azureml://registries/reg-tmlops/models/tenant-mlops-baseline/versions/1"
 
@@ -115,6 +118,14 @@ class Harness(Protocol):
         """The version the registry names the champion of the tenant's model ``name``."""
         ...
 
+    def scored(self, tenant: str, body: Mapping[str, Any]) -> tuple[int, str, Any]:
+        """One of the tenant's requests: status, its request id, the answer."""
+        ...
+
+    def send_labels(self, tenant: str, labels: list[tuple[str, Any]]) -> dict[str, Any]:
+        """The tenant's labels for request ids, through the gateway's feedback operation."""
+        ...
+
 
 def _copy_version(layout: RegistryLayout, tenant: str, name: str, version: str) -> str:
     """Register the artifacts and run of ``version`` again as a new version (what a
@@ -154,6 +165,12 @@ class LocalHarness:
             seed=5,
             clock=clock.epoch,
             fetch=ModelFetcher(self.layout),
+            ground_truth=GroundTruth(
+                REQUEST_ID_KEY,
+                timedelta(hours=spec.quality.label_horizon_hours),
+                spec.quality.max_labels_per_request,
+                container.upload_blob,
+            ),
         )
         self.manager = DeploymentManager(
             data_dir / "deployments", self.gateway.register, self.gateway.unregister
@@ -213,6 +230,21 @@ class LocalHarness:
     def champion(self, tenant: str, name: str) -> str | None:
         found = registry_of(self.layout, tenant, name).alias(name, contracts.ALIAS_CHAMPION)
         return str(found.version) if found is not None else None
+
+    def scored(self, tenant: str, body: Mapping[str, Any]) -> tuple[int, str, Any]:
+        url = f"{self.server.url}/{self.port.endpoint_name(tenant)}/score"
+        headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
+        answer = requests.post(url, json=body, headers=headers, timeout=30)
+        return answer.status_code, answer.headers.get("x-request-id", ""), answer.json()
+
+    def send_labels(self, tenant: str, labels: list[tuple[str, Any]]) -> dict[str, Any]:
+        url = f"{self.server.url}/{self.port.endpoint_name(tenant)}/feedback"
+        body = {"labels": [{"request_id": r, "label": label} for r, label in labels]}
+        headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
+        answer = requests.post(url, json=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
 
     def close(self) -> None:
         self.heal()
@@ -351,18 +383,27 @@ class AzureHarness:
         return [self.score(tenant, body) for _ in range(count)]
 
     def score(self, tenant: str, body: Mapping[str, Any]) -> int:
-        """A tenant's request as APIM forwards it (the pool's tenant header set)."""
+        return self._post(tenant, body, {})[0]
+
+    def _post(
+        self, tenant: str, body: Mapping[str, Any], extra: dict[str, str]
+    ) -> tuple[int, Any]:
+        """A tenant's request as APIM forwards it (the tenant header set, for a pool's
+        tenants as for a dedicated one)."""
         endpoint = self.fake.resource(
             f"{self._workspace(tenant)}/onlineEndpoints/{self.spec.online_endpoint_name(tenant)}"
         )
         assert endpoint is not None
-        headers = {"Authorization": "Bearer apim-token"}
-        if self.spec.tenant(tenant).tier == "pooled":
-            headers["x-tenant-id"] = tenant
+        headers = {"Authorization": "Bearer apim-token", "x-tenant-id": tenant, **extra}
         request = HttpRequest(
             "POST", endpoint["properties"]["scoringUri"], json=dict(body), headers=headers
         )
-        return int(self.fake.send(request).status_code)
+        response = self.fake.send(request)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = response.text()
+        return int(response.status_code), answer
 
     def collected(self) -> None:
         """Azure ML's collector writes as requests are scored: nothing is held back."""
@@ -387,6 +428,35 @@ class AzureHarness:
         assert len(crowned) <= 1, crowned  # one champion at most
         assert all(stage == contracts.STAGE_CHAMPION for _, stage in crowned), crowned
         return crowned[0][0] if crowned else None
+
+    def scored(self, tenant: str, body: Mapping[str, Any]) -> tuple[int, str, Any]:
+        """As API Management forwards it: the tenant named, a request id signed for it
+        (the product policy's HMAC, infra.gateway), sent on and answered."""
+        request_id = request_ids.issue(REQUEST_ID_KEY, tenant, self.clock.now())
+        status, answer = self._post(tenant, body, {"x-request-id": request_id})
+        return status, request_id, answer
+
+    def send_labels(self, tenant: str, labels: list[tuple[str, Any]]) -> dict[str, Any]:
+        """What the product policy's feedback operation does (infra.gateway): each id judged
+        for the tenant within the horizon, the accepted labels written as one blob of JSON
+        lines to the tenant's datastore, with the tenant and the time."""
+        now = self.clock.now()
+        horizon = timedelta(hours=self.spec.quality.label_horizon_hours)
+        accepted = {
+            rid: label for rid, label in labels
+            if request_ids.labellable(REQUEST_ID_KEY, tenant, rid, now, horizon)
+        }  # fmt: skip
+        unknown = [rid for rid, _ in labels if rid not in accepted]
+        if accepted:
+            lines = [
+                json.dumps({"correlationid": rid, "tenant": tenant, "label": label,
+                            "time": now.isoformat()})
+                for rid, label in accepted.items()
+            ]  # fmt: skip
+            account, container = self.fake._datastore(self._workspace(tenant))
+            name = f"{contracts.labels_prefix(self.port.endpoint_name(tenant), now)}x.jsonl"
+            self.fake.put_blob(account, container, name, "\n".join(lines).encode())
+        return {"accepted": len(accepted), "unknown": unknown}
 
     def close(self) -> None:
         for patch in self._sdk_storage:

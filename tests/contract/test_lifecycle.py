@@ -20,14 +20,22 @@ import pytest
 
 from automation.budgets import BudgetAlert, BudgetHandler
 from automation.drift_watch import DriftWatcher
+from automation.quality_watch import QualityWatcher
 from automation.registry_events import RegistrationHandler, RegistryEvent
 from automation.rollout import Command, Phase
 from automation.runner import RolloutRunner
 from automation.store import MemoryStore
+from ml.data import tenant_datasets
 from ml.lifecycle import train_stack
 from ml.registry import registry_of
-from tenancy import PlatformSpec, contracts, parse_platform_spec
-from tests.contract.harness import AzureHarness, Clock, Harness, LocalHarness
+from tenancy import PlatformSpec, contracts, parse_platform_spec, request_ids
+from tests.contract.harness import (
+    REQUEST_ID_KEY,
+    AzureHarness,
+    Clock,
+    Harness,
+    LocalHarness,
+)
 from tests.tenancy.conftest import stack_document
 
 ROLLOUT = {
@@ -375,7 +383,7 @@ def test_drift_in_a_tenants_inputs_starts_a_retraining_job(harness: Harness) -> 
             )
         ]
         assert sum(len(r["data"]) for r in collected) >= 2 * len(inputs)
-        assert set(collected[-1]["data"][0]) == set(features)
+        assert set(collected[-1]["data"][0]) == {*features, contracts.TENANT_COLUMN}
 
 
 def test_a_budget_stop_blocks_retraining_until_the_next_period(harness: Harness) -> None:
@@ -430,3 +438,34 @@ def _the_job_carries_its_code_and_spec(azure: AzureHarness, spec: PlatformSpec) 
     azure.port.request_retraining("contoso", "drift again")
     assert len(azure.fake.blobs) == before
     assert _puts(azure, r"/jobs/[^/]+$")[-1].body["properties"]["codeId"] == job["codeId"]
+
+
+def test_labels_for_scored_requests_measure_the_live_models_quality(harness: Harness) -> None:
+    """Each request answers with an id signed for its tenant (the embedded gateway, or API
+    Management's policy); the tenant's labels for those ids are stored beside what was
+    collected (score.py's collector on Azure, keyed by that id), and the quality check joins
+    them: accuracy as the answers and labels say, a label for another tenant's id unknown."""
+    h = harness
+    _ensure_live(h, "contoso")
+    h.clock.skip(h.spec.quality.window_hours * 3600 + 60)  # earlier scenarios leave the window
+    _, holdout = tenant_datasets(h.spec)["contoso"].split()
+    answers = [h.scored("contoso", {"data": [row.tolist()]}) for row in holdout.X[:40]]
+    assert all(status == 200 and rid for status, rid, _ in answers), answers
+    truth = [int(y) for y in holdout.y[:40]]
+    labels = [(rid, label) for (_, rid, _), label in zip(answers, truth, strict=True)]
+    # adatum's request id (issued as the gateway issues it), labelled with contoso's key:
+    foreign = request_ids.issue(REQUEST_ID_KEY, "adatum", h.clock.now())
+    sent = h.send_labels("contoso", [*labels, (foreign, 1)])
+    assert sent == {"accepted": 40, "unknown": [foreign]}
+    h.collected()
+    enough = h.spec.quality.model_copy(update={"min_labels": 40})
+    spec = h.spec.model_copy(update={"quality": enough})
+    store = MemoryStore()
+    drift = DriftWatcher(spec, store, h.port, h.port, h.clock.now)  # type: ignore[arg-type]
+    watcher = QualityWatcher(spec, store, h.port, h.port, h.clock.now, drift=drift)  # type: ignore[arg-type]
+    check = watcher.check("contoso")
+    predicted = [answer["predictions"][0] for _, _, answer in answers]
+    expected = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+    assert (check.labelled, check.scored) == (40, 40), check
+    assert check.measured is not None and check.measured.accuracy == pytest.approx(expected)
+    assert check.estimated is not None and check.estimated.rows == 40
