@@ -24,6 +24,7 @@ deployment with traffic is deleted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -454,20 +455,36 @@ def analyse(
 def _quality_problems(
     spec: AnalysisSpec, green: QualityStats | None, blue: QualityStats | None
 ) -> list[str]:
-    """Green worse than blue on labelled rows by more than the policy allows; nothing when
-    either side has too few labels (quality then does not judge)."""
+    """Green worse than blue on labelled rows by more than the policy allows, beyond chance;
+    nothing when either side has too few labels (quality then does not judge)."""
     criterion = spec.quality
     if criterion is None or green is None or blue is None:
         return []
     enough = min(green.labelled, blue.labelled) >= criterion.min_labels
     if not enough or green.value is None or blue.value is None:
         return []
-    if green.value < blue.value - criterion.max_drop:
+    # Beyond the allowed drop by more than chance explains: each side's metric read as a
+    # proportion of its labelled rows (exact for accuracy, a normal approximation for the
+    # others), one-sided at 95 %. A canary's few labels must not roll back a model that is
+    # only unlucky in its sample.
+    spread = math.sqrt(
+        _variance(green.value) / green.labelled + _variance(blue.value) / blue.labelled
+    )
+    if blue.value - green.value - criterion.max_drop > ONE_SIDED_95 * spread:
         return [
             f"{criterion.metric} {green.value:.3f} vs blue {blue.value:.3f} "
             f"({green.labelled} and {blue.labelled} labelled rows)"
         ]
     return []
+
+
+#: The standard normal's 95th percentile: a one-sided test at 95 %.
+ONE_SIDED_95 = 1.6449
+
+
+def _variance(proportion: float) -> float:
+    clipped = min(max(proportion, 0.0), 1.0)
+    return clipped * (1.0 - clipped)
 
 
 def _shift(state: RolloutState, policy: RolloutPolicy, now: datetime, why: str) -> Transition:

@@ -282,25 +282,21 @@ def test_latency_jitter_on_a_fast_model_is_not_a_regression() -> None:
     assert verdict == "fail" and "vs blue" in why  # 10x and 36 ms
 
 
-def test_green_worse_than_blue_on_labelled_rows_fails_when_both_have_enough_labels() -> None:
+def test_green_worse_than_blue_on_labelled_rows_fails_when_it_is_beyond_chance() -> None:
     spec = AnalysisSpec(
         min_requests=10, quality=QualityCriterion(metric="accuracy", min_labels=30, max_drop=0.05)
     )
-    healthy = Stats(50, 0, 20.0)
-    verdict, why = analyse(spec, healthy, healthy, QualityStats(0.70, 40), QualityStats(0.82, 60))
-    assert verdict == "fail" and why == "accuracy 0.700 vs blue 0.820 (40 and 60 labelled rows)"
+    ok = Stats(50, 0, 20.0)
+    verdict, why = analyse(spec, ok, ok, QualityStats(0.70, 400), QualityStats(0.90, 600))
+    assert verdict == "fail" and why == "accuracy 0.700 vs blue 0.900 (400 and 600 labelled rows)"
+    # A gap a canary's few labels explain by chance is not a failure (this one was seen in a
+    # demo: two models equally wrong on shifted data, green with 34 labels).
+    assert analyse(spec, ok, ok, QualityStats(0.206, 34), QualityStats(0.319, 772))[0] == "pass"
+    assert analyse(spec, ok, ok, QualityStats(0.80, 40), QualityStats(0.90, 60))[0] == "pass"
     # Within the allowed drop, or too few labels on either side: quality does not judge.
-    assert (
-        analyse(spec, healthy, healthy, QualityStats(0.79, 40), QualityStats(0.82, 60))[0] == "pass"
-    )
-    assert (
-        analyse(spec, healthy, healthy, QualityStats(0.10, 29), QualityStats(0.82, 60))[0] == "pass"
-    )
-    assert (
-        analyse(spec, healthy, healthy, QualityStats(None, 40), QualityStats(0.82, 60))[0] == "pass"
-    )
+    assert analyse(spec, ok, ok, QualityStats(0.86, 4000), QualityStats(0.90, 6000))[0] == "pass"
+    assert analyse(spec, ok, ok, QualityStats(0.10, 29), QualityStats(0.90, 600))[0] == "pass"
+    assert analyse(spec, ok, ok, QualityStats(None, 400), QualityStats(0.90, 600))[0] == "pass"
     # A policy without the criterion never reads quality.
     plain = AnalysisSpec(min_requests=10)
-    assert (
-        analyse(plain, healthy, healthy, QualityStats(0.1, 99), QualityStats(0.9, 99))[0] == "pass"
-    )
+    assert analyse(plain, ok, ok, QualityStats(0.1, 999), QualityStats(0.9, 999))[0] == "pass"
