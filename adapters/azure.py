@@ -37,8 +37,8 @@ from azure.monitor.query import LogsQueryStatus
 
 from adapters.azure_data import DataPlane
 from adapters.azure_inventory import AzureInventory
-from adapters.collected import collected_rows, labelled_window, owner_of
-from automation.port import DeploymentStatus, Endpoint
+from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
+from automation.port import DeploymentStatus, Endpoint, Usage
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
@@ -477,6 +477,17 @@ class AzurePlatform:
             since=since,
             until=until,
             horizon=timedelta(hours=self.spec.quality.label_horizon_hours),
+        )
+
+    def usage(self, tenant: str, *, since: datetime, until: datetime) -> dict[str, Usage]:
+        """What the tenants of ``tenant``'s endpoint took of it (score.py's collected data
+        on the datastore: every row names its tenant and its share of the request's time)."""
+        return endpoint_usage(
+            self._container(tenant),
+            self.endpoint_name(tenant),
+            since=since,
+            until=until,
+            owner=owner_of(self.spec, tenant),
         )
 
     def request_retraining(self, tenant: str, reason: str) -> None:

@@ -12,10 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from automation.port import Usage
 from ml.quality import LabelledWindow
 from tenancy.contracts import (
     COLLECTION_INPUTS,
+    COLLECTION_LABELS,
     COLLECTION_OUTPUTS,
+    COLLECTOR_ROOT,
     TENANT_COLUMN,
     collector_prefixes,
     labels_prefix,
@@ -176,3 +179,38 @@ def owner_of(spec: PlatformSpec, tenant: str) -> str:
 def _row_tenant(row: Any, record: dict[str, Any], owner: str) -> str:
     named = row.get(TENANT_COLUMN) if isinstance(row, dict) else None
     return str(named or record.get("tenant") or owner)
+
+
+def endpoint_usage(
+    container: Any, endpoint: str, *, since: datetime, until: datetime, owner: str
+) -> dict[str, Usage]:
+    """Per tenant, what its requests took of every deployment of ``endpoint`` (those gone
+    since included: their collected data stays) in [since, until): requests, rows and the
+    scoring time the output rows carry."""
+    found: dict[str, Usage] = {}
+    root = f"{COLLECTOR_ROOT}/{endpoint}/"
+    for folder in container.walk_blobs(name_starts_with=root, delimiter="/"):
+        deployment = str(folder.name)[len(root) :].strip("/")
+        if not deployment or deployment == COLLECTION_LABELS:
+            continue
+        for prefix in collector_prefixes(endpoint, deployment, COLLECTION_OUTPUTS, since, until):
+            for record in _records(container, prefix):
+                rows = record.get("data")
+                if not _within(record, since, until) or not isinstance(rows, list):
+                    continue
+                per_tenant: dict[str, Usage] = {}
+                for row in rows:
+                    tenant = _row_tenant(row, record, owner)
+                    spent = row.get("scoring_ms") if isinstance(row, dict) else None
+                    took = _milliseconds(spent)
+                    per_tenant[tenant] = per_tenant.get(tenant, Usage()) + Usage(0, 1, took)
+                for tenant, used in per_tenant.items():
+                    found[tenant] = found.get(tenant, Usage()) + used + Usage(1, 0, 0.0)
+    return found
+
+
+def _milliseconds(value: Any) -> float:
+    """A row's scoring time, 0 where it does not say (rows collected before it did)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import requests
 
-from adapters.collected import collected_rows, labelled_window, owner_of
+from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
 from adapters.mlflow_facts import MlflowModelFacts
-from automation.port import DeploymentStatus, Endpoint
+from automation.port import DeploymentStatus, Endpoint, Usage
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.quality import LabelledWindow
@@ -308,6 +308,19 @@ class LocalPlatform:
             since=since,
             until=until,
             horizon=timedelta(hours=self.spec.quality.label_horizon_hours),
+        )
+
+    def usage(self, tenant: str, *, since: datetime, until: datetime) -> dict[str, Usage]:
+        """What the tenants of ``tenant``'s endpoint took of it (the gateway's collected
+        data: every row names its tenant and its share of the request's time)."""
+        if self.container is None:
+            return {}
+        return endpoint_usage(
+            self.container,
+            self.endpoint_name(tenant),
+            since=since,
+            until=until,
+            owner=owner_of(self.spec, tenant),
         )
 
     def request_retraining(self, tenant: str, reason: str) -> None:

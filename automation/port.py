@@ -102,3 +102,28 @@ class QualitySource(Protocol):
     def labelled(
         self, tenant: str, deployment: str, *, since: datetime, until: datetime
     ) -> LabelledWindow: ...
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one tenant's requests took of an endpoint's deployments in a window."""
+
+    requests: int = 0
+    rows: int = 0
+    scoring_ms: float = 0.0  # the deployments' time on them
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.requests + other.requests,
+            self.rows + other.rows,
+            self.scoring_ms + other.scoring_ms,
+        )
+
+
+class UsageSource(Protocol):
+    """Metered usage (the adapters read it from the collected data, where every row names
+    its tenant and its share of the request's scoring time)."""
+
+    def usage(self, tenant: str, *, since: datetime, until: datetime) -> dict[str, Usage]:
+        """Per tenant served by ``tenant``'s endpoint (a pool's: every pooled tenant)."""
+        ...

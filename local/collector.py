@@ -38,6 +38,7 @@ class Exchange:
     body: bytes
     answer: bytes
     tenant: str = ""  # who called (every record says so: pooled endpoints serve several)
+    scoring_ms: float = 0.0  # the deployment's time on it (usage metering)
 
 
 def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
@@ -57,20 +58,24 @@ def records_of(exchange: Exchange) -> list[tuple[str, dict[str, Any]]]:
         common["tenant"] = exchange.tenant
     return [
         (COLLECTION_INPUTS, {**common, "data": rows}),
-        (COLLECTION_OUTPUTS, {**common, "data": _outputs(predictions, answer_json)}),
+        (
+            COLLECTION_OUTPUTS,
+            {**common, "data": _outputs(predictions, answer_json, exchange.scoring_ms)},
+        ),
     ]
 
 
-def _outputs(predictions: list[Any], answer: dict[str, Any]) -> list[Any]:
+def _outputs(predictions: list[Any], answer: dict[str, Any], scoring_ms: float) -> list[Any]:
     """Each row's prediction, with its class probabilities (and the classes they are of)
     when the model gave them: quality needs them (ROC AUC, and the estimate from confidence
-    before labels arrive)."""
+    before labels arrive); and its share of the request's scoring time (usage metering)."""
     probabilities = answer.get("probabilities")
     if not isinstance(probabilities, list) or len(probabilities) != len(predictions):
         return predictions
     classes = answer.get("classes")
+    each = round(scoring_ms / len(predictions), 4) if predictions else 0.0
     return [
-        {"prediction": p, "probabilities": q, "classes": classes}
+        {"prediction": p, "probabilities": q, "classes": classes, "scoring_ms": each}
         for p, q in zip(predictions, probabilities, strict=True)
     ]
 

@@ -360,11 +360,13 @@ class Gateway:
         correlation = self._request_id(tenant)
         self._mirror(endpoint, tenant, body, exclude=deployment.name)
         self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1  # no await since _admit
+        forwarded = time.perf_counter()
         try:
             status, answer = await self._forward(endpoint, deployment, tenant, body)
         finally:
             self.in_flight[tenant] -= 1
-        millis = (time.perf_counter() - started) * 1000
+        served = time.perf_counter()
+        millis = (served - started) * 1000
         now = self.clock()
         self.metrics.record(endpoint.name, deployment.name, Sample(now, status, millis))
         if status == 200 and self.collector is not None:
@@ -372,7 +374,15 @@ class Gateway:
             # same time as the rollout's analysis reads the metrics.
             at = datetime.fromtimestamp(now, UTC)
             exchange = Exchange(
-                endpoint.name, deployment.name, correlation, at, body, answer, tenant
+                endpoint.name,
+                deployment.name,
+                correlation,
+                at,
+                body,
+                answer,
+                tenant,
+                # The deployment's time on this request: the tenant's share of its compute.
+                scoring_ms=(served - forwarded) * 1000,
             )
             self.collector(exchange)
         return status, answer, {DEPLOYMENT_HEADER: deployment.name, "x-request-id": correlation}

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,7 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
     keys = client.keys() if show_keys else {}
     rollouts = client.rollouts()
     quality = client.quality()
+    usage = _usage(client, [t["id"] for t in state["tenants"]])
     for tenant in state["tenants"]:
         found = client.admin.endpoint(tenant["endpoint"])
         endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
@@ -155,9 +157,33 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
         tenant["rollouts"] = mine[-3:]
         # The quality timer's latest check: measured on labels, estimated from confidence.
         tenant["quality"] = quality.get(tenant["id"])
+        # Its requests, rows and share of its endpoint's scoring time in the last day.
+        tenant["usage"] = usage.get(tenant["id"])
         if show_keys:
             tenant["keys"] = keys.get(tenant["id"], {})
     return state
+
+
+USAGE_HOURS = 24
+
+
+def _usage(client: PlatformClient, tenants: list[str]) -> dict[str, dict[str, Any]]:
+    """Per tenant, its metered usage of its endpoint over the last USAGE_HOURS, with its
+    share of the endpoint's scoring time (a pool's tenants share one)."""
+    from automation.usage import shares  # noqa: PLC0415
+
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=USAGE_HOURS)
+    found: dict[str, dict[str, Any]] = {}
+    read: set[str] = set()
+    for tenant in tenants:
+        endpoint = client.spec.online_endpoint_name(tenant)
+        if endpoint in read:
+            continue
+        read.add(endpoint)
+        metered = shares(client.adapter.usage(tenant, since=since, until=until))
+        found.update({t: used.to_dict() for t, used in metered.items()})
+    return found
 
 
 def render_status(state: dict[str, Any]) -> str:
@@ -177,7 +203,17 @@ def render_status(state: dict[str, Any]) -> str:
             f"champion {champion.get('model') or '-'}"
         )
         lines.append(f"  {'':10s} quality {_quality_line(tenant.get('quality'))}")
+        lines.append(f"  {'':10s} usage   {_usage_line(tenant.get('usage'))}")
     return "\n".join(lines)
+
+
+def _usage_line(usage: dict[str, Any] | None) -> str:
+    if not usage:
+        return f"nothing scored in the last {USAGE_HOURS} h"
+    return (
+        f"{usage['requests']} requests, {usage['rows']} rows, {usage['scoring_ms']:.0f} ms "
+        f"scoring: {usage['share']:.1%} of its endpoint's compute in the last {USAGE_HOURS} h"
+    )
 
 
 def _quality_line(check: dict[str, Any] | None) -> str:

@@ -39,6 +39,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from itertools import chain
 from pathlib import Path
@@ -255,6 +256,7 @@ class OnnxModel:
     def score(
         self, body: Any, collection: "DataCollection | None" = None, request_id: str = ""
     ) -> dict[str, Any]:
+        started = time.perf_counter()
         inputs = validate(body, self.schema)
         try:
             labels, probabilities = self.predict(inputs)
@@ -263,7 +265,8 @@ class OnnxModel:
             raise ScoringError(f"the model failed to score: {type(error).__name__}") from error
         result = postprocess(labels, probabilities, self.schema)
         if collection is not None:
-            collection.record(self.schema.columns, inputs, result, request_id)
+            millis = (time.perf_counter() - started) * 1000
+            collection.record(self.schema.columns, inputs, result, request_id, millis)
         return result
 
 
@@ -377,6 +380,7 @@ class DataCollection:
         inputs: np.ndarray,
         result: dict[str, Any],
         request_id: str = "",
+        scoring_ms: float = 0.0,
     ) -> None:
         try:
             features = self._frame(inputs, columns=columns)
@@ -386,6 +390,9 @@ class DataCollection:
                     "prediction": result["predictions"],
                     "probabilities": result["probabilities"],
                     "classes": [result["classes"]] * len(result["predictions"]),
+                    # Each row's share of the request's time: usage metering per tenant.
+                    "scoring_ms": [round(scoring_ms / max(1, len(inputs)), 4)]
+                    * len(result["predictions"]),
                 }
             )
             if self.tenant:

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from adapters.collected import collected_rows, labelled_window
+from adapters.collected import collected_rows, endpoint_usage, labelled_window
+from automation.port import Usage
+from automation.usage import shares
 from local.azurite import start_azurite
 from ml.quality import LabelledWindow
 
@@ -174,3 +176,39 @@ def test_a_pooled_deployments_rows_are_read_per_tenant(container: ContainerClien
     assert rows("fabrikam") == [(1.0, 0.0)]
     assert rows("northwind") == [(8.0, 1.0), (9.0, 1.0)]
     assert rows(None) == [(1.0, 0.0), (8.0, 1.0), (9.0, 1.0)]  # the whole deployment
+
+
+def test_usage_is_metered_per_tenant_across_the_endpoints_deployments(
+    container: ContainerClient,
+) -> None:
+    root = "modelDataCollector/pool-usage"
+    _put(container, f"{root}/blue/model_outputs/2026/12/05/09/a.jsonl", [
+        {"correlationid": "a", "time": "2026-12-05T09:10:00+00:00",
+         "data": [{"tenant_id": "fabrikam", "prediction": 0, "scoring_ms": 2.0},
+                  {"tenant_id": "northwind", "prediction": 1, "scoring_ms": 2.0}]},
+        {"correlationid": "b", "time": "2026-12-05T09:20:00+00:00", "tenant": "northwind",
+         "data": [{"prediction": 1, "scoring_ms": 4.0}, {"prediction": 0, "scoring_ms": 4.0}]},
+    ])  # fmt: skip
+    _put(container, f"{root}/green/model_outputs/2026/12/05/09/b.jsonl", [  # since deleted
+        {"correlationid": "c", "time": "2026-12-05T09:30:00+00:00",
+         "data": [{"tenant_id": "fabrikam", "prediction": 1, "scoring_ms": 6.0}]},
+    ])  # fmt: skip
+    _put(container, f"{root}/blue/model_outputs/2026/12/05/11/late.jsonl", [  # outside
+        {"correlationid": "d", "time": "2026-12-05T11:00:00+00:00", "tenant": "fabrikam",
+         "data": [{"prediction": 1, "scoring_ms": 100.0}]},
+    ])  # fmt: skip
+    labels = f"{root}/ground_truth/2026/12/05/09/l.jsonl"  # not a deployment
+    _put(container, labels, [_label("a", 1, "2026-12-05T09:40")])
+    since = datetime(2026, 12, 5, 9, tzinfo=UTC)
+    usage = endpoint_usage(
+        container, "pool-usage", since=since, until=since + timedelta(hours=1), owner=""
+    )
+    assert usage == {
+        "fabrikam": Usage(requests=2, rows=2, scoring_ms=8.0),
+        "northwind": Usage(requests=2, rows=3, scoring_ms=10.0),
+    }
+    assert {t: round(u.share, 3) for t, u in shares(usage).items()} == {
+        "fabrikam": 0.444,
+        "northwind": 0.556,
+    }
+    assert shares({"idle": Usage()})["idle"].share == 0.0

@@ -103,11 +103,12 @@ def test_output_rows_keep_the_class_probabilities_and_records_their_tenant() -> 
         b'{"predictions": [1, 0], "probabilities": [[0.2, 0.8], [0.9, 0.1]], "classes": [0, 1]}'
     )
     exchange = Exchange(
-        "ep", "blue", "r1", datetime(2026, 12, 5, tzinfo=UTC), b'{"data": [[1], [2]]}', answer, "t"
-    )
+        "ep", "blue", "r1", datetime(2026, 12, 5, tzinfo=UTC), b'{"data": [[1], [2]]}', answer,
+        "t", scoring_ms=3.0,
+    )  # fmt: skip
     (_, inputs), (_, outputs) = records_of(exchange)
     assert inputs["tenant"] == outputs["tenant"] == "t"
     assert outputs["data"] == [
-        {"prediction": 1, "probabilities": [0.2, 0.8], "classes": [0, 1]},
-        {"prediction": 0, "probabilities": [0.9, 0.1], "classes": [0, 1]},
+        {"prediction": 1, "probabilities": [0.2, 0.8], "classes": [0, 1], "scoring_ms": 1.5},
+        {"prediction": 0, "probabilities": [0.9, 0.1], "classes": [0, 1], "scoring_ms": 1.5},
     ]

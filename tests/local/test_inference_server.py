@@ -162,6 +162,8 @@ def test_with_a_data_collector_inputs_and_outputs_are_collected_per_tenant(
     (inputs_headers, _), (outputs_headers, outputs) = arrived[at : at + 2]
     assert inputs_headers["ce-type"] == "azureml.inference.model_inputs"
     assert outputs_headers["ce-type"] == "azureml.inference.model_outputs"
+    timed = [row.pop("scoring_ms") for row in outputs]  # the request's time, shared per row
+    assert len(set(timed)) == 1 and timed[0] > 0
     assert outputs == [
         {"tenant_id": "litware", "prediction": p, "probabilities": q, "classes": body["classes"]}
         for p, q in zip(body["predictions"], body["probabilities"], strict=True)

@@ -293,9 +293,15 @@ def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
     predicted = np.array([p for s in scored for p in s.body["predictions"]])
     assert measured["accuracy"] == pytest.approx(float((truth == predicted).mean()))
     assert check["estimated"]["rows"] >= rows and check["action"] == "none"
-    # `mlops status` shows it; `mlops quality report` draws it.
+    # `mlops status` shows it, and the usage metered per pooled tenant; the report draws it.
     shown = _mlops("status", *_options_of(status))
     assert f"accuracy {measured['accuracy']:.3f} measured on {rows} labelled" in shown.stdout
+    as_json = _mlops("status", "--json", *_options_of(status))
+    usage = {t["id"]: t["usage"] for t in json.loads(as_json.stdout)["tenants"]}
+    assert usage[tenant]["rows"] >= rows and usage[tenant]["requests"] >= requests_sent
+    pooled = [t.id for t in specs["local"].tenants_in_pool("shared")]
+    shares = [usage[t]["share"] for t in pooled if usage.get(t)]
+    assert 0 < usage[tenant]["share"] < 1 and sum(shares) == pytest.approx(1, abs=1e-3)
     out = tmp_path / "quality.html"
     made = _mlops("quality", "report", "--tenant", tenant, "--out", str(out),
                   *_options_of(status))  # fmt: skip
