@@ -51,6 +51,7 @@ from tenancy.spec import PlatformSpec
 DRIFT_TENANT, BROKEN_TENANT, WITHDRAWING_TENANT = "contoso", "adatum", "contoso"
 AUDIT_TENANT, HAND_WIRED = "adatum", "hand-wired"
 NORMAL_REQUESTS = 100
+LABELS_PER_CALL = 10
 DRIFT_REQUESTS = 300
 DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
 STEP_TIMEOUT = 300.0
@@ -96,6 +97,7 @@ class Load:
 
     def _run(self) -> None:
         sent = 0
+        pending: dict[str, list[tuple[str, Any]]] = {t: [] for t in self.labelled}
         while not self._stop.is_set():
             for tenant in self.tenants:
                 if tenant not in self.labelled:
@@ -105,7 +107,10 @@ class Load:
                 row, label = rows[sent % len(rows)], labels[sent % len(rows)]
                 scored = self.client.score(tenant, {"data": [row]})
                 if scored.status == 200:
-                    self.client.feedback(tenant, [(scored.request_id, label)])
+                    pending[tenant].append((scored.request_id, label))
+                if len(pending[tenant]) >= LABELS_PER_CALL:  # as a client batches its labels
+                    self.client.feedback(tenant, pending[tenant])
+                    pending[tenant] = []
             sent += 1
             self._stop.wait(self.pause)  # a steady client, not a timing measurement
 
