@@ -253,6 +253,21 @@ _ANSWER_BODY = (
 )
 
 
+def _json_response(status: int, reason: str, body_expression: str, *, indent: int) -> str:
+    """A ``return-response`` with a JSON body computed by a policy expression."""
+    pad = " " * indent
+    lines = [
+        "<return-response>",
+        f'  <set-status code="{status}" reason="{reason}" />',
+        '  <set-header name="Content-Type" exists-action="override">',
+        "    <value>application/json</value>",
+        "  </set-header>",
+        f"  <set-body>{escape(body_expression)}</set-body>",
+        "</return-response>",
+    ]
+    return "\n".join(pad + line for line in lines)
+
+
 def _feedback_policy(route: Route, labels_container: str) -> str:
     """``POST /score/feedback``: judge the labels, write the accepted ones as one blob of
     JSON lines to the tenant's datastore, answer; the endpoint never sees them."""
@@ -268,13 +283,7 @@ def _feedback_policy(route: Route, labels_container: str) -> str:
         <set-variable name="labels" value={quoteattr(judge)} />
         <choose>
           <when condition={quoteattr(_REFUSED)}>
-            <return-response>
-              <set-status code="400" reason="Bad Request" />
-              <set-header name="Content-Type" exists-action="override">
-                <value>application/json</value>
-              </set-header>
-              <set-body>{escape(_REFUSAL_BODY)}</set-body>
-            </return-response>
+{_json_response(400, "Bad Request", _REFUSAL_BODY, indent=12)}
           </when>
           <when condition={quoteattr(_TO_STORE)}>
             <send-request mode="new" response-variable-name="stored" timeout="20"
@@ -303,13 +312,7 @@ def _feedback_policy(route: Route, labels_container: str) -> str:
             </return-response>
           </when>
         </choose>
-        <return-response>
-          <set-status code="200" reason="OK" />
-          <set-header name="Content-Type" exists-action="override">
-            <value>application/json</value>
-          </set-header>
-          <set-body>{escape(_ANSWER_BODY)}</set-body>
-        </return-response>
+{_json_response(200, "OK", _ANSWER_BODY, indent=8)}
       </when>
     </choose>"""
 
