@@ -156,7 +156,12 @@ class QualityWatcher:
         return check
 
     def latest(self) -> dict[str, dict[str, Any]]:
-        return {r.row: dict(r.data) for r in self.store.query(contracts.TABLE_EVENTS, QUALITY)}
+        return latest_checks(self.store)
+
+
+def latest_checks(store: StateStore) -> dict[str, dict[str, Any]]:
+    """The latest quality check of each tenant (what `mlops status` shows)."""
+    return {r.row: dict(r.data) for r in store.query(contracts.TABLE_EVENTS, QUALITY)}
 
 
 def _clean(values: Mapping[str, Any]) -> dict[str, Any]:

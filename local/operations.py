@@ -30,7 +30,7 @@ from adapters.local import (
 )
 from adapters.table_store import TableStore
 from automation.audit import open_findings
-from automation.quality_watch import QUALITY
+from automation.quality_watch import latest_checks
 from automation.runner import decode
 from local.azurite import connection_string
 from local.processes import is_platform
@@ -175,7 +175,7 @@ class PlatformClient:
 
     def quality(self) -> dict[str, dict[str, Any]]:
         """The latest quality check of each tenant (the quality timer's)."""
-        return {r.row: dict(r.data) for r in self.store.query(contracts.TABLE_EVENTS, QUALITY)}
+        return latest_checks(self.store)
 
     # --- rollouts --------------------------------------------------------------------------
 
