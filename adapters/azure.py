@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache, cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,10 +35,12 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.monitor.query import LogsQueryStatus
 
+from adapters.azure_arm import Arm
 from adapters.azure_data import DataPlane
-from adapters.azure_inventory import AzureInventory
+from adapters.azure_inventory import CONSUMPTION_API_VERSION, AzureInventory
 from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
-from automation.port import DeploymentStatus, Endpoint, Usage
+from automation.budgets import period_of
+from automation.port import DeploymentStatus, Endpoint, Spend, Usage
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.model_folder import read_model_folder
@@ -63,6 +65,8 @@ _DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(
 #: A model's files on a datastore, as a GET returns its path (short or long form:
 #: ``azureml://[subscriptions/.../workspaces/<ws>/]datastores/<ds>/paths/<path>``).
 _MODEL_FILES = re.compile(r"^azureml://(?:.*/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
+#: azure-native 3.29's API Management API version (apimanagement.NamedValue).
+APIM_API_VERSION = "2024-05-01"
 _MODEL_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 
 
@@ -627,6 +631,63 @@ class AzurePlatform:
             cluster.max_instances = max_nodes
             cluster.min_instances = 0
             client.compute.begin_update(cluster)
+
+    # --- budgets ---------------------------------------------------------------------------
+
+    @cached_property
+    def _arm(self) -> Arm:
+        return Arm(
+            self.credential,
+            user_agent="tenant-mlops-automation",
+            transport=self.client_options.get("transport"),
+        )
+
+    def _group_path(self, scope: str) -> str:
+        group = naming.resource_group(self.spec.prefix, self.spec.environment, scope)
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{group}"
+
+    def stamp_spend(self, stamp: str, now: datetime) -> Spend:
+        """The stamp budget's ``currentSpend``: the actual cost of its resource group in
+        the budget's current period (https://learn.microsoft.com/rest/api/consumption/budgets/get).
+        The automation reads it with Monitoring Reader on the group (``*/read``)."""
+        name = f"budget-{stamp}-budget"  # infra.stamp names it so
+        path = f"{self._group_path(stamp)}/providers/Microsoft.Consumption/budgets/{name}"
+        budget = self._arm.get(path, CONSUMPTION_API_VERSION, f"budget {name}")
+        properties = budget.get("properties") or {}
+        try:
+            anchor = date.fromisoformat(str(properties["timePeriod"]["startDate"])[:10])
+            grain = str(properties.get("timeGrain", "Monthly"))
+        except (KeyError, TypeError, ValueError):
+            raise DependencyError(f"budget {name} has no start date in {properties}") from None
+        spent = properties.get("currentSpend") or {}
+        return Spend(
+            float(spent.get("amount") or 0.0),
+            str(spent.get("unit") or "USD"),
+            period_of(anchor, grain, now)[0],
+        )
+
+    def _budget_stop(self, tenant: str, value: str) -> None:
+        """Set the named value the tenant's product policy reads (``infra.gateway``): a PUT
+        with ``If-Match: *`` replaces it whatever its version
+        (https://learn.microsoft.com/rest/api/apimanagement/named-value/create-or-update);
+        API Management substitutes named values into policies where they are used
+        (https://learn.microsoft.com/azure/api-management/api-management-howto-properties)."""
+        spec = self.spec
+        service = naming.api_management(spec.prefix, spec.environment, spec.installation)
+        named_value = contracts.budget_stop_named_value(tenant)
+        path = (
+            f"{self._group_path(naming.PLATFORM_SCOPE)}/providers/Microsoft.ApiManagement/service/"
+            f"{service}/namedValues/{named_value}"
+        )
+        body = {"properties": {"displayName": named_value, "value": value, "secret": False}}
+        what = f"the budget stop of {tenant} at API Management"
+        self._arm.put(path, APIM_API_VERSION, body, what, headers={"If-Match": "*"})
+
+    def refuse_scoring(self, tenant: str, until: datetime, reason: str) -> None:
+        self._budget_stop(tenant, until.date().isoformat())
+
+    def admit_scoring(self, tenant: str) -> None:
+        self._budget_stop(tenant, contracts.BUDGET_STOP_NONE)
 
     def last_compute_activity(self, stamp: str) -> datetime | None:
         """When a job last ran on the stamp's GPU cluster (None: never)."""

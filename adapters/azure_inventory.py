@@ -17,8 +17,7 @@
 - **The Consumption API** for each resource group's budgets, which Resource Graph does not
   index (https://learn.microsoft.com/rest/api/consumption/budgets/list).
 
-Every call goes through one azure-core pipeline (bearer token, retries on throttling and
-transient errors), with no SDK of its own.
+Every call goes through one azure-core pipeline (``adapters.azure_arm``), with no SDK.
 """
 
 from __future__ import annotations
@@ -26,21 +25,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy, UserAgentPolicy
 from azure.core.rest import HttpRequest
 
+from adapters.azure_arm import ARM, Arm
 from policies.live import ARM_TYPES, LiveResource
-from tenancy.errors import DependencyError
 
-ARM = "https://management.azure.com"
 GRAPH_API_VERSION = "2022-10-01"
 #: azure-native 3.29's Azure ML API version (the review's table): what `pulumi up` wrote.
 ML_API_VERSION = "2025-12-01"
 #: azure-native 3.29's Consumption API version (consumption.Budget).
 CONSUMPTION_API_VERSION = "2024-08-01"
-SCOPE = f"{ARM}/.default"
 PAGE_ROWS = 1000
 
 COLUMNS = "id, type, name, location, tags, sku, identity, kind, properties"
@@ -90,13 +85,10 @@ class AzureInventory:
         self, credential: TokenCredential, subscription_id: str, **client_options: Any
     ) -> None:
         self.subscription_id = subscription_id
-        policies = [
-            UserAgentPolicy(user_agent="tenant-mlops-audit"),
-            RetryPolicy(),  # throttling (429) and transient 5xx, as the SDKs retry
-            BearerTokenCredentialPolicy(credential, SCOPE),
-        ]
-        self.client: PipelineClient[HttpRequest, Any] = PipelineClient(
-            base_url=ARM, policies=policies, transport=client_options.get("transport")
+        self.arm = Arm(
+            credential,
+            user_agent="tenant-mlops-audit",
+            transport=client_options.get("transport"),
         )
 
     def inventory(self, prefix: str, environment: str) -> list[LiveResource]:
@@ -131,7 +123,7 @@ class AzureInventory:
             if skip_token:
                 options["$skipToken"] = skip_token
             url = f"{ARM}/providers/Microsoft.ResourceGraph/resources"
-            answer = self._send(
+            answer = self.arm.send(
                 HttpRequest(
                     "POST",
                     f"{url}?api-version={GRAPH_API_VERSION}",
@@ -141,7 +133,7 @@ class AzureInventory:
                         "options": options,
                     },
                 ),
-                "the Resource Graph query",
+                "the Resource Graph query for the policy audit",
             )
             yield from answer.get("data") or []
             skip_token = answer.get("$skipToken")
@@ -149,24 +141,9 @@ class AzureInventory:
                 return
 
     def arm_list(self, path: str, api_version: str) -> Iterator[Mapping[str, Any]]:
-        """Every item of an ARM list, following ``nextLink``; nothing when the parent is
-        gone (deleted since the inventory was read)."""
-        url: str | None = f"{ARM}{path}?api-version={api_version}"
-        while url:
-            answer = self._send(HttpRequest("GET", url), path, missing_ok=True)
-            yield from answer.get("value") or []
-            url = answer.get("nextLink")
-
-    def _send(self, request: HttpRequest, what: str, *, missing_ok: bool = False) -> Any:
-        response = self.client.send_request(request)
-        if missing_ok and response.status_code == 404:
-            return {}
-        if response.status_code >= 400:
-            raise DependencyError(
-                f"reading {what} for the policy audit answered {response.status_code}: "
-                f"{response.text()[:300]}"
-            )
-        return response.json()
+        """Every item of an ARM list; nothing when the parent is gone (deleted since the
+        inventory was read)."""
+        return self.arm.list(path, api_version, f"reading {path} for the policy audit")
 
 
 def _live(row: Mapping[str, Any]) -> LiveResource:

@@ -35,7 +35,8 @@ from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from adapters.azure_inventory import ARM, ML_API_VERSION
+from adapters.azure_arm import ARM
+from adapters.azure_inventory import ML_API_VERSION
 from tenancy.errors import DependencyError
 
 ARM_SCOPE = "https://management.azure.com/.default"

@@ -21,7 +21,9 @@ import requests
 
 from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
 from adapters.mlflow_facts import MlflowModelFacts
-from automation.port import DeploymentStatus, Endpoint, Usage
+from automation.budgets import period_of
+from automation.costs import budget_anchor
+from automation.port import DeploymentStatus, Endpoint, Spend, Usage
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
 from ml.quality import LabelledWindow
@@ -30,7 +32,7 @@ from policies.core import ML
 from policies.live import LiveResource
 from policies.model_rules import ModelFacts
 from tenancy import contracts, naming
-from tenancy.errors import DependencyError, NotFoundError
+from tenancy.errors import ConfigError, DependencyError, NotFoundError
 from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.local")
@@ -41,6 +43,8 @@ REGISTRY_URIS = "TENANT_MLOPS_REGISTRY_URIS"
 ADMIN_TOKEN_FILE = "gateway-admin.token"  # noqa: S105 - a file name
 COLLECTED_CONTAINER = "workspaceblobstore"
 NOTIFICATIONS_FILE = "notifications.jsonl"
+#: The currency of the embedded platform's bill (``stamp_spend``).
+CURRENCY = "USD"
 
 
 class GatewayAdmin:
@@ -104,6 +108,13 @@ class GatewayAdmin:
             "POST", f"/admin/keys/{tenant}/{slot}/rotate", headers={"x-actor": actor}
         )
         return str(answer["key"])
+
+    def budget_stop(self, tenant: str, until: datetime | None) -> Any:
+        """Refuse ``tenant``'s scoring until ``until``; None serves it again."""
+        path = f"/admin/tenants/{tenant}/budget-stop"
+        if until is None:
+            return self._call("DELETE", path)
+        return self._call("PUT", path, json={"until": until.isoformat()})
 
     def stats(self, endpoint: str, name: str, since: float, until: float) -> Any:
         params = {"since": since, "until": until}
@@ -353,6 +364,36 @@ class LocalPlatform:
 
     def last_compute_activity(self, stamp: str) -> datetime | None:
         return self.activity.get(stamp)
+
+    def refuse_scoring(self, tenant: str, until: datetime, reason: str) -> None:
+        self.gateway.budget_stop(tenant, until)
+
+    def admit_scoring(self, tenant: str) -> None:
+        self.gateway.budget_stop(tenant, None)
+
+    # --- cost ----------------------------------------------------------------------------
+
+    def stamp_spend(self, stamp: str, now: datetime) -> Spend:
+        """The embedded platform's bill (it has none of its own): the stamp's online
+        endpoint runs its instance count for the whole budget period so far, at the spec's
+        price per instance-hour of its type, as Azure bills provisioned instances."""
+        owner = self.spec.stamp(stamp)
+        start, _ = period_of(
+            budget_anchor(owner.budget, self.spec, now), owner.budget.time_grain, now
+        )
+        online = owner.endpoints.online
+        if not online.enabled:
+            return Spend(0.0, CURRENCY, start)
+        price = self.spec.budget_policy.instance_hour_prices.get(online.instance_type)
+        if price is None:  # tenancy.relations names it at parse time for a local stack
+            raise ConfigError.single(
+                "platform spec",
+                "budget_policy.instance_hour_prices",
+                f"no price for {online.instance_type} ({stamp}'s online instance type)",
+            )
+        began = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        hours = max(0.0, (now - began).total_seconds() / 3600)
+        return Spend(price * online.instance_count * hours, CURRENCY, start)
 
     # --- what is deployed, for the policy audit ------------------------------------------
 

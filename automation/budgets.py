@@ -101,19 +101,28 @@ def tenants_of_budget(spec: PlatformSpec, budget_name: str) -> tuple[list[Tenant
     return [], False
 
 
+def _add_months(start: date, months: int, anchor_day: int) -> date:
+    index = start.month - 1 + months
+    year, month = start.year + index // 12, index % 12 + 1
+    return date(year, month, min(anchor_day, calendar.monthrange(year, month)[1]))
+
+
+def period_of(anchor: date, grain: str, now: datetime) -> tuple[date, date]:
+    """(start, end) of the budget period that holds ``now``, periods counted from
+    ``anchor`` (the budget's start date) by its time grain."""
+    months = {"Monthly": 1, "Quarterly": 3, "Annually": 12}.get(grain, 1)
+    start = anchor
+    while True:
+        end = _add_months(start, months, anchor.day)
+        if datetime(end.year, end.month, end.day, tzinfo=UTC) > now:
+            return start, end
+        start = end
+
+
 def next_period(start: date, grain: str, now: datetime) -> datetime:
     """The first day of the budget period after ``now``'s."""
-    months = {"Monthly": 1, "Quarterly": 3, "Annually": 12}.get(grain, 1)
-    current = start
-    while True:
-        month = current.month - 1 + months
-        following = date(current.year + month // 12, month % 12 + 1, 1)
-        following = following.replace(
-            day=min(start.day, calendar.monthrange(following.year, following.month)[1])
-        )
-        if datetime(following.year, following.month, following.day, tzinfo=UTC) > now:
-            return datetime(following.year, following.month, following.day, tzinfo=UTC)
-        current = following
+    end = period_of(start, grain, now)[1]
+    return datetime(end.year, end.month, end.day, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,11 @@ class BudgetHandler:
                 continue  # another worker resumed it
             if tenant.tier == "dedicated" and tenant.compute is not None:
                 self.port.scale_compute(tenant.id, tenant.compute.max_nodes)
-            message = f"GPU work of {tenant.id} resumes: a new budget period began"
+            work = "GPU work"
+            if record.data.get("scoring"):  # a pooled tenant's metered stop (automation.costs)
+                self.port.admit_scoring(tenant.id)
+                work = "scoring and GPU work"
+            message = f"{work} of {tenant.id} resumes: a new budget period began"
             self.port.notify(tenant.id, "info", message)
             resumed.append(tenant.id)
         return resumed

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 from automation.rollout import Stats
@@ -85,6 +85,15 @@ class PlatformPort(Protocol):
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None: ...
 
+    def refuse_scoring(self, tenant: str, until: datetime, reason: str) -> None:
+        """The gateway refuses ``tenant``'s scoring requests until ``until`` (a budget
+        spent), naming ``reason``; its neighbours in a pool are untouched. Idempotent."""
+        ...
+
+    def admit_scoring(self, tenant: str) -> None:
+        """Lift :meth:`refuse_scoring` (idempotent)."""
+        ...
+
     def last_compute_activity(self, stamp: str) -> datetime | None:
         """When the stamp's compute last ran a node (None: never)."""
         ...
@@ -126,4 +135,22 @@ class UsageSource(Protocol):
 
     def usage(self, tenant: str, *, since: datetime, until: datetime) -> dict[str, Usage]:
         """Per tenant served by ``tenant``'s endpoint (a pool's: every pooled tenant)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a stamp has cost in its budget's current period."""
+
+    amount: float
+    currency: str
+    period_start: date
+
+
+class CostSource(Protocol):
+    """Each stamp's spend (Azure: its budget's ``currentSpend``; the embedded platform: its
+    endpoint's instance-hours at the spec's prices)."""
+
+    def stamp_spend(self, stamp: str, now: datetime) -> Spend:
+        """Spend of ``stamp`` (``tenant-<id>`` or ``pool-<id>``) in the period of ``now``."""
         ...

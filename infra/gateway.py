@@ -24,9 +24,10 @@ import pulumi
 import pulumi_random
 from pulumi_azure_native import apimanagement
 
-from infra.common import send_diagnostics
+from infra.common import Principal, assign_role, send_diagnostics
 from infra.shared import SharedServices
 from tenancy import contracts, naming
+from tenancy.errors import BudgetExceededError
 from tenancy.spec import PlatformSpec, QualityPolicy, TenantSpec
 
 API_ID = "scoring"
@@ -199,6 +200,9 @@ def product_policy(route: Route, labels_container: str) -> str:
         if route.pooled
         else ""
     )
+    # A pool's tenant is refused alone when its metered budget is spent (automation.costs).
+    budget_rule = _budget_stop_policy(tenant.id) if route.pooled else ""
+    request_id = quoteattr(request_id_expression(tenant.id))
     return f"""<policies>
   <inbound>
     <base />
@@ -209,7 +213,7 @@ def product_policy(route: Route, labels_container: str) -> str:
       <content type="application/json" validate-as="json" action="prevent" />
     </validate-content>
 {_feedback_policy(route, labels_container)}
-    <set-variable name="requestId" value={quoteattr(request_id_expression(tenant.id))} />
+{budget_rule}    <set-variable name="requestId" value={request_id} />
     <set-header name="x-request-id" exists-action="override">
       <value>@((string)context.Variables["requestId"])</value>
     </set-header>
@@ -266,6 +270,31 @@ def _json_response(status: int, reason: str, body_expression: str, *, indent: in
         "</return-response>",
     ]
     return "\n".join(pad + line for line in lines)
+
+
+_STOPPED_UNTIL = '(string)context.Variables["budgetStop"]'
+
+
+def _budget_stop_policy(tenant: str) -> str:
+    """A pooled tenant whose metered budget is spent is refused here, before the shared
+    endpoint, with the embedded gateway's answer; labels (above) are still taken. The
+    automation sets the named value (``adapters.azure.AzurePlatform.refuse_scoring``)."""
+    named_value = contracts.budget_stop_named_value(tenant)
+    refused = BudgetExceededError.for_tenant(tenant, "@UNTIL@")
+    head, tail = refused.message.split("@UNTIL@")
+    body = (
+        '@(new JObject(new JProperty("error", new JObject('
+        f'new JProperty("code", {_csharp(refused.code)}), new JProperty("message", '
+        f"{_csharp(head)} + {_STOPPED_UNTIL} + {_csharp(tail)})))).ToString())"
+    )
+    stopped = f"@({_STOPPED_UNTIL} != {_csharp(contracts.BUDGET_STOP_NONE)})"
+    return f"""    <set-variable name="budgetStop" value="{{{{{named_value}}}}}" />
+    <choose>
+      <when condition={quoteattr(stopped)}>
+{_json_response(403, "Forbidden", body, indent=8)}
+      </when>
+    </choose>
+"""
 
 
 def _feedback_policy(route: Route, labels_container: str) -> str:
@@ -352,6 +381,7 @@ class TenantGateway(pulumi.ComponentResource):
         self.principal_id: pulumi.Output[str] = self.service.identity.apply(
             lambda identity: identity.principal_id if identity else ""
         )
+        self._grant_budget_stops()
         self.register_outputs(
             {"gatewayUrl": self.service.gateway_url, "principalId": self.principal_id}
         )
@@ -436,6 +466,25 @@ class TenantGateway(pulumi.ComponentResource):
         )
         return api
 
+    def _grant_budget_stops(self) -> None:
+        """The automation sets pooled tenants' budget stops (named values) and nothing
+        else here: a custom role of named values only, on this service."""
+        spec = self._args.spec
+        shared = self._args.shared
+        assign_role(
+            f"{self._name}-automation-budget-stops",
+            principal=Principal(
+                "automation", shared.automation_identity.principal_id, "ServicePrincipal"
+            ),
+            role_code="BudgetStopWriter",
+            custom_role_id=shared.budget_stop_role.id,
+            scope=self.service.id,
+            scope_key=f"{spec.prefix}/{spec.environment.value}/{naming.PLATFORM_SCOPE}/apim",
+            subscription_id=shared.subscription_id,
+            parent=self,
+            description="automation: pooled tenants' budget stops",
+        )
+
     def _service_args(self) -> dict[str, pulumi.Input[str]]:
         return {
             "resource_group_name": self._args.shared.resource_group.name,
@@ -494,6 +543,7 @@ class TenantRoute(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self.product),
             **common,
         )
+        stop = self._create_budget_stop(name, route, common) if route.pooled else None
         apimanagement.ProductPolicy(
             f"{name}-product-policy",
             product_id=product_id,
@@ -502,7 +552,9 @@ class TenantRoute(pulumi.ComponentResource):
             value=pulumi.Output.from_input(route.labels_container).apply(
                 lambda container: product_policy(route, container)
             ),
-            opts=pulumi.ResourceOptions(parent=self.product),
+            # The policy names the stop's named value: API Management refuses a policy
+            # that names one it does not have yet.
+            opts=pulumi.ResourceOptions(parent=self.product, depends_on=[stop] if stop else []),
             **common,
         )
         # Keys are generated by API Management: they never pass through config or state
@@ -518,6 +570,23 @@ class TenantRoute(pulumi.ComponentResource):
             **common,
         )
         self.register_outputs({"productId": product_id, "subscriptionId": self.subscription.id})
+
+    def _create_budget_stop(
+        self, name: str, route: Route, common: dict[str, pulumi.Input[str]]
+    ) -> apimanagement.NamedValue:
+        """The pooled tenant's budget stop, read by its product policy: "none", or the day
+        its scoring is served again. The automation owns the value (``automation.costs``):
+        `pulumi up` creates it and never resets a stop in force."""
+        named_value = contracts.budget_stop_named_value(route.tenant.id)
+        return apimanagement.NamedValue(
+            f"{name}-budget-stop",
+            named_value_id=named_value,
+            display_name=named_value,
+            value=contracts.BUDGET_STOP_NONE,
+            secret=False,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+            **common,
+        )
 
 
 def timeout_seconds(request_timeout_ms: int) -> int:

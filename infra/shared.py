@@ -26,12 +26,12 @@ from infra.common import (
 )
 from infra.network import PrivateNetwork, PrivateNetworkArgs
 from tenancy import contracts, naming
+from tenancy.permissions import NAMED_VALUE_READ, NAMED_VALUE_WRITE, SCORE_ACTION
 from tenancy.rbac import PLATFORM_PERSONAS, grants, table_for
 from tenancy.spec import PlatformSpec
 
-SCOPE = "platform"
+SCOPE = naming.PLATFORM_SCOPE
 #: The only action the gateway needs on an endpoint (least privilege for its identity).
-SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"
 
 
 @dataclass
@@ -52,6 +52,7 @@ class SharedServices(pulumi.ComponentResource):
         super().__init__("tenant-mlops:platform:SharedServices", name, {"stamp": SCOPE}, opts)
         self._name = name
         self._args = args
+        self.subscription_id = args.subscription_id
         spec = args.spec
         self.tags = standard_tags(spec, contracts.PLATFORM_TENANT_TAG, spec.cost_center)
         self.resource_group = resources.ResourceGroup(
@@ -81,6 +82,7 @@ class SharedServices(pulumi.ComponentResource):
         self.container_registry = blocks.container_registry(at, public_sku="Standard")
         self.ml_registry = self._create_ml_registry()
         self.scorer_role = self._create_scorer_role()
+        self.budget_stop_role = self._create_budget_stop_role()
         self._grant_platform_personas()
         self._protect_with_private_endpoints()
         self.register_outputs(
@@ -199,6 +201,23 @@ class SharedServices(pulumi.ComponentResource):
             scope=scope,
             assignable_scopes=[scope],
             permissions=[{"actions": [SCORE_ACTION], "not_actions": []}],
+            opts=self._opts,
+        )
+
+    def _create_budget_stop_role(self) -> authorization.RoleDefinition:
+        """A custom role that may only read and write API Management's named values: the
+        automation sets pooled tenants' budget stops with it (API Management Service
+        Contributor would let it change every policy and key)."""
+        spec = self._args.spec
+        scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
+        return authorization.RoleDefinition(
+            f"{self._name}-budget-stop-role",
+            role_name=f"tenant-mlops budget stops ({spec.prefix}-{spec.environment.value})",
+            description="Read and write API Management named values; nothing else.",
+            role_type="CustomRole",
+            scope=scope,
+            assignable_scopes=[scope],
+            permissions=[{"actions": [NAMED_VALUE_READ, NAMED_VALUE_WRITE], "not_actions": []}],
             opts=self._opts,
         )
 

@@ -18,6 +18,9 @@ machine.
 - the answer's ``x-request-id`` is the request's id (``tenancy.request_ids``): the tenant
   sends labels for it later.
 
+A tenant whose budget is spent (a pooled tenant's metered budget: ``automation.costs``) gets
+403 ``budget_exceeded`` naming the day its requests are served again; labels are still taken.
+
 ``POST /{endpoint}/feedback`` with the same key and ``{"labels": [{"request_id": ..., "label":
 ...}]}`` (a label per request, or a list of one per row of it) stores ground truth
 (``tenancy.contracts.COLLECTION_LABELS``) before it answers how many labels it accepted and
@@ -58,7 +61,7 @@ from local.http_pool import HttpPool, UpstreamError
 from local.keys import SLOTS, KeyRing
 from tenancy import request_ids
 from tenancy.contracts import labels_prefix
-from tenancy.errors import MlopsError, http_status_for
+from tenancy.errors import BudgetExceededError, MlopsError, http_status_for
 
 logger = logging.getLogger("tenant_mlops.gateway")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
@@ -269,6 +272,8 @@ class Gateway:
         self.metrics = Metrics()
         self.buckets = {t: TokenBucket(lim.rate_per_minute) for t, lim in limits.items()}
         self.in_flight: dict[str, int] = {}  # requests per tenant not answered yet
+        # Tenants refused until a time (a spent budget): tenant -> (until, its date).
+        self.budget_stops: dict[str, tuple[float, str]] = {}
         self.random = random.Random(seed)  # noqa: S311 - traffic split, not security
         self._background: set[asyncio.Task[Any]] = set()
         self.admin_app = Starlette(
@@ -287,6 +292,11 @@ class Gateway:
                     methods=["GET"],
                 ),
                 Route("/admin/keys/{tenant}/{slot}/rotate", self.admin_rotate, methods=["POST"]),
+                Route(
+                    "/admin/tenants/{tenant}/budget-stop",
+                    self.admin_budget_stop,
+                    methods=["PUT", "DELETE"],
+                ),
                 Route("/health", self.health, methods=["GET"]),
             ],
             lifespan=self._lifespan,
@@ -354,6 +364,7 @@ class Gateway:
         started = time.perf_counter()
         try:
             tenant, endpoint, body = await self._admit(name, headers, receive)
+            self._within_budget(tenant)
             deployment = self._route(endpoint, headers.get(DEPLOYMENT_HEADER), tenant)
         except _Refusal as refusal:
             return refusal.status, refusal.body, refusal.headers
@@ -468,6 +479,12 @@ class Gateway:
             message = f"the tenant's {limits.max_concurrency} concurrent requests are in flight"
             raise _Refusal(429, "concurrency_limited", message, {"Retry-After": "1"})
         return tenant, endpoint, body
+
+    def _within_budget(self, tenant: str) -> None:
+        stop = self.budget_stops.get(tenant)
+        if stop is not None and self.clock() < stop[0]:
+            refused = BudgetExceededError.for_tenant(tenant, stop[1])
+            raise _Refusal(403, refused.code, refused.message)
 
     def _route(self, endpoint: EndpointConfig, requested: str | None, tenant: str) -> Deployment:
         name = self._choose(endpoint, requested)
@@ -722,6 +739,28 @@ class Gateway:
         actor = request.headers.get("x-actor", "admin")[:100]
         key = await asyncio.to_thread(self.keys.rotate, tenant, slot, actor)
         return JSONResponse({"tenant": tenant, "slot": slot, "key": key})
+
+    async def admin_budget_stop(self, request: Request) -> Response:
+        """PUT ``{"until": <ISO time>}``: refuse the tenant's scoring until then; DELETE:
+        serve it again. Both idempotent (the automation applies a stop on every run)."""
+        if (denied := self._admin(request)) is not None:
+            return denied
+        tenant = request.path_params["tenant"]
+        if tenant not in self.limits:
+            return error(404, "not_found", f"no tenant {tenant!r} at this gateway")
+        if request.method == "DELETE":
+            self.budget_stops.pop(tenant, None)
+        else:
+            try:
+                until = datetime.fromisoformat(str((await request.json())["until"]))
+            except (ValueError, KeyError, TypeError):
+                return error(400, "invalid_input", 'send {"until": "<ISO 8601 time>"}')
+            if until.tzinfo is None:
+                return error(400, "invalid_input", "until needs a time zone (UTC: +00:00)")
+            self.budget_stops[tenant] = (until.timestamp(), until.date().isoformat())
+        self._changed()
+        stop = self.budget_stops.get(tenant)
+        return JSONResponse({"tenant": tenant, "refused_until": stop[1] if stop else None})
 
     async def admin_stats(self, request: Request) -> Response:
         if (denied := self._admin(request)) is not None:

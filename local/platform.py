@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ from tenancy.spec import PlatformSpec
 
 logger = logging.getLogger("tenant_mlops.platform")
 GATEWAY_STATE_FILE = "gateway-state.json"
+#: Tenants the gateway refuses (a spent budget) and until when, kept across restarts.
+GATEWAY_STOPS_FILE = "gateway-budget-stops.json"
 
 
 def bounded_storage_calls() -> dict[str, Any]:
@@ -208,6 +210,7 @@ class EmbeddedPlatform:
             ground_truth=self._ground_truth(),
         )
         gateway = self.gateway
+        gateway.budget_stops = self._saved_stops()
         gateway.deployer = DeploymentManager(
             self.data_dir / "deployments",
             gateway.register,
@@ -318,9 +321,22 @@ class EmbeddedPlatform:
                 "mirror": {d: s for d, s in endpoint.mirror.items() if d in deployments},
                 "deployments": deployments,
             }
-        if any(e["deployments"] for e in saved.values()):
-            with self._saving:
+        stops = {tenant: until for tenant, (until, _) in self.gateway.budget_stops.items()}
+        with self._saving:
+            write_atomically(self.data_dir / GATEWAY_STOPS_FILE, json.dumps(stops, indent=2))
+            if any(e["deployments"] for e in saved.values()):
                 write_atomically(self.data_dir / GATEWAY_STATE_FILE, json.dumps(saved, indent=2))
+
+    def _saved_stops(self) -> dict[str, tuple[float, str]]:
+        """The budget stops in force when the platform last ran (the automation applies
+        them again on its next run too, from its own records)."""
+        path = self.data_dir / GATEWAY_STOPS_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        return {
+            tenant: (until, datetime.fromtimestamp(until, UTC).date().isoformat())
+            for tenant, until in saved.items()
+            if until > time.time()
+        }
 
     def _restore(self) -> None:
         path = self.data_dir / GATEWAY_STATE_FILE

@@ -182,6 +182,7 @@ def _automation_holders(view: PlanView) -> Iterator[Holder]:
                         v for v in view.of_type(KEY_VAULT) if _same_group(view, v, app)
                     ),
                     "ml_registry": tuple(view.of_type(ML_REGISTRY)),
+                    "api_management": tuple(view.of_type(APIM)),
                 },
                 frozenset({"always"}),
             )

@@ -32,7 +32,15 @@ TABLE_ROLLOUTS: Final = "rollouts"
 TABLE_AUDIT: Final = "audit"
 TABLE_EVENTS: Final = "events"
 TABLE_BUDGET_STATE: Final = "budgetstate"
-PLATFORM_TABLES: Final = (TABLE_ROLLOUTS, TABLE_AUDIT, TABLE_EVENTS, TABLE_BUDGET_STATE)
+# Usage metered per tenant, one row per stamp and hour (automation.costs).
+TABLE_USAGE: Final = "usage"
+PLATFORM_TABLES: Final = (
+    TABLE_ROLLOUTS,
+    TABLE_AUDIT,
+    TABLE_EVENTS,
+    TABLE_BUDGET_STATE,
+    TABLE_USAGE,
+)
 
 # Deployment names: the first deployment of every online endpoint is blue.
 FIRST_DEPLOYMENT: Final = "blue"
@@ -181,3 +189,12 @@ def collector_prefixes(
         prefixes.append(collector_prefix(endpoint, deployment, collection, hour))
         hour += timedelta(hours=1)
     return prefixes
+
+
+# A pooled tenant's budget stop at API Management (automation.costs): the named value its
+# product policy reads, "none" while the tenant is served, else the day it is served again.
+BUDGET_STOP_NONE: Final = "none"
+
+
+def budget_stop_named_value(tenant: str) -> str:
+    return f"budget-stop-{tenant}"

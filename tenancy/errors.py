@@ -11,6 +11,7 @@ Hierarchy::
      ├── InvalidInputError           code: invalid_input           HTTP 400
      ├── AuthenticationError         code: unauthenticated         HTTP 401
      ├── PermissionDeniedError       code: permission_denied       HTTP 403
+     │    └── BudgetExceededError    code: budget_exceeded         HTTP 403
      ├── NotFoundError               code: not_found               HTTP 404
      ├── ConflictError               code: conflict                HTTP 409
      ├── PayloadTooLargeError        code: payload_too_large       HTTP 413
@@ -98,6 +99,21 @@ class PermissionDeniedError(MlopsError):
     code = "permission_denied"
 
 
+class BudgetExceededError(PermissionDeniedError):
+    """A tenant's budget is spent: its requests are refused until the next period."""
+
+    code = "budget_exceeded"
+
+    @classmethod
+    def for_tenant(cls, tenant: str, until: str) -> BudgetExceededError:
+        """The same words at both gateways (``infra.gateway`` builds them in its policy)."""
+        return cls(
+            f"the budget of tenant {tenant} is spent: its scoring requests are refused "
+            f"until {until}",
+            details={"tenant": tenant, "until": until},
+        )
+
+
 class NotFoundError(MlopsError):
     code = "not_found"
 
@@ -144,6 +160,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     InvalidInputError.code: 400,
     AuthenticationError.code: 401,
     PermissionDeniedError.code: 403,
+    BudgetExceededError.code: 403,
     NotFoundError.code: 404,
     ConflictError.code: 409,
     PayloadTooLargeError.code: 413,

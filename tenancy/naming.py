@@ -37,6 +37,10 @@ def bounded(name: str, max_length: int, *, salt: str = "") -> str:
     return f"{head}-{suffix}"
 
 
+#: The scope of the environment's shared resources (gateway, automation, registry).
+PLATFORM_SCOPE = "platform"
+
+
 def stamp_key(kind: str, stamp_id: str) -> str:
     """Logical name of a stamp: ``tenant-<id>`` or ``pool-<id>``."""
     return f"{kind}-{stamp_id}"

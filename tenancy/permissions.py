@@ -49,12 +49,16 @@ Target = Literal[
     "platform_key_vault",
     "dead_letter_storage",
     "package_storage",
+    "api_management",  # the tenant gateway's service
 ]
 #: When a need applies: always, or only where the plan uses what needs it.
 Condition = Literal["always", "customer_managed_key", "managed_network", "data_collection"]
 
 #: A custom role grants an action rather than a built-in role id: ``action:<operation>``.
 SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"
+#: What the automation does at API Management: set a pooled tenant's budget stop.
+NAMED_VALUE_WRITE = "Microsoft.ApiManagement/service/namedValues/write"
+NAMED_VALUE_READ = "Microsoft.ApiManagement/service/namedValues/read"
 
 _RESOURCE_GRAPH = (
     "https://learn.microsoft.com/azure/governance/resource-graph/overview"
@@ -95,6 +99,7 @@ _DEAD_LETTER = (
     "https://learn.microsoft.com/azure/event-grid/"
     "managed-service-identity#deliver-events-to-destinations"
 )
+_APIM_RBAC = "https://learn.microsoft.com/azure/api-management/api-management-role-based-access-control"
 _BLOB_DATA = "https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access"
 
 
@@ -318,6 +323,14 @@ NEEDS: tuple[Need, ...] = (
         "ml_registry",
         _REGISTRY_USER,
         _REGISTRIES,
+    ),
+    Need(
+        "automation",
+        "refuse a pooled tenant's scoring while its metered budget is spent (the named "
+        "value its product policy reads)",
+        "api_management",
+        (f"action:{NAMED_VALUE_WRITE}", "APIMServiceContributor", "C", "O"),
+        _APIM_RBAC,
     ),
     # --- the gateway, Event Grid and the deployer ----------------------------------------
     Need(

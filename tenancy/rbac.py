@@ -70,6 +70,7 @@ ROLE_IDS: dict[str, str] = {
     "MonitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "ManagedIdentityOperator": "f1a07417-d97a-45cb-824c-7a7467783830",
     "AIEnterpriseNetworkConnectionApprover": "b556d68e-0be0-4f35-a333-ad7ee1ce17ea",
+    "APIMServiceContributor": "312a565d-c81f-4fd8-895a-4e21e48d571c",
 }
 #: Codes that are Azure DevOps permissions, not Azure roles.
 DEVOPS_CODES = frozenset({"DOPA", "DOPCA"})

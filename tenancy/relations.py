@@ -19,6 +19,7 @@ from tenancy.spec import (
     DEDICATED_PROFILE,
     POOLED_PROFILE,
     Environment,
+    OnlineEndpointSpec,
     TenantPersonas,
     TierProfile,
 )
@@ -69,6 +70,7 @@ def relational_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
         *_endpoint_names(raw),
         *_shared_models_have_contributors(raw),
         *_approver_personas(raw),
+        *_local_stamps_priced(raw),
     ]
 
 
@@ -203,6 +205,26 @@ def _endpoint_names(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
                     key, f"{kind} endpoint name '{name}' is also used by {seen[name]}"
                 )
             seen[name] = key
+
+
+def _local_stamps_priced(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
+    """The embedded platform charges a stamp's endpoint by its instance type's price
+    (``budget_policy.instance_hour_prices``): a local stack must price each type it uses."""
+    if _environment(raw) is not Environment.LOCAL:
+        return
+    prices = _get(raw, "budget_policy", "instance_hour_prices")
+    priced = set(prices) if isinstance(prices, Mapping) else set()
+    default = OnlineEndpointSpec.model_fields["instance_type"].default
+    for path, _, node in _stamps(raw):
+        if _get(node, "endpoints", "online", "enabled") is False:
+            continue
+        instance_type = _get(node, "endpoints", "online", "instance_type") or default
+        if isinstance(instance_type, str) and instance_type not in priced:
+            yield ConfigIssue(
+                "budget_policy.instance_hour_prices",
+                f"no price for {instance_type}, the online instance type of {path}: the "
+                "embedded platform charges budgets by it",
+            )
 
 
 def _shared_models_have_contributors(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:

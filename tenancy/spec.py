@@ -369,6 +369,11 @@ class BudgetPolicy(SpecModel):
     start_date: Annotated[date, AfterValidator(v.first_of_month)] | None = None
     # A pre-production workspace with no active compute for this many days is flagged.
     idle_workspace_days: int = Field(default=14, ge=1, le=365)
+    # The embedded platform has no bill. It charges each stamp's online endpoint this price
+    # per instance-hour of its instance type, for the whole budget period, as Azure bills a
+    # provisioned instance whether or not it scores. Azure stacks read the real spend
+    # (the budget's currentSpend) and need none; a local stack prices every type it uses.
+    instance_hour_prices: dict[str, Annotated[float, Field(gt=0)]] = {}
 
 
 class ModelGatePolicy(SpecModel):
@@ -614,6 +619,16 @@ class PlatformSpec(SpecModel):
         return {**self.model_gate.min_metrics, **(tenant.min_metrics or {})}
 
     # --- who serves a tenant (asked by infra, both adapters and the gateway's routes) ------
+
+    def stamp(self, stamp_key: str) -> TenantSpec | PoolSpec:
+        """The dedicated tenant or the pool of a stamp (``tenant-<id>``, ``pool-<id>``)."""
+        for tenant in self.tenants:
+            if tenant.tier == "dedicated" and tenant.stamp_key == stamp_key:
+                return tenant
+        for pool in self.pools:
+            if f"pool-{pool.id}" == stamp_key:
+                return pool
+        raise KeyError(stamp_key)
 
     def serving_of(self, tenant_id: str) -> tuple[str, EndpointsSpec, bool]:
         """(stamp id, the endpoints that serve the tenant, whether they are a pool's)."""

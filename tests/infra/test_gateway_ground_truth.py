@@ -29,7 +29,11 @@ def test_the_api_takes_labels_beside_scores_and_keeps_the_signing_key_secret(
     }
     assert operations[FEEDBACK_OPERATION]["method"] == "POST"
     assert operations[FEEDBACK_OPERATION]["urlTemplate"] == "/feedback"
-    [key] = of_type(run, "apimanagement:NamedValue")
+    [key] = [
+        v
+        for v in of_type(run, "apimanagement:NamedValue")
+        if v.inputs["namedValueId"] == REQUEST_ID_KEY
+    ]
     assert key.inputs["namedValueId"] == REQUEST_ID_KEY and key.inputs["secret"] is True
     [random] = [r for r in run.records if r.type == "random:index/randomPassword:RandomPassword"]
     assert random.inputs["special"] is False and random.inputs["length"] >= 32
