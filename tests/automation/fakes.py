@@ -76,6 +76,7 @@ class FakePlatform:
     endpoint_names: dict[str, str] = field(default_factory=dict)
     spec: PlatformSpec | None = None  # the stack whose tenants default facts comply with
     champions: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, name)
+    refused: dict[str, datetime] = field(default_factory=dict)  # budget stops at the gateway
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
@@ -159,6 +160,14 @@ class FakePlatform:
 
     def last_compute_activity(self, stamp: str) -> datetime | None:
         return self.activity.get(stamp)
+
+    def refuse_scoring(self, tenant: str, until: datetime, reason: str) -> None:
+        self.calls.append(("refuse", (tenant, until)))
+        self.refused[tenant] = until
+
+    def admit_scoring(self, tenant: str) -> None:
+        self.calls.append(("admit", tenant))
+        self.refused.pop(tenant, None)
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         self.notifications.append((tenant, severity, message))
