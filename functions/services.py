@@ -15,8 +15,9 @@ from settings import ADAPTER, Settings
 
 from adapters.table_store import TableStore
 from automation.audit import LiveInventory, PolicyAudit
+from automation.costs import PooledBudgets
 from automation.drift_watch import DriftSource, DriftWatcher
-from automation.port import PlatformPort, QualitySource
+from automation.port import CostSource, PlatformPort, QualitySource, UsageSource
 from automation.quality_watch import QualityWatcher
 from automation.registry_events import RegistrationHandler
 from automation.runner import RolloutRunner
@@ -42,6 +43,7 @@ class Services:
     audit: PolicyAudit
     inventory: LiveInventory
     quality: QualityWatcher
+    pooled_budgets: PooledBudgets
     clock: Callable[[], datetime] = utc_now
 
 
@@ -54,6 +56,8 @@ def compose(
     drift_source: DriftSource | None = None,
     inventory: LiveInventory | None = None,
     quality_source: QualitySource | None = None,
+    usage_source: UsageSource | None = None,
+    cost_source: CostSource | None = None,
 ) -> Services:
     """The domain objects over one store and one platform (adapters implement the drift
     source and the live inventory beside the port; tests may give their own)."""
@@ -65,7 +69,12 @@ def compose(
     audit = PolicyAudit(settings.spec, store, port.notify, clock)
     live: LiveInventory = inventory or port  # type: ignore[assignment]
     quality = QualityWatcher(settings.spec, store, port, labelled, clock, drift=drift)
-    return Services(settings, store, port, runner, registration, drift, audit, live, quality, clock)
+    usage: UsageSource = usage_source or port  # type: ignore[assignment]
+    costs: CostSource = cost_source or port  # type: ignore[assignment]
+    budgets = PooledBudgets(settings.spec, store, port, clock, usage=usage, costs=costs)
+    return Services(
+        settings, store, port, runner, registration, drift, audit, live, quality, budgets, clock
+    )
 
 
 def each_online_tenant(

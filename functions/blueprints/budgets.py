@@ -1,4 +1,5 @@
-"""Budget alerts from the action group (secure webhook), and the idle-workspace check."""
+"""Budget alerts from the action group (secure webhook), pooled tenants' budgets from their
+metered usage (hourly), and the idle-workspace check."""
 
 from __future__ import annotations
 
@@ -49,3 +50,15 @@ def idle_workspace_check(timer: func.TimerRequest) -> None:
     for stamp in idle_workspaces(app.settings.spec, app.port.last_compute_activity, app.clock()):
         days = app.settings.spec.budget_policy.idle_workspace_days
         app.port.notify(stamp, "info", f"{stamp} has run no compute for {days} days or more")
+
+
+@bp.function_name("pooled_budgets")
+@bp.timer_trigger(schedule="0 10 * * * *", arg_name="timer", run_on_startup=False)
+def pooled_budget_check(timer: func.TimerRequest) -> None:
+    """Hourly: meter the pools' last settled hours, then judge each pooled tenant's share of
+    its pool's spend against its budget (``automation.costs``): Azure sends no budget alert
+    for a pooled tenant, whose cost only its usage tells."""
+    app = services()
+    for outcome in app.pooled_budgets.run():
+        log = logger.warning if outcome.status in ("stopped", "refused") else logger.info
+        log("pooled budget of %s: %s (%.0f %%)", outcome.tenant, outcome.status, outcome.percent)

@@ -48,7 +48,8 @@ class FixedCosts:
     def stamp_spend(self, stamp: str, now: datetime) -> Spend:
         if stamp in self.failing:
             raise DependencyError(f"budget of {stamp} answered 503")
-        return Spend(self.spends.get(stamp, 0.0), "USD", period_of(PERIOD, "Monthly", now)[0])
+        start = period_of(date(2026, 1, 1), "Monthly", now)[0]  # budgets since January
+        return Spend(self.spends.get(stamp, 0.0), "USD", start)
 
 
 @pytest.fixture
@@ -140,9 +141,8 @@ def test_the_tenant_over_its_budget_is_refused_alone_told_once_and_served_next_p
     assert outcomes["fabrikam"].status == "stopped"
     # 60 of 100: below its 75 %, told only that its forecast crosses 100 %.
     assert outcomes["northwind"].status == "notified"
-    assert [m for t, _, m in platform.notifications if t == "northwind"][0].startswith(
-        "budget of northwind: forecast at"
-    )
+    [told] = [m for t, _, m in platform.notifications if t == "northwind"]
+    assert told.startswith("budget of northwind: forecast at")
     assert platform.refused == {"fabrikam": datetime(2027, 1, 1, tzinfo=UTC)}
     critical = [n for n in platform.notifications if n[1] == "critical"]
     assert len(critical) == 1 and critical[0][0] == "fabrikam"

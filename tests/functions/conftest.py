@@ -20,6 +20,7 @@ from settings import Settings
 from automation.store import MemoryStore
 from tenancy import PlatformSpec, contracts
 from tests.automation.fakes import FakePlatform
+from tests.automation.test_costs import FixedCosts, HourlyUsage
 from tests.automation.test_drift_watch import FakeSource
 from tests.automation.test_quality_watch import FakeSource as LabelledSource
 from tests.automation.test_quality_watch import window_of as labelled_window
@@ -57,6 +58,9 @@ def wired(
         drift_source=FakeSource(shift=0.8),
         # contoso's clients label its requests, and it is right about half the time.
         quality_source=LabelledSource(labelled_window(2000, 500, accuracy=0.5)),
+        # The shared pool has cost 200 this month; fabrikam scored 60 % of its time.
+        usage_source=HourlyUsage({"fabrikam": 60.0, "northwind": 30.0, "litware": 10.0}),
+        cost_source=FixedCosts({"pool-shared": 200.0, "tenant-contoso": 10.0}),
     )
     for module in (registry, rollouts, budgets, drift, audit, quality):
         monkeypatch.setattr(module, "services", lambda: composed)

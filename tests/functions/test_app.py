@@ -23,6 +23,7 @@ def test_function_app_registers_every_trigger_of_the_blueprints() -> None:
         "rollout_command",
         contracts.FUNCTION_BUDGET_ALERT,
         "idle_workspaces",
+        "pooled_budgets",
         "drift_check",
         "quality_check",
         contracts.FUNCTION_RUN_STATUS_CHANGED,

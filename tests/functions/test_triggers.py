@@ -16,6 +16,7 @@ from blueprints import budgets, registry, rollouts
 from blueprints.identity import ACTION_GROUP_APP_ID, ACTION_GROUP_ROLE
 from services import Services
 
+from automation.costs import MAX_HOURS_PER_RUN
 from policies.live import LiveResource
 from tenancy import contracts
 from tests.automation.test_registry_events import TAGS, _facts
@@ -174,6 +175,30 @@ def test_the_timer_advances_active_rollouts(wired: Services) -> None:
     tick = rollouts.rollout_tick.build().get_user_function()
     tick(TimerRequest(past_due=False))
     assert wired.runner.get("contoso", "contoso-classical/2").phase.value == "smoke_testing"
+
+
+def test_the_pooled_budget_timer_refuses_the_tenant_over_its_share_and_no_neighbour(
+    wired: Services,
+) -> None:
+    check = budgets.pooled_budget_check.build().get_user_function()
+    check(TimerRequest(past_due=False))
+    platform: Any = wired.port
+    # fabrikam: 60 % of the pool's 200 is 120, above its budget of 100; the others are not.
+    assert list(platform.refused) == ["fabrikam"]
+    assert [t for t, severity, _ in platform.notifications if severity == "critical"] == [
+        "fabrikam"
+    ]
+    # Each run meters at most MAX_HOURS_PER_RUN of the month so far; later runs catch up,
+    # and once caught up a run meters nothing twice and tells nobody again.
+    metered = []
+    for _ in range(15):
+        check(TimerRequest(past_due=False))
+        metered.append(len(wired.store.query(contracts.TABLE_USAGE)))
+    settled_hours = 21 * 24 + 11  # 2026-11-01 00:00 to 11-22 11:00 (12:00 is still open)
+    assert metered[0] == 2 * MAX_HOURS_PER_RUN and metered[-2:] == [settled_hours] * 2
+    ledger = wired.store.query(contracts.TABLE_USAGE)
+    assert {r.partition for r in ledger} == {"pool-shared|2026-11-01"}
+    assert len([n for n in platform.notifications if n[1] == "critical"]) == 1
 
 
 def test_the_budget_trigger_needs_a_signed_in_action_group(wired: Services) -> None:
