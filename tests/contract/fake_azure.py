@@ -428,6 +428,10 @@ class FakeAzure(InMemoryTransport):
         if re.search(r"/onlineendpoints/[^/]+/deployments/[^/]+$", lower):
             return self._put_deployment(request, path, body)
         existed = lower in self.arm
+        if existed and "/namedvalues/" in lower and "If-Match" not in request.headers:
+            # Named Value - Create Or Update: If-Match "is required when updating an entity"
+            # (https://learn.microsoft.com/rest/api/apimanagement/named-value/create-or-update).
+            return self._json(request, 412, _error("PreconditionFailed", "If-Match required"))
         name = path.rsplit("/", 1)[-1]
         stored = self._put(path, {**body, "name": name})
         stored["properties"].setdefault("provisioningState", "Succeeded")
@@ -750,7 +754,8 @@ class FakeAzure(InMemoryTransport):
         container, _, name = unquote(url.path.lstrip("/")).partition("/")
         query = parse_qs(url.query)
         if request.method == "GET" and not name and query.get("comp") == ["list"]:
-            return self._list(request, account, container, query.get("prefix", [""])[0])
+            prefix, delimiter = query.get("prefix", [""])[0], query.get("delimiter", [""])[0]
+            return self._list(request, account, container, prefix, delimiter)
         key = (account, container, name)
         if request.method == "PUT" and query.get("comp") == ["metadata"]:
             if key not in self.blobs:
@@ -787,11 +792,27 @@ class FakeAzure(InMemoryTransport):
             "x-ms-request-server-encrypted": "true",
         }
 
-    def _list(self, request: Any, account: str, container: str, prefix: str) -> Any:
+    def _list(
+        self, request: Any, account: str, container: str, prefix: str, delimiter: str
+    ) -> Any:
+        """List Blobs: with a delimiter, the names below the prefix that hold it again are
+        rolled up into ``BlobPrefix`` elements, once each, as the service does
+        (https://learn.microsoft.com/rest/api/storageservices/list-blobs)."""
         names = sorted(
             n for (a, c, n) in self.blobs if (a, c) == (account, container) and n.startswith(prefix)
         )
+        folders: list[str] = []
+        if delimiter:
+            rolled = {
+                n[: len(prefix) + n[len(prefix) :].index(delimiter) + len(delimiter)]
+                for n in names
+                if delimiter in n[len(prefix) :]
+            }
+            folders = sorted(rolled)
+            names = [n for n in names if delimiter not in n[len(prefix) :]]
         items = "".join(
+            f"<BlobPrefix><Name>{escape(f)}</Name></BlobPrefix>" for f in folders
+        ) + "".join(
             f"<Blob><Name>{escape(n)}</Name><Properties>"
             f"<Last-Modified>{format_datetime(datetime.now(UTC), usegmt=True)}</Last-Modified>"
             f"<Etag>0x1</Etag>"

@@ -48,6 +48,7 @@ from local.models import ModelFetcher
 from local.serve import BackgroundServer
 from ml.registry import BASELINE_FILE, RegistryLayout, registry_of
 from tenancy import contracts, naming, request_ids
+from tenancy.errors import BudgetExceededError
 from tenancy.spec import PlatformSpec
 from tests.adapters.fake_arm import FakeCredential
 from tests.conftest import ROOT
@@ -126,6 +127,14 @@ class Harness(Protocol):
         """The tenant's labels for request ids, through the gateway's feedback operation."""
         ...
 
+    def bill(self, stamp: str, amount: float) -> None:
+        """The stamp has cost ``amount`` so far in its budget's current period."""
+        ...
+
+    def answer(self, tenant: str) -> tuple[int, Any]:
+        """One of the tenant's requests through the gateway: status and body."""
+        ...
+
 
 def _copy_version(layout: RegistryLayout, tenant: str, name: str, version: str) -> str:
     """Register the artifacts and run of ``version`` again as a new version (what a
@@ -178,7 +187,8 @@ class LocalHarness:
         self.gateway.deployer = self.manager
         self.server = BackgroundServer(self.gateway.app).start()
         admin = GatewayAdmin(self.server.url, "admin")
-        self.port = LocalPlatform(spec, self.layout, admin, container)
+        # Its own copy of the spec: the bill is the spec's price table (:meth:`bill`).
+        self.port = LocalPlatform(spec.model_copy(deep=True), self.layout, admin, container)
         # The endpoints `mlops up` creates, serving nothing until a first model arrives; a
         # short timeout so that a stopped model shows as 408 quickly.
         for endpoint, tenants, pooled in _endpoints(spec):
@@ -246,6 +256,23 @@ class LocalHarness:
         found: dict[str, Any] = answer.json()
         return found
 
+    def bill(self, stamp: str, amount: float) -> None:
+        """The embedded platform bills a stamp's instance-hours at the spec's price since
+        the period began: the price that makes them cost ``amount`` now."""
+        spec = self.port.spec
+        online = spec.stamp(stamp).endpoints.online
+        spent = self.port.stamp_spend(stamp, self.clock.now()).amount
+        prices = spec.budget_policy.instance_hour_prices
+        assert spent > 0, "no hour of the period has passed"
+        prices[online.instance_type] *= amount / spent
+
+    def answer(self, tenant: str) -> tuple[int, Any]:
+        body = self.port.sample_request(tenant)
+        url = f"{self.server.url}/{self.port.endpoint_name(tenant)}/score"
+        headers = {"Authorization": f"Bearer {self.keys[tenant]}"}
+        answer = requests.post(url, json=body, headers=headers, timeout=30)
+        return answer.status_code, answer.json()
+
     def close(self) -> None:
         self.heal()
         self.manager.stop_all()
@@ -298,6 +325,13 @@ class AzureHarness:
                 self.workspaces[key] = self.fake.add_workspace(group, workspace, f"st{key[-12:]}")
         for endpoint, tenants, _ in _endpoints(spec):
             self.fake.add_endpoint(self._workspace(tenants[0]), endpoint, BOOTSTRAP)
+        # What `pulumi up` leaves at API Management: each pooled tenant's budget stop, off.
+        for tenant in spec.tenants:
+            if tenant.tier == "pooled":
+                self.fake._put(self._budget_stop(tenant.id), {
+                    "properties": {"displayName": contracts.budget_stop_named_value(tenant.id),
+                                   "value": contracts.BUDGET_STOP_NONE, "secret": False}
+                })  # fmt: skip
         self.port = AzurePlatform(
             spec,
             FakeCredential(),  # type: ignore[arg-type]
@@ -332,6 +366,35 @@ class AzureHarness:
 
     def _workspace(self, tenant: str) -> str:
         return self.workspaces[self.spec.tenant(tenant).stamp_key]
+
+    def _group(self, scope: str) -> str:
+        group = naming.resource_group(self.spec.prefix, self.spec.environment, scope)
+        return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}"
+
+    def _budget_stop(self, tenant: str) -> str:
+        spec = self.spec
+        service = naming.api_management(spec.prefix, spec.environment, spec.installation)
+        return (
+            f"{self._group(naming.PLATFORM_SCOPE)}/providers/Microsoft.ApiManagement/service/"
+            f"{service}/namedValues/{contracts.budget_stop_named_value(tenant)}"
+        )
+
+    def bill(self, stamp: str, amount: float) -> None:
+        """Cost Management's figure on the stamp's budget (``currentSpend``), as the
+        Consumption API returns it; the budget started in January, monthly."""
+        owner = self.spec.stamp(stamp)
+        name = f"budget-{stamp}-budget"
+        self.fake._put(f"{self._group(stamp)}/providers/Microsoft.Consumption/budgets/{name}", {
+            "name": name,
+            "properties": {
+                "category": "Cost", "amount": owner.budget.amount, "timeGrain": "Monthly",
+                "timePeriod": {"startDate": "2026-01-01T00:00:00Z"},
+                "currentSpend": {"amount": amount, "unit": "EUR"},
+            },
+        })  # fmt: skip
+
+    def answer(self, tenant: str) -> tuple[int, Any]:
+        return self._post(tenant, self.port.sample_request(tenant), {})
 
     def _container(self, account: str, container: str, endpoint: str) -> ContainerClient:
         return ContainerClient(
@@ -389,7 +452,15 @@ class AzureHarness:
         self, tenant: str, body: Mapping[str, Any], extra: dict[str, str]
     ) -> tuple[int, Any]:
         """A tenant's request as APIM forwards it (the tenant header set, for a pool's
-        tenants as for a dedicated one)."""
+        tenants as for a dedicated one); a pooled tenant whose budget stop is set is
+        refused as its product policy refuses it (infra.gateway), before the endpoint."""
+        if self.spec.tenant(tenant).tier == "pooled":
+            stop = self.fake.resource(self._budget_stop(tenant))
+            assert stop is not None, "pulumi up creates every pooled tenant's stop"
+            until = stop["properties"]["value"]
+            if until != contracts.BUDGET_STOP_NONE:
+                refused = BudgetExceededError.for_tenant(tenant, until)
+                return 403, {"error": {"code": refused.code, "message": refused.message}}
         endpoint = self.fake.resource(
             f"{self._workspace(tenant)}/onlineEndpoints/{self.spec.online_endpoint_name(tenant)}"
         )

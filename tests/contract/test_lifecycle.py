@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from automation.budgets import BudgetAlert, BudgetHandler
+from automation.costs import PooledBudgets, cost_report
 from automation.drift_watch import DriftWatcher
 from automation.quality_watch import QualityWatcher
 from automation.registry_events import RegistrationHandler, RegistryEvent
@@ -469,3 +471,54 @@ def test_labels_for_scored_requests_measure_the_live_models_quality(harness: Har
     assert (check.labelled, check.scored) == (40, 40), check
     assert check.measured is not None and check.measured.accuracy == pytest.approx(expected)
     assert check.estimated is not None and check.estimated.rows == 40
+
+
+def test_a_pooled_tenant_over_its_metered_budget_is_refused_alone(harness: Harness) -> None:
+    """Azure's cost data sees the pool, never its tenants: the automation meters each
+    tenant's share of the pool's scoring time, and refuses the one whose share of the
+    pool's spend is over its budget, at the gateway, until the next period."""
+    h = harness
+    _ensure_live(h, "fabrikam")
+    _ensure_live(h, "northwind")
+    assert set(h.traffic("fabrikam", 120)) == {200}  # after both rollouts' traffic
+    assert set(h.traffic("northwind", 4)) == {200}
+    h.collected()
+    h.clock.skip(2 * 3600)  # the hour settles
+    store = MemoryStore()
+    enforcer = PooledBudgets(h.spec, store, h.port, h.clock.now, usage=h.port, costs=h.port)  # type: ignore[arg-type]
+    h.bill("pool-shared", 1.0)
+    for _ in range(40):  # each run meters up to 48 hours of the period; catch up
+        before = len(store.query(contracts.TABLE_USAGE))
+        enforcer.run()
+        if len(store.query(contracts.TABLE_USAGE)) == before:
+            break
+    shares = {
+        c.tenant: c.share
+        for c in cost_report(h.spec, h.port, enforcer.meter, h.clock.now()).tenants  # type: ignore[arg-type]
+        if c.pooled
+    }
+    assert shares["fabrikam"] > 1.5 * shares["northwind"] > 0, shares
+    # The pool has cost enough that fabrikam's share is 120 % of its budget, and
+    # northwind's (of the same budget) below it.
+    budget = h.spec.tenant("fabrikam").budget.amount
+    assert h.spec.tenant("northwind").budget.amount == budget
+    h.bill("pool-shared", 1.2 * budget / shares["fabrikam"])
+    outcomes = {o.tenant: o for o in enforcer.run()}
+    assert outcomes["fabrikam"].status == "stopped"
+    assert outcomes["northwind"].status != "stopped"
+    status, body = h.answer("fabrikam")
+    assert status == 403 and body["error"]["code"] == "budget_exceeded", body
+    assert "the budget of tenant fabrikam is spent" in body["error"]["message"]
+    assert h.answer("northwind")[0] == 200  # its neighbour is served as before
+    azure = _azure(h)
+    if azure:  # the named value its product policy reads, replaced whatever its version
+        put = _puts(azure, r"/namedValues/budget-stop-fabrikam$")[-1]
+        assert put.body["properties"]["value"] == body["error"]["message"].rsplit(" ", 1)[-1]
+        assert not _puts(azure, r"/namedValues/budget-stop-northwind$")
+    # A new period: fabrikam is served again.
+    today = h.clock.now()
+    first = (today.replace(day=1) + timedelta(days=32)).replace(day=1, hour=1)
+    h.clock.skip((first - today).total_seconds())
+    h.bill("pool-shared", 0.0)
+    enforcer.run()
+    assert h.answer("fabrikam")[0] == 200
