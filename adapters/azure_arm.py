@@ -37,6 +37,7 @@ class Arm:
         :class:`NotFoundError` and any other failure a :class:`DependencyError`, each
         naming ``what`` and the status."""
         response = self.client.send_request(request)
+        response.read()  # a transport may hand the body over unread
         if response.status_code == 404:
             if missing_ok:
                 return {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters.azure import AzurePlatform
-from tenancy import PlatformSpec, parse_platform_spec
-from tenancy.errors import DependencyError
+from tenancy import PlatformSpec, naming, parse_platform_spec
+from tenancy.errors import DependencyError, NotFoundError
 from tests.adapters.fake_arm import FakeArm, FakeCredential
 from tests.tenancy.conftest import stack_document
 
@@ -395,3 +395,63 @@ def test_crowning_tags_the_champion_and_clears_the_former_one_and_the_challenger
     before = len(arm.writes("/versions/"))
     platform.crown("contoso", "contoso-classical", "2")  # again: nothing to write
     assert len(arm.writes("/versions/")) == before
+
+
+# --- budgets: the spend Azure tracks, and the stop API Management reads -----------------------
+
+_LOCAL = parse_platform_spec(stack_document("local"))
+POOL_BUDGET = (
+    f"/subscriptions/{SUB}/resourceGroups/"
+    f"{naming.resource_group('tmlops', _LOCAL.environment, 'pool-shared')}/providers/"
+    "Microsoft.Consumption/budgets/budget-pool-shared-budget"
+)
+STOP = (
+    f"/subscriptions/{SUB}/resourceGroups/"
+    f"{naming.resource_group('tmlops', _LOCAL.environment, naming.PLATFORM_SCOPE)}/providers/"
+    f"Microsoft.ApiManagement/service/{naming.api_management('tmlops', _LOCAL.environment, 'ex4m')}"
+    "/namedValues/budget-stop-fabrikam"
+)
+
+
+def test_a_stamps_spend_is_its_budgets_current_spend_in_the_current_period(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    arm.resources[POOL_BUDGET.lower()] = {
+        "name": "budget-pool-shared-budget",
+        "properties": {
+            "amount": 500,
+            "timeGrain": "Quarterly",
+            "timePeriod": {"startDate": "2026-01-01T00:00:00Z"},
+            "currentSpend": {"amount": 123.45, "unit": "EUR"},
+        },
+    }
+    spend = platform.stamp_spend("pool-shared", datetime(2026, 12, 5, tzinfo=UTC))
+    assert (spend.amount, spend.currency) == (123.45, "EUR")
+    assert spend.period_start.isoformat() == "2026-10-01"  # the quarter of December
+    [call] = [c for c in arm.calls if c.path.lower() == POOL_BUDGET.lower()]
+    assert call.method == "GET" and call.api_version == "2024-08-01"
+
+
+def test_a_missing_or_malformed_budget_is_named(platform: AzurePlatform, arm: FakeArm) -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    with pytest.raises(NotFoundError, match="budget budget-pool-shared-budget does not exist"):
+        platform.stamp_spend("pool-shared", now)
+    arm.resources[POOL_BUDGET.lower()] = {"properties": {"currentSpend": {"amount": 1}}}
+    with pytest.raises(DependencyError, match="has no start date"):
+        platform.stamp_spend("pool-shared", now)
+    arm.failures[("GET", POOL_BUDGET.lower())] = 403
+    with pytest.raises(DependencyError, match="answered 403"):
+        platform.stamp_spend("pool-shared", now)
+
+
+def test_a_stop_and_its_lifting_are_puts_of_the_tenants_named_value(
+    platform: AzurePlatform, arm: FakeArm
+) -> None:
+    platform.refuse_scoring("fabrikam", datetime(2027, 1, 1, tzinfo=UTC), "spent")
+    platform.admit_scoring("fabrikam")
+    puts = [c for c in arm.writes("/namedValues/") if c.method == "PUT"]
+    assert [c.path for c in puts] == [STOP, STOP]
+    assert [c.body["properties"]["value"] for c in puts] == ["2027-01-01", "none"]
+    sent = puts[0].body["properties"]
+    assert (sent["displayName"], sent["secret"]) == ("budget-stop-fabrikam", False)
+    assert {c.api_version for c in puts} == {"2024-05-01"}

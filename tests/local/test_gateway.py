@@ -313,3 +313,35 @@ def test_a_restarting_deployment_says_when_to_come_back_and_a_failed_one_fails(
     gateway.register("ep-contoso", "blue", servers["blue"].url)  # back, with its share
     assert gateway.endpoints["ep-contoso"].traffic["blue"] == 100
     assert _score(client, keys["contoso"]).status_code == 200
+
+
+def test_a_budget_stop_refuses_that_tenant_alone_until_its_day(setup: Any) -> None:
+    client, gateway, keys, servers, _ = setup
+    stop = "/admin/tenants/fabrikam/budget-stop"
+    assert client.put(stop, json={"until": "2027-01-01T00:00:00+00:00"}).status_code == 401
+    answer = client.put(stop, json={"until": "2027-01-01T00:00:00+00:00"}, headers=ADMIN)
+    assert answer.json() == {"tenant": "fabrikam", "refused_until": "2027-01-01"}
+    seen = len(servers["pool"].seen)
+    refused = _score(client, keys["fabrikam"], "ep-pool")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == {
+        "code": "budget_exceeded",
+        "message": "the budget of tenant fabrikam is spent: its scoring requests are refused "
+        "until 2027-01-01",
+    }
+    assert len(servers["pool"].seen) == seen  # refused before the shared deployment
+    assert _score(client, keys["northwind"], "ep-pool").status_code == 200  # its neighbour
+    # Applied again (the automation does, every run): the same; lifted: served again.
+    assert client.put(stop, json={"until": "2027-01-01T00:00:00+00:00"}, headers=ADMIN).ok
+    assert client.delete(stop, headers=ADMIN).json()["refused_until"] is None
+    assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200
+    # A stop whose day has passed refuses nothing.
+    client.put(stop, json={"until": "2020-01-01T00:00:00+00:00"}, headers=ADMIN)
+    assert _score(client, keys["fabrikam"], "ep-pool").status_code == 200
+    # Bad input is named, and changes nothing.
+    for body in ({"until": "soon"}, {"until": "2027-01-01T00:00:00"}, {}):
+        answer = client.put(stop, json=body, headers=ADMIN)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_input"
+    unknown = client.put("/admin/tenants/nobody/budget-stop", json={}, headers=ADMIN)
+    assert unknown.status_code == 404
+    assert gateway.budget_stops["fabrikam"][1] == "2020-01-01"

@@ -5,6 +5,8 @@ crash loop on a deployment that serves live traffic."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from automation.store import MemoryStore
 from local.deployments import DeploymentManager, Running
 from local.gateway import EndpointConfig, Gateway
 from local.keys import KeyRing
-from local.platform import GATEWAY_STATE_FILE, EmbeddedPlatform
+from local.platform import GATEWAY_STATE_FILE, GATEWAY_STOPS_FILE, EmbeddedPlatform
 from tenancy import PlatformSpec
 
 
@@ -83,3 +85,18 @@ def test_a_crash_loop_is_notified_to_the_tenants_only_when_it_served_live_traffi
     platform._deployment_failed(blue)
     assert [(t, s) for t, s, _ in contacts.sent] == [("fabrikam", "error"), ("northwind", "error")]
     assert all("serving live traffic" in m and "crash loop" in m for _, _, m in contacts.sent)
+
+
+def test_budget_stops_in_force_outlive_a_restart_and_past_ones_do_not(
+    specs: dict[str, PlatformSpec], tmp_path: Path
+) -> None:
+    platform, gateway = _platform(specs["local"], tmp_path)
+    platform._restored = True
+    future, past = time.time() + 86_400, time.time() - 1
+    gateway.budget_stops = {"fabrikam": (future, "day"), "northwind": (past, "day")}
+    gateway._changed()  # what the admin API's stop does
+    saved = json.loads((tmp_path / GATEWAY_STOPS_FILE).read_text())
+    assert saved == {"fabrikam": future, "northwind": past}
+    restarted, _ = _platform(specs["local"], tmp_path)
+    day = datetime.fromtimestamp(future, UTC).date().isoformat()
+    assert restarted._saved_stops() == {"fabrikam": (future, day)}
