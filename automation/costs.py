@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,8 +44,8 @@ HOUR = timedelta(hours=1)
 #: Collected data of an hour is complete this long after the hour ends (the collectors
 #: write in batches of at most a minute or so).
 SETTLE = timedelta(minutes=10)
-#: Hours metered per pool in one run: a first run over a month catches up in a few runs.
-MAX_HOURS_PER_RUN = 48
+#: Hours metered per pool in one run: a first run late in a month catches up in a few.
+MAX_HOURS_PER_RUN = 24 * 7
 
 
 # --- budget periods ------------------------------------------------------------------------
@@ -131,6 +131,20 @@ class Meter:
             return Metered(totals, 0, None)
         until = datetime.strptime(latest, "%Y-%m-%dT%H").replace(tzinfo=UTC) + HOUR
         return Metered(totals, len(rows), until)
+
+
+def meter_pools(spec: PlatformSpec, meter: Meter, costs: CostSource, now: datetime) -> None:
+    """Meter every serving pool's settled hours in its budget's current period; a pool whose
+    spend or usage cannot be read is logged and left for the next run."""
+    for pool in spec.pools:
+        members = spec.tenants_in_pool(pool.id)
+        if not pool.endpoints.online.enabled or not members:
+            continue
+        try:
+            spend = costs.stamp_spend(f"pool-{pool.id}", now)
+            meter.meter(pool, members[0].id, spend.period_start, now)
+        except MlopsError:
+            logger.exception("metering pool %s failed", pool.id)
 
 
 # --- cost per tenant -----------------------------------------------------------------------
@@ -285,26 +299,13 @@ class PooledBudgets:
         now = self.clock()
         # A period that ended lifts its stops first: a new period starts at zero.
         BudgetHandler(self.spec, self.store, self.port, self.clock).resume_due()
-        for pool in self._metered_pools():
-            members = self.spec.tenants_in_pool(pool.id)
-            try:
-                spend = self.costs.stamp_spend(f"pool-{pool.id}", now)
-                self.meter.meter(pool, members[0].id, spend.period_start, now)
-            except MlopsError:
-                logger.exception("metering pool %s failed", pool.id)
+        meter_pools(self.spec, self.meter, self.costs, now)
         report = cost_report(self.spec, self.costs, self.meter, now)
         outcomes = []
         for cost in report.tenants:
             if cost.pooled:
                 outcomes.append(self._judge(self.spec.tenant(cost.tenant), cost, now))
         return outcomes
-
-    def _metered_pools(self) -> Iterable[PoolSpec]:
-        return [
-            pool
-            for pool in self.spec.pools
-            if pool.endpoints.online.enabled and self.spec.tenants_in_pool(pool.id)
-        ]
 
     def _judge(self, tenant: TenantSpec, cost: TenantCost, now: datetime) -> PooledBudgetOutcome:
         spent = (

@@ -16,6 +16,7 @@ import getpass
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,14 @@ class PlatformClient:
             raise DependencyError(f"feedback answered {answer.status_code}: {answer.text[:300]}")
         found: dict[str, Any] = answer.json()
         return found
+
+    def budget_stop(self, tenant: str) -> str | None:
+        """The day a budget stop in force on ``tenant`` ends (None: none is)."""
+        record = self.store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant)
+        if record is None or record.data.get("resumed"):
+            return None
+        until = datetime.fromisoformat(record.data["blocked_until"])
+        return until.date().isoformat() if until > datetime.now(UTC) else None
 
     def quality(self) -> dict[str, dict[str, Any]]:
         """The latest quality check of each tenant (the quality timer's)."""

@@ -100,6 +100,31 @@ def _platform_commands(commands: Any) -> None:
     rotate = key_actions.add_parser("rotate", help="a new key for one slot")
     rotate.add_argument("--tenant", required=True)
     rotate.add_argument("--slot", choices=("primary", "secondary"), required=True)
+    reports = _report_commands(commands)
+    demo = commands.add_parser("demo", help="play the platform's story on the running platform")
+    audit = commands.add_parser(
+        "audit", help="judge what is deployed with the policy pack now; the open findings"
+    )
+    audit.add_argument("--json", action="store_true")
+    deployed = audit.add_mutually_exclusive_group()
+    deployed.add_argument(
+        "--state-account",
+        default=None,
+        help="an installation on Azure: list the open findings its Function App recorded in "
+        "this platform storage account (read with your Entra sign-in)",
+    )
+    deployed.add_argument(
+        "--state-connection",
+        default=None,
+        help="the same from a storage connection string (Azurite, say)",
+    )
+    platform_parsers = (up, status, down, score, *rollout_parsers, rotate, *reports, demo, audit)
+    for parser in platform_parsers:
+        _platform_options(parser)
+
+
+def _report_commands(commands: Any) -> tuple[Any, ...]:
+    """`drift report`, `quality report`, `cost report`: their parsers."""
     drift = commands.add_parser("drift", help="drift of a tenant's live deployment")
     drift_actions = drift.add_subparsers(dest="action", required=True)
     report = drift_actions.add_parser("report", help="an HTML report with a plot per feature")
@@ -118,27 +143,13 @@ def _platform_commands(commands: Any) -> None:
     quality_report.add_argument(
         "--hours", type=float, default=None, help="default: the stack's quality window"
     )
-    demo = commands.add_parser("demo", help="play the platform's story on the running platform")
-    audit = commands.add_parser(
-        "audit", help="judge what is deployed with the policy pack now; the open findings"
+    cost = commands.add_parser("cost", help="what each tenant costs in its budget period")
+    cost_actions = cost.add_subparsers(dest="action", required=True)
+    cost_report = cost_actions.add_parser(
+        "report", help="each tenant's cost: its stamp's spend, or its metered share of its pool's"
     )
-    audit.add_argument("--json", action="store_true")
-    deployed = audit.add_mutually_exclusive_group()
-    deployed.add_argument(
-        "--state-account",
-        default=None,
-        help="an installation on Azure: list the open findings its Function App recorded in "
-        "this platform storage account (read with your Entra sign-in)",
-    )
-    deployed.add_argument(
-        "--state-connection",
-        default=None,
-        help="the same from a storage connection string (Azurite, say)",
-    )
-    platform_parsers = (up, status, down, score, *rollout_parsers, rotate, report, demo, audit)
-    for parser in (*platform_parsers, quality_report):
-        _platform_options(parser)
-
+    cost_report.add_argument("--json", action="store_true")
+    return report, quality_report, cost_report
 
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
@@ -254,6 +265,7 @@ COMMANDS = {
     "keys": _platform,
     "drift": _platform,
     "quality": _platform,
+    "cost": _platform,
     "demo": _platform,
     "audit": _platform,
 }

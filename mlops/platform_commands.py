@@ -1,6 +1,6 @@
 """The embedded platform from the command line: `mlops up [--detach]`, `status`, `down`,
 `score`, `rollout list|show|approve|abort`, `keys rotate`, `drift report`, `quality report`,
-`audit`, `demo`.
+`cost report`, `audit`, `demo`.
 
 ``up`` runs in the foreground until interrupted (Ctrl-C or SIGTERM, which ``down`` sends)
 and then stops every process it started; ``--detach`` runs the same in the background and
@@ -139,6 +139,7 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
     rollouts = client.rollouts()
     quality = client.quality()
     usage = _usage(client, [t["id"] for t in state["tenants"]])
+    costs = _costs(client, metered_first=False)
     for tenant in state["tenants"]:
         found = client.admin.endpoint(tenant["endpoint"])
         endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
@@ -159,6 +160,8 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
         tenant["quality"] = quality.get(tenant["id"])
         # Its requests, rows and share of its endpoint's scoring time in the last day.
         tenant["usage"] = usage.get(tenant["id"])
+        # Its cost so far in its budget period (a pooled tenant's: its metered share).
+        tenant["cost"] = costs.get(tenant["id"])
         if show_keys:
             tenant["keys"] = keys.get(tenant["id"], {})
     return state
@@ -186,6 +189,62 @@ def _usage(client: PlatformClient, tenants: list[str]) -> dict[str, dict[str, An
     return found
 
 
+def _costs(client: PlatformClient, *, metered_first: bool) -> dict[str, dict[str, Any]]:
+    """Each tenant's cost in its budget period, with the budget stop in force if any."""
+    report = _cost_report(client, metered_first=metered_first)
+    found = {c.tenant: c.to_dict() for c in report.tenants}
+    for cost in found.values():
+        cost["refused_until"] = client.budget_stop(cost["tenant"])
+    return found
+
+
+def _cost_report(client: PlatformClient, *, metered_first: bool) -> Any:
+    from automation.costs import Meter, cost_report, meter_pools  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    meter = Meter(client.store, client.adapter)
+    if metered_first:
+        meter_pools(client.spec, meter, client.adapter, now)
+    return cost_report(client.spec, client.adapter, meter, now)
+
+
+def cost(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    """Every tenant's cost in its budget's current period: a dedicated tenant its stamp's
+    spend, a pooled tenant its metered share of its pool's. The pools' settled hours are
+    metered first (idempotent bookkeeping, as the hourly timer does); only the timer
+    enforces budgets."""
+    client = _client(root, stack, data_dir)
+    report = _cost_report(client, metered_first=True)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(render_costs(report.to_dict()))
+    return 0
+
+
+def render_costs(report: dict[str, Any]) -> str:
+    lines = [
+        f"cost in each tenant's budget period, at {report['at'][:16]} UTC",
+        f"  {'tenant':10s} {'stamp':16s} {'period':23s} {'cost':>10s} {'budget':>8s} "
+        f"{'used':>7s}  share of the stamp's spend",
+    ]
+    for cost in report["tenants"]:
+        start, end = cost["period"]
+        share = f"{cost['share']:.1%} of {cost['stamp_spend']:.2f}"
+        if cost["pooled"]:
+            share += f" (metered to {(cost['metered_until'] or 'nothing yet')[:16]})"
+        lines.append(
+            f"  {cost['tenant']:10s} {cost['stamp']:16s} {start}..{end} "
+            f"{cost['cost']:>6.2f} {cost['currency']} {cost['budget']:>8g} "
+            f"{cost['percent']:>6.1f}%  {share}"
+        )
+    for stamp, amount in report["unattributed"].items():
+        lines.append(f"  {stamp}: {amount:.2f} nobody's (no tenant of the pool scored yet)")
+    for stamp, problem in report["errors"].items():
+        lines.append(f"  {stamp}: spend unknown: {problem}")
+    return "\n".join(lines)
+
+
 def render_status(state: dict[str, Any]) -> str:
     services = state["services"]
     lines = [
@@ -204,7 +263,22 @@ def render_status(state: dict[str, Any]) -> str:
         )
         lines.append(f"  {'':10s} quality {_quality_line(tenant.get('quality'))}")
         lines.append(f"  {'':10s} usage   {_usage_line(tenant.get('usage'))}")
+        lines.append(f"  {'':10s} cost    {_cost_line(tenant.get('cost'))}")
     return "\n".join(lines)
+
+
+def _cost_line(cost: dict[str, Any] | None) -> str:
+    if not cost:
+        return "unknown"
+    line = (
+        f"{cost['cost']:.2f} {cost['currency']} of its {cost['budget']:g} budget "
+        f"({cost['percent']:.1f} %) since {cost['period'][0]}"
+    )
+    if cost["pooled"]:
+        line += f": {cost['share']:.1%} of {cost['stamp']}'s {cost['stamp_spend']:.2f}"
+    if cost.get("refused_until"):
+        line += f"; scoring refused until {cost['refused_until']}"
+    return line
 
 
 def _usage_line(usage: dict[str, Any] | None) -> str:

@@ -73,16 +73,17 @@ def test_each_settled_hour_is_metered_once_and_a_long_gap_is_caught_up_over_runs
 ) -> None:
     store, usage = MemoryStore(), HourlyUsage({"fabrikam": 30.0, "northwind": 10.0})
     meter, pool = Meter(store, usage), spec.pool("shared")
-    now = datetime(2026, 12, 5, 0, 5, tzinfo=UTC)  # 95 settled hours: the last is still open
+    # 191 settled hours: 22:00-23:00 of December 8th has not settled at 00:05 on the 9th.
+    now = datetime(2026, 12, 9, 0, 5, tzinfo=UTC)
     assert meter.meter(pool, "fabrikam", PERIOD, now) == MAX_HOURS_PER_RUN
-    assert meter.meter(pool, "fabrikam", PERIOD, now) == 95 - MAX_HOURS_PER_RUN
+    assert meter.meter(pool, "fabrikam", PERIOD, now) == 191 - MAX_HOURS_PER_RUN
     assert meter.meter(pool, "fabrikam", PERIOD, now) == 0  # nothing twice
-    assert len(usage.windows) == 95 == len(set(usage.windows))
+    assert len(usage.windows) == 191 == len(set(usage.windows))
     assert max(until for _, until in usage.windows) <= now - SETTLE
     metered = meter.metered("pool-shared", PERIOD)
-    assert metered.hours == 95
-    assert metered.until == datetime(2026, 12, 4, 23, tzinfo=UTC)
-    assert metered.usage["fabrikam"] == Usage(950, 1900, 30.0 * 95)
+    assert metered.hours == 191
+    assert metered.until == datetime(2026, 12, 8, 23, tzinfo=UTC)
+    assert metered.usage["fabrikam"] == Usage(1910, 3820, 30.0 * 191)
     assert metered.share("fabrikam") == pytest.approx(0.75)
     assert metered.share("litware") == 0.0  # never scored
 

@@ -487,7 +487,7 @@ def test_a_pooled_tenant_over_its_metered_budget_is_refused_alone(harness: Harne
     store = MemoryStore()
     enforcer = PooledBudgets(h.spec, store, h.port, h.clock.now, usage=h.port, costs=h.port)  # type: ignore[arg-type]
     h.bill("pool-shared", 1.0)
-    for _ in range(40):  # each run meters up to 48 hours of the period; catch up
+    for _ in range(10):  # each run meters up to a week of the period's hours: catch up
         before = len(store.query(contracts.TABLE_USAGE))
         enforcer.run()
         if len(store.query(contracts.TABLE_USAGE)) == before:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +310,39 @@ def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
     page = out.read_text()
     assert f"<td>accuracy</td><td>{measured['accuracy']:.3f}</td>" in page
     assert page.count("<svg") == 2 and "calibration" in page
+
+
+def test_the_cost_report_charges_each_stamp_and_splits_each_pool_by_metered_usage(
+    specs: dict[str, PlatformSpec], status: dict[str, Any]
+) -> None:
+    """The embedded platform's bill: each stamp's endpoint at the stack's price per
+    instance-hour since the period began; a pool's spend split by its tenants' metered
+    scoring time (the settled hours: what was scored in this hour counts from the next)."""
+    spec = specs["local"]
+    made = _mlops("cost", "report", "--json", *_options_of(status))
+    assert made.returncode == 0, made.stderr
+    report = json.loads(made.stdout)
+    at = datetime.fromisoformat(report["at"])
+    began = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    price = spec.budget_policy.instance_hour_prices["Standard_DS3_v2"]
+    charged = price * (at - began).total_seconds() / 3600  # one instance per stamp here
+    by_tenant = {c["tenant"]: c for c in report["tenants"]}
+    assert set(by_tenant) == {t.id for t in spec.tenants} and report["errors"] == {}
+    for tenant in ("contoso", "adatum"):
+        assert by_tenant[tenant]["share"] == 1.0
+        assert by_tenant[tenant]["stamp_spend"] == pytest.approx(charged, abs=0.01)
+    pooled = [c for c in by_tenant.values() if c["pooled"]]
+    settled = (at - timedelta(minutes=10)).replace(minute=0, second=0, microsecond=0)
+    assert {c["metered_until"] for c in pooled} == {settled.isoformat()}
+    split = sum(c["cost"] for c in pooled) + report["unattributed"].get("pool-shared", 0)
+    assert split == pytest.approx(charged, abs=0.05)  # the pool's spend, all of it accounted
+    nobody = bool(report["unattributed"])  # no tenant of the pool scored before this hour
+    assert sum(c["share"] for c in pooled) == pytest.approx(0 if nobody else 1)
+    text = _mlops("cost", "report", *_options_of(status)).stdout
+    assert f"contoso    tenant-contoso   {began.date()}.." in text
+    shown = _mlops("status", *_options_of(status)).stdout
+    assert f"of its {spec.tenant('fabrikam').budget.amount:g} budget" in shown
+    assert "% of pool-shared's" in shown
 
 
 def _served(options: list[str]) -> dict[str, dict[str, Any]]:
