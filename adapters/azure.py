@@ -603,7 +603,11 @@ class AzurePlatform:
         """The champion and challenger as tags of the versions (``alias``), the champion
         at stage Production: the former champion goes back to Development and the challenger
         tag is cleared. Only versions whose tags change are written (each a PUT of the
-        version, the fields Azure ML lets change on one: tags, description, stage)."""
+        version, the fields Azure ML lets change on one: tags, description, stage; "Tags can
+        be added, removed, and updated":
+        https://learn.microsoft.com/rest/api/azureml/model-versions/create-or-update, and
+        https://learn.microsoft.com/powershell/module/az.machinelearningservices/update-azmlworkspacemodelversion
+        updates -Stage and -Tag of a version in place)."""
         client = self.client(tenant)
         for found in client.models.list(name=name):
             tags = dict(found.tags or {})

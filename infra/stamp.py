@@ -548,8 +548,11 @@ class Stamp(pulumi.ComponentResource):
     @property
     def datastore_container(self) -> pulumi.Output[str]:
         """The container of the workspace's default blob datastore (``workspaceblobstore``):
-        Azure ML names it ``azureml-blobstore-<workspace id>``. Collected data and labels
-        live there."""
+        Azure ML creates it with the workspace as ``azureml-blobstore-<GUID>``
+        (https://learn.microsoft.com/azure/machine-learning/v1/how-to-use-parallel-run-step#view-the-results),
+        the GUID being the workspace's id (``workspaceId``). Collected data and labels live
+        there. Only the plan relies on the name (the gateway's grant, its label URL); the
+        automation reads the datastore's ``containerName`` from Azure ML."""
         return pulumi.Output.concat("azureml-blobstore-", self.workspace.workspace_id)
 
     @property

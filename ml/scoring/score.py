@@ -344,7 +344,10 @@ class DataCollection:
         self.tenant = tenant
         # Makes the collector's correlation context from the request's id (the gateway's
         # x-request-id, which the tenant's labels name): azureml-ai-monitoring's
-        # BasicCorrelationContext. None: the collector draws its own id.
+        # BasicCorrelationContext. Each collected line carries it as ``correlationid``,
+        # which is how Azure ML joins ground truth to predictions
+        # (https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data).
+        # None: the collector draws its own id.
         self._correlation = correlation
 
     @classmethod
