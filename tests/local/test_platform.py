@@ -313,12 +313,13 @@ def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
 
 
 def test_the_cost_report_charges_each_stamp_and_splits_each_pool_by_metered_usage(
-    specs: dict[str, PlatformSpec], status: dict[str, Any]
+    specs: dict[str, PlatformSpec], status: dict[str, Any], client: PlatformClient
 ) -> None:
     """The embedded platform's bill: each stamp's endpoint at the stack's price per
     instance-hour since the period began; a pool's spend split by its tenants' metered
     scoring time (the settled hours: what was scored in this hour counts from the next)."""
     spec = specs["local"]
+    client.run_function("pooled_budgets")  # the hourly timer, in the Functions host: it meters
     made = _mlops("cost", "report", "--json", *_options_of(status))
     assert made.returncode == 0, made.stderr
     report = json.loads(made.stdout)
@@ -338,11 +339,18 @@ def test_the_cost_report_charges_each_stamp_and_splits_each_pool_by_metered_usag
     assert split == pytest.approx(charged, abs=0.05)  # the pool's spend, all of it accounted
     nobody = bool(report["unattributed"])  # no tenant of the pool scored before this hour
     assert sum(c["share"] for c in pooled) == pytest.approx(0 if nobody else 1)
+    # Nobody is over budget: nobody is refused.
+    assert all(c["refused_until"] is None for c in _costs_shown(status).values())
     text = _mlops("cost", "report", *_options_of(status)).stdout
     assert f"contoso    tenant-contoso   {began.date()}.." in text
     shown = _mlops("status", *_options_of(status)).stdout
     assert f"of its {spec.tenant('fabrikam').budget.amount:g} budget" in shown
     assert "% of pool-shared's" in shown
+
+
+def _costs_shown(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    shown = _mlops("status", "--json", *_options_of(status))
+    return {t["id"]: t["cost"] for t in json.loads(shown.stdout)["tenants"]}
 
 
 def _served(options: list[str]) -> dict[str, dict[str, Any]]:
