@@ -202,6 +202,6 @@ def test_the_package_indexes_every_function_in_an_interpreter_of_its_own(
     assert done.returncode == 0, done.stderr[-3000:]
     indexed = json.loads(done.stdout.splitlines()[-1])
     expected = sorted(name for name, _, _ in index(load_app()))
-    assert indexed["functions"] == expected and len(expected) == 10
+    assert indexed["functions"] == expected and len(expected) == 11
     assert indexed["outside"] == [], "imported from outside the package"
     assert not any(".venv" in entry for entry in indexed["path"])
