@@ -1,0 +1,87 @@
+"""The delivery pipelines (``.github/workflows``), read as GitHub reads them: what runs on a
+pull request and on main, in which order and environment, with which rights, and that no
+secret is used (Azure sign-in is OIDC; `make lint` runs actionlint and zizmor on them)."""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, STACKS
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+AZURE_STACKS = [s for s in STACKS if s != "local"]
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def _load(name: str) -> dict[str, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    loaded["on"] = loaded.pop(True, loaded.get("on"))  # YAML 1.1 reads `on:` as true
+    return loaded
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [str(step["run"]) for step in job["steps"] if "run" in step]
+
+
+def test_a_pull_request_runs_the_suite_plans_every_stack_then_previews_each() -> None:
+    flow = _load("pull-request.yml")
+    assert flow["on"]["pull_request"]["branches"] == ["main"]
+    jobs = flow["jobs"]
+    assert "make test" in _runs(jobs["test"])
+    assert jobs["plan"]["strategy"]["matrix"]["stack"] == AZURE_STACKS
+    assert any("make plan" in run for run in _runs(jobs["plan"]))
+    preview = jobs["preview"]
+    assert set(preview["needs"]) == {"test", "plan"}
+    assert preview["strategy"]["matrix"]["stack"] == AZURE_STACKS
+    # Signed in as the stack's preview identity (Reader), through its own environment.
+    assert preview["environment"] == "${{ matrix.stack }}-preview"
+    [command] = [r for r in _runs(preview) if r.startswith("pulumi preview")]
+    assert "--policy-pack policies" in command
+
+
+def test_main_deploys_dev_then_staging_then_prod_each_in_its_environment() -> None:
+    flow = _load("deploy.yml")
+    assert flow["on"]["push"]["branches"] == ["main"]
+    jobs = flow["jobs"]
+    assert list(jobs) == AZURE_STACKS
+    assert "needs" not in jobs["dev"]
+    for earlier, later in pairwise(AZURE_STACKS):
+        assert jobs[later]["needs"] == earlier
+    for stack, job in jobs.items():
+        assert job["environment"] == stack  # staging and prod: required reviewers
+        assert job["env"]["STACK"] == stack
+        [command] = [r for r in _runs(job) if r.startswith("pulumi up")]
+        assert "--policy-pack policies" in command and "--yes" in command
+    assert flow["concurrency"]["cancel-in-progress"] is False  # never half an update
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
+def test_no_secret_and_least_rights(path: Path) -> None:
+    text = path.read_text()
+    assert "secrets." not in text  # identities sign in with OIDC; ids are variables
+    flow = _load(path.name)
+    assert flow["permissions"] == {}  # nothing by default; each job asks for its own
+    for name, job in flow["jobs"].items():
+        rights = job["permissions"]
+        assert rights.get("contents") == "read", name
+        assert set(rights) <= {"contents", "id-token"}, name
+        signs_in = any("azure-sign-in" in r for r in _runs(job))
+        assert (rights.get("id-token") == "write") == signs_in, name
+        for step in job["steps"]:
+            if "uses" in step:
+                assert PINNED.match(step["uses"]), step["uses"]  # a commit, not a tag
+                if step["uses"].startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False
+
+
+def test_the_sign_in_exchanges_the_jobs_oidc_token_and_stores_nothing() -> None:
+    script = (ROOT / ".github" / "scripts" / "azure-sign-in.sh").read_text()
+    assert "audience=api://AzureADTokenExchange" in script
+    assert "--federated-token" in script and "::add-mask::" in script
+    assert "client-secret" not in script and "--password" not in script
