@@ -26,6 +26,7 @@ from typing import Any
 
 from ml.baseline import Baseline
 from ml.export import MODEL_FILE, SCHEMA_FILE, ExportedModel
+from ml.model_folder import sha256_of
 from ml.stores import prepare_sqlite_store
 from ml.training import SHARED_OWNER, TrainedModel
 from tenancy import contracts
@@ -178,6 +179,74 @@ class ModelRegistry:
             name, f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
         )
         return ModelVersionRef(name, str(version.version), run_id)
+
+    def import_version(
+        self, source: ModelRegistry, name: str, version: str, provenance: Mapping[str, str]
+    ) -> ModelVersionRef:
+        """``source``'s ``name``/``version`` as a new version here: the same model bytes
+        (their digest checked), its run's parameters and metrics, its baseline and its
+        lineage tags, copied so that this store's tags point into this store; ``provenance``
+        (``promoted_from``) says where it came from. Importing the same version again
+        returns the copy made before."""
+        origin = provenance[contracts.MODEL_TAG_PROMOTED_FROM]
+        earlier = self._imported(name, origin)
+        if earlier is not None:
+            return earlier
+        found = source.version(name, version)
+        tags = {k: v for k, v in found.tags.items() if k != contracts.MODEL_TAG_ALIAS}
+        with tempfile.TemporaryDirectory(prefix="mlops-promote-") as folder:
+            model_dir = source.download(name, version, Path(folder) / "source")
+            digest = sha256_of(model_dir / MODEL_FILE)
+            if digest != tags.get(contracts.MODEL_TAG_DIGEST):
+                raise InvalidInputError(
+                    f"{name}/{version}: its model file's digest {digest} is not the "
+                    f"{tags.get(contracts.MODEL_TAG_DIGEST)} it was registered with"
+                )
+            run_id = self._copy_run(source, str(found.run_id), model_dir, Path(folder), origin)
+        artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        tags[contracts.MODEL_TAG_TRAINING_RUN] = run_id
+        if contracts.MODEL_TAG_BASELINE in tags:
+            tags[contracts.MODEL_TAG_BASELINE] = f"{artifact_uri}/baseline/{BASELINE_FILE}"
+        tags.update(provenance)
+        self._ensure_registered_model(name)
+        created = self.client.create_model_version(
+            name, f"{artifact_uri}/model", run_id=run_id, tags=tags
+        )
+        return ModelVersionRef(name, str(created.version), run_id)
+
+    def _imported(self, name: str, origin: str) -> ModelVersionRef | None:
+        try:
+            self._owned(name)
+        except NotFoundError:
+            return None  # not registered here yet
+        for found in self.client.search_model_versions(f"name='{name}'"):
+            if found.tags.get(contracts.MODEL_TAG_PROMOTED_FROM) == origin:
+                return ModelVersionRef(name, str(found.version), str(found.run_id))
+        return None
+
+    def _copy_run(
+        self, source: ModelRegistry, run_id: str, model_dir: Path, scratch: Path, origin: str
+    ) -> str:
+        """The source run's tags, parameters and metrics, the model and its baseline, as a
+        run of this store's experiment."""
+        original = source.client.get_run(run_id)
+        tags = {k: v for k, v in original.data.tags.items() if not k.startswith("mlflow.")}
+        run = self.client.create_run(
+            self._experiment(), tags={**tags, contracts.MODEL_TAG_PROMOTED_FROM: origin}
+        )
+        copied = str(run.info.run_id)
+        for key, value in original.data.params.items():
+            self.client.log_param(copied, key, value)
+        for key, measured in original.data.metrics.items():
+            self.client.log_metric(copied, key, float(measured))
+        self.client.log_artifacts(copied, str(model_dir), "model")
+        with contextlib.suppress(MlflowException, OSError):  # a model without a baseline
+            baseline = source.client.download_artifacts(
+                run_id, f"baseline/{BASELINE_FILE}", str(scratch)
+            )
+            self.client.log_artifact(copied, baseline, "baseline")
+        self.client.set_terminated(copied)
+        return copied
 
     def _experiment(self) -> str:
         name = f"{self.owner}-training"

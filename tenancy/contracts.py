@@ -116,6 +116,8 @@ MODEL_TAG_IDENTIFIERS_REMOVED: Final = "identifying_columns_removed"  # "true"
 MODEL_TAG_BASE: Final = "base_model"  # "<name>/<version>" of a tuned model's shared base
 MODEL_TAG_DIGEST: Final = "artifact_digest"  # "sha256:<hex>" of the model file
 MODEL_TAG_BASELINE: Final = "baseline_dataset"  # URI of the drift reference data
+# "<stack>:<name>/<version>" a version was promoted from (`mlops promote`).
+MODEL_TAG_PROMOTED_FROM: Final = "promoted_from"
 MODEL_TAG_APPROVED_BY: Final = "approved_by"
 MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
 #: On a pooled deployment's model (Azure: one asset per deployment holds every pool tenant's

@@ -462,6 +462,9 @@ class DeliverySpec(SpecModel):
     github_repository: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
     )
+    # The stack this one promotes models (or training code) to: dev -> staging -> prod.
+    # None: the last environment. `mlops promote` refuses any other step.
+    promotes_to: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,38}$")
 
 
 class AlertsSpec(SpecModel):
@@ -548,6 +551,10 @@ class TenantSpec(SpecModel):
     personas: TenantPersonas = TenantPersonas()
     rollout: RolloutPolicy | None = None
     min_metrics: dict[str, float] | None = None
+    # How a model reaches the next environment (`mlops promote`): the version itself is
+    # copied (deploy_models), or its training code is, and the target retrains on its own
+    # data (deploy_code: the Big Book of MLOps' recommendation where data differs).
+    promotion: Literal["deploy_models", "deploy_code"] = "deploy_models"
 
     @property
     def stamp_key(self) -> str:
