@@ -56,8 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+    _promote_command(commands)
     _platform_commands(commands)
     return parser
+
+
+def _promote_command(commands: Any) -> None:
+    promote = commands.add_parser(
+        "promote", help="a tenant's model from one environment to the next (dev -> staging -> prod)"
+    )
+    promote.add_argument("--tenant", required=True)
+    promote.add_argument("--model", required=True, help="registered model name")
+    promote.add_argument("--version", required=True, help="the source's champion version")
+    promote.add_argument("--from", dest="source", required=True, help="source stack")
+    promote.add_argument("--to", dest="target", required=True, help="target stack")
+    promote.add_argument("--from-data-dir", type=Path, default=None, help="default: .mlops/<stack>")
+    promote.add_argument("--to-data-dir", type=Path, default=None, help="default: .mlops/<stack>")
+    promote.add_argument("--json", action="store_true")
+    promote.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
 
 
 def _platform_options(command: argparse.ArgumentParser) -> None:
@@ -212,6 +228,25 @@ def _gate(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if violations else EXIT_OK
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from mlops.platform_commands import promote  # noqa: PLC0415 - MLflow loads slowly
+
+    verdict = promote(args.root or project_root(), args)
+    print(json.dumps(verdict, indent=2) if args.json else _promotion_text(verdict))
+    return EXIT_OK if verdict["gate"] == "passed" else EXIT_VIOLATION
+
+
+def _promotion_text(verdict: dict[str, Any]) -> str:
+    lines = [f"{verdict['source']} -> {verdict['target']} ({verdict['pattern']})"]
+    for metric, values in verdict["compared"].items():
+        lines.append(f"  {metric}: {values['source']:.4f} there, {values['target']:.4f} here")
+    if verdict["gate"] == "passed":
+        lines.append("the target's model gate passes: its automation rolls it out")
+    else:
+        lines += [f"  [{v['code']}] {v['message']}" for v in verdict["gate"]]
+    return "\n".join(lines)
+
+
 def _data_dir(args: argparse.Namespace) -> tuple[Path, Path]:
     from mlops.platform_commands import default_data_dir  # noqa: PLC0415
 
@@ -257,6 +292,7 @@ COMMANDS = {
     "plan": _plan,
     "policy-config": _policy_config,
     "gate": _gate,
+    "promote": _promote,
     "up": _up,
     "status": _status,
     "down": _down,

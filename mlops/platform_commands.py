@@ -445,3 +445,53 @@ def demo(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> in
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # the timeline is the output
     return 0 if Demo(_client(root, stack, data_dir), print).run() else 1
+
+
+def promote(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """`mlops promote` between two environments of the embedded platform. The target must
+    be running: its audit log takes the record, and its registry's event brings the version
+    to its automation (gate, then a rollout under its approval rules). The source may be
+    stopped: its registries are read from its data directory."""
+    import getpass  # noqa: PLC0415
+
+    from mlops.promote import Promotion, refusals  # noqa: PLC0415
+    from mlops.promote import promote as promote_version  # noqa: PLC0415
+
+    source, _ = _environment(root, args.source, args.from_data_dir)
+    target, target_client = _environment(root, args.target, args.to_data_dir)
+    actor = f"mlops promote ({getpass.getuser()})"
+    promotion = Promotion(args.tenant, args.model, args.version, source, target, actor)
+    problems = refusals(promotion)
+    if problems:  # named whether the target runs or not
+        raise InvalidInputError(f"promotion refused: {'; '.join(problems)}")
+    for environment in (source, target):
+        if environment.spec.environment.value != "local":
+            raise InvalidInputError(
+                f"{environment.stack} is an Azure environment: promotion there copies "
+                "through Azure ML registries, which this command does not drive yet"
+            )
+    if target_client is None:
+        raise DependencyError(
+            f"{args.target} is not running with data in {target.layout.data_dir}: start it "
+            f"(mlops up --stack {args.target}); its automation takes what is promoted"
+        )
+    return promote_version(promotion, target_client.store, datetime.now(UTC)).to_dict()
+
+
+def _environment(
+    root: Path, stack: str, data_dir: Path | None
+) -> tuple[Any, PlatformClient | None]:
+    """The stack's registries: its running platform's tracking servers (so that what is
+    registered reaches its automation), else the stores in its data directory."""
+    from ml.registry import RegistryLayout  # noqa: PLC0415
+    from mlops.promote import Environment  # noqa: PLC0415
+    from tenancy.errors import NotFoundError  # noqa: PLC0415
+
+    spec = load_stack(stack, root)
+    folder = (data_dir or default_data_dir(root, stack)).resolve()
+    try:
+        client = PlatformClient(spec, folder, running_state(folder))
+    except (NotFoundError, OSError):  # not running (an Azure stack never runs here)
+        return Environment(stack, spec, RegistryLayout(spec, folder)), None
+    layout = RegistryLayout(spec, folder, client.state["services"]["tracking"])
+    return Environment(stack, spec, layout), client

@@ -140,3 +140,23 @@ def test_deploy_code_retrains_in_the_target_and_compares_with_the_source(
     assert retrained.run_id != source_run
     [record] = [r.data for r in audit.query(contracts.TABLE_AUDIT, "contoso")]
     assert record["pattern"] == "deploy_code"
+
+
+def test_the_command_names_every_refusal_and_needs_the_target_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlops.cli import EXIT_CONFIG, main  # noqa: PLC0415
+
+    def run(*args: str) -> str:
+        assert main(["promote", "--tenant", "contoso", "--model", MODEL, "--version", "1",
+                     *args]) == EXIT_CONFIG  # fmt: skip
+        return capsys.readouterr().err
+
+    skipping = run("--from", "dev", "--to", "prod")
+    assert "dev promotes to staging, not prod: promote through staging first" in skipping
+    assert "Azure environment" in run("--from", "staging", "--to", "prod")
+    stopped = run(
+        "--from", "local", "--to", "local-prod",
+        "--from-data-dir", str(tmp_path / "a"), "--to-data-dir", str(tmp_path / "b"),
+    )  # fmt: skip
+    assert "local-prod is not running" in stopped and "mlops up --stack local-prod" in stopped
