@@ -22,7 +22,6 @@ import requests
 from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
 from adapters.mlflow_facts import MlflowModelFacts
 from automation.budgets import period_of
-from automation.costs import budget_anchor
 from automation.port import DeploymentStatus, Endpoint, Spend, Usage
 from automation.rollout import Stats
 from ml.baseline import Baseline, sample_of
@@ -379,7 +378,7 @@ class LocalPlatform:
         price per instance-hour of its type, as Azure bills provisioned instances."""
         owner = self.spec.stamp(stamp)
         start, _ = period_of(
-            budget_anchor(owner.budget, self.spec, now), owner.budget.time_grain, now
+            self.spec.budget_start(owner.budget, now.date()), owner.budget.time_grain, now
         )
         online = owner.endpoints.online
         if not online.enabled:

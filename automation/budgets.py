@@ -229,6 +229,11 @@ class BudgetHandler:
         return resumed
 
 
+def stop_in_force(record: Mapping[str, Any], now: datetime) -> bool:
+    """A ``blocked`` record that still stops its tenant: not lifted, its period not over."""
+    return not record.get("resumed") and datetime.fromisoformat(record["blocked_until"]) > now
+
+
 def gpu_work_allowed(store: StateStore, tenant: str, now: datetime) -> bool:
     """False while a budget stop is in force (new training jobs and retraining check this)."""
     record = store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant)

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from automation.budgets import BudgetHandler, period_of
+from automation.budgets import BudgetHandler, period_of, stop_in_force
 from automation.port import CostSource, PlatformPort, Spend, Usage, UsageSource
 from tenancy import contracts
 from tenancy.errors import BudgetExceededError, ConflictError, MlopsError
-from tenancy.spec import BudgetSpec, PlatformSpec, PoolSpec, TenantSpec
+from tenancy.spec import PlatformSpec, PoolSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.costs")
 
@@ -49,12 +49,6 @@ MAX_HOURS_PER_RUN = 24 * 7
 
 
 # --- budget periods ------------------------------------------------------------------------
-
-
-def budget_anchor(budget: BudgetSpec, spec: PlatformSpec, now: datetime) -> date:
-    """The budget's start as the program sets it (``infra.stamp.budget_start``) when the
-    spec gives one; else the first of the current month, as a first `pulumi up` now would."""
-    return budget.start_date or spec.budget_policy.start_date or now.date().replace(day=1)
 
 
 def _at(day: date) -> datetime:
@@ -318,7 +312,7 @@ class PooledBudgets:
         if cost.percent >= stop:
             return self._stop(tenant, cost, spent)
         blocked = self.store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant.id)
-        if blocked is not None and _in_force(blocked.data, now):
+        if blocked is not None and stop_in_force(blocked.data, now):
             self.port.refuse_scoring(
                 tenant.id,
                 datetime.fromisoformat(blocked.data["blocked_until"]),
@@ -361,7 +355,7 @@ class PooledBudgets:
         reason = f"metered budget of {tenant.id} at {cost.percent:.0f} %"
         record = {"blocked_until": until.isoformat(), "reason": reason, "scoring": True}
         existing = self.store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant.id)
-        fresh = existing is None or not _in_force(existing.data, self.clock())
+        fresh = existing is None or not stop_in_force(existing.data, self.clock())
         with contextlib.suppress(ConflictError):  # another worker stopped it: same record
             if existing is None:
                 self.store.insert(contracts.TABLE_BUDGET_STATE, "blocked", tenant.id, record)
@@ -373,7 +367,3 @@ class PooledBudgets:
             neighbours = f"the other tenants of pool {tenant.pool} are served as before"
             self.port.notify(tenant.id, "critical", f"{refused.message} ({spent}); {neighbours}")
         return PooledBudgetOutcome(tenant.id, "stopped", cost.percent, spent)
-
-
-def _in_force(record: Mapping[str, Any], now: datetime) -> bool:
-    return not record.get("resumed") and datetime.fromisoformat(record["blocked_until"]) > now

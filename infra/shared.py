@@ -191,33 +191,38 @@ class SharedServices(pulumi.ComponentResource):
     def _create_scorer_role(self) -> authorization.RoleDefinition:
         """A custom role that may only score online endpoints: what the gateway's identity
         gets on each endpoint (AzureML Data Scientist would let it change deployments)."""
-        spec = self._args.spec
-        scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
-        return authorization.RoleDefinition(
-            f"{self._name}-scorer-role",
-            role_name=f"tenant-mlops endpoint scorer ({spec.prefix}-{spec.environment.value})",
-            description="Invoke Azure ML online endpoints; nothing else.",
-            role_type="CustomRole",
-            scope=scope,
-            assignable_scopes=[scope],
-            permissions=[{"actions": [SCORE_ACTION], "not_actions": []}],
-            opts=self._opts,
+        return self._custom_role(
+            "scorer-role",
+            "endpoint scorer",
+            "Invoke Azure ML online endpoints; nothing else.",
+            [SCORE_ACTION],
         )
 
     def _create_budget_stop_role(self) -> authorization.RoleDefinition:
         """A custom role that may only read and write API Management's named values: the
         automation sets pooled tenants' budget stops with it (API Management Service
         Contributor would let it change every policy and key)."""
+        return self._custom_role(
+            "budget-stop-role",
+            "budget stops",
+            "Read and write API Management named values; nothing else.",
+            [NAMED_VALUE_READ, NAMED_VALUE_WRITE],
+        )
+
+    def _custom_role(
+        self, suffix: str, title: str, description: str, actions: list[str]
+    ) -> authorization.RoleDefinition:
+        """A subscription-wide custom role of exactly ``actions``."""
         spec = self._args.spec
         scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
         return authorization.RoleDefinition(
-            f"{self._name}-budget-stop-role",
-            role_name=f"tenant-mlops budget stops ({spec.prefix}-{spec.environment.value})",
-            description="Read and write API Management named values; nothing else.",
+            f"{self._name}-{suffix}",
+            role_name=f"tenant-mlops {title} ({spec.prefix}-{spec.environment.value})",
+            description=description,
             role_type="CustomRole",
             scope=scope,
             assignable_scopes=[scope],
-            permissions=[{"actions": [NAMED_VALUE_READ, NAMED_VALUE_WRITE], "not_actions": []}],
+            permissions=[{"actions": actions, "not_actions": []}],
             opts=self._opts,
         )
 

@@ -748,12 +748,5 @@ class Stamp(pulumi.ComponentResource):
 
 
 def budget_start(budget: BudgetSpec, spec: PlatformSpec, today: date) -> date:
-    """The start of a budget: the spec's date when it gives one, else the first day of the
-    month of ``today`` (the first `pulumi up`).
-
-    Azure's rule (BudgetTimePeriod): the start is the first of a month, "Future start date
-    should not be more than twelve months. Past start date should be selected within the
-    timegrain period" — the first of the current month is valid for every grain.
-    https://learn.microsoft.com/rest/api/consumption/budgets/create-or-update#budgettimeperiod
-    """
-    return budget.start_date or spec.budget_policy.start_date or today.replace(day=1)
+    """The budget's start date as the program sends it (``PlatformSpec.budget_start``)."""
+    return spec.budget_start(budget, today)

@@ -31,6 +31,7 @@ from adapters.local import (
 )
 from adapters.table_store import TableStore
 from automation.audit import open_findings
+from automation.budgets import stop_in_force
 from automation.quality_watch import latest_checks
 from automation.runner import decode
 from local.azurite import connection_string
@@ -177,10 +178,9 @@ class PlatformClient:
     def budget_stop(self, tenant: str) -> str | None:
         """The day a budget stop in force on ``tenant`` ends (None: none is)."""
         record = self.store.get(contracts.TABLE_BUDGET_STATE, "blocked", tenant)
-        if record is None or record.data.get("resumed"):
+        if record is None or not stop_in_force(record.data, datetime.now(UTC)):
             return None
-        until = datetime.fromisoformat(record.data["blocked_until"])
-        return until.date().isoformat() if until > datetime.now(UTC) else None
+        return datetime.fromisoformat(record.data["blocked_until"]).date().isoformat()
 
     def quality(self) -> dict[str, dict[str, Any]]:
         """The latest quality check of each tenant (the quality timer's)."""

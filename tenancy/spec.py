@@ -638,6 +638,17 @@ class PlatformSpec(SpecModel):
 
     # --- who serves a tenant (asked by infra, both adapters and the gateway's routes) ------
 
+    def budget_start(self, budget: BudgetSpec, today: date) -> date:
+        """The start of a budget: the spec's date when it gives one, else the first day of
+        the month of ``today`` (the first `pulumi up`).
+
+        Azure's rule (BudgetTimePeriod): the start is the first of a month, "Future start
+        date should not be more than twelve months. Past start date should be selected
+        within the timegrain period": the first of the current month is valid for every
+        grain. https://learn.microsoft.com/rest/api/consumption/budgets/create-or-update#budgettimeperiod
+        """
+        return budget.start_date or self.budget_policy.start_date or today.replace(day=1)
+
     def stamp(self, stamp_key: str) -> TenantSpec | PoolSpec:
         """The dedicated tenant or the pool of a stamp (``tenant-<id>``, ``pool-<id>``)."""
         for tenant in self.tenants:
