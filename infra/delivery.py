@@ -11,6 +11,11 @@ that trusts GitHub's OIDC tokens for one GitHub environment of the repository
   which cannot activate one.
 - ``id-preview-<env>``, the pull request's ``pulumi preview`` in GitHub environment
   ``<env>-preview``: Reader on the subscription, nothing it could change.
+- ``id-report-<env>``, the scheduled drift and quality report (``watch-report`` workflow)
+  in GitHub environment ``<env>-report``: Storage Table Data Reader on the platform storage
+  account alone, where the automation records what it measured and did. Reading table
+  data takes a data-plane role; Reader on the subscription grants none
+  (https://learn.microsoft.com/azure/storage/tables/authorize-access-azure-active-directory#azure-built-in-roles-for-tables).
 
 The first `pulumi up` of a stack is a person's (the identities do not exist before it); the
 pipelines run every later one. Rules relied on:
@@ -37,9 +42,11 @@ from tenancy.spec import PlatformSpec
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
-#: Role codes (tenancy.rbac.ROLE_IDS) of each pipeline identity, on the subscription.
+#: Role codes (tenancy.rbac.ROLE_IDS) of each pipeline identity, on the subscription
+#: (deploy, preview) or on the platform storage account (report).
 DEPLOY_ROLES = ("C", "RBACAdministrator")
 PREVIEW_ROLES = ("R",)
+REPORT_ROLES = ("TableDataReader",)
 
 
 def github_subject(repository: str, environment: str) -> str:
@@ -64,21 +71,35 @@ class Delivery(pulumi.ComponentResource):
         self._name = name
         self._args = args
         env = args.spec.environment.value
-        self.deploy_identity = self._create_pipeline_identity("deploy", env, DEPLOY_ROLES)
+        subscription = pulumi.Output.concat("/subscriptions/", args.subscription_id)
+        on_subscription = (subscription, f"{args.spec.prefix}/{env}/subscription")
+        self.deploy_identity = self._create_pipeline_identity(
+            "deploy", env, DEPLOY_ROLES, on_subscription
+        )
         self.preview_identity = self._create_pipeline_identity(
-            "preview", f"{env}-preview", PREVIEW_ROLES
+            "preview", f"{env}-preview", PREVIEW_ROLES, on_subscription
+        )
+        on_state = (args.shared.storage.id, f"{args.spec.prefix}/{env}/platform-storage")
+        self.report_identity = self._create_pipeline_identity(
+            "report", f"{env}-report", REPORT_ROLES, on_state
         )
         self.register_outputs(
             {
                 "deployClientId": self.deploy_identity.client_id,
                 "previewClientId": self.preview_identity.client_id,
-                "githubEnvironments": [env, f"{env}-preview"],
+                "reportClientId": self.report_identity.client_id,
+                "githubEnvironments": [env, f"{env}-preview", f"{env}-report"],
             }
         )
 
     def _create_pipeline_identity(
-        self, purpose: str, github_environment: str, roles: tuple[str, ...]
+        self,
+        purpose: str,
+        github_environment: str,
+        roles: tuple[str, ...],
+        on: tuple[pulumi.Input[str], str],
     ) -> managedidentity.UserAssignedIdentity:
+        """The identity, its federated credential, and ``roles`` on ``on`` (scope, key)."""
         spec, shared = self._args.spec, self._args.shared
         label = "pipeline" if purpose == "deploy" else purpose
         identity = managedidentity.UserAssignedIdentity(
@@ -100,14 +121,14 @@ class Delivery(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=identity),
         )
         principal = Principal(f"{purpose}-pipeline", identity.principal_id, "ServicePrincipal")
-        scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
+        scope, scope_key = on
         for role in roles:
             assign_role(
                 f"{self._name}-{purpose}-{role.lower()}",
                 principal=principal,
                 role_code=role,
                 scope=scope,
-                scope_key=f"{spec.prefix}/{spec.environment.value}/subscription",
+                scope_key=scope_key,
                 subscription_id=self._args.subscription_id,
                 parent=identity,
                 description=f"{purpose} pipeline ({github_environment}): standing, not eligible",

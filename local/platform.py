@@ -41,6 +41,7 @@ from adapters.local import (
     LocalPlatform,
 )
 from adapters.table_store import TableStore
+from automation.rollout import Phase
 from automation.runner import rollout_key
 from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
@@ -370,9 +371,23 @@ class EmbeddedPlatform:
         endpoint = self.adapter.endpoint(tenant)
         return endpoint.serving and self.adapter.serves_tenant(tenant, endpoint.live)
 
+    def _awaiting_approval(self, tenant: str) -> bool:
+        """Its rollout waits for an approver: a stack whose rollouts need approval (as a
+        production stack's do) serves nothing of a tenant until someone approves, and
+        `mlops up` cannot wait for that."""
+        assert self.store is not None
+        return any(
+            record.data.get("phase") == Phase.AWAITING_APPROVAL.value
+            for record in self.store.query(contracts.TABLE_ROLLOUTS, tenant)
+        )
+
+    def _settled(self, tenant: str) -> bool:
+        return self._served(tenant) or self._awaiting_approval(tenant)
+
     def _bootstrap(self, timers: bool, timeout_seconds: float) -> None:
-        """Train and register the tenants' models; the automation rolls them out."""
-        if all(self._served(t.id) for t in self.spec.tenants):
+        """Train and register the tenants' models; the automation rolls them out (up to
+        an approval, where the stack asks for one)."""
+        if all(self._settled(t.id) for t in self.spec.tenants):
             return  # restored: the registries and endpoints are as they were
         started = time.monotonic()
         layout = self._layout()
@@ -380,7 +395,7 @@ class EmbeddedPlatform:
         self.trained_in_seconds = round(time.monotonic() - started, 1)
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
-            waiting = [t.id for t in self.spec.tenants if not self._served(t.id)]
+            waiting = [t.id for t in self.spec.tenants if not self._settled(t.id)]
             if not waiting:
                 return
             self._fail_on_refusals(waiting)

@@ -122,18 +122,7 @@ def _platform_commands(commands: Any) -> None:
         "audit", help="judge what is deployed with the policy pack now; the open findings"
     )
     audit.add_argument("--json", action="store_true")
-    deployed = audit.add_mutually_exclusive_group()
-    deployed.add_argument(
-        "--state-account",
-        default=None,
-        help="an installation on Azure: list the open findings its Function App recorded in "
-        "this platform storage account (read with your Entra sign-in)",
-    )
-    deployed.add_argument(
-        "--state-connection",
-        default=None,
-        help="the same from a storage connection string (Azurite, say)",
-    )
+    _state_options(audit, "list the open findings its Function App recorded")
     platform_parsers = (up, status, down, score, *rollout_parsers, rotate, *reports, demo, audit)
     for parser in platform_parsers:
         _platform_options(parser)
@@ -165,7 +154,36 @@ def _report_commands(commands: Any) -> tuple[Any, ...]:
         "report", help="each tenant's cost: its stamp's spend, or its metered share of its pool's"
     )
     cost_report.add_argument("--json", action="store_true")
-    return report, quality_report, cost_report
+    watch = commands.add_parser("watch", help="drift and quality as the automation recorded them")
+    watch_actions = watch.add_subparsers(dest="action", required=True)
+    watch_report = watch_actions.add_parser(
+        "report",
+        help="per tenant: drift acted on, reviews open, the latest quality check (the "
+        "scheduled workflow's report)",
+    )
+    watch_report.add_argument("--days", type=int, default=7, help="drift of the last N days")
+    watch_report.add_argument("--json", action="store_true")
+    watch_report.add_argument(
+        "--markdown", type=Path, default=None, help="also append it as Markdown to this file"
+    )
+    _state_options(watch_report, "read what its Function App's timers recorded")
+    return report, quality_report, cost_report, watch_report
+
+
+def _state_options(command: argparse.ArgumentParser, what: str) -> None:
+    """An installation on Azure, by its platform storage account's state tables."""
+    deployed = command.add_mutually_exclusive_group()
+    deployed.add_argument(
+        "--state-account",
+        default=None,
+        help=f"an installation on Azure: {what} in this platform storage account "
+        "(read with your Entra sign-in)",
+    )
+    deployed.add_argument(
+        "--state-connection",
+        default=None,
+        help="the same from a storage connection string (Azurite, say)",
+    )
 
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
@@ -304,6 +322,7 @@ COMMANDS = {
     "cost": _platform,
     "demo": _platform,
     "audit": _platform,
+    "watch": _platform,
 }
 
 

@@ -429,15 +429,43 @@ def audit(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
 
 def _deployed_findings(account: str | None, connection: str | None) -> list[dict[str, Any]]:
     """The open findings in an installation's state tables (the Function App's audit)."""
-    from adapters.table_store import TableStore  # noqa: PLC0415
     from automation.audit import open_findings  # noqa: PLC0415
 
-    store = (
-        TableStore.from_connection_string(connection)
-        if connection
-        else TableStore.for_account(str(account))
-    )
-    return [dataclasses.asdict(f) for f in open_findings(store)]
+    return [dataclasses.asdict(f) for f in open_findings(_state_store(account, connection))]
+
+
+def _state_store(account: str | None, connection: str | None) -> Any:
+    """An installation's state tables, read only: by account (Entra sign-in, Storage Table
+    Data Reader is enough) or connection string."""
+    from adapters.table_store import TableStore  # noqa: PLC0415
+
+    if connection:
+        return TableStore.from_connection_string(connection, read_only=True)
+    return TableStore.for_account(str(account), read_only=True)
+
+
+def watch(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    """`mlops watch report`: drift acted on, reviews open and the latest quality check of
+    each tenant of the stack, from what its automation recorded: an installation on Azure
+    by its state account, else the embedded platform running from ``data_dir``."""
+    from automation.watch_report import to_markdown, watch_report  # noqa: PLC0415
+
+    spec = load_stack(stack, root)
+    if args.state_account or args.state_connection:
+        store = _state_store(args.state_account, args.state_connection)
+    else:
+        store = _client(root, stack, data_dir).store
+    now = datetime.now(UTC)
+    report = watch_report(store, [t.id for t in spec.tenants], now, args.days)
+    text = to_markdown(stack, report, now, args.days)
+    if args.markdown is not None:
+        with args.markdown.open("a", encoding="utf-8") as summary:  # GITHUB_STEP_SUMMARY
+            summary.write(text)
+    if args.json:
+        print(json.dumps([w.to_dict() for w in report], indent=2))
+    else:
+        print(text, end="")
+    return 0
 
 
 def demo(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:

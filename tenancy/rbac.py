@@ -59,6 +59,7 @@ ROLE_IDS: dict[str, str] = {
     "BlobDataReader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "BlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "TableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "TableDataReader": "76199698-9eea-4c19-bc75-cec21354c6b6",
     "QueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "KeyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
     "AzureMLRegistryUser": "1823dd4f-9b8c-4ab6-ab4e-7397a3684615",

@@ -85,3 +85,20 @@ def test_the_sign_in_exchanges_the_jobs_oidc_token_and_stores_nothing() -> None:
     assert "audience=api://AzureADTokenExchange" in script
     assert "--federated-token" in script and "::add-mask::" in script
     assert "client-secret" not in script and "--password" not in script
+
+
+def test_every_morning_each_installation_reports_drift_and_quality_as_its_report_identity() -> (
+    None
+):
+    flow = _load("watch-report.yml")
+    assert [s["cron"] for s in flow["on"]["schedule"]] == ["17 6 * * *"]
+    assert "workflow_dispatch" in flow["on"]
+    job = flow["jobs"]["report"]
+    assert job["strategy"]["matrix"]["stack"] == AZURE_STACKS
+    # The report identity's environment: Storage Table Data Reader on the state account.
+    assert job["environment"] == "${{ matrix.stack }}-report"
+    [command] = [r for r in _runs(job) if "mlops watch report" in r]
+    for option in ('--stack "$STACK"', '--state-account "$STATE_ACCOUNT"',
+                   '--markdown "$GITHUB_STEP_SUMMARY"'):  # fmt: skip
+        assert option in command
+    assert _runs(job).index(".github/scripts/azure-sign-in.sh") < _runs(job).index(command)

@@ -42,6 +42,7 @@ def test_each_azure_stack_trusts_its_github_environments_and_no_other(
         assert subjects == [
             f"repo:{repository}:environment:{stack}",
             f"repo:{repository}:environment:{stack}-preview",
+            f"repo:{repository}:environment:{stack}-report",
         ], stack
         for credential in credentials:
             assert credential.inputs["issuer"] == GITHUB_ISSUER
@@ -63,10 +64,22 @@ def test_the_deploy_identity_holds_standing_rights_and_the_preview_identity_read
         }, stack
         preview = _roles_of(run, _identity(run, f"id-preview-{stack}"))
         assert preview == {ROLE_IDS["R"]: subscription}, stack
+        # The scheduled report reads the state tables of its installation, and nothing else.
+        reporter = _identity(run, f"id-report-{stack}")
+        assert list(_roles_of(run, reporter)) == [ROLE_IDS["TableDataReader"]], stack
+        [granted] = [
+            a
+            for a in of_type(run, "authorization:RoleAssignment")
+            if reporter.urn in a.property_dependencies.get("principalId", frozenset())
+        ]
+        [scope] = granted.property_dependencies["scope"]
+        assert scope.endswith("SharedServices$azure-native:storage:StorageAccount::platform-st")
         # Standing assignments: an eligibility is no use to a pipeline, which cannot
         # activate one (even in prod, where people's CI/CD rights are just in time).
         eligible = of_type(run, "authorization:PimRoleEligibilitySchedule")
-        pipelines = {_identity(run, f"id-{p}-{stack}").urn for p in ("pipeline", "preview")}
+        pipelines = {
+            _identity(run, f"id-{p}-{stack}").urn for p in ("pipeline", "preview", "report")
+        }
         assert not [
             e
             for e in eligible

@@ -24,6 +24,7 @@ from azure.storage.blob import BlobServiceClient
 
 from adapters.local import COLLECTED_CONTAINER
 from local.azurite import start_azurite
+from local.demo import Load
 from local.operations import PlatformClient
 from mlops.cli import EXIT_CONFIG, EXIT_OK, main
 from tenancy import PlatformSpec, load_stack
@@ -378,6 +379,82 @@ def _split_as_a_canary_would(tenant: dict[str, Any], client: PlatformClient) -> 
     split = {live: 90, "canary": 10}
     client.admin.set_traffic(endpoint, split, {})
     return split
+
+
+def _rollout_reaching(
+    client: PlatformClient, tenant: str, model: str, phases: set[str]
+) -> dict[str, Any]:
+    """The tenant's rollout of ``model`` once its automation has taken it to one of
+    ``phases`` (rollouts advance on the target's timer: this only waits for them)."""
+    deadline, found = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        found = next((r for r in reversed(client.rollouts(tenant)) if r["model"] == model), None)
+        if found is not None and found["phase"] in phases:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{tenant}'s rollout of {model} never reached {phases}: {found}")
+
+
+def _approved_and_promoted(client: PlatformClient, tenant: str, model: str) -> None:
+    """local-prod asks for an approver at the last step, as production does: its canary
+    walks its steps on the tenant's traffic, waits, and is promoted once approved."""
+    with Load(client, [tenant], per_second=20):
+        _rollout_reaching(client, tenant, model, {"awaiting_approval"})
+        code, answer = client.command(tenant, model, "approve")
+        assert code == 200, answer
+        _rollout_reaching(client, tenant, model, {"promoted", "draining"})
+
+
+def test_local_promotes_to_local_prod_through_both_patterns(
+    platform: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two environments on this machine: local (as staging) promotes to local-prod, a
+    second running embedded platform with its own data, ports and approval rule.
+    contoso's artifact moves (deploy models); litware's code moves and is retrained on
+    local-prod's data (deploy code). Each time local-prod's own automation gates the
+    version, canaries it and promotes it once approved, and its audit names the source."""
+    data_dir = tmp_path_factory.mktemp("local-prod") / "data"
+    options = ["--stack", "local-prod", "--data-dir", str(data_dir), "--root", str(ROOT)]
+    started = _mlops("up", "--detach", *options)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        prod = PlatformClient.of(load_stack("local-prod", ROOT), data_dir)
+        # Its first rollouts wait for an approver: `mlops up` returned all the same.
+        for tenant in ("contoso", "litware"):
+            [first] = prod.rollouts(tenant)
+            assert first["phase"] == "awaiting_approval", first
+            _approved_and_promoted(prod, tenant, first["model"])
+        local = _served(platform["options"])
+        promoted = {}
+        for tenant in ("contoso", "litware"):
+            name, version = local[tenant]["champion"].split("/")
+            made = _mlops(
+                "promote", "--tenant", tenant, "--model", name, "--version", version,
+                "--from", "local", "--to", "local-prod", "--json",
+                "--from-data-dir", str(platform["data_dir"]), "--to-data-dir", str(data_dir),
+            )  # fmt: skip
+            assert made.returncode == 0, made.stdout + made.stderr
+            promoted[tenant] = json.loads(made.stdout)
+            assert promoted[tenant]["gate"] == "passed", promoted[tenant]
+            assert promoted[tenant]["source"] == f"local:{local[tenant]['champion']}"
+            model = promoted[tenant]["target"].removeprefix("local-prod:")
+            _approved_and_promoted(prod, tenant, model)
+            assert _served(options)[tenant]["champion"] == model
+            [record] = [a for a in prod.audit(tenant) if a.get("event") == "promoted_in"]
+            assert record["from"] == promoted[tenant]["source"]
+        assert promoted["contoso"]["pattern"] == "deploy_models"
+        assert promoted["litware"]["pattern"] == "deploy_code"
+        assert set(promoted["litware"]["compared"]) >= {"accuracy"}
+        # adatum is not in local-prod: refused, naming why.
+        refused = _mlops(
+            "promote", "--tenant", "adatum", "--model", "adatum-cv", "--version", "1",
+            "--from", "local", "--to", "local-prod",
+            "--from-data-dir", str(platform["data_dir"]), "--to-data-dir", str(data_dir),
+        )  # fmt: skip
+        assert refused.returncode == EXIT_CONFIG
+        assert "tenant adatum is not in local-prod" in refused.stderr
+    finally:
+        assert main(["down", *options]) == EXIT_OK
 
 
 def test_down_stops_every_process_it_started(
