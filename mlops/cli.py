@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     gate.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
     _promote_command(commands)
+    _retrain_command(commands)
     _platform_commands(commands)
     return parser
 
@@ -74,6 +75,30 @@ def _promote_command(commands: Any) -> None:
     promote.add_argument("--to-data-dir", type=Path, default=None, help="default: .mlops/<stack>")
     promote.add_argument("--json", action="store_true")
     promote.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+
+
+def _retrain_command(commands: Any) -> None:
+    retrain = commands.add_parser(
+        "retrain",
+        help="submit training jobs (train, evaluate, register) to an Azure environment with "
+        "this checkout's training code",
+    )
+    retrain.add_argument("--stack", required=True, help="an Azure stack: Pulumi.<stack>.yaml")
+    retrain.add_argument(
+        "--tenant", action="append", default=[], help="repeatable; default: every tenant"
+    )
+    retrain.add_argument("--reason", default="model pipeline", help="tagged on each job")
+    retrain.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from mlops.retrain import retrain_on_azure  # noqa: PLC0415 - the Azure SDK loads slowly
+
+    root = args.root or project_root()
+    spec = load_stack(args.stack, root)
+    for tenant in retrain_on_azure(root, spec, args.stack, args.tenant, args.reason):
+        print(f"{tenant}: training job submitted to {args.stack}")
+    return EXIT_OK
 
 
 def _platform_options(command: argparse.ArgumentParser) -> None:
@@ -311,6 +336,7 @@ COMMANDS = {
     "policy-config": _policy_config,
     "gate": _gate,
     "promote": _promote,
+    "retrain": _retrain,
     "up": _up,
     "status": _status,
     "down": _down,

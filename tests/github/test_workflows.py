@@ -102,3 +102,15 @@ def test_every_morning_each_installation_reports_drift_and_quality_as_its_report
                    '--markdown "$GITHUB_STEP_SUMMARY"'):  # fmt: skip
         assert option in command
     assert _runs(job).index(".github/scripts/azure-sign-in.sh") < _runs(job).index(command)
+
+
+def test_a_training_code_change_retrains_dev_with_it() -> None:
+    flow = _load("model-pipeline.yml")
+    assert flow["on"]["push"]["branches"] == ["main"]
+    assert "ml/**" in flow["on"]["push"]["paths"]
+    job = flow["jobs"]["train-dev"]
+    assert job["environment"] == "dev"  # dev's pipeline identity
+    [command] = [r for r in _runs(job) if "mlops retrain" in r]
+    assert "--stack dev" in command
+    # The dispatch input reaches the shell as a variable, never as template text.
+    assert "inputs.tenants" not in command and job["env"]["TENANTS"] == "${{ inputs.tenants }}"
