@@ -42,7 +42,7 @@ from adapters.local import (
 )
 from adapters.table_store import TableStore
 from automation.rollout import Phase
-from automation.runner import rollout_key
+from automation.runner import decode, rollout_key
 from local.azurite import Azurite, start_azurite
 from local.collector import BlobCollector
 from local.deployments import DeploymentManager, Running, Supervision
@@ -371,18 +371,19 @@ class EmbeddedPlatform:
         endpoint = self.adapter.endpoint(tenant)
         return endpoint.serving and self.adapter.serves_tenant(tenant, endpoint.live)
 
-    def _awaiting_approval(self, tenant: str) -> bool:
-        """Its rollout waits for an approver: a stack whose rollouts need approval (as a
-        production stack's do) serves nothing of a tenant until someone approves, and
-        `mlops up` cannot wait for that."""
+    def _awaiting_approval(self, tenant: str) -> list[str]:
+        """The tenant's rollouts that wait for an approver. A stack whose rollouts need
+        approval (as a production stack's do) serves nothing of a tenant until someone
+        approves, and `mlops up` cannot wait for that."""
         assert self.store is not None
-        return any(
-            record.data.get("phase") == Phase.AWAITING_APPROVAL.value
+        return [
+            decode(record.data)[0].model
             for record in self.store.query(contracts.TABLE_ROLLOUTS, tenant)
-        )
+            if record.data.get("phase") == Phase.AWAITING_APPROVAL.value
+        ]
 
     def _settled(self, tenant: str) -> bool:
-        return self._served(tenant) or self._awaiting_approval(tenant)
+        return self._served(tenant) or bool(self._awaiting_approval(tenant))
 
     def _bootstrap(self, timers: bool, timeout_seconds: float) -> None:
         """Train and register the tenants' models; the automation rolls them out (up to
@@ -488,6 +489,7 @@ class EmbeddedPlatform:
             "deployments": deployments,
             "input_schema": schema,
             "sample_request": sample,
+            "awaiting_approval": self._awaiting_approval(tenant_id),
         }
 
 

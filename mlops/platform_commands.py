@@ -261,6 +261,11 @@ def render_status(state: dict[str, Any]) -> str:
             f"  {tenant['id']:10s} {tenant['scoring_uri']}  traffic {tenant['traffic']}  "
             f"champion {champion.get('model') or '-'}"
         )
+        for model in tenant.get("awaiting_approval", []):
+            lines.append(
+                f"  {'':10s} rollout of {model} awaits approval: mlops rollout approve "
+                f"--stack {state['stack']} --tenant {tenant['id']} --model {model}"
+            )
         lines.append(f"  {'':10s} quality {_quality_line(tenant.get('quality'))}")
         lines.append(f"  {'':10s} usage   {_usage_line(tenant.get('usage'))}")
         lines.append(f"  {'':10s} cost    {_cost_line(tenant.get('cost'))}")

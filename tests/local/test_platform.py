@@ -270,6 +270,13 @@ def test_labels_sent_for_scored_requests_are_measured_by_the_quality_timer(
     from ml.data import tenant_datasets  # noqa: PLC0415
 
     tenant, requests_sent, per_request = "northwind", 6, 10
+    # The demo's last rollout (the shared model) may still be shifting northwind's traffic:
+    # the rows must all reach one deployment, which the check then measures.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if len([d for d, share in client.adapter.endpoint(tenant).traffic.items() if share]) == 1:
+            break
+        time.sleep(0.5)  # waiting for the rollout to end, not timing anything
     train, _ = tenant_datasets(specs["local"])["northwind"].split()
     batches = [range(r * per_request, (r + 1) * per_request) for r in range(requests_sent)]
     scored = [client.score(tenant, {"data": [train.X[i].tolist() for i in b]}) for b in batches]
@@ -395,14 +402,17 @@ def _rollout_reaching(
     raise AssertionError(f"{tenant}'s rollout of {model} never reached {phases}: {found}")
 
 
-def _approved_and_promoted(client: PlatformClient, tenant: str, model: str) -> None:
-    """local-prod asks for an approver at the last step, as production does: its canary
-    walks its steps on the tenant's traffic, waits, and is promoted once approved."""
-    with Load(client, [tenant], per_second=20):
-        _rollout_reaching(client, tenant, model, {"awaiting_approval"})
-        code, answer = client.command(tenant, model, "approve")
-        assert code == 200, answer
-        _rollout_reaching(client, tenant, model, {"promoted", "draining"})
+def _approved_and_promoted(client: PlatformClient, rollouts: dict[str, str]) -> None:
+    """local-prod asks for an approver at the last step, as production does: each canary
+    ({tenant: model}) walks its steps on its tenant's traffic, waits, and is promoted once
+    approved."""
+    with Load(client, list(rollouts), per_second=20):
+        for tenant, model in rollouts.items():
+            _rollout_reaching(client, tenant, model, {"awaiting_approval"})
+            code, answer = client.command(tenant, model, "approve")
+            assert code == 200, answer
+        for tenant, model in rollouts.items():
+            _rollout_reaching(client, tenant, model, {"promoted", "draining"})
 
 
 def test_local_promotes_to_local_prod_through_both_patterns(
@@ -419,11 +429,18 @@ def test_local_promotes_to_local_prod_through_both_patterns(
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         prod = PlatformClient.of(load_stack("local-prod", ROOT), data_dir)
-        # Its first rollouts wait for an approver: `mlops up` returned all the same.
+        # Its first rollouts wait for an approver: `mlops up` returned all the same, and
+        # `mlops status` says what to run.
+        shown, firsts = _mlops("status", *options).stdout, {}
         for tenant in ("contoso", "litware"):
             [first] = prod.rollouts(tenant)
             assert first["phase"] == "awaiting_approval", first
-            _approved_and_promoted(prod, tenant, first["model"])
+            assert (
+                f"rollout of {first['model']} awaits approval: mlops rollout approve "
+                f"--stack local-prod --tenant {tenant} --model {first['model']}"
+            ) in shown
+            firsts[tenant] = first["model"]
+        _approved_and_promoted(prod, firsts)
         local = _served(platform["options"])
         promoted = {}
         for tenant in ("contoso", "litware"):
@@ -437,9 +454,11 @@ def test_local_promotes_to_local_prod_through_both_patterns(
             promoted[tenant] = json.loads(made.stdout)
             assert promoted[tenant]["gate"] == "passed", promoted[tenant]
             assert promoted[tenant]["source"] == f"local:{local[tenant]['champion']}"
-            model = promoted[tenant]["target"].removeprefix("local-prod:")
-            _approved_and_promoted(prod, tenant, model)
-            assert _served(options)[tenant]["champion"] == model
+        models = {t: p["target"].removeprefix("local-prod:") for t, p in promoted.items()}
+        _approved_and_promoted(prod, models)
+        serving = _served(options)
+        for tenant, model in models.items():
+            assert serving[tenant]["champion"] == model
             [record] = [a for a in prod.audit(tenant) if a.get("event") == "promoted_in"]
             assert record["from"] == promoted[tenant]["source"]
         assert promoted["contoso"]["pattern"] == "deploy_models"
