@@ -29,6 +29,8 @@ from tenancy.rbac import ROLE_IDS
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 UAI = "azure-native:managedidentity:UserAssignedIdentity"
+FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
+RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 WORKSPACE = f"{ML}:Workspace"
 ONLINE_ENDPOINT = f"{ML}:OnlineEndpoint"
 ONLINE_DEPLOYMENT = f"{ML}:OnlineDeployment"
@@ -254,6 +256,36 @@ def _deployer_holders(view: PlanView) -> Iterator[Holder]:
         )
 
 
+def _pipeline_of(subject: str) -> Identity:
+    """Which pipeline a federated credential's GitHub environment belongs to."""
+    environment = subject.rsplit(":environment:", 1)[-1]
+    if environment.endswith("-preview"):
+        return "preview_pipeline"
+    if environment.endswith("-report"):
+        return "report_pipeline"
+    return "deploy_pipeline"
+
+
+def _pipeline_holders(view: PlanView) -> Iterator[Holder]:
+    """The workflows' identities: each user-assigned identity that trusts a GitHub
+    environment through a federated credential (infra/delivery.py)."""
+    targets: dict[Target, tuple[Resource, ...]] = {
+        "resource_group": tuple(view.of_type(RESOURCE_GROUP)),
+        "workspace": tuple(view.of_type(WORKSPACE)),
+        "platform_storage": tuple(
+            s for app in view.of_type(WEB_APP) for s in view.deps(app, "siteConfig", STORAGE)
+        ),
+    }
+    for credential in view.of_type(FEDERATED_CREDENTIAL):
+        subject = credential.props.raw.get("subject")
+        if not isinstance(subject, str) or ":environment:" not in subject:
+            continue
+        for identity in view.deps(credential, "resourceName", UAI):
+            yield Holder(
+                _pipeline_of(subject), identity.urn, identity, targets, frozenset({"always"})
+            )
+
+
 HOLDERS = (
     _workspace_holders,
     _endpoint_holders,
@@ -261,6 +293,7 @@ HOLDERS = (
     _gateway_holders,
     _event_grid_holders,
     _deployer_holders,
+    _pipeline_holders,
 )
 
 

@@ -16,7 +16,10 @@ Identities:
 - ``automation``: the Function App's user-assigned identity;
 - ``gateway``: API Management's system-assigned identity;
 - ``event_grid``: a workspace's system topic identity (dead letters);
-- ``deployer``: whoever runs `pulumi up` (the Functions package upload).
+- ``deployer``: whoever runs `pulumi up` (the Functions package upload);
+- ``deploy_pipeline``, ``preview_pipeline``, ``report_pipeline``: the GitHub workflows'
+  identities (infra/delivery.py), told apart by the GitHub environment their federated
+  credential trusts (``<env>``, ``<env>-preview``, ``<env>-report``).
 
 Shared keys are off on every storage account and local authentication on every App
 Insights component, so data-plane roles (blob data, metrics publisher, Key Vault data roles)
@@ -32,7 +35,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Identity = Literal["workspace", "endpoint", "automation", "gateway", "event_grid", "deployer"]
+Identity = Literal[
+    "workspace",
+    "endpoint",
+    "automation",
+    "gateway",
+    "event_grid",
+    "deployer",
+    "deploy_pipeline",
+    "preview_pipeline",
+    "report_pipeline",
+]
 Target = Literal[
     "resource_group",  # the identity's stamp resource group
     "workspace",
@@ -101,6 +114,14 @@ _DEAD_LETTER = (
 )
 _APIM_RBAC = "https://learn.microsoft.com/azure/api-management/api-management-role-based-access-control"
 _BLOB_DATA = "https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access"
+_PRIVILEGED = "https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/privileged"
+_READER = (
+    "https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/general#reader"
+)
+_TABLE_DATA = (
+    "https://learn.microsoft.com/azure/storage/tables/"
+    "authorize-access-azure-active-directory#azure-built-in-roles-for-tables"
+)
 
 
 @dataclass(frozen=True)
@@ -355,6 +376,42 @@ NEEDS: tuple[Need, ...] = (
         _WRITE_BLOBS,
         _BLOB_DATA,
         at_creation=True,
+    ),
+    # --- the pipelines (standing assignments: a pipeline cannot activate an eligibility) ---
+    Need(
+        "deploy_pipeline",
+        "create and update the platform's resources (pulumi up)",
+        "resource_group",
+        ("C", "O"),
+        _PRIVILEGED,
+    ),
+    Need(
+        "deploy_pipeline",
+        "assign the platform identities' roles (pulumi up)",
+        "resource_group",
+        ("RBACAdministrator", "O"),
+        _PRIVILEGED,
+    ),
+    Need(
+        "deploy_pipeline",
+        "submit training jobs (mlops retrain)",
+        "workspace",
+        ("C", "O"),
+        _ML_ROLES,
+    ),
+    Need(
+        "preview_pipeline",
+        "read the deployed resources (pulumi preview)",
+        "resource_group",
+        ("R", "C", "O"),
+        _READER,
+    ),
+    Need(
+        "report_pipeline",
+        "read the automation's state tables (mlops watch report)",
+        "platform_storage",
+        ("TableDataReader", "TableDataContributor"),
+        _TABLE_DATA,
     ),
 )
 

@@ -39,6 +39,12 @@ SAME_WORKER = {
     "tests/infra/test_alerting.py": "planned",
     "tests/policies/test_live.py": "planned",
     "tests/automation/test_audit.py": "planned",
+    "tests/infra/test_delivery.py": "planned",
+    "tests/infra/test_gateway_budget_stops.py": "planned",
+    "tests/infra/test_gateway_ground_truth.py": "planned",
+    "tests/mlops/test_audit_cli.py": "planned",
+    "tests/policies/test_permission_rules.py": "planned",
+    "tests/policies/test_plan_drift.py": "planned",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.offline import OfflineRun
 from policies.catalogue import BY_NAME
 from policies.core import Finding, Props, Resource, Stack, run_stack_rule
 from tenancy import contracts
@@ -179,3 +180,54 @@ def test_the_deployer_writes_the_expected_state_only_with_a_data_role_on_the_acc
     assert "no BlobDataContributor or BlobDataOwner assigned there" in finding.message
     [control_plane_only] = run(_deployer_plan([grant("g-st", "-", "C", "st")]))
     assert control_plane_only.urn == finding.urn
+
+
+def _pipeline_plan(environment: str, grants: list[Resource]) -> list[Resource]:
+    """One pipeline identity trusting a GitHub environment, the platform's resources."""
+    return [
+        res("resources:ResourceGroup", "rg"),
+        res("storage:StorageAccount", "st", {}, {"resourceGroupName": ["rg"]}),
+        res("web:WebApp", "app", {}, {"resourceGroupName": ["rg"], "siteConfig": ["st"]}),
+        res("managedidentity:UserAssignedIdentity", "pipe", {}, {"resourceGroupName": ["rg"]}),
+        res(
+            "managedidentity:FederatedIdentityCredential",
+            "pipe-github",
+            {"subject": f"repo:contoso-platform/tenant-mlops:environment:{environment}"},
+            {"resourceName": ["pipe"]},
+        ),
+        *grants,
+    ]
+
+
+def test_each_pipeline_identity_is_held_to_what_its_workflow_does() -> None:
+    deploy = [grant("g-c", "pipe", "C", "rg"), grant("g-rbac", "pipe", "RBACAdministrator", "rg")]
+    assert run(_pipeline_plan("dev", deploy)) == []
+    [missing] = run(_pipeline_plan("dev", deploy[:1]))
+    assert missing.urn == "urn:pipe" and "deploy_pipeline" in missing.message
+    assert "cannot assign the platform identities' roles (pulumi up) on 'rg'" in missing.message
+    # The report identity reads tables: Reader on the group is no data access.
+    assert run(_pipeline_plan("dev-report", [grant("g-t", "pipe", "TableDataReader", "st")])) == []
+    [control_plane] = run(_pipeline_plan("dev-report", [grant("g-r", "pipe", "R", "rg")]))
+    assert "cannot read the automation's state tables" in control_plane.message
+    assert run(_pipeline_plan("dev-preview", [grant("g-r", "pipe", "R", "rg")])) == []
+
+
+def test_the_example_stacks_pipeline_identities_are_found_and_hold_their_roles(
+    planned: dict[str, OfflineRun],
+) -> None:
+    from policies.offline import as_resource  # noqa: PLC0415
+    from policies.permission_rules import PlanView, holders  # noqa: PLC0415
+
+    for stack in ("dev", "staging", "prod"):
+        resources = [as_resource(r) for r in planned[stack].records]
+        found = {
+            h.identity: h.serves.name
+            for h in holders(PlanView(Stack(resources)))
+            if h.identity.endswith("_pipeline")
+        }
+        assert found == {
+            "deploy_pipeline": "delivery-deploy-id",
+            "preview_pipeline": "delivery-preview-id",
+            "report_pipeline": "delivery-report-id",
+        }, stack
+        assert run(resources) == [], stack
