@@ -56,6 +56,23 @@ def rows_from_jsonl(lines: Iterable[str], columns: Sequence[str]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, len(columns))
 
 
+#: Partitions of the events table: drift acted on (once per tenant, model and day), and the
+#: human reviews opened for models that are not retrained automatically (the same keys).
+DRIFT_EVENTS, REVIEW_TASKS = "drift", "review"
+
+
+def drift_event_key(tenant: str, model: str, day: datetime) -> str:
+    """``<tenant>|<name>-v<version>|<yyyymmdd>``: one drift event per tenant, model, day."""
+    return f"{tenant}|{model.replace('/', '-v')}|{day:%Y%m%d}"
+
+
+def tenant_and_model(key: str) -> tuple[str, str]:
+    """(tenant, "<name>/<version>") of a :func:`drift_event_key`."""
+    tenant, encoded, _ = key.split("|", 2)
+    name, _, version = encoded.rpartition("-v")
+    return tenant, f"{name}/{version}"
+
+
 class DriftSource(Protocol):
     """What drift needs from the platform (the adapters read the registry and the blobs)."""
 
@@ -172,10 +189,10 @@ class DriftWatcher:
     ) -> DriftDecision:
         """Alert, then retrain or open a review task: once per tenant, model and day."""
         now = self.clock()
-        key = f"{tenant}|{model.replace('/', '-v')}|{now:%Y%m%d}"
+        key = drift_event_key(tenant, model, now)
         try:
             self.store.insert(
-                contracts.TABLE_EVENTS, "drift", key, {"reason": reason, "at": now.isoformat()}
+                contracts.TABLE_EVENTS, DRIFT_EVENTS, key, {"reason": reason, "at": now.isoformat()}
             )
         except ConflictError:
             return DriftDecision(
@@ -185,7 +202,7 @@ class DriftWatcher:
         kind = self.spec.tenant(tenant).model_kind
         if kind not in self.spec.drift.auto_retrain_kinds:
             task = {"model": model, "reason": reason, "opened": now.isoformat(), "status": "open"}
-            self.store.insert(contracts.TABLE_EVENTS, "review", key, task)
+            self.store.insert(contracts.TABLE_EVENTS, REVIEW_TASKS, key, task)
             self.port.notify(
                 tenant,
                 "info",

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from automation.drift_watch import DRIFT_EVENTS, REVIEW_TASKS, tenant_and_model
 from automation.quality_watch import latest_checks
 from automation.store import StateStore
 from tenancy import contracts
 from tenancy.errors import InvalidInputError
-
-#: Partitions of the events table the drift watcher writes (automation/drift_watch.py).
-DRIFT_PARTITION, REVIEW_PARTITION = "drift", "review"
 
 
 @dataclass
@@ -55,15 +53,15 @@ def watch_report(
         raise InvalidInputError(f"days must be at least 1, not {days}")
     since = now - timedelta(days=days)
     report = {tenant: TenantWatch(tenant) for tenant in tenants}
-    for record in store.query(contracts.TABLE_EVENTS, DRIFT_PARTITION):
-        tenant, model = _tenant_and_model(record.row)
+    for record in store.query(contracts.TABLE_EVENTS, DRIFT_EVENTS):
+        tenant, model = tenant_and_model(record.row)
         at = datetime.fromisoformat(str(record.data["at"]))
         if tenant in report and at >= since:
             report[tenant].drift.append(
                 {"model": model, "reason": record.data["reason"], "at": at.isoformat()}
             )
-    for record in store.query(contracts.TABLE_EVENTS, REVIEW_PARTITION):
-        tenant, _ = _tenant_and_model(record.row)
+    for record in store.query(contracts.TABLE_EVENTS, REVIEW_TASKS):
+        tenant, _ = tenant_and_model(record.row)
         if tenant in report and record.data.get("status") == "open":
             report[tenant].open_reviews.append(dict(record.data))
     for tenant, check in latest_checks(store).items():
@@ -72,13 +70,6 @@ def watch_report(
     for watched in report.values():
         watched.drift.sort(key=lambda d: str(d["at"]))
     return list(report.values())
-
-
-def _tenant_and_model(row: str) -> tuple[str, str]:
-    """The drift watcher's row key ``<tenant>|<name>-v<version>|<yyyymmdd>``."""
-    tenant, model, _ = row.split("|", 2)
-    name, _, version = model.rpartition("-v")
-    return tenant, f"{name}/{version}" if name else model
 
 
 def to_markdown(stack: str, report: Sequence[TenantWatch], now: datetime, days: int) -> str:

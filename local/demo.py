@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from automation.drift_watch import DRIFT_EVENTS, tenant_and_model
 from local.operations import PlatformClient
 from ml.data import tenant_datasets
 from ml.evaluate import compare
@@ -243,9 +244,8 @@ class Demo:
         return f"{name}/{found.version}" if found is not None else "no version"
 
     def _drift_decision(self, tenant: str, model: str) -> dict[str, Any] | None:
-        key = model.replace("/", "-v")
-        for event in self.client.events("drift"):
-            if event["key"].startswith(f"{tenant}|{key}|"):
+        for event in self.client.events(DRIFT_EVENTS):
+            if tenant_and_model(event["key"]) == (tenant, model):
                 return event
         return None
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from automation.port import Endpoint
+from automation.store import StateStore
 from local.operations import STATE_FILE, PlatformClient, running_state
 from local.processes import is_platform, is_running, stop_lifelines
 from tenancy.errors import DependencyError, InvalidInputError
@@ -439,7 +440,7 @@ def _deployed_findings(account: str | None, connection: str | None) -> list[dict
     return [dataclasses.asdict(f) for f in open_findings(_state_store(account, connection))]
 
 
-def _state_store(account: str | None, connection: str | None) -> Any:
+def _state_store(account: str | None, connection: str | None) -> StateStore:
     """An installation's state tables, read only: by account (Entra sign-in, Storage Table
     Data Reader is enough) or connection string."""
     from adapters.table_store import TableStore  # noqa: PLC0415

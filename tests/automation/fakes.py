@@ -3,10 +3,12 @@ failures to inject. It implements the same PlatformPort the Azure and local adap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from automation.port import DeploymentStatus, Endpoint
 from automation.rollout import InvariantViolation, Stats
@@ -171,3 +173,36 @@ class FakePlatform:
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         self.notifications.append((tenant, severity, message))
+
+
+@dataclass
+class FakeSource:
+    shift: float = 0.0
+    rows: int = 5000
+    retrained: list[tuple[str, str]] = field(default_factory=list)
+
+    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
+        rng = np.random.default_rng(1)
+        reference = np.column_stack(
+            [rng.normal(size=4000), rng.normal(size=4000), rng.integers(0, 2, 4000)]
+        )
+        return f"{tenant}-model/3", ["x1", "x2"], reference
+
+    def inference_data(
+        self,
+        tenant: str,
+        deployment: str,
+        features: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+    ) -> Iterable[np.ndarray]:
+        rng = np.random.default_rng(2)
+        for _ in range(5):
+            n = self.rows // 5
+            yield np.column_stack(
+                [rng.normal(size=n) + self.shift, rng.normal(size=n), rng.integers(0, 2, n)]
+            )
+
+    def request_retraining(self, tenant: str, reason: str) -> None:
+        self.retrained.append((tenant, reason))

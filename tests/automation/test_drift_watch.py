@@ -4,53 +4,17 @@ or human review (cv, nlp), once per day; model-monitor alerts take the same path
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from automation.drift_watch import DriftWatcher, monitor_breach, rows_from_jsonl
 from automation.store import MemoryStore
 from tenancy import PlatformSpec, contracts
 from tenancy.errors import InvalidInputError
-from tests.automation.fakes import FakePlatform
+from tests.automation.fakes import FakePlatform, FakeSource
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeSource:
-    shift: float = 0.0
-    rows: int = 5000
-    retrained: list[tuple[str, str]] = field(default_factory=list)
-
-    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
-        rng = np.random.default_rng(1)
-        reference = np.column_stack(
-            [rng.normal(size=4000), rng.normal(size=4000), rng.integers(0, 2, 4000)]
-        )
-        return f"{tenant}-model/3", ["x1", "x2"], reference
-
-    def inference_data(
-        self,
-        tenant: str,
-        deployment: str,
-        features: Sequence[str],
-        *,
-        since: datetime,
-        until: datetime,
-    ) -> Iterable[np.ndarray]:
-        rng = np.random.default_rng(2)
-        for _ in range(5):
-            n = self.rows // 5
-            yield np.column_stack(
-                [rng.normal(size=n) + self.shift, rng.normal(size=n), rng.integers(0, 2, n)]
-            )
-
-    def request_retraining(self, tenant: str, reason: str) -> None:
-        self.retrained.append((tenant, reason))
 
 
 def _watcher(

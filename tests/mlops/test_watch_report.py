@@ -20,8 +20,7 @@ from local.azurite import start_azurite
 from mlops.cli import EXIT_OK, main
 from tenancy import PlatformSpec, contracts
 from tenancy.errors import InvalidInputError
-from tests.automation.fakes import FakePlatform
-from tests.automation.test_drift_watch import FakeSource
+from tests.automation.fakes import FakePlatform, FakeSource
 
 
 @pytest.fixture
