@@ -114,6 +114,27 @@ def _pool_models(tags: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in found.items()}
 
 
+#: Tags a promoted version does not carry over: which alias or stage it held, and who
+#: approved it, belong to the source environment.
+_NOT_PROMOTED = frozenset(
+    {contracts.MODEL_TAG_ALIAS, contracts.MODEL_TAG_APPROVED_BY, contracts.MODEL_TAG_APPROVED_AS}
+)
+
+
+def _carried(tags: Mapping[str, str]) -> dict[str, float]:
+    """The source run's metrics a promoted version carries (none: an empty map)."""
+    raw = tags.get(contracts.MODEL_TAG_SOURCE_METRICS)
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+        return {str(k): float(v) for k, v in found.items()}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        raise InvalidInputError(
+            f"tag {contracts.MODEL_TAG_SOURCE_METRICS} is not a JSON map of metrics"
+        ) from None
+
+
 def model_reference(model: str) -> tuple[str, str]:
     """(name, version) of a deployment's model: an ARM id or ``azureml:<name>:<version>``."""
     found = _MODEL_ID.search(model)
@@ -558,8 +579,9 @@ class AzurePlatform:
                 path.write_bytes(content)
             artifacts = next(folder.rglob("MLmodel"), None)
             facts = read_model_folder(artifacts.parent) if artifacts else {}
-        metrics = self._run_metrics(tenant, getattr(model, "job_name", None))
         tags = dict(model.tags or {})
+        # A promoted version's run stays in the source's workspace: its metrics travel as a tag.
+        metrics = self._run_metrics(tenant, getattr(model, "job_name", None)) or _carried(tags)
         return ModelFacts(
             name=name,
             version=str(version),
@@ -627,6 +649,96 @@ class AzurePlatform:
         model.tags = tags
         model.stage = stage
         client.models.create_or_update(model)
+
+    # --- promotion between environments -------------------------------------------------------
+
+    def champion_version(self, tenant: str, name: str) -> str | None:
+        """The version of the tenant's model ``name`` tagged champion (crown's tag)."""
+        try:
+            versions = list(self.client(tenant).models.list(name=name))
+        except ResourceNotFoundError:
+            return None
+        crowned = [
+            str(v.version)
+            for v in versions
+            if (v.tags or {}).get(contracts.MODEL_TAG_ALIAS) == contracts.ALIAS_CHAMPION
+        ]
+        return crowned[0] if crowned else None
+
+    def workspace_asset_id(self, tenant: str, name: str, version: str) -> str:
+        """How a registry names the workspace's version when it is shared:
+        ``azureml://locations/<region>/workspaces/<workspace guid>/models/<name>/versions/<v>``
+        (what azure-ai-ml's ``ModelOperations.share`` builds)."""
+        client = self.client(tenant)
+        workspace = client.workspaces.get(client.workspace_name)
+        return (
+            f"azureml://locations/{workspace.location}/workspaces/{workspace._workspace_id}"
+            f"/models/{name}/versions/{version}"
+        )
+
+    def promotion_record(
+        self, tenant: str, name: str, version: str
+    ) -> tuple[dict[str, str], dict[str, float], bytes | None]:
+        """What travels with a promoted version beside its files: its tags, its training
+        run's metrics (the run stays in this workspace) and its baseline's content."""
+        client = self.client(tenant)
+        try:
+            model = client.models.get(name, version)
+        except ResourceNotFoundError:
+            raise NotFoundError.for_item("model version", f"{name}/{version}") from None
+        tags = dict(model.tags or {})
+        metrics = self._run_metrics(tenant, getattr(model, "job_name", None)) or _carried(tags)
+        match = _DATASTORE_URI.match(tags.get(contracts.MODEL_TAG_BASELINE, ""))
+        baseline = None
+        if match:
+            container = self._container(tenant, match["datastore"])
+            baseline = container.download_blob(match["path"]).readall()
+        return tags, metrics, baseline
+
+    def register_promoted(
+        self,
+        tenant: str,
+        name: str,
+        files: Mapping[str, bytes],
+        baseline: bytes | None,
+        tags: Mapping[str, str],
+    ) -> str:
+        """Register a promoted version in the tenant's workspace: its files and baseline on
+        the workspace's datastore, the next version number. The registration is what
+        raises the workspace's ModelRegistered event, which brings the version to this
+        environment's automation (gate, rollout under its approval rules). A version
+        promoted from the same source already is returned, not registered twice."""
+        client = self.client(tenant)
+        origin = tags[contracts.MODEL_TAG_PROMOTED_FROM]
+        try:
+            existing = list(client.models.list(name=name))
+        except ResourceNotFoundError:
+            existing = []
+        for found in existing:
+            if (found.tags or {}).get(contracts.MODEL_TAG_PROMOTED_FROM) == origin:
+                return str(found.version)
+        version = str(max((int(str(v.version)) for v in existing), default=0) + 1)
+        store = client.datastores.get_default()
+        container = self._container(tenant, store.name)
+        prefix = f"promoted/{name}/{version}"
+        for relative, content in sorted(files.items()):
+            container.upload_blob(f"{prefix}/model/{relative}", content, overwrite=True)
+        kept = {k: v for k, v in tags.items() if k not in _NOT_PROMOTED}
+        if baseline is not None:
+            path = f"{prefix}/baseline/{Path(tags[contracts.MODEL_TAG_BASELINE]).name}"
+            container.upload_blob(path, baseline, overwrite=True)
+            kept[contracts.MODEL_TAG_BASELINE] = f"azureml://datastores/{store.name}/paths/{path}"
+        client.models.create_or_update(
+            Model(
+                name=name,
+                version=version,
+                type="mlflow_model",
+                path=f"azureml://datastores/{store.name}/paths/{prefix}/model/",
+                description=f"promoted from {origin}",
+                tags=kept,
+            )
+        )
+        return version
 
     def scale_compute(self, tenant: str, max_nodes: int) -> None:
         client = self.client(tenant)

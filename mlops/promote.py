@@ -85,19 +85,29 @@ class Promoted:
 
 def refusals(promotion: Promotion) -> list[str]:
     """Why the step may not be taken (empty: it may)."""
-    source, target, tenant = promotion.source, promotion.target, promotion.tenant
+    return step_refusals(
+        (promotion.source.stack, promotion.source.spec),
+        (promotion.target.stack, promotion.target.spec),
+        promotion.tenant,
+    )
+
+
+def step_refusals(
+    source: tuple[str, PlatformSpec], target: tuple[str, PlatformSpec], tenant: str
+) -> list[str]:
+    """Why ``tenant`` may not go from the ``(stack, spec)`` source to the target."""
     problems = []
-    following = source.spec.delivery.promotes_to
+    following = source[1].delivery.promotes_to
     if following is None:
-        problems.append(f"{source.stack} is the last environment: it promotes to none")
-    elif following != target.stack:
+        problems.append(f"{source[0]} is the last environment: it promotes to none")
+    elif following != target[0]:
         problems.append(
-            f"{source.stack} promotes to {following}, not {target.stack}: "
+            f"{source[0]} promotes to {following}, not {target[0]}: "
             f"promote through {following} first"
         )
-    for environment in (source, target):
-        if tenant not in {t.id for t in environment.spec.tenants}:
-            problems.append(f"tenant {tenant} is not in {environment.stack}")
+    for stack, spec in (source, target):
+        if tenant not in {t.id for t in spec.tenants}:
+            problems.append(f"tenant {tenant} is not in {stack}")
     return problems
 
 
@@ -191,7 +201,7 @@ def _retrain_in_target(
         contracts.MODEL_TAG_PROMOTED_FROM: origin,
         "promotion": "deploy_code",
         "code_version": code_version(),
-        "source_metrics": json.dumps({k: round(v, 6) for k, v in before.items()}),
+        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps({k: round(v, 6) for k, v in before.items()}),
     }.items():
         target.client.set_model_version_tag(
             registered.model.name, registered.model.version, key, value

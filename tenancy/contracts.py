@@ -118,6 +118,12 @@ MODEL_TAG_DIGEST: Final = "artifact_digest"  # "sha256:<hex>" of the model file
 MODEL_TAG_BASELINE: Final = "baseline_dataset"  # URI of the drift reference data
 # "<stack>:<name>/<version>" a version was promoted from (`mlops promote`).
 MODEL_TAG_PROMOTED_FROM: Final = "promoted_from"
+#: JSON {metric: value} of the source's training run, on a promoted version: on Azure the run
+#: stays in the source's workspace, so the target's model gate reads the metrics from here.
+MODEL_TAG_SOURCE_METRICS: Final = "source_metrics"
+#: ``azureml://registries/<registry>/models/<name>/versions/<v>`` a promoted version came
+#: through (Azure): its lineage, the training job's link included, is kept there.
+MODEL_TAG_REGISTRY_ASSET: Final = "registry_asset"
 MODEL_TAG_APPROVED_BY: Final = "approved_by"
 MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
 #: On a pooled deployment's model (Azure: one asset per deployment holds every pool tenant's

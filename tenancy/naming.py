@@ -83,6 +83,12 @@ def ml_registry(prefix: str, env: Environment, installation: str) -> str:
     return bounded(f"mlr-{prefix}-{env.value}-{installation}", 33)
 
 
+def registry_model(tenant: str, model: str) -> str:
+    """A tenant's model in the environment's Azure ML registry, which every tenant's models
+    share: the tenant is part of the name, so no tenant's version takes another's place."""
+    return f"{tenant}--{model}"
+
+
 def function_app(prefix: str, env: Environment, installation: str) -> str:
     # The function app's host name is globally unique: <name>.azurewebsites.net.
     return f"func-{prefix}-{env.value}-{_digest(prefix, installation, env.value, 'func')}"

@@ -21,6 +21,10 @@ It answers as the services document, not as our code expects; each answer names 
   ``azureml-model-deployment`` routes to one deployment, 404 when it does not exist; a
   model's failure answers 424, a timeout 408; an error body need not be JSON. Every
   request is written to the traffic log, as AmlOnlineEndpointTrafficLog holds it.
+- Azure ML registries (azure-ai-ml 1.35's ``_registry_utils``, which drives them): the
+  discovery service names the registry's subscription, group and regional front end;
+  ``/import`` copies a workspace model (by its ``azureml://locations/.../workspaces/<guid>``
+  asset id) into the registry's own storage; ``/datarefs`` answers a SAS for its files.
 - Log Analytics (https://learn.microsoft.com/rest/api/loganalytics/dataaccess/query/execute):
   tables of columns and rows; a partial answer carries ``error`` beside its tables.
 
@@ -62,6 +66,17 @@ _RESOURCE = re.compile(
     r"microsoft\.machinelearningservices/workspaces/(?P<ws>[^/]+)(?P<rest>/.*)?$"
 )
 _OPERATION = re.compile(r"/mfeoperationsstatus/(?P<id>[^/]+)$")
+#: The registries' regional front end (the discovery's primaryRegionResourceProviderUri).
+REGISTRY_HOST = f"cert-{LOCATION}.experiments.azureml.net"
+_REGISTRY_PATH = re.compile(
+    r"^/mferp/managementfrontend/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
+    r"microsoft\.machinelearningservices/registries/(?P<registry>[^/]+)(?P<rest>/.*)$"
+)
+_DISCOVERY = re.compile(r"^/registrymanagement/v1\.0/registries/(?P<registry>[^/]+)/discovery$")
+_WORKSPACE_ASSET = re.compile(
+    r"^azureml://locations/[^/]+/workspaces/(?P<guid>[^/]+)/models/(?P<name>[^/]+)"
+    r"/versions/(?P<version>[^/]+)$"
+)
 _QUERY_FILTER = re.compile(
     r"EndpointName == '(?P<endpoint>[^']+)' and DeploymentName == '(?P<dep>[^']+)'"
 )
@@ -140,6 +155,10 @@ class FakeAzure(InMemoryTransport):
         self.blobs: dict[tuple[str, str, str], bytes] = {}
         self.blob_metadata: dict[tuple[str, str, str], dict[str, str]] = {}
         self.runs: dict[str, dict[str, float]] = {}
+        #: Azure ML registries: name -> (resource group, storage account, container) and
+        #: their model versions ((registry, name, version) -> the asset as the front end shows it).
+        self.registries: dict[str, tuple[str, str, str]] = {}
+        self.registry_models: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.traffic_log: list[LoggedRequest] = []
         self.calls: list[Call] = []
         self._operations: dict[str, dict[str, Any]] = {}
@@ -272,6 +291,11 @@ class FakeAzure(InMemoryTransport):
         })  # fmt: skip
         self.runs[run_id] = dict(metrics)
 
+    def add_registry(self, group: str, name: str) -> None:
+        """An environment's Azure ML registry, with the storage account it creates."""
+        account = "mlr" + hashlib.sha256(name.encode()).hexdigest()[:16]
+        self.registries[name.lower()] = (group, account, "registry-assets")
+
     def put_blob(self, account: str, container: str, name: str, content: bytes) -> None:
         self.blobs[(account, container, name)] = content
 
@@ -307,7 +331,7 @@ class FakeAzure(InMemoryTransport):
             response.read()  # as azure-core's requests transport does for a non-stream call
         return response
 
-    def _answer_request(self, request: Any) -> Any:
+    def _answer_request(self, request: Any) -> Any:  # noqa: PLR0911 - a router
         url = urlparse(request.url)
         content = getattr(request, "content", None)
         body: Any = None
@@ -327,8 +351,12 @@ class FakeAzure(InMemoryTransport):
                 return self._score(request, url, body)
             if host == "api.loganalytics.io":
                 return self._logs(request, url, body)
+            if host.endswith(".api.azureml.ms") and _DISCOVERY.match(url.path):
+                return self._discovery(request, url)
             if host.endswith(".api.azureml.ms"):
                 return self._mlflow(request, url)
+            if host == REGISTRY_HOST:
+                return self._registry(request, url, body)
         return self._json(request, 404, _error("HostNotFound", host))
 
     # --- ARM -----------------------------------------------------------------------------------
@@ -433,6 +461,15 @@ class FakeAzure(InMemoryTransport):
             # (https://learn.microsoft.com/rest/api/apimanagement/named-value/create-or-update).
             return self._json(request, 412, _error("PreconditionFailed", "If-Match required"))
         name = path.rsplit("/", 1)[-1]
+        if existed and re.search(r"/models/[^/]+/versions/[^/]+$", lower):
+            # An existing version changes only its tags, description and stage; what it
+            # was registered from (files, the job that trained it) stays
+            # (https://learn.microsoft.com/rest/api/azureml/model-versions/create-or-update).
+            kept = self.arm[lower]["properties"]
+            changed = body.get("properties", {})
+            body = {**body, "properties": {
+                **kept, **{k: changed[k] for k in ("tags", "description", "stage") if k in changed}
+            }}  # fmt: skip
         stored = self._put(path, {**body, "name": name})
         stored["properties"].setdefault("provisioningState", "Succeeded")
         if "/models/" in lower:
@@ -746,6 +783,100 @@ class FakeAzure(InMemoryTransport):
         if url.path.endswith("/discovery"):
             return self._json(request, 200, {"api": f"https://{LOCATION}.api.azureml.ms"})
         return self._json(request, 404, {"error_code": "ENDPOINT_NOT_FOUND"})
+
+    # --- Azure ML registries ------------------------------------------------------------------
+
+    def _discovery(self, request: Any, url: Any) -> Any:
+        name = unquote(_DISCOVERY.match(url.path)["registry"]).lower()  # type: ignore[index]
+        if name not in self.registries:
+            return self._json(request, 404, _error("RegistryNotFound", name))
+        group = self.registries[name][0]
+        return self._json(request, 200, {
+            "registryName": name, "primaryRegion": LOCATION, "regions": [LOCATION],
+            "subscriptionId": self.subscription, "resourceGroup": group,
+            "primaryRegionResourceProviderUri": f"https://{REGISTRY_HOST}/",
+            "registryFqdns": {LOCATION: {}},
+        })  # fmt: skip
+
+    def _registry(self, request: Any, url: Any, body: Any) -> Any:  # noqa: PLR0911 - a router
+        found = _REGISTRY_PATH.match(url.path.lower())
+        if found is None or found["registry"] not in self.registries:
+            return self._json(request, 404, _error("RegistryNotFound", url.path))
+        registry = found["registry"]
+        # The names as sent (the match above is on the lower-cased path).
+        rest = unquote(url.path)[len(url.path) - len(found["rest"]) :]
+        versions = re.fullmatch(r"/models/(?P<name>[^/]+)/versions", rest)
+        version = re.fullmatch(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest)
+        dataref = re.fullmatch(r"/datarefs/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest)
+        if request.method == "GET" and versions:
+            same = [
+                self._shown(m) for (r, n, _), m in sorted(self.registry_models.items())
+                if (r, n) == (registry, versions["name"])
+            ]  # fmt: skip
+            return self._json(request, 200, {"value": same[-1:] if same else []})
+        if request.method == "GET" and version:
+            model = self.registry_models.get((registry, version["name"], version["version"]))
+            if model is None:
+                return self._json(request, 404, _error("ResourceNotFound", rest))
+            return self._json(request, 200, self._shown(model))
+        if request.method == "POST" and rest == "/import":
+            return self._import(request, registry, body)
+        if request.method == "POST" and dataref:
+            _, account, container = self.registries[registry]
+            blob = f"https://{account}.blob.core.windows.net/{container}"
+            return self._json(request, 200, {"blobReferenceForConsumption": {
+                "blobUri": body.get("blobUri", blob) if isinstance(body, dict) else blob,
+                "credential": {"credentialType": "SAS",
+                               "sasUri": f"{blob}?sv=2021-10-04&sr=c&sp=rl&sig=by-the-registry"},
+            }})  # fmt: skip
+        return self._json(request, 405, _error("MethodNotAllowed", f"{request.method} {rest}"))
+
+    def _import(self, request: Any, registry: str, body: Any) -> Any:
+        """Resource Management Asset Reference - Import: the workspace asset is copied, files
+        and metadata (tags, the job that trained it), into the registry's storage."""
+        properties = body.get("properties", {}) if isinstance(body, dict) else {}
+        source = _WORKSPACE_ASSET.match(str(properties.get("sourceAssetId", "")))
+        name, version = properties.get("destinationName"), properties.get("destinationVersion")
+        if source is None or not name or not version:
+            return self._json(request, 400, _error("UserError", "sourceAssetId, destination"))
+        if (registry, name, version) in self.registry_models:
+            return self._json(request, 409, _error("Conflict", f"{name}/{version} exists"))
+        workspace = next(
+            (path for path, r in self.arm.items()
+             if r["properties"].get("workspaceId") == source["guid"]),
+            None,
+        )  # fmt: skip
+        model = self.arm.get(
+            f"{workspace}/models/{source['name']}/versions/{source['version']}".lower()
+        )
+        if workspace is None or model is None:
+            return self._json(request, 404, _error("AssetNotFound", source.string))
+        account, container = self._datastore(workspace)
+        files = re.match(r"^azureml://.*?/paths/(?P<path>.+)$", model["properties"]["modelUri"])
+        assert files is not None, model["properties"]["modelUri"]
+        prefix = files["path"].rstrip("/") + "/"
+        _, target_account, target_container = self.registries[registry]
+        copied = f"models/{name}/{version}/model"
+        for (a, c, blob), data in list(self.blobs.items()):
+            if (a, c) == (account, container) and blob.startswith(prefix):
+                self.blobs[(target_account, target_container, f"{copied}/{blob[len(prefix):]}")] = (
+                    data
+                )
+        kept = model["properties"]
+        self.registry_models[(registry, name, version)] = {
+            "id": f"azureml://registries/{registry}/models/{name}/versions/{version}",
+            "name": version,
+            "properties": {
+                "modelType": kept.get("modelType"),
+                "modelUri": f"https://{target_account}.blob.core.windows.net/"
+                f"{target_container}/{copied}",
+                "jobName": kept.get("jobName"),
+                "tags": dict(kept.get("tags") or {}),
+                "flavors": kept.get("flavors") or {},
+                "properties": {"sourceAssetId": source.string},
+            },
+        }
+        return self._raw(request, 200, b"", {})
 
     # --- blob storage ------------------------------------------------------------------------
 

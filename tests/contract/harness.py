@@ -311,11 +311,17 @@ class AzureHarness:
     failures = frozenset({500, 503, 408, 424})
 
     def __init__(
-        self, spec: PlatformSpec, data_dir: Path, registered: dict[str, Any], clock: Clock
+        self,
+        spec: PlatformSpec,
+        data_dir: Path,
+        registered: dict[str, Any],
+        clock: Clock,
+        fake: FakeAzure | None = None,
     ) -> None:
+        """``fake``: the Azure another harness runs on (two environments, one Azure)."""
         self.spec, self.clock = spec, clock
         self.layout = RegistryLayout(spec, data_dir)
-        self.fake = FakeAzure(SUBSCRIPTION, clock.now, data_dir / "azure-endpoints")
+        self.fake = fake or FakeAzure(SUBSCRIPTION, clock.now, data_dir / "azure-endpoints")
         self.workspaces: dict[str, str] = {}
         for tenant in spec.tenants:
             key = tenant.stamp_key
@@ -493,6 +499,7 @@ class AzureHarness:
             (r["id"].rsplit("/", 1)[-1], r["properties"].get("stage"))
             for key, r in self.fake.arm.items()
             if f"/models/{name}/versions/" in key
+            and key.startswith(tuple(w.lower() for w in self.workspaces.values()))
             and (r["properties"].get("tags") or {}).get(contracts.MODEL_TAG_ALIAS)
             == contracts.ALIAS_CHAMPION
         ]

@@ -1,0 +1,159 @@
+"""`mlops promote` between two Azure environments, through the target's Azure ML registry
+(MLOps v2's cross-workspace promotion), for a tenant whose spec says ``deploy_models``:
+
+1. refused, every reason named, before anything is written: a step that skips an environment
+   or goes backwards, a tenant missing in either environment, a version that is not the
+   source's champion (not promoted there);
+2. the source workspace's version is shared into the target environment's registry, under
+   the tenant's name for it: Azure ML copies the files, the tags and the link to the job
+   that trained it;
+3. the target workspace registers its own version from the registry's files, with the
+   source's tags, its run's metrics (``source_metrics``: the run stays in the source's
+   workspace), its baseline, ``promoted_from`` and ``registry_asset``. That registration
+   raises the target workspace's ModelRegistered event, so the target's automation gates the
+   version and rolls it out under the target's approval rules, as any version of its own;
+4. the target's model gate is run on the registered version here as well, so the pipeline's
+   log says at once whether the version will be refused.
+
+Every step is idempotent: promoting the same version again shares nothing and registers
+nothing new. A tenant whose spec says ``deploy_code`` is not copied: its training code moves
+(`mlops retrain --stack <target>`), and the target retrains it on its own data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from mlops.promote import Promoted, step_refusals
+from policies.model_rules import ModelFacts, evaluate_model
+from tenancy import contracts, naming
+from tenancy.errors import InvalidInputError
+from tenancy.spec import PlatformSpec
+
+
+class AzureEnvironment(Protocol):
+    """What promotion needs of an environment's workspaces (adapters.azure.AzurePlatform)."""
+
+    spec: PlatformSpec
+
+    def champion_version(self, tenant: str, name: str) -> str | None: ...
+
+    def workspace_asset_id(self, tenant: str, name: str, version: str) -> str: ...
+
+    def promotion_record(
+        self, tenant: str, name: str, version: str
+    ) -> tuple[dict[str, str], dict[str, float], bytes | None]: ...
+
+    def register_promoted(
+        self,
+        tenant: str,
+        name: str,
+        files: Mapping[str, bytes],
+        baseline: bytes | None,
+        tags: Mapping[str, str],
+    ) -> str: ...
+
+    def model_facts(self, tenant: str, name: str, version: str) -> ModelFacts: ...
+
+
+class ModelRegistry(Protocol):
+    """The target environment's Azure ML registry (adapters.azure_registry.AzureMlRegistry)."""
+
+    name: str
+
+    def share(self, asset_id: str, name: str, version: str) -> bool: ...
+
+    def files(self, name: str, version: str) -> dict[str, bytes]: ...
+
+
+@dataclass(frozen=True)
+class AzurePromotion:
+    tenant: str
+    model: str
+    version: str
+    source_stack: str
+    target_stack: str
+    source: AzureEnvironment
+    target: AzureEnvironment
+    registry: ModelRegistry
+
+
+def refusals(promotion: AzurePromotion) -> list[str]:
+    problems = step_refusals(
+        (promotion.source_stack, promotion.source.spec),
+        (promotion.target_stack, promotion.target.spec),
+        promotion.tenant,
+    )
+    if not problems:
+        pattern = promotion.target.spec.tenant(promotion.tenant).promotion
+        if pattern != "deploy_models":
+            problems.append(
+                f"tenant {promotion.tenant} is promoted by {pattern} in "
+                f"{promotion.target_stack}: its training code moves, not its model "
+                f"(mlops retrain --stack {promotion.target_stack} --tenant {promotion.tenant})"
+            )
+    return problems
+
+
+def promote_through_registry(promotion: AzurePromotion) -> Promoted:
+    problems = refusals(promotion)
+    if problems:
+        raise InvalidInputError(
+            f"promotion of {promotion.model}/{promotion.version} refused: " + "; ".join(problems),
+            details={"problems": problems},
+        )
+    source, target, tenant = promotion.source, promotion.target, promotion.tenant
+    tags, metrics, baseline = source.promotion_record(tenant, promotion.model, promotion.version)
+    _require_own_champion(promotion, tags)
+    origin = f"{promotion.source_stack}:{promotion.model}/{promotion.version}"
+    shared_as = naming.registry_model(tenant, promotion.model)
+    promotion.registry.share(
+        source.workspace_asset_id(tenant, promotion.model, promotion.version),
+        shared_as,
+        promotion.version,
+    )
+    carried = {
+        **tags,
+        contracts.MODEL_TAG_PROMOTED_FROM: origin,
+        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps(
+            {k: round(v, 6) for k, v in sorted(metrics.items())}
+        ),
+        contracts.MODEL_TAG_REGISTRY_ASSET: (
+            f"azureml://registries/{promotion.registry.name}/models/{shared_as}"
+            f"/versions/{promotion.version}"
+        ),
+    }
+    version = target.register_promoted(
+        tenant,
+        promotion.model,
+        promotion.registry.files(shared_as, promotion.version),
+        baseline,
+        carried,
+    )
+    facts = target.model_facts(tenant, promotion.model, version)
+    result = Promoted(
+        tenant, "deploy_models", origin, f"{promotion.target_stack}:{promotion.model}/{version}"
+    )
+    result.gate = [v.to_dict() for v in evaluate_model(facts, tenant, target.spec)]
+    return result
+
+
+def _require_own_champion(promotion: AzurePromotion, tags: Mapping[str, str]) -> None:
+    """Only the tenant's own version that the source serves, having passed its rollout there,
+    moves on."""
+    owner = tags.get(contracts.MODEL_TAG_TENANT)
+    if owner not in (promotion.tenant, "shared"):
+        raise InvalidInputError(
+            f"{promotion.model}/{promotion.version} is not tenant {promotion.tenant}'s model"
+        )
+    champion = promotion.source.champion_version(promotion.tenant, promotion.model)
+    if champion != str(promotion.version):
+        serving = f"{promotion.model}/{champion}" if champion else "no version"
+        raise InvalidInputError(
+            f"{promotion.model}/{promotion.version} is not promoted in "
+            f"{promotion.source_stack}: its champion there is {serving}",
+            details={"champion": champion},
+        )
