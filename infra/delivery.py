@@ -17,6 +17,9 @@ that trusts GitHub's OIDC tokens for one GitHub environment of the repository
   data takes a data-plane role; Reader on the subscription grants none
   (https://learn.microsoft.com/azure/storage/tables/authorize-access-azure-active-directory#azure-built-in-roles-for-tables).
 
+- the next environment's deploy pipeline (``delivery.promoted_by``, its object id): Reader
+  and Storage Blob Data Reader on this subscription, to read the champion it promotes.
+
 The first `pulumi up` of a stack is a person's (the identities do not exist before it); the
 pipelines run every later one. Rules relied on:
 - a user-assigned identity trusts an external issuer through a federated identity credential
@@ -47,6 +50,8 @@ TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 DEPLOY_ROLES = ("C", "RBACAdministrator")
 PREVIEW_ROLES = ("R",)
 REPORT_ROLES = ("TableDataReader",)
+#: What the next environment's deploy pipeline (delivery.promoted_by) holds here.
+PROMOTER_ROLES = ("R", "BlobDataReader")
 
 
 def github_subject(repository: str, environment: str) -> str:
@@ -83,14 +88,37 @@ class Delivery(pulumi.ComponentResource):
         self.report_identity = self._create_pipeline_identity(
             "report", f"{env}-report", REPORT_ROLES, on_state
         )
+        self._grant_promotion_reads(subscription, f"{args.spec.prefix}/{env}/subscription")
         self.register_outputs(
             {
                 "deployClientId": self.deploy_identity.client_id,
+                # What the previous environment's stack names in delivery.promoted_by.
+                "deployPrincipalId": self.deploy_identity.principal_id,
                 "previewClientId": self.preview_identity.client_id,
                 "reportClientId": self.report_identity.client_id,
                 "githubEnvironments": [env, f"{env}-preview", f"{env}-report"],
             }
         )
+
+    def _grant_promotion_reads(self, scope: pulumi.Input[str], scope_key: str) -> None:
+        """The next environment's deploy pipeline reads this one's champion to promote it:
+        its tags and training run (Reader: actions only) and its files and baseline
+        (Storage Blob Data Reader: a data action Reader does not hold). Azure ML's import
+        into the next environment's registry reads the workspace model as that caller."""
+        delivery = self._args.spec.delivery
+        for index, object_id in enumerate(delivery.promoted_by):
+            principal = Principal(f"promoter-{index}", object_id, "ServicePrincipal")
+            for role in PROMOTER_ROLES:
+                assign_role(
+                    f"{self._name}-promoter-{index}-{role.lower()}",
+                    principal=principal,
+                    role_code=role,
+                    scope=scope,
+                    scope_key=scope_key,
+                    subscription_id=self._args.subscription_id,
+                    parent=self,
+                    description=f"{delivery.promotes_to}'s deploy pipeline: promotes from here",
+                )
 
     def _create_pipeline_identity(
         self,

@@ -465,6 +465,17 @@ class DeliverySpec(SpecModel):
     # The stack this one promotes models (or training code) to: dev -> staging -> prod.
     # None: the last environment. `mlops promote` refuses any other step.
     promotes_to: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,38}$")
+    # Object ids of the next environment's deploy pipeline identity (its stack's output
+    # ``deployPrincipalId``): `mlops promote` runs as that identity, which reads this
+    # environment's champion to share it into its own registry. This stack grants it Reader
+    # and Storage Blob Data Reader here, and nothing that writes.
+    promoted_by: list[GroupId] = []
+
+    @model_validator(mode="after")
+    def _promoted_by_needs_a_next(self) -> DeliverySpec:
+        if self.promoted_by and self.promotes_to is None:
+            raise ValueError("promoted_by names who promotes from here: set promotes_to too")
+        return self
 
 
 class AlertsSpec(SpecModel):

@@ -4,7 +4,7 @@ trusted for `<env>-preview` that can only read. No secret: federated credentials
 
 from __future__ import annotations
 
-from infra.delivery import GITHUB_ISSUER, TOKEN_EXCHANGE_AUDIENCE
+from infra.delivery import GITHUB_ISSUER, PROMOTER_ROLES, TOKEN_EXCHANGE_AUDIENCE
 from infra.offline import SUBSCRIPTION_ID, OfflineRun, RecordedResource
 from tenancy import PlatformSpec
 from tenancy.rbac import ROLE_IDS
@@ -85,3 +85,29 @@ def test_the_deploy_identity_holds_standing_rights_and_the_preview_identity_read
             for e in eligible
             if pipelines & set(e.property_dependencies.get("principalId", frozenset()))
         ]
+
+
+def test_the_next_environments_pipeline_may_read_the_champion_it_promotes(
+    planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec]
+) -> None:
+    subscription = f"/subscriptions/{SUBSCRIPTION_ID}"
+    for stack in AZURE_STACKS:
+        run = planned[stack]
+        promoters = specs[stack].delivery.promoted_by
+        granted = sorted(
+            (a.inputs["principalId"], a.inputs["roleDefinitionId"].rsplit("/", 1)[-1])
+            for a in of_type(run, "authorization:RoleAssignment")
+            if a.inputs.get("principalId") in promoters
+        )
+        assert granted == sorted(
+            (promoter, ROLE_IDS[role]) for promoter in promoters for role in PROMOTER_ROLES
+        ), stack
+        scopes = {
+            a.inputs["scope"]
+            for a in of_type(run, "authorization:RoleAssignment")
+            if a.inputs.get("principalId") in promoters
+        }
+        assert scopes <= {subscription}, stack
+    # dev and staging promote onwards; prod, the last, is promoted from by nobody.
+    assert specs["dev"].delivery.promoted_by and specs["staging"].delivery.promoted_by
+    assert not specs["prod"].delivery.promoted_by

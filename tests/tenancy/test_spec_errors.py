@@ -44,6 +44,10 @@ def pooled_without_pool(raw: Raw) -> None:
     del _tenant(raw, "fabrikam")["pool"]
 
 
+def promoted_by_without_a_next(raw: Raw) -> None:
+    raw["delivery"] = {"promoted_by": ["55555555-0000-4000-8000-0000000000a2"]}
+
+
 def dedicated_with_pool(raw: Raw) -> None:
     _tenant(raw, "contoso")["pool"] = "shared"
 
@@ -188,6 +192,7 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (missing_pool, "tenants[2].pool", "pool 'gold' does not exist"),
     (pooled_without_pool, "tenants[2].pool", "must name its pool"),
     (dedicated_with_pool, "tenants[0].pool", "names no pool"),
+    (promoted_by_without_a_next, "delivery", "set promotes_to too"),
     (dedicated_without_compute, "tenants[0].compute", "needs a compute block"),
     (budget_not_increasing, "tenants[0].budget.thresholds", "strictly increasing"),
     (budget_above_1000, "tenants[0].budget.thresholds[1].percent", "less than or equal to 1000"),
