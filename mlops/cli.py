@@ -73,6 +73,16 @@ def _promote_command(commands: Any) -> None:
     promote.add_argument("--to", dest="target", required=True, help="target stack")
     promote.add_argument("--from-data-dir", type=Path, default=None, help="default: .mlops/<stack>")
     promote.add_argument("--to-data-dir", type=Path, default=None, help="default: .mlops/<stack>")
+    promote.add_argument(
+        "--from-subscription",
+        default=None,
+        help="Azure: the source's subscription (default: ARM_SUBSCRIPTION_ID)",
+    )
+    promote.add_argument(
+        "--to-subscription",
+        default=None,
+        help="Azure: the target's subscription (default: ARM_SUBSCRIPTION_ID)",
+    )
     promote.add_argument("--json", action="store_true")
     promote.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
 

@@ -491,6 +491,17 @@ def promote(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from mlops.promote import Promotion, refusals  # noqa: PLC0415
     from mlops.promote import promote as promote_version  # noqa: PLC0415
 
+    on_azure = {
+        stack: load_stack(stack, root).environment.value != "local"
+        for stack in (args.source, args.target)
+    }
+    if any(on_azure.values()):
+        if not all(on_azure.values()):
+            raise InvalidInputError(
+                f"promotion refused: {args.source} and {args.target} are not both Azure "
+                "environments; a model moves between two embedded or two Azure environments"
+            )
+        return _promote_on_azure(root, args)
     source, _ = _environment(root, args.source, args.from_data_dir)
     target, target_client = _environment(root, args.target, args.to_data_dir)
     actor = f"mlops promote ({getpass.getuser()})"
@@ -498,18 +509,61 @@ def promote(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     problems = refusals(promotion)
     if problems:  # named whether the target runs or not
         raise InvalidInputError(f"promotion refused: {'; '.join(problems)}")
-    for environment in (source, target):
-        if environment.spec.environment.value != "local":
-            raise InvalidInputError(
-                f"{environment.stack} is an Azure environment: promotion there copies "
-                "through Azure ML registries, which this command does not drive yet"
-            )
     if target_client is None:
         raise DependencyError(
             f"{args.target} is not running with data in {target.layout.data_dir}: start it "
             f"(mlops up --stack {args.target}); its automation takes what is promoted"
         )
     return promote_version(promotion, target_client.store, datetime.now(UTC)).to_dict()
+
+
+def _promote_on_azure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Through the target's Azure ML registry, signed in as the target's deploy pipeline
+    (DefaultAzureCredential: the workflow's `az login` through OIDC), which the source
+    environment lets read its champions (delivery.promoted_by)."""
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415
+
+    from adapters.azure import AzurePlatform  # noqa: PLC0415
+    from adapters.azure_registry import AzureMlRegistry  # noqa: PLC0415
+    from mlops.promote_azure import (  # noqa: PLC0415
+        AzurePromotion,
+        promote_through_registry,
+        spec_refusals,
+    )
+    from tenancy import contracts, naming  # noqa: PLC0415
+
+    source_spec, target_spec = load_stack(args.source, root), load_stack(args.target, root)
+    problems = spec_refusals((args.source, source_spec), (args.target, target_spec), args.tenant)
+    if problems:  # named before any sign-in
+        raise InvalidInputError(f"promotion refused: {'; '.join(problems)}")
+    default = os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(
+        contracts.SETTING_SUBSCRIPTION
+    )
+    subscriptions = {
+        "source": args.from_subscription or default,
+        "target": args.to_subscription or default,
+    }
+    missing = [side for side, value in subscriptions.items() if not value]
+    if missing:
+        raise InvalidInputError(
+            "set ARM_SUBSCRIPTION_ID, or --from-subscription and --to-subscription: no "
+            f"subscription for the {' and the '.join(missing)}"
+        )
+    credential = DefaultAzureCredential()
+    registry = naming.ml_registry(
+        target_spec.prefix, target_spec.environment, target_spec.installation
+    )
+    promotion = AzurePromotion(
+        args.tenant,
+        args.model,
+        args.version,
+        args.source,
+        args.target,
+        AzurePlatform(source_spec, credential, str(subscriptions["source"])),
+        AzurePlatform(target_spec, credential, str(subscriptions["target"])),
+        AzureMlRegistry(registry, credential, str(subscriptions["target"])),
+    )
+    return promote_through_registry(promotion).to_dict()
 
 
 def _environment(

@@ -82,18 +82,24 @@ class AzurePromotion:
 
 
 def refusals(promotion: AzurePromotion) -> list[str]:
-    problems = step_refusals(
+    return spec_refusals(
         (promotion.source_stack, promotion.source.spec),
         (promotion.target_stack, promotion.target.spec),
         promotion.tenant,
     )
+
+
+def spec_refusals(
+    source: tuple[str, PlatformSpec], target: tuple[str, PlatformSpec], tenant: str
+) -> list[str]:
+    """What the two stacks' specs refuse, known before Azure is asked anything."""
+    problems = step_refusals(source, target, tenant)
     if not problems:
-        pattern = promotion.target.spec.tenant(promotion.tenant).promotion
+        pattern = target[1].tenant(tenant).promotion
         if pattern != "deploy_models":
             problems.append(
-                f"tenant {promotion.tenant} is promoted by {pattern} in "
-                f"{promotion.target_stack}: its training code moves, not its model "
-                f"(mlops retrain --stack {promotion.target_stack} --tenant {promotion.tenant})"
+                f"tenant {tenant} is promoted by {pattern} in {target[0]}: its training "
+                f"code moves, not its model (mlops retrain --stack {target[0]} --tenant {tenant})"
             )
     return problems
 

@@ -143,7 +143,7 @@ def test_deploy_code_retrains_in_the_target_and_compares_with_the_source(
 
 
 def test_the_command_names_every_refusal_and_needs_the_target_running(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlops.cli import EXIT_CONFIG, main  # noqa: PLC0415
 
@@ -154,7 +154,15 @@ def test_the_command_names_every_refusal_and_needs_the_target_running(
 
     skipping = run("--from", "dev", "--to", "prod")
     assert "dev promotes to staging, not prod: promote through staging first" in skipping
-    assert "Azure environment" in run("--from", "staging", "--to", "prod")
+    assert "are not both Azure environments" in run("--from", "local", "--to", "staging")
+    monkeypatch.delenv("ARM_SUBSCRIPTION_ID", raising=False)
+    monkeypatch.delenv(contracts.SETTING_SUBSCRIPTION, raising=False)
+    unsigned = run("--from", "staging", "--to", "prod")
+    assert "no subscription for the source and the target" in unsigned
+    # Named from the stacks alone, before any sign-in.
+    missing = run("--tenant", "nobody", "--from", "staging", "--to", "prod")
+    assert "tenant nobody is not in staging" in missing
+    assert "tenant nobody is not in prod" in missing
     stopped = run(
         "--from", "local", "--to", "local-prod",
         "--from-data-dir", str(tmp_path / "a"), "--to-data-dir", str(tmp_path / "b"),
