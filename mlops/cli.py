@@ -98,6 +98,12 @@ def _retrain_command(commands: Any) -> None:
         "--tenant", action="append", default=[], help="repeatable; default: every tenant"
     )
     retrain.add_argument("--reason", default="model pipeline", help="tagged on each job")
+    retrain.add_argument(
+        "--promotion",
+        choices=["deploy_code", "deploy_models"],
+        default=None,
+        help="only the tenants the stack promotes so (the model pipeline's promotion jobs)",
+    )
     retrain.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
 
 
@@ -106,8 +112,13 @@ def _retrain(args: argparse.Namespace) -> int:
 
     root = args.root or project_root()
     spec = load_stack(args.stack, root)
-    for tenant in retrain_on_azure(root, spec, args.stack, args.tenant, args.reason):
+    submitted = retrain_on_azure(
+        root, spec, args.stack, args.tenant, args.reason, args.promotion
+    )
+    for tenant in submitted:
         print(f"{tenant}: training job submitted to {args.stack}")
+    if not submitted:
+        print(f"no tenant of {args.stack} is promoted by {args.promotion}: nothing to train")
     return EXIT_OK
 
 

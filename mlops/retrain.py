@@ -31,8 +31,12 @@ class Trainer(Protocol):
     def request_retraining(self, tenant: str, reason: str) -> None: ...
 
 
-def tenants_to_train(spec: PlatformSpec, stack: str, asked: Sequence[str]) -> list[str]:
-    """The tenants asked (every tenant of the stack when none is), each named if unknown."""
+def tenants_to_train(
+    spec: PlatformSpec, stack: str, asked: Sequence[str], promotion: str | None = None
+) -> list[str]:
+    """The tenants asked (every tenant of the stack when none is), each named if unknown;
+    with ``promotion``, only those the stack promotes so (``deploy_code``: the model
+    pipeline's promotion jobs retrain exactly the tenants whose training code moves)."""
     if spec.environment == Environment.LOCAL:
         raise InvalidInputError(
             f"{stack} is an embedded platform stack: its automation retrains (drift, "
@@ -42,7 +46,10 @@ def tenants_to_train(spec: PlatformSpec, stack: str, asked: Sequence[str]) -> li
     unknown = [t for t in asked if t not in known]
     if unknown:
         raise InvalidInputError(f"not tenants of {stack}: {', '.join(unknown)}")
-    return list(asked) or known
+    chosen = list(asked) or known
+    if promotion is None:
+        return chosen
+    return [t for t in chosen if spec.tenant(t).promotion == promotion]
 
 
 def write_training_code(root: Path, folder: Path) -> Path:
@@ -72,8 +79,13 @@ def submit(trainer: Trainer, tenants: Sequence[str], reason: str) -> list[str]:
     return submitted
 
 
-def retrain_on_azure(
-    root: Path, spec: PlatformSpec, stack: str, asked: Sequence[str], reason: str
+def retrain_on_azure(  # noqa: PLR0917 - the command's options
+    root: Path,
+    spec: PlatformSpec,
+    stack: str,
+    asked: Sequence[str],
+    reason: str,
+    promotion: str | None = None,
 ) -> list[str]:
     """Sign in as the environment's pipeline (DefaultAzureCredential: the workflow's
     `az login` through OIDC) and submit the jobs."""
@@ -83,7 +95,9 @@ def retrain_on_azure(
 
     from adapters.azure import AzurePlatform  # noqa: PLC0415
 
-    tenants = tenants_to_train(spec, stack, asked)
+    tenants = tenants_to_train(spec, stack, asked, promotion)
+    if not tenants:
+        return []
     subscription = os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(
         contracts.SETTING_SUBSCRIPTION
     )

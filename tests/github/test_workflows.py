@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tenancy.load import load_stack
 from tests.conftest import ROOT, STACKS
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -114,3 +115,32 @@ def test_a_training_code_change_retrains_dev_with_it() -> None:
     assert "--stack dev" in command
     # The dispatch input reaches the shell as a variable, never as template text.
     assert "inputs.tenants" not in command and job["env"]["TENANTS"] == "${{ inputs.tenants }}"
+
+
+def test_the_training_code_moves_on_to_staging_then_prod_for_deploy_code_tenants() -> None:
+    jobs = _load("model-pipeline.yml")["jobs"]
+    assert jobs["promote-code-staging"]["needs"] == "train-dev"
+    assert jobs["promote-code-prod"]["needs"] == "promote-code-staging"
+    for stack in ("staging", "prod"):
+        job = jobs[f"promote-code-{stack}"]
+        assert job["environment"] == stack  # its required reviewers, its pipeline identity
+        [command] = [r for r in _runs(job) if "mlops retrain" in r]
+        assert f"--stack {stack}" in command and "--promotion deploy_code" in command
+
+
+def test_a_champion_is_promoted_in_the_targets_environment_as_its_pipeline() -> None:
+    flow = _load("promote-model.yml")
+    inputs = flow["on"]["workflow_dispatch"]["inputs"]
+    assert {"tenant", "model", "version", "to"} <= set(inputs)
+    assert inputs["to"]["options"] == AZURE_STACKS[1:]  # dev is a source only
+    job = flow["jobs"]["promote"]
+    assert job["environment"] == "${{ inputs.to }}"
+    [command] = [r for r in _runs(job) if "mlops promote" in r]
+    for option in ('--tenant "$TENANT"', '--version "$VERSION"', '--to "$TARGET"'):
+        assert option in command
+    assert "inputs." not in command  # the inputs reach the shell as variables
+    # Each target's source is the stack that promotes to it.
+    specs = {stack: load_stack(stack, ROOT) for stack in AZURE_STACKS}
+    for source, target in (("dev", "staging"), ("staging", "prod")):
+        assert specs[source].delivery.promotes_to == target
+        assert f"{target}) source={source} ;;" in command

@@ -34,6 +34,10 @@ def test_every_tenant_by_default_and_unknown_ones_named(specs: dict[str, Platfor
     dev = specs["dev"]
     assert tenants_to_train(dev, "dev", []) == [t.id for t in dev.tenants]
     assert tenants_to_train(dev, "dev", ["fabrikam"]) == ["fabrikam"]
+    # The promotion jobs: only the tenants whose training code moves.
+    by_code = [t.id for t in dev.tenants if t.promotion == "deploy_code"]
+    assert tenants_to_train(dev, "dev", [], "deploy_code") == by_code
+    assert set(tenants_to_train(dev, "dev", [], "deploy_models")).isdisjoint(by_code)
     with pytest.raises(InvalidInputError, match="not tenants of dev: nobody, acme"):
         tenants_to_train(dev, "dev", ["contoso", "nobody", "acme"])
     with pytest.raises(InvalidInputError, match="local is an embedded platform stack"):
