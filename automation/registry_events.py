@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from automation.port import PlatformPort
 from automation.runner import RolloutRunner, rollout_key
-from automation.store import StateStore
+from automation.store import StateStore, append_audit
 from policies.model_rules import evaluate_model
 from tenancy import contracts
 from tenancy.errors import AuthenticationError, ConflictError, InvalidInputError
@@ -224,6 +224,7 @@ class RegistrationHandler:
         for tenant in tenants:
             facts = self.port.model_facts(tenant, event.model, event.version)
             violations = evaluate_model(facts, tenant, self.spec)
+            self._record_promotion(event, tenant, [v.code for v in violations])
             if violations:
                 rejected.append((tenant, tuple(f"[{v.code}] {v.message}" for v in violations)))
                 continue
@@ -236,6 +237,27 @@ class RegistrationHandler:
         if not started:
             return Outcome("duplicate", f"a rollout of {event.ref} exists already", tuple(tenants))
         return Outcome("started", f"rollout of {event.ref} started", tuple(started))
+
+    def _record_promotion(self, event: RegistryEvent, tenant: str, violations: list[str]) -> None:
+        """A version promoted from another environment is written in the tenant's audit log
+        as it reaches this one's gate: where it came from, and the gate's verdict. On Azure
+        this is the record (`mlops promote` runs as the pipeline, which writes no state)."""
+        origin = event.tags.get(contracts.MODEL_TAG_PROMOTED_FROM)
+        if not origin:
+            return
+        append_audit(
+            self.store,
+            tenant,
+            self.clock(),
+            {
+                "event": "promotion_received",
+                "actor": "automation",
+                "from": origin,
+                "to": event.ref,
+                "registry_asset": event.tags.get(contracts.MODEL_TAG_REGISTRY_ASSET, ""),
+                "gate": violations or "passed",
+            },
+        )
 
     def _targets(self, event: RegistryEvent) -> list[str]:
         """A tenant's own model goes to that tenant; a shared model to every tenant of its

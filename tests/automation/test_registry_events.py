@@ -112,6 +112,40 @@ def test_a_model_failing_the_gate_is_rejected_with_every_reason(
     assert not [c for c in platform.calls if c[0] == "create"]
 
 
+def test_a_promoted_version_is_audited_as_it_reaches_the_gate(
+    handler: tuple[RegistrationHandler, FakePlatform, MemoryStore],
+) -> None:
+    registration, _, store = handler
+    promoted = {**TAGS, contracts.MODEL_TAG_PROMOTED_FROM: "staging:contoso-classical/7"}
+    for event_id, version in (("e2", "2"), ("e4", "4")):  # 4 fails the gate
+        event = from_event_grid(
+            event_id,
+            contracts.EVENT_MODEL_REGISTERED,
+            {"modelName": "contoso-classical", "modelVersion": version, "modelTags": promoted},
+        )
+        registration.handle(event)
+    records = [
+        r.data
+        for r in store.query(contracts.TABLE_AUDIT, "contoso")
+        if r.data.get("event") == "promotion_received"
+    ]
+    assert [(r["event"], r["from"], r["to"], r["gate"]) for r in records] == [
+        ("promotion_received", "staging:contoso-classical/7", "contoso-classical/2", "passed"),
+        (
+            "promotion_received",
+            "staging:contoso-classical/7",
+            "contoso-classical/4",
+            ["MODEL_FORMAT_NOT_ALLOWED", "MODEL_METRIC_BELOW_THRESHOLD"],
+        ),
+    ]
+    # A version of the environment's own is not a promotion: no such record is written.
+    registration.handle(_grid("e5", "5"))  # type: ignore[arg-type]
+    assert sum(
+        r.data.get("event") == "promotion_received"
+        for r in store.query(contracts.TABLE_AUDIT, "contoso")
+    ) == 2
+
+
 def test_a_model_of_no_known_tenant_is_rejected(
     handler: tuple[RegistrationHandler, FakePlatform, MemoryStore],
 ) -> None:

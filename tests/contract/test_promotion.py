@@ -166,6 +166,13 @@ def test_a_champion_crosses_to_prod_through_its_registry(environments: Environme
     handler = RegistrationHandler(env.prod.spec, store, env.prod.port, runner, env.prod.clock.now)
     event = _registered_event(env.prod, name, "1")
     assert handler.handle(event).status == "started"
+    [received] = [
+        r.data
+        for r in store.query(contracts.TABLE_AUDIT, TENANT)
+        if r.data.get("event") == "promotion_received"
+    ]
+    assert received["from"] == f"staging:{name}/{version}" and received["to"] == f"{name}/1"
+    assert received["gate"] == "passed"
     assert _drive(env.prod, runner, event.ref, {Phase.AWAITING_APPROVAL}) == (
         Phase.AWAITING_APPROVAL
     )
