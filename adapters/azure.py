@@ -515,7 +515,9 @@ class AzurePlatform:
             owner=owner_of(self.spec, tenant),
         )
 
-    def request_retraining(self, tenant: str, reason: str) -> None:
+    def request_retraining(
+        self, tenant: str, reason: str, tags: Mapping[str, str] | None = None
+    ) -> None:
         """A command job on the stamp's GPU cluster running ``python -m ml.retrain``: it
         registers the new version through the workspace's MLflow endpoint, and Event Grid's
         ModelRegistered brings it back through the gate (W11).
@@ -527,6 +529,9 @@ class AzurePlatform:
           (https://learn.microsoft.com/rest/api/azureml/code-versions/create-or-get-start-pending-upload)
         - The job gets the spec the automation runs with, as the app gets it (an app setting
           there, an environment variable here): it has no stack files.
+        - ``tags`` (a promotion's: the source's champion and metrics) go to the job, which
+          registers the version with them, so that Event Grid's event carries them to the
+          gate.
         """
         from azure.ai.ml import command  # noqa: PLC0415
 
@@ -546,7 +551,8 @@ class AzurePlatform:
             code=str(self.training_code),
             environment=f"azureml://registries/{registry}/environments/{env_name}/versions/{env_version}",
             environment_variables={
-                contracts.SETTING_PLATFORM_SPEC: json.dumps(self.spec.model_dump(mode="json"))
+                contracts.SETTING_PLATFORM_SPEC: json.dumps(self.spec.model_dump(mode="json")),
+                **({contracts.SETTING_MODEL_TAGS: json.dumps(dict(tags))} if tags else {}),
             },
             compute=COMPUTE_NAME,
             inputs={"tenant": tenant},
@@ -556,6 +562,11 @@ class AzurePlatform:
                 "tenant": tenant,
                 "reason": reason[:250],
                 "requested_by": "tenant-mlops automation",
+                **{
+                    k: tags[k]
+                    for k in (contracts.MODEL_TAG_PROMOTED_FROM, contracts.MODEL_TAG_PROMOTION)
+                    if tags and k in tags
+                },
             },
         )
         self.client(tenant).jobs.create_or_update(job)

@@ -8,6 +8,7 @@ tenants serve it as it is. Every new version gets the ``challenger`` alias; prom
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,11 @@ def register_trained(
     trained: TrainedModel,
     holdout: list[TenantData],
     scratch: Path,
+    *,
+    extra_tags: Mapping[str, str] | None = None,
 ) -> tuple[ModelVersionRef, dict[str, float]]:
-    """Export (with parity), evaluate against the champion, register, alias challenger."""
+    """Export (with parity), evaluate against the champion, register (with ``extra_tags``),
+    alias challenger."""
     X, y = _holdout(holdout)  # noqa: N806
     exported = export(trained, X)
     name = model_name(trained.owner, trained.kind)
@@ -94,6 +98,7 @@ def register_trained(
         metrics,
         owner_contact=owner_contact_of(spec, trained.owner),
         baseline=baseline_of(trained, exported.onnx_bytes),
+        extra_tags=extra_tags,
     )
     registry.set_alias(ref.name, contracts.ALIAS_CHALLENGER, ref.version)
     return ref, metrics

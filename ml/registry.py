@@ -164,8 +164,11 @@ class ModelRegistry:
         *,
         owner_contact: str,
         baseline: Baseline | None = None,
+        extra_tags: Mapping[str, str] | None = None,
     ) -> ModelVersionRef:
-        """Log a run (parameters, metrics, the model, its baseline) and register it."""
+        """Log a run (parameters, metrics, the model, its baseline) and register it, with
+        ``extra_tags`` (a promotion's) beside the lineage: at registration, so that the
+        registry's event carries them to the gate."""
         if trained.owner != self.owner:
             raise InvalidInputError(
                 f"a model of '{trained.owner}' cannot be registered in '{self.owner}''s registry"
@@ -173,7 +176,10 @@ class ModelRegistry:
         name = model_name(trained.owner, trained.kind)
         run_id = self._log_run(trained, exported, metrics, baseline)
         run = self.client.get_run(run_id)
-        tags = self._lineage(trained, exported, run_id, owner_contact, run.info.artifact_uri)
+        tags = {
+            **(extra_tags or {}),
+            **self._lineage(trained, exported, run_id, owner_contact, run.info.artifact_uri),
+        }
         self._ensure_registered_model(name)
         version = self.client.create_model_version(
             name, f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ml.data import tenant_datasets
@@ -35,8 +35,14 @@ from tenancy.spec import ModelKind, PlatformSpec
 
 
 def retrain_tenant(
-    spec: PlatformSpec, tenant_id: str, layout: RegistryLayout, scratch: Path
+    spec: PlatformSpec,
+    tenant_id: str,
+    layout: RegistryLayout,
+    scratch: Path,
+    extra_tags: Mapping[str, str] | None = None,
 ) -> Registered:
+    """Retrain the tenant's own model (its shared base first, for a tuned one); the new
+    version carries ``extra_tags`` (a promotion's) from its registration on."""
     tenant = spec.tenant(tenant_id)
     data = tenant_datasets(spec)
     splits = {t: rows.split() for t, rows in data.items()}
@@ -45,7 +51,9 @@ def retrain_tenant(
     if tenant.model_strategy == "tenant_specific":
         trained = train_tenant_specific(train[tenant.id])
         registry = layout.registry_for(tenant.id)
-        ref, metrics = register_trained(spec, registry, trained, [holdout[tenant.id]], scratch)
+        ref, metrics = register_trained(
+            spec, registry, trained, [holdout[tenant.id]], scratch, extra_tags=extra_tags
+        )
         return Registered(
             tenant.id, "tenant_specific", registry.store.key, ref, metrics, trained.contributors
         )
@@ -57,7 +65,9 @@ def retrain_tenant(
         )
     tuned = train_tuned(base, train[tenant.id], base_ref.ref)
     registry = layout.registry_for(tenant.id)
-    ref, metrics = register_trained(spec, registry, tuned, [holdout[tenant.id]], scratch)
+    ref, metrics = register_trained(
+        spec, registry, tuned, [holdout[tenant.id]], scratch, extra_tags=extra_tags
+    )
     return Registered(
         tenant.id, "tuned_shared", registry.store.key, ref, metrics, tuned.contributors
     )
@@ -105,6 +115,20 @@ def _spec(stack: str) -> PlatformSpec:
     return load_stack(stack)
 
 
+def _extra_tags() -> dict[str, str]:
+    """The tags the job was asked to register with (`mlops retrain`: a promotion's)."""
+    raw = os.environ.get(contracts.SETTING_MODEL_TAGS)
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except json.JSONDecodeError:
+        raise SystemExit(f"{contracts.SETTING_MODEL_TAGS} is not JSON") from None
+    if not isinstance(found, dict):
+        raise SystemExit(f"{contracts.SETTING_MODEL_TAGS} must map tag names to values")
+    return {str(k): str(v) for k, v in found.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.retrain", description=__doc__)
     parser.add_argument("--tenant", required=True)
@@ -123,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         layout = _SingleStoreLayout(spec, os.environ["MLFLOW_TRACKING_URI"])
         scratch = Path(tempfile.gettempdir()) / "retrain"
-    result = retrain_tenant(spec, args.tenant, layout, scratch)
+    result = retrain_tenant(spec, args.tenant, layout, scratch, _extra_tags())
     accuracy = result.metrics["accuracy"]
     print(f"registered {result.model.ref} for {result.tenant} (accuracy {accuracy:.3f})")
     return 0

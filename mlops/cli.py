@@ -104,6 +104,16 @@ def _retrain_command(commands: Any) -> None:
         default=None,
         help="only the tenants the stack promotes so (the model pipeline's promotion jobs)",
     )
+    retrain.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="deploy_code: the stack the code is promoted from (its champions' metrics are "
+        "what the new versions are held to)",
+    )
+    retrain.add_argument(
+        "--from-subscription", default=None, help="the source's subscription, if another"
+    )
     retrain.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
 
 
@@ -112,8 +122,11 @@ def _retrain(args: argparse.Namespace) -> int:
 
     root = args.root or project_root()
     spec = load_stack(args.stack, root)
+    source = None
+    if args.source is not None:
+        source = (args.source, load_stack(args.source, root), args.from_subscription)
     submitted = retrain_on_azure(
-        root, spec, args.stack, args.tenant, args.reason, args.promotion
+        root, spec, args.stack, args.tenant, args.reason, args.promotion, source
     )
     for tenant in submitted:
         print(f"{tenant}: training job submitted to {args.stack}")

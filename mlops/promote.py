@@ -18,8 +18,6 @@ not the source's champion (not promoted there), a model that is not the tenant's
 
 from __future__ import annotations
 
-import json
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,13 +29,11 @@ from automation.store import StateStore, append_audit
 from ml.registry import ModelRegistry, ModelVersionRef, RegistryLayout, registry_of
 from ml.retrain import retrain_tenant
 from ml.training import SHARED_OWNER
+from mlops.retrain import deploy_code_tags
 from policies.model_rules import evaluate_model
 from tenancy import contracts
 from tenancy.errors import InvalidInputError, NotFoundError
 from tenancy.spec import PlatformSpec
-
-#: Metrics a retrained (deploy_code) version may lose against the source's and still pass.
-CODE_PROMOTION_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -92,19 +88,24 @@ def refusals(promotion: Promotion) -> list[str]:
     )
 
 
+def chain_refusals(source: tuple[str, PlatformSpec], target_stack: str) -> list[str]:
+    """Why nothing may go from the ``(stack, spec)`` source to ``target_stack``."""
+    following = source[1].delivery.promotes_to
+    if following is None:
+        return [f"{source[0]} is the last environment: it promotes to none"]
+    if following != target_stack:
+        return [
+            f"{source[0]} promotes to {following}, not {target_stack}: "
+            f"promote through {following} first"
+        ]
+    return []
+
+
 def step_refusals(
     source: tuple[str, PlatformSpec], target: tuple[str, PlatformSpec], tenant: str
 ) -> list[str]:
     """Why ``tenant`` may not go from the ``(stack, spec)`` source to the target."""
-    problems = []
-    following = source[1].delivery.promotes_to
-    if following is None:
-        problems.append(f"{source[0]} is the last environment: it promotes to none")
-    elif following != target[0]:
-        problems.append(
-            f"{source[0]} promotes to {following}, not {target[0]}: "
-            f"promote through {following} first"
-        )
+    problems = chain_refusals(source, target[0])
     for stack, spec in (source, target):
         if tenant not in {t.id for t in spec.tenants}:
             problems.append(f"tenant {tenant} is not in {stack}")
@@ -180,8 +181,10 @@ def _require_champion(promotion: Promotion, registry: ModelRegistry) -> None:
 def _retrain_in_target(
     promotion: Promotion, source: ModelRegistry, origin: str
 ) -> tuple[ModelVersionRef, Promoted]:
-    """deploy_code: the target retrains the tenant with this code on its own data; the new
-    version carries the code version and is compared with the source's metrics."""
+    """deploy_code: the target retrains the tenant with this code on its own data. The new
+    version is registered with the code version and the source's metrics, which the model
+    gate holds it to (``no_regression_against_source``), here and in the target's
+    automation alike."""
     found = source.version(promotion.model, promotion.version)
     before = source.run_metrics(str(found.run_id))
     with tempfile.TemporaryDirectory(prefix="mlops-promote-") as scratch:
@@ -190,47 +193,13 @@ def _retrain_in_target(
             promotion.tenant,
             promotion.target.layout,
             Path(scratch),
+            deploy_code_tags(origin, before),
         )
-    target = _tenant_registry(promotion.target, promotion.tenant, registered.model.name)
     after = registered.metrics
     compared = {
         metric: {"source": before[metric], "target": after[metric]}
         for metric in sorted(set(before) & set(after))
     }
-    for key, value in {
-        contracts.MODEL_TAG_PROMOTED_FROM: origin,
-        "promotion": "deploy_code",
-        "code_version": code_version(),
-        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps({k: round(v, 6) for k, v in before.items()}),
-    }.items():
-        target.client.set_model_version_tag(
-            registered.model.name, registered.model.version, key, value
-        )
-    worse = [
-        f"{metric} {values['target']:.3f} against {values['source']:.3f} in "
-        f"{promotion.source.stack}"
-        for metric, values in compared.items()
-        if values["target"] < values["source"] - CODE_PROMOTION_TOLERANCE
-    ]
-    result = Promoted(promotion.tenant, "deploy_code", origin, "", compared=compared)
-    if worse:
-        result.gate.append(
-            {"code": "PROMOTION_REGRESSION", "message": "retrained here: " + "; ".join(worse)}
-        )
-    return registered.model, result
-
-
-def code_version() -> str:
-    """The training code's version: the commit it runs from (``unknown`` outside git)."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as CI runs it
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+    return registered.model, Promoted(
+        promotion.tenant, "deploy_code", origin, "", compared=compared
+    )

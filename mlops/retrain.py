@@ -5,6 +5,11 @@ workspace's MLflow endpoint, with the code version as a tag). Registration raise
 Grid's ModelRegistered, which brings the version through the environment's model gate and
 rollout, exactly as the automation's own retraining does (AzurePlatform.request_retraining).
 
+With ``--promotion deploy_code --from <stack>`` it is the model pipeline's promotion job:
+only the tenants the target promotes by deploy_code are retrained, each version tagged with
+the source's champion and its metrics (``deploy_code_tags``), which the target's model
+gate holds it to (policies.model_rules.no_regression_against_source).
+
 The job's code folder is the one the Function App package carries (``retraining/``),
 assembled here from the checkout, so what the pipeline trains with is what was reviewed.
 The embedded platform retrains through its automation (drift, quality); this command
@@ -13,9 +18,11 @@ drives Azure environments only.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -28,7 +35,19 @@ from tenancy.spec import Environment, PlatformSpec
 class Trainer(Protocol):
     """What submits a tenant's training job (AzurePlatform on Azure)."""
 
-    def request_retraining(self, tenant: str, reason: str) -> None: ...
+    def request_retraining(
+        self, tenant: str, reason: str, tags: Mapping[str, str] | None = None
+    ) -> None: ...
+
+
+class SourceChampions(Protocol):
+    """Where the promoted code's metrics are read (the source's AzurePlatform)."""
+
+    def champion_version(self, tenant: str, name: str) -> str | None: ...
+
+    def promotion_record(
+        self, tenant: str, name: str, version: str
+    ) -> tuple[dict[str, str], dict[str, float], bytes | None]: ...
 
 
 def tenants_to_train(
@@ -62,13 +81,19 @@ def write_training_code(root: Path, folder: Path) -> Path:
     return code
 
 
-def submit(trainer: Trainer, tenants: Sequence[str], reason: str) -> list[str]:
-    """One training job per tenant; the tenants whose job was submitted. A failure names
-    the tenants already submitted (their jobs run; submitting them again trains again)."""
+def submit(
+    trainer: Trainer,
+    tenants: Sequence[str],
+    reason: str,
+    tags: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """One training job per tenant (its version registered with ``tags[tenant]``); the
+    tenants whose job was submitted. A failure names the tenants already submitted (their
+    jobs run; submitting them again trains again)."""
     submitted: list[str] = []
     for tenant in tenants:
         try:
-            trainer.request_retraining(tenant, reason)
+            trainer.request_retraining(tenant, reason, (tags or {}).get(tenant))
         except MlopsError as error:
             done = ", ".join(submitted) or "none"
             raise DependencyError(
@@ -79,6 +104,40 @@ def submit(trainer: Trainer, tenants: Sequence[str], reason: str) -> list[str]:
     return submitted
 
 
+def tenant_model(spec: PlatformSpec, tenant: str) -> str:
+    """The name of the model that serves ``tenant`` (its own, or its kind's shared one)."""
+    from ml.registry import model_name  # noqa: PLC0415 - MLflow loads slowly
+    from ml.training import SHARED_OWNER  # noqa: PLC0415
+
+    found = spec.tenant(tenant)
+    owner = SHARED_OWNER if found.model_strategy == "shared" else found.id
+    return model_name(owner, found.model_kind)
+
+
+def promotion_tags(
+    source_stack: str, source_spec: PlatformSpec, source: SourceChampions, tenants: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Per tenant, the tags its retrained version carries: the source's champion and that
+    champion's metrics. A tenant with no champion in the source has nothing to be held to:
+    every such tenant is named, and nothing is submitted."""
+    tags: dict[str, dict[str, str]] = {}
+    missing = []
+    for tenant in tenants:
+        name = tenant_model(source_spec, tenant)
+        champion = source.champion_version(tenant, name)
+        if champion is None:
+            missing.append(f"{tenant} ({name})")
+            continue
+        _, metrics, _ = source.promotion_record(tenant, name, champion)
+        tags[tenant] = deploy_code_tags(f"{source_stack}:{name}/{champion}", metrics)
+    if missing:
+        raise InvalidInputError(
+            f"no champion in {source_stack} to hold the retrained versions to: "
+            + ", ".join(missing)
+        )
+    return tags
+
+
 def retrain_on_azure(  # noqa: PLR0917 - the command's options
     root: Path,
     spec: PlatformSpec,
@@ -86,15 +145,25 @@ def retrain_on_azure(  # noqa: PLR0917 - the command's options
     asked: Sequence[str],
     reason: str,
     promotion: str | None = None,
+    source: tuple[str, PlatformSpec, str | None] | None = None,
 ) -> list[str]:
     """Sign in as the environment's pipeline (DefaultAzureCredential: the workflow's
-    `az login` through OIDC) and submit the jobs."""
+    `az login` through OIDC) and submit the jobs. ``source`` (stack, spec, subscription):
+    the environment the training code is promoted from (deploy_code), whose champions'
+    metrics the new versions are held to."""
     import os  # noqa: PLC0415
 
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415
 
     from adapters.azure import AzurePlatform  # noqa: PLC0415
+    from mlops.promote import chain_refusals  # noqa: PLC0415
 
+    if promotion == "deploy_code" and source is None:
+        raise InvalidInputError("--promotion deploy_code needs --from: the stack the code leaves")
+    if source is not None:
+        problems = chain_refusals((source[0], source[1]), stack)
+        if problems:
+            raise InvalidInputError("promotion refused: " + "; ".join(problems))
     tenants = tenants_to_train(spec, stack, asked, promotion)
     if not tenants:
         return []
@@ -106,7 +175,42 @@ def retrain_on_azure(  # noqa: PLR0917 - the command's options
             f"set ARM_SUBSCRIPTION_ID (or {contracts.SETTING_SUBSCRIPTION}) to {stack}'s "
             "subscription"
         )
+    credential = DefaultAzureCredential()
+    tags = None
+    if source is not None:
+        source_stack, source_spec, source_subscription = source
+        champions = AzurePlatform(source_spec, credential, source_subscription or subscription)
+        tags = promotion_tags(source_stack, source_spec, champions, tenants)
     with tempfile.TemporaryDirectory(prefix="mlops-retrain-") as scratch:
         code = write_training_code(root, Path(scratch))
-        platform = AzurePlatform(spec, DefaultAzureCredential(), subscription, training_code=code)
-        return submit(platform, tenants, reason)
+        platform = AzurePlatform(spec, credential, subscription, training_code=code)
+        return submit(platform, tenants, reason, tags)
+
+
+def deploy_code_tags(origin: str, source_metrics: dict[str, float]) -> dict[str, str]:
+    """What a version retrained from promoted code is registered with."""
+    return {
+        contracts.MODEL_TAG_PROMOTED_FROM: origin,
+        contracts.MODEL_TAG_PROMOTION: "deploy_code",
+        contracts.MODEL_TAG_CODE_VERSION: code_version(),
+        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps(
+            {k: round(v, 6) for k, v in sorted(source_metrics.items())}
+        ),
+    }
+
+
+def code_version() -> str:
+    """The training code's version: the commit it runs from (``unknown`` outside git)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as CI runs it
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+

@@ -9,6 +9,7 @@ locally, the Azure ML registry in Azure). Every violation is returned, each with
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -302,6 +303,44 @@ def metrics_meet_thresholds(
     return violations
 
 
+def no_regression_against_source(facts: ModelFacts, spec: PlatformSpec) -> list[ModelViolation]:
+    """A version retrained here with the training code promoted from another environment
+    (deploy_code) is held to that environment's metrics (``source_metrics``): it may fall
+    below them by ``max_champion_regression`` at most. Its data differ, its code must not
+    do worse."""
+    tags = facts.tags
+    if tags.get(contracts.MODEL_TAG_PROMOTION) != "deploy_code":
+        return []
+    raw = tags.get(contracts.MODEL_TAG_SOURCE_METRICS)
+    origin = tags.get(contracts.MODEL_TAG_PROMOTED_FROM, "the source")
+    try:
+        source = {str(k): float(v) for k, v in json.loads(raw or "").items()}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return [
+            ModelViolation(
+                "PROMOTION_SOURCE_METRICS_MISSING",
+                f"retrained from {origin}'s code, without its metrics "
+                f"({contracts.MODEL_TAG_SOURCE_METRICS} must be a JSON map)",
+            )
+        ]
+    delta = spec.model_gate.max_champion_regression
+    mine, theirs = own_metrics(facts.metrics), own_metrics(source)
+    worse = [
+        f"{metric} {mine[metric]:.4g} against {theirs[metric]:.4g} in {origin}"
+        for metric in sorted(set(mine) & set(theirs))
+        if mine[metric] < theirs[metric] - delta
+    ]
+    if not worse:
+        return []
+    return [
+        ModelViolation(
+            "PROMOTION_REGRESSION",
+            f"retrained here with {origin}'s code, worse by more than {delta:g}: "
+            + "; ".join(worse),
+        )
+    ]
+
+
 def baseline_attached(facts: ModelFacts, spec: PlatformSpec) -> list[ModelViolation]:
     if spec.model_gate.require_baseline and not facts.tags.get(contracts.MODEL_TAG_BASELINE):
         return [
@@ -362,6 +401,7 @@ def evaluate_model(
         *packages_allowed(facts, spec),
         *digest_recorded(facts),
         *metrics_meet_thresholds(facts, tenant, spec),
+        *no_regression_against_source(facts, spec),
         *baseline_attached(facts, spec),
         *size_within_tier(facts, tenant, spec),
         *approval_recorded(facts, tenant, spec, stage),

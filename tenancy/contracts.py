@@ -121,6 +121,12 @@ MODEL_TAG_PROMOTED_FROM: Final = "promoted_from"
 #: JSON {metric: value} of the source's training run, on a promoted version: on Azure the run
 #: stays in the source's workspace, so the target's model gate reads the metrics from here.
 MODEL_TAG_SOURCE_METRICS: Final = "source_metrics"
+#: How a promoted version crossed: "deploy_code" (retrained in the target with the source's
+#: training code, whose commit is MODEL_TAG_CODE_VERSION) or "deploy_models" (copied).
+MODEL_TAG_PROMOTION: Final = "promotion"
+MODEL_TAG_CODE_VERSION: Final = "code_version"
+#: The training job's extra model tags, JSON, as `mlops retrain` passes them (a promotion's).
+SETTING_MODEL_TAGS: Final = "TENANT_MLOPS_MODEL_TAGS"
 #: ``azureml://registries/<registry>/models/<name>/versions/<v>`` a promoted version came
 #: through (Azure): its lineage, the training job's link included, is kept there.
 MODEL_TAG_REGISTRY_ASSET: Final = "registry_asset"

@@ -241,3 +241,27 @@ class _SpecOnly:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"a refused promotion reached Azure ({name})")
+
+
+def test_a_code_promotion_job_registers_with_the_sources_champion(
+    environments: Environments,
+) -> None:
+    """deploy_code on Azure: the target's training job gets the source champion's tags,
+    which ``python -m ml.retrain`` registers the new version with (so Event Grid's event
+    brings them to the gate that holds it to the source's metrics)."""
+    env = environments
+    tags = {
+        contracts.MODEL_TAG_PROMOTED_FROM: "staging:contoso-classical/2",
+        contracts.MODEL_TAG_PROMOTION: "deploy_code",
+        contracts.MODEL_TAG_SOURCE_METRICS: '{"accuracy": 0.9}',
+    }
+    env.prod.port.request_retraining(TENANT, "code promoted from staging", tags)  # type: ignore[call-arg]
+    [job] = [c for c in env.staging.fake.calls if c.method == "PUT" and "/jobs/" in c.path]
+    assert job.path.lower().startswith(
+        env.prod.workspaces[env.prod.spec.tenant(TENANT).stamp_key].lower()
+    )
+    variables = job.body["properties"]["environmentVariables"]
+    assert json.loads(variables[contracts.SETTING_MODEL_TAGS]) == tags
+    assert job.body["properties"]["tags"][contracts.MODEL_TAG_PROMOTED_FROM] == (
+        "staging:contoso-classical/2"
+    )

@@ -121,11 +121,12 @@ def test_the_training_code_moves_on_to_staging_then_prod_for_deploy_code_tenants
     jobs = _load("model-pipeline.yml")["jobs"]
     assert jobs["promote-code-staging"]["needs"] == "train-dev"
     assert jobs["promote-code-prod"]["needs"] == "promote-code-staging"
-    for stack in ("staging", "prod"):
+    for source, stack in (("dev", "staging"), ("staging", "prod")):
         job = jobs[f"promote-code-{stack}"]
         assert job["environment"] == stack  # its required reviewers, its pipeline identity
         [command] = [r for r in _runs(job) if "mlops retrain" in r]
         assert f"--stack {stack}" in command and "--promotion deploy_code" in command
+        assert f"--from {source}" in command
 
 
 def test_a_champion_is_promoted_in_the_targets_environment_as_its_pipeline() -> None:

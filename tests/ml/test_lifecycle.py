@@ -175,6 +175,35 @@ def test_retraining_a_tenant_registers_its_next_version(
     )
 
 
+def test_a_retraining_job_registers_with_the_tags_it_was_sent(
+    specs: dict[str, PlatformSpec],
+    trained: tuple[Path, dict[str, Registered]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A promotion's tags (`mlops retrain --promotion deploy_code`) reach the new version at
+    its registration, beside its lineage, which they cannot replace."""
+    from ml.retrain import main  # noqa: PLC0415
+
+    data_dir, _ = trained
+    sent = {
+        contracts.MODEL_TAG_PROMOTED_FROM: "staging:litware-nlp/4",
+        contracts.MODEL_TAG_PROMOTION: "deploy_code",
+        contracts.MODEL_TAG_TENANT: "contoso",  # lineage is the registry's to write
+    }
+    monkeypatch.setenv(contracts.SETTING_MODEL_TAGS, json.dumps(sent))
+    assert main(["--tenant", "litware", "--stack", "local", "--data-dir", str(data_dir)]) == 0
+    registry = RegistryLayout(specs["local"], data_dir).registry_for("litware")
+    versions = registry.client.search_model_versions("name='litware-nlp'")
+    latest = max(int(v.version) for v in versions)
+    tags = registry.version("litware-nlp", str(latest)).tags
+    assert tags[contracts.MODEL_TAG_PROMOTED_FROM] == "staging:litware-nlp/4"
+    assert tags[contracts.MODEL_TAG_PROMOTION] == "deploy_code"
+    assert tags[contracts.MODEL_TAG_TENANT] == "litware"
+    monkeypatch.setenv(contracts.SETTING_MODEL_TAGS, "[not json")
+    with pytest.raises(SystemExit, match=f"{contracts.SETTING_MODEL_TAGS} is not JSON"):
+        main(["--tenant", "litware", "--stack", "local", "--data-dir", str(data_dir)])
+
+
 def test_a_retraining_job_trains_with_the_spec_it_was_sent(
     specs: dict[str, PlatformSpec], monkeypatch: pytest.MonkeyPatch
 ) -> None:

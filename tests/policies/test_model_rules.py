@@ -128,14 +128,46 @@ def test_a_compliant_model_passes(specs: dict[str, PlatformSpec]) -> None:
             "the model is 3072.0 MB, above the dedicated tier's 2048 MB",
         ),
         (facts(size_bytes=None), "MODEL_SIZE_UNKNOWN", "the model artifact's size is unknown"),
+        (
+            facts(
+                tags=tags(
+                    promotion="deploy_code",
+                    promoted_from="staging:contoso-churn/7",
+                    source_metrics='{"accuracy": 0.95, "champion_accuracy": 0.5}',
+                ),
+            ),
+            "PROMOTION_REGRESSION",
+            "retrained here with staging:contoso-churn/7's code, worse by more than 0.02: "
+            "accuracy 0.91 against 0.95 in staging:contoso-churn/7",
+        ),
+        (
+            facts(tags=tags(promotion="deploy_code", promoted_from="staging:contoso-churn/7")),
+            "PROMOTION_SOURCE_METRICS_MISSING",
+            "retrained from staging:contoso-churn/7's code, without its metrics "
+            "(source_metrics must be a JSON map)",
+        ),
     ],
-    ids=lambda value: value if isinstance(value, str) and value.startswith("MODEL_") else "",
+    ids=lambda value: value if isinstance(value, str) and value.isupper() else "",
 )
 def test_each_rule_names_its_violation(
     specs: dict[str, PlatformSpec], model: ModelFacts, code: str, message: str
 ) -> None:
     violations = evaluate_model(model, "contoso", specs["local"])
     assert [(v.code, v.message) for v in violations] == [(code, message)]
+
+
+def test_a_version_retrained_from_promoted_code_within_the_sources_metrics_passes(
+    specs: dict[str, PlatformSpec],
+) -> None:
+    promoted = tags(
+        promotion="deploy_code",
+        promoted_from="staging:contoso-churn/7",
+        source_metrics='{"accuracy": 0.925, "f1": 0.99}',  # f1: not recorded here
+    )
+    assert evaluate_model(facts(tags=promoted), "contoso", specs["local"]) == []
+    # A copied version (deploy_models) carries its own run's metrics: nothing to compare.
+    copied = tags(promoted_from="staging:contoso-churn/7", source_metrics='{"accuracy": 0.99}')
+    assert evaluate_model(facts(tags=copied), "contoso", specs["local"]) == []
 
 
 def test_every_violation_is_returned_at_once(specs: dict[str, PlatformSpec]) -> None:
