@@ -310,7 +310,7 @@ def _promote(args: argparse.Namespace) -> int:
 
     verdict = promote(args.root or project_root(), args)
     print(json.dumps(verdict, indent=2) if args.json else _promotion_text(verdict))
-    return EXIT_OK if verdict["gate"] == "passed" else EXIT_VIOLATION
+    return EXIT_OK if verdict["gate"] in ("passed", "pending") else EXIT_VIOLATION
 
 
 def _promotion_text(verdict: dict[str, Any]) -> str:
@@ -319,6 +319,11 @@ def _promotion_text(verdict: dict[str, Any]) -> str:
         lines.append(f"  {metric}: {values['source']:.4f} there, {values['target']:.4f} here")
     if verdict["gate"] == "passed":
         lines.append("the target's model gate passes: its automation rolls it out")
+    elif verdict["gate"] == "pending":
+        lines.append(
+            "the target's automation gates the version the job registers, held to the "
+            "source's metrics"
+        )
     else:
         lines += [f"  [{v['code']}] {v['message']}" for v in verdict["gate"]]
     return "\n".join(lines)

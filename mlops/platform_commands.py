@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -518,22 +519,25 @@ def promote(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _promote_on_azure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Through the target's Azure ML registry, signed in as the target's deploy pipeline
-    (DefaultAzureCredential: the workflow's `az login` through OIDC), which the source
-    environment lets read its champions (delivery.promoted_by)."""
+    """Through the target's Azure ML registry (deploy_models) or the target's training job
+    (deploy_code), signed in as the target's deploy pipeline (DefaultAzureCredential: the
+    workflow's `az login` through OIDC), which the source environment lets read its
+    champions (delivery.promoted_by)."""
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415
 
     from adapters.azure import AzurePlatform  # noqa: PLC0415
     from adapters.azure_registry import AzureMlRegistry  # noqa: PLC0415
+    from mlops.promote import step_refusals  # noqa: PLC0415
     from mlops.promote_azure import (  # noqa: PLC0415
         AzurePromotion,
+        promote_code,
         promote_through_registry,
-        spec_refusals,
     )
+    from mlops.retrain import write_training_code  # noqa: PLC0415
     from tenancy import contracts, naming  # noqa: PLC0415
 
     source_spec, target_spec = load_stack(args.source, root), load_stack(args.target, root)
-    problems = spec_refusals((args.source, source_spec), (args.target, target_spec), args.tenant)
+    problems = step_refusals((args.source, source_spec), (args.target, target_spec), args.tenant)
     if problems:  # named before any sign-in
         raise InvalidInputError(f"promotion refused: {'; '.join(problems)}")
     default = os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(
@@ -550,6 +554,21 @@ def _promote_on_azure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             f"subscription for the {' and the '.join(missing)}"
         )
     credential = DefaultAzureCredential()
+    source = AzurePlatform(source_spec, credential, str(subscriptions["source"]))
+    if target_spec.tenant(args.tenant).promotion == "deploy_code":
+        with tempfile.TemporaryDirectory(prefix="mlops-promote-") as scratch:
+            code = write_training_code(root, Path(scratch))
+            trainer = AzurePlatform(
+                target_spec, credential, str(subscriptions["target"]), training_code=code
+            )
+            done = promote_code(
+                args.tenant,
+                args.model,
+                args.version,
+                (args.source, source),
+                (args.target, target_spec, trainer),
+            )
+        return done.to_dict()
     registry = naming.ml_registry(
         target_spec.prefix, target_spec.environment, target_spec.installation
     )
@@ -559,7 +578,7 @@ def _promote_on_azure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         args.version,
         args.source,
         args.target,
-        AzurePlatform(source_spec, credential, str(subscriptions["source"])),
+        source,
         AzurePlatform(target_spec, credential, str(subscriptions["target"])),
         AzureMlRegistry(registry, credential, str(subscriptions["target"])),
     )

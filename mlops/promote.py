@@ -63,10 +63,12 @@ class Promoted:
     target: str
     gate: list[dict[str, str]] = field(default_factory=list)  # violations; empty: passed
     compared: dict[str, dict[str, float]] = field(default_factory=dict)  # deploy_code
+    # The gate is the target automation's, later (a training job submitted on Azure).
+    pending: bool = False
 
     @property
     def passed(self) -> bool:
-        return not self.gate
+        return not self.gate and not self.pending
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,7 +76,7 @@ class Promoted:
             "pattern": self.pattern,
             "source": self.source,
             "target": self.target,
-            "gate": "passed" if self.passed else self.gate,
+            "gate": "pending" if self.pending else "passed" if self.passed else self.gate,
             "compared": self.compared,
         }
 

@@ -15,9 +15,13 @@
 4. the target's model gate is run on the registered version here as well, so the pipeline's
    log says at once whether the version will be refused.
 
-Every step is idempotent: promoting the same version again shares nothing and registers
-nothing new. A tenant whose spec says ``deploy_code`` is not copied: its training code moves
-(`mlops retrain --stack <target>`), and the target retrains it on its own data.
+For a tenant whose target spec says ``deploy_code`` (``promote_code``), the source's champion
+is checked the same way, and the target's training job is submitted with this commit's code
+and the champion's tags and metrics: the job registers the version with them, and the
+target's gate holds it to those metrics (``PROMOTION_REGRESSION``).
+
+Every step of a model's promotion is idempotent: promoting the same version again shares
+nothing and registers nothing new.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlops.promote import Promoted, step_refusals
+from mlops.retrain import deploy_code_tags
 from policies.model_rules import ModelFacts, evaluate_model
 from tenancy import contracts, naming
 from tenancy.errors import InvalidInputError
@@ -82,26 +87,24 @@ class AzurePromotion:
 
 
 def refusals(promotion: AzurePromotion) -> list[str]:
-    return spec_refusals(
-        (promotion.source_stack, promotion.source.spec),
-        (promotion.target_stack, promotion.target.spec),
-        promotion.tenant,
+    target = (promotion.target_stack, promotion.target.spec)
+    problems = step_refusals(
+        (promotion.source_stack, promotion.source.spec), target, promotion.tenant
     )
+    return problems or pattern_refusals(target, promotion.tenant, "deploy_models")
 
 
-def spec_refusals(
-    source: tuple[str, PlatformSpec], target: tuple[str, PlatformSpec], tenant: str
-) -> list[str]:
-    """What the two stacks' specs refuse, known before Azure is asked anything."""
-    problems = step_refusals(source, target, tenant)
-    if not problems:
-        pattern = target[1].tenant(tenant).promotion
-        if pattern != "deploy_models":
-            problems.append(
-                f"tenant {tenant} is promoted by {pattern} in {target[0]}: its training "
-                f"code moves, not its model (mlops retrain --stack {target[0]} --tenant {tenant})"
-            )
-    return problems
+def pattern_refusals(target: tuple[str, PlatformSpec], tenant: str, pattern: str) -> list[str]:
+    """Why the tenant may not be promoted by ``pattern`` into the target (its spec's)."""
+    chosen = target[1].tenant(tenant).promotion
+    if chosen == pattern:
+        return []
+    moves = (
+        "its training code moves, not its model"
+        if chosen == "deploy_code"
+        else ("its model moves, not its training code")
+    )
+    return [f"tenant {tenant} is promoted by {chosen} in {target[0]}: {moves}"]
 
 
 def promote_through_registry(promotion: AzurePromotion) -> Promoted:
@@ -113,7 +116,9 @@ def promote_through_registry(promotion: AzurePromotion) -> Promoted:
         )
     source, target, tenant = promotion.source, promotion.target, promotion.tenant
     tags, metrics, baseline = source.promotion_record(tenant, promotion.model, promotion.version)
-    _require_own_champion(promotion, tags)
+    _require_own_champion(
+        tenant, promotion.model, promotion.version, (promotion.source_stack, source), tags
+    )
     origin = f"{promotion.source_stack}:{promotion.model}/{promotion.version}"
     shared_as = naming.registry_model(tenant, promotion.model)
     promotion.registry.share(
@@ -147,19 +152,60 @@ def promote_through_registry(promotion: AzurePromotion) -> Promoted:
     return result
 
 
-def _require_own_champion(promotion: AzurePromotion, tags: Mapping[str, str]) -> None:
+def _require_own_champion(
+    tenant: str,
+    model: str,
+    version: str,
+    source: tuple[str, AzureEnvironment],
+    tags: Mapping[str, str],
+) -> None:
     """Only the tenant's own version that the source serves, having passed its rollout there,
     moves on."""
+    stack, environment = source
     owner = tags.get(contracts.MODEL_TAG_TENANT)
-    if owner not in (promotion.tenant, "shared"):
+    if owner not in (tenant, "shared"):
+        raise InvalidInputError(f"{model}/{version} is not tenant {tenant}'s model")
+    champion = environment.champion_version(tenant, model)
+    if champion != str(version):
+        serving = f"{model}/{champion}" if champion else "no version"
         raise InvalidInputError(
-            f"{promotion.model}/{promotion.version} is not tenant {promotion.tenant}'s model"
-        )
-    champion = promotion.source.champion_version(promotion.tenant, promotion.model)
-    if champion != str(promotion.version):
-        serving = f"{promotion.model}/{champion}" if champion else "no version"
-        raise InvalidInputError(
-            f"{promotion.model}/{promotion.version} is not promoted in "
-            f"{promotion.source_stack}: its champion there is {serving}",
+            f"{model}/{version} is not promoted in {stack}: its champion there is {serving}",
             details={"champion": champion},
         )
+
+
+class Trainer(Protocol):
+    """The target's training jobs (adapters.azure.AzurePlatform)."""
+
+    def request_retraining(
+        self, tenant: str, reason: str, tags: Mapping[str, str] | None = None
+    ) -> None: ...
+
+
+def promote_code(
+    tenant: str,
+    model: str,
+    version: str,
+    source: tuple[str, AzureEnvironment],
+    target: tuple[str, PlatformSpec, Trainer],
+) -> Promoted:
+    """deploy_code: the target retrains the tenant with this commit's code, on its own data,
+    held to the source champion's metrics. The verdict is the target automation's, when
+    the job registers the version: ``pending`` here."""
+    source_stack, source_env = source
+    target_stack, target_spec, trainer = target
+    problems = step_refusals((source_stack, source_env.spec), (target_stack, target_spec), tenant)
+    problems = problems or pattern_refusals((target_stack, target_spec), tenant, "deploy_code")
+    if problems:
+        raise InvalidInputError(
+            f"promotion of {model}/{version} refused: " + "; ".join(problems),
+            details={"problems": problems},
+        )
+    tags, metrics, _ = source_env.promotion_record(tenant, model, version)
+    _require_own_champion(tenant, model, version, (source_stack, source_env), tags)
+    origin = f"{source_stack}:{model}/{version}"
+    trainer.request_retraining(
+        tenant, f"training code promoted from {origin}", deploy_code_tags(origin, metrics)
+    )
+    submitted = f"{target_stack}: training job submitted"
+    return Promoted(tenant, "deploy_code", origin, submitted, pending=True)

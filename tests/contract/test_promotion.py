@@ -20,7 +20,7 @@ from automation.rollout import Command, Phase
 from automation.runner import RolloutRunner
 from automation.store import MemoryStore
 from ml.lifecycle import train_stack
-from mlops.promote_azure import AzurePromotion, promote_through_registry, refusals
+from mlops.promote_azure import AzurePromotion, promote_code, promote_through_registry, refusals
 from tenancy import PlatformSpec, contracts, naming, parse_platform_spec
 from tenancy.errors import InvalidInputError
 from tests.adapters.fake_arm import FakeCredential
@@ -225,8 +225,10 @@ def test_steps_that_skip_or_miss_are_refused_before_anything_is_written(
     document["tenants"][0]["promotion"] = "deploy_code"
     by_code = env.promotion(target=_SpecOnly(parse_platform_spec(document)))
     [problem] = refusals(by_code)
-    assert "its training code moves, not its model" in problem
-    assert f"mlops retrain --stack prod --tenant {TENANT}" in problem
+    assert problem == (
+        f"tenant {TENANT} is promoted by deploy_code in prod: "
+        "its training code moves, not its model"
+    )
     calls = len(env.staging.fake.calls)
     with pytest.raises(InvalidInputError):
         promote_through_registry(by_code)
@@ -243,25 +245,47 @@ class _SpecOnly:
         raise AssertionError(f"a refused promotion reached Azure ({name})")
 
 
-def test_a_code_promotion_job_registers_with_the_sources_champion(
+def test_a_code_promotion_retrains_in_prod_held_to_stagings_champion(
     environments: Environments,
 ) -> None:
-    """deploy_code on Azure: the target's training job gets the source champion's tags,
-    which ``python -m ml.retrain`` registers the new version with (so Event Grid's event
-    brings them to the gate that holds it to the source's metrics)."""
+    """deploy_code on Azure: prod's training job gets staging's champion and its metrics as
+    the tags ``python -m ml.retrain`` registers the new version with, so Event Grid's event
+    brings them to the gate that holds it to those metrics (PROMOTION_REGRESSION)."""
     env = environments
-    tags = {
-        contracts.MODEL_TAG_PROMOTED_FROM: "staging:contoso-classical/2",
-        contracts.MODEL_TAG_PROMOTION: "deploy_code",
-        contracts.MODEL_TAG_SOURCE_METRICS: '{"accuracy": 0.9}',
-    }
-    env.prod.port.request_retraining(TENANT, "code promoted from staging", tags)  # type: ignore[call-arg]
+    name, version = env.champion
+    document = _document("prod")
+    document["tenants"][0]["promotion"] = "deploy_code"
+    prod_by_code = parse_platform_spec(document)
+    done = promote_code(
+        TENANT, name, version, ("staging", env.staging.port), ("prod", prod_by_code, env.prod.port)
+    )  # type: ignore[arg-type]
+    assert done.to_dict()["gate"] == "pending" and not done.passed
+    assert done.source == f"staging:{name}/{version}"
     [job] = [c for c in env.staging.fake.calls if c.method == "PUT" and "/jobs/" in c.path]
-    assert job.path.lower().startswith(
-        env.prod.workspaces[env.prod.spec.tenant(TENANT).stamp_key].lower()
+    prod_workspace = env.prod.workspaces[env.prod.spec.tenant(TENANT).stamp_key]
+    assert job.path.lower().startswith(prod_workspace.lower())  # trained in prod, on its data
+    sent = json.loads(job.body["properties"]["environmentVariables"][contracts.SETTING_MODEL_TAGS])
+    assert sent[contracts.MODEL_TAG_PROMOTED_FROM] == f"staging:{name}/{version}"
+    assert sent[contracts.MODEL_TAG_PROMOTION] == "deploy_code"
+    job_run = env.staging.fake.runs[
+        env.staging.fake.resource(
+            f"{env.staging.workspaces[env.staging.spec.tenant(TENANT).stamp_key]}"
+            f"/models/{name}/versions/{version}"
+        )["properties"]["jobName"]  # type: ignore[index]
+    ]
+    assert json.loads(sent[contracts.MODEL_TAG_SOURCE_METRICS]) == {
+        k: round(v, 6) for k, v in job_run.items()
+    }
+    assert (
+        job.body["properties"]["tags"][contracts.MODEL_TAG_PROMOTED_FROM]
+        == sent[contracts.MODEL_TAG_PROMOTED_FROM]
     )
-    variables = job.body["properties"]["environmentVariables"]
-    assert json.loads(variables[contracts.SETTING_MODEL_TAGS]) == tags
-    assert job.body["properties"]["tags"][contracts.MODEL_TAG_PROMOTED_FROM] == (
-        "staging:contoso-classical/2"
-    )
+    # A version that is not staging's champion is refused before any job is submitted.
+    newer = env.staging.publish(TENANT)
+    jobs = len([c for c in env.staging.fake.calls if "/jobs/" in c.path])
+    with pytest.raises(InvalidInputError, match="is not promoted in staging"):
+        promote_code(
+            TENANT, name, newer.version, ("staging", env.staging.port),
+            ("prod", prod_by_code, env.prod.port),
+        )  # type: ignore[arg-type]  # fmt: skip
+    assert len([c for c in env.staging.fake.calls if "/jobs/" in c.path]) == jobs
