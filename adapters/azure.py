@@ -257,10 +257,10 @@ class AzurePlatform:
         )
 
     def create_deployment(self, tenant: str, name: str, model: str) -> None:
-        """Green is blue's twin (environment, code, size, probes, collection) with the new
-        model; creation runs on in Azure, deployment_status reports it. A pooled green
-        serves an asset that holds every pool tenant's model: the live one's, with this
-        tenant's replaced (a managed deployment serves one model asset)."""
+        """Green is blue's twin (environment and its variables, code, size, probes,
+        collection) with the new model; creation runs on in Azure, deployment_status reports
+        it. A pooled green serves an asset that holds every pool tenant's model: the live
+        one's, with this tenant's replaced (a managed deployment serves one model asset)."""
         client = self.client(tenant)
         endpoint = self.endpoint(tenant)
         blue = client.online_deployments.get(endpoint.live, endpoint.name)
@@ -278,6 +278,8 @@ class AzurePlatform:
             model=asset,
             environment=blue.environment,
             code_configuration=blue.code_configuration,
+            # Its workers (WORKER_COUNT) among them: a green without them would serve on one.
+            environment_variables=dict(blue.environment_variables or {}),
             instance_type=blue.instance_type,
             instance_count=blue.instance_count,
             request_settings=blue.request_settings,

@@ -468,11 +468,13 @@ class Stamp(pulumi.ComponentResource):
                 scale_settings=machinelearningservices.DefaultScaleSettingsArgs(
                     scale_type="Default"
                 ),
+                # One scoring worker per vCPU, and as many requests in at once: the inference
+                # server's default is a single worker, one core of the instance
+                # (https://learn.microsoft.com/azure/machine-learning/how-to-inference-server-http#server-parameters).
+                environment_variables={contracts.SETTING_SCORING_WORKERS: str(online.workers)},
                 request_settings=machinelearningservices.OnlineRequestSettingsArgs(
                     request_timeout=f"PT{online.request_timeout_ms / 1000:g}S",
-                    max_concurrent_requests_per_instance=(
-                        online.max_concurrent_requests_per_instance
-                    ),
+                    max_concurrent_requests_per_instance=online.max_concurrency,
                 ),
                 liveness_probe=probe,
                 readiness_probe=probe,

@@ -212,3 +212,9 @@ BUDGET_STOP_NONE: Final = "none"
 
 def budget_stop_named_value(tenant: str) -> str:
     return f"budget-stop-{tenant}"
+
+#: The environment variable that sets a deployment's scoring workers: azureml-inference-server-http
+#: reads it (default 1: one request at a time per instance, whatever its cores), and the lean
+#: host reads the same one.
+#: https://learn.microsoft.com/azure/machine-learning/how-to-inference-server-http#server-parameters
+SETTING_SCORING_WORKERS: Final = "WORKER_COUNT"

@@ -26,6 +26,7 @@ from pydantic import (
 
 from tenancy import naming
 from tenancy import validators as v
+from tenancy.instance_types import INSTANCE_TYPES, workers_for
 
 Slug = Annotated[str, AfterValidator(v.slug)]
 EndpointName = Annotated[str, AfterValidator(v.endpoint_name)]
@@ -88,13 +89,25 @@ class SpecModel(BaseModel):
 # --- tiers -------------------------------------------------------------------------------
 
 
+def _known_instance_type(value: str) -> str:
+    if value not in INSTANCE_TYPES:
+        raise ValueError(
+            f"instance type {value!r} is not one managed online endpoints take (known: "
+            f"{', '.join(sorted(INSTANCE_TYPES))})"
+        )
+    return value
+
+
+InstanceTypeName = Annotated[str, AfterValidator(_known_instance_type)]
+
+
 class TierProfile(SpecModel):
     """What a tier may use. There is no Azure built-in policy for ML compute sizes, so the
     allow-lists live here and the policy pack enforces them."""
 
     allowed_gpu_skus: list[str] = Field(min_length=1)
     max_nodes_cap: int = Field(ge=1, le=100)
-    allowed_instance_types: list[str] = Field(min_length=1)
+    allowed_instance_types: list[InstanceTypeName] = Field(min_length=1)
     max_model_size_mb: int = Field(ge=1, le=100_000)
 
 
@@ -145,14 +158,26 @@ class ComputeSpec(SpecModel):
     idle_seconds_before_scale_down: int = Field(default=900, ge=60, le=86_400)
 
 
+
 class OnlineEndpointSpec(SpecModel):
     enabled: bool = True
     name: EndpointName | None = None
-    instance_type: str = "Standard_DS3_v2"
+    instance_type: InstanceTypeName = "Standard_DS3_v2"
     instance_count: int = Field(default=1, ge=1, le=50)
     request_timeout_ms: int = Field(default=5_000, ge=100, le=180_000)
-    max_concurrent_requests_per_instance: int = Field(default=4, ge=1, le=1_000)
+    # Default: the instance's scoring workers (one per vCPU), each serving one request at a
+    # time; more would queue inside the instance, fewer would leave workers idle (Azure ML
+    # answers 429 past it).
+    max_concurrent_requests_per_instance: int | None = Field(default=None, ge=1, le=1_000)
     data_collection: bool = True
+
+    @property
+    def workers(self) -> int:
+        return workers_for(self.instance_type)
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.max_concurrent_requests_per_instance or self.workers
 
 
 class BatchEndpointSpec(SpecModel):

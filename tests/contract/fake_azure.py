@@ -248,8 +248,12 @@ class FakeAzure(InMemoryTransport):
                     "scoringScript": "score.py",
                 },
                 "instanceType": "Standard_DS3_v2",
+                # As `pulumi up` sets them: a worker per vCPU of a DS3_v2, as many requests.
+                "environmentVariables": {"WORKER_COUNT": "4"},
                 "scaleSettings": {"scaleType": "Default"},
-                "requestSettings": {"requestTimeout": "PT5S"},
+                "requestSettings": {
+                    "requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 4
+                },
                 "appInsightsEnabled": True,
                 "dataCollector": {
                     "collections": {

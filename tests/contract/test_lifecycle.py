@@ -164,6 +164,9 @@ def test_a_tenants_first_model_goes_live_in_one_switch(harness: Harness) -> None
         puts = [c for c in azure.fake.writes(r"/deployments/blue$") if c.method == "PUT"]
         name, version = event.ref.split("/")
         assert puts[-1].body["properties"]["model"].endswith(f"/models/{name}/versions/{version}")
+        # ... on as many scoring workers as `pulumi up` gave the first deployment.
+        workers = puts[-1].body["properties"]["environmentVariables"]
+        assert workers == {contracts.SETTING_SCORING_WORKERS: "4"}
 
 
 def test_a_canary_promotes_step_by_step_and_deletes_blue(harness: Harness) -> None:

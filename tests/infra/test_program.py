@@ -13,6 +13,7 @@ import pytest
 from infra.offline import AzureMocks, OfflineRun, RecordedResource
 from infra.stamp import budget_start
 from tenancy import PlatformSpec, contracts
+from tenancy.instance_types import INSTANCE_TYPES
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
 from tests.conftest import STACKS
 from tests.infra.conftest import of_type, stamp_of, tenant_of
@@ -411,3 +412,26 @@ def test_the_function_app_sits_behind_app_service_authentication(
     assert receiver["useAadAuth"] is True
     assert receiver["identifierUri"] in entra["validation"]["allowedAudiences"]
     assert auth.inputs["login"]["tokenStore"]["enabled"] is False, auth.urn
+
+
+def test_each_deployment_runs_a_scoring_worker_per_vcpu_and_takes_as_many_requests(
+    planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec]
+) -> None:
+    """The inference server's default is one worker: a 4-core instance would score on one
+    core. Each first deployment sets WORKER_COUNT to its instance type's vCPUs, and lets as
+    many requests in at once (or what the spec asks)."""
+    seen = set()
+    for stack, run in planned.items():
+        for deployment in of_type(run, "machinelearningservices:OnlineDeployment"):
+            properties = deployment.inputs["properties"]
+            instance = properties["instanceType"]
+            workers = INSTANCE_TYPES[instance].vcpus
+            assert properties["environmentVariables"] == {
+                contracts.SETTING_SCORING_WORKERS: str(workers)
+            }, deployment.urn
+            concurrency = properties["requestSettings"]["maxConcurrentRequestsPerInstance"]
+            assert concurrency == workers, deployment.urn
+            seen.add((stack, instance, workers))
+    # prod's contoso runs on Standard_F8s_v2 (8 vCPUs), the others on the default DS3_v2 (4).
+    assert ("prod", "Standard_F8s_v2", 8) in seen
+    assert ("dev", "Standard_DS3_v2", 4) in seen

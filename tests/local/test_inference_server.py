@@ -189,3 +189,26 @@ def _listening_addresses(port: int) -> set[str]:
 def test_the_server_binds_loopback_only(servers: dict[str, InferenceServer]) -> None:
     for server in servers.values():
         assert _listening_addresses(server.port) == {"127.0.0.1"}
+
+
+def test_the_inference_server_takes_its_workers_from_the_variable_deployments_set() -> None:
+    """Deployments set WORKER_COUNT to their vCPUs (infra.stamp); this is the variable the
+    installed azureml-inference-server-http reads, and its default is one worker."""
+    import subprocess  # noqa: PLC0415
+
+    from local.inference_server import scoring_python  # noqa: PLC0415
+    from tenancy import contracts  # noqa: PLC0415
+
+    read = subprocess.run(
+        [
+            str(scoring_python()),
+            "-c",
+            "from azureml_inference_server_http import constants as c; "
+            "print(c.ENV_WORKER_COUNT, c.DEFAULT_WORKER_COUNT)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert read.stdout.split() == [contracts.SETTING_SCORING_WORKERS, "1"]

@@ -48,6 +48,12 @@ def promoted_by_without_a_next(raw: Raw) -> None:
     raw["delivery"] = {"promoted_by": ["55555555-0000-4000-8000-0000000000a2"]}
 
 
+def unknown_instance_type(raw: Raw) -> None:
+    _tenant(raw, "contoso").setdefault("endpoints", {}).setdefault("online", {})[
+        "instance_type"
+    ] = "Standard_Imaginary_v9"
+
+
 def dedicated_with_pool(raw: Raw) -> None:
     _tenant(raw, "contoso")["pool"] = "shared"
 
@@ -193,6 +199,11 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (pooled_without_pool, "tenants[2].pool", "must name its pool"),
     (dedicated_with_pool, "tenants[0].pool", "names no pool"),
     (promoted_by_without_a_next, "delivery", "set promotes_to too"),
+    (
+        unknown_instance_type,
+        "tenants[0].endpoints.online.instance_type",
+        "'Standard_Imaginary_v9' is not one managed online endpoints take",
+    ),
     (dedicated_without_compute, "tenants[0].compute", "needs a compute block"),
     (budget_not_increasing, "tenants[0].budget.thresholds", "strictly increasing"),
     (budget_above_1000, "tenants[0].budget.thresholds[1].percent", "less than or equal to 1000"),
