@@ -33,10 +33,10 @@ $(INSTALLED): $(PY) requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(INSTALLED)
 
-$(SCORING_INSTALLED): ml/scoring/requirements.txt local/endpoint-requirements.txt
+$(SCORING_INSTALLED): ml/scoring/requirements.txt serving/requirements.txt
 	$(PYTHON) -m venv $(SCORING_VENV)
 	$(SCORING_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SCORING_VENV)/bin/python -m pip install --quiet -r ml/scoring/requirements.txt -r local/endpoint-requirements.txt
+	$(SCORING_VENV)/bin/python -m pip install --quiet -r ml/scoring/requirements.txt -r serving/requirements.txt
 	@touch $(SCORING_INSTALLED)
 
 $(BENCH_INSTALLED): bench/requirements-evidently.txt

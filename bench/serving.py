@@ -2,7 +2,7 @@
 
 (a) the embedded platform's gateway with everything on (tenant key, rate limit, routing and
     traffic split, data collection to Azurite, per-deployment metrics) in front of one
-    deployment process (``local/endpoint_server.py`` running ``score.py``);
+    deployment process (``serving/lean_host.py`` running ``score.py``);
 (b) azureml-inference-server-http running the project's ``score.py`` (what Azure ML runs);
 (c) ``mlflow models serve`` of the same ONNX model (one onnxruntime thread, as the others);
 (d) the floor: a minimal single-process uvicorn app calling onnxruntime directly.

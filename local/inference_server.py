@@ -24,7 +24,8 @@ from tenancy.errors import DependencyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCORING_CODE = PROJECT_ROOT / "ml" / "scoring"
-LEAN_SERVER = Path(__file__).resolve().parent / "endpoint_server.py"
+#: The lean host, shared with the scoring container (serving/Dockerfile).
+LEAN_SERVER = PROJECT_ROOT / "serving" / "lean_host.py"
 ServerKind = Literal["azmlinfsrv", "lean"]
 
 
@@ -78,9 +79,10 @@ def start_inference_server(
 ) -> InferenceServer:
     """Serve ``entry_script`` with the models under ``model_dir``; returns once healthy.
 
-    ``server`` is azureml-inference-server-http (what Azure ML runs; ``workers`` gunicorn
-    workers) or ``lean``, the embedded platform's single-process uvicorn host of the same
-    contract (``local/endpoint_server.py``)."""
+    ``server`` is azureml-inference-server-http (what Azure ML runs by default; ``workers``
+    gunicorn workers) or ``lean``, the uvicorn host of the same contract that the embedded
+    platform and the scoring container run (``serving/lean_host.py``; ``workers`` processes
+    when more than one)."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -104,9 +106,17 @@ def start_inference_server(
             "--no-control-socket",  # gunicorn would otherwise create ~/.gunicorn
             "azureml_inference_server_http.server.entry:app",
         ]
-    else:  # one process, as one instance of a deployment
-        # -P: the script's folder (local/, with a platform.py) must not shadow the stdlib.
-        command = [str(scoring_python()), "-P", str(LEAN_SERVER), "--port", str(port)]
+    else:
+        # -P: the script's folder must not be searched before the stdlib.
+        command = [
+            str(scoring_python()),
+            "-P",
+            str(LEAN_SERVER),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
     process = spawn(command, log, cwd=SCORING_CODE, env=environment, grace_seconds=grace_seconds)
     started = InferenceServer(process, port, log)
     _wait_healthy(started, timeout_seconds)
