@@ -82,8 +82,8 @@ def main() -> None:
             "deployments": {"blue": folders},
             "traffic": {"blue": 100},
         }
-        # Every tenant's model fits in the deployment's cache (the default holds 16).
-        env = {"TENANT_MLOPS_MAX_MODELS": str(len(TENANTS))}
+        # Every tenant's model fits in the deployment's cache (256 MiB by default).
+        env = {"TENANT_MLOPS_MODEL_CACHE_BYTES": str(256 * 2**20)}
         with gateway_process(work, [endpoint], env) as (started, pid):
             url = f"{started['url']}/{ENDPOINT}/score"
             keys = started["keys"]

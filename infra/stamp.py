@@ -39,6 +39,7 @@ from infra.eventing import subscribe_workspace_events
 from infra.monitoring import create_endpoint_alerts
 from infra.shared import SharedServices
 from tenancy import contracts, naming
+from tenancy.instance_types import model_cache_bytes
 from tenancy.permissions import Condition, Target
 from tenancy.rbac import (
     PLATFORM_PERSONAS,
@@ -471,7 +472,7 @@ class Stamp(pulumi.ComponentResource):
                 # One scoring worker per vCPU, and as many requests in at once: the inference
                 # server's default is a single worker, one core of the instance
                 # (https://learn.microsoft.com/azure/machine-learning/how-to-inference-server-http#server-parameters).
-                environment_variables={contracts.SETTING_SCORING_WORKERS: str(online.workers)},
+                environment_variables=self._scoring_variables(),
                 request_settings=machinelearningservices.OnlineRequestSettingsArgs(
                     request_timeout=f"PT{online.request_timeout_ms / 1000:g}S",
                     max_concurrent_requests_per_instance=online.max_concurrency,
@@ -487,6 +488,16 @@ class Stamp(pulumi.ComponentResource):
             tags=self.tags,
             opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=AUTOMATION_OWNED),
         )
+
+    def _scoring_variables(self) -> dict[str, str]:
+        """The workers, and for a pool each worker's model cache in bytes: its share of the
+        instance's memory, so that a pool of a thousand tenants' models stays within it."""
+        online = self._args.endpoints.online
+        variables = {contracts.SETTING_SCORING_WORKERS: str(online.workers)}
+        if self._args.kind == "pool":
+            cache = model_cache_bytes(online.instance_type)
+            variables[contracts.SETTING_MODEL_CACHE_BYTES] = str(cache)
+        return variables
 
     def _create_batch_endpoint(self) -> machinelearningservices.BatchEndpoint | None:
         batch = self._args.endpoints.batch

@@ -218,3 +218,5 @@ def budget_stop_named_value(tenant: str) -> str:
 #: host reads the same one.
 #: https://learn.microsoft.com/azure/machine-learning/how-to-inference-server-http#server-parameters
 SETTING_SCORING_WORKERS: Final = "WORKER_COUNT"
+#: A pooled deployment's model cache per worker, in bytes (score.py reads it).
+SETTING_MODEL_CACHE_BYTES: Final = "TENANT_MLOPS_MODEL_CACHE_BYTES"

@@ -64,3 +64,15 @@ def workers_for(instance_type: str) -> int:
     session on one intra-op thread, so a worker is one core's worth of work and more
     workers than cores would only queue on the CPU."""
     return INSTANCE_TYPES[instance_type].vcpus
+
+
+#: The share of an instance's memory a pooled deployment's models may hold; the rest is the
+#: workers' Python and ONNX Runtime, the OS and the data collector's sidecar.
+MODEL_MEMORY_SHARE: Final = 0.5
+
+
+def model_cache_bytes(instance_type: str) -> int:
+    """One worker's model cache on a pooled deployment: its share of the instance's model
+    memory (each worker process holds the models it has loaded)."""
+    found = INSTANCE_TYPES[instance_type]
+    return int(found.memory_gib * 2**30 * MODEL_MEMORY_SHARE / found.vcpus)

@@ -41,6 +41,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -278,17 +279,56 @@ def postprocess(labels: np.ndarray, probabilities: np.ndarray, schema: Schema) -
     }
 
 
+#: What a loaded model costs at least (the ONNX Runtime session's own structures), where the
+#: process's resident memory cannot be read: measured at 118 to 200 KiB for the platform's
+#: small models (bench/results/pooled_dense.json).
+SESSION_FLOOR_BYTES = 128 * 1024
+CACHE_BYTES_VARIABLE = "TENANT_MLOPS_MODEL_CACHE_BYTES"
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux; None elsewhere)."""
+    try:
+        pages = Path("/proc/self/statm").read_text(encoding="ascii").split()[1]
+        return int(pages) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def measured_load(folder: Path, threads: int) -> tuple[OnnxModel, int]:
+    """The model and what loading it cost in resident memory, at least its file's size and
+    the session floor (a load beside another allocation may measure less)."""
+    before = resident_bytes()
+    model = OnnxModel(folder, threads)
+    after = resident_bytes()
+    floor = (folder / MODEL_FILE).stat().st_size + SESSION_FLOOR_BYTES
+    if before is None or after is None:
+        return model, floor
+    return model, max(after - before, floor)
+
+
 class ModelCache:
     """Pooled deployments: one model per tenant, loaded on first use, least recently used
-    evicted beyond ``capacity``."""
+    evicted once the loaded models' memory exceeds ``max_bytes``. Bounded in bytes, not in
+    count: a pool's models differ in size, and it is the instance's memory that runs out.
+    The model just loaded always stays, whatever it costs."""
 
-    def __init__(self, root: Path, capacity: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        threads: int = 1,
+        load: Callable[[Path, int], tuple[OnnxModel, int]] = measured_load,
+    ) -> None:
         self.root = root
-        self.capacity = max(1, capacity)
+        self.max_bytes = max(1, max_bytes)
         self.threads = threads
-        self._models: OrderedDict[str, OnnxModel] = OrderedDict()
+        self._load = load
+        self._models: OrderedDict[str, tuple[OnnxModel, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0
+        self.bytes = 0
 
     def tenants(self) -> list[str]:
         return sorted(p.parent.name for p in self.root.glob(f"*/{SCHEMA_FILE}"))
@@ -297,20 +337,24 @@ class ModelCache:
         if not _TENANT_ID.match(tenant):
             raise UnknownTenantError(f"no model for tenant '{tenant[:40]}'")
         with self._lock:
-            model = self._models.get(tenant)
-            if model is not None:
+            found = self._models.get(tenant)
+            if found is not None:
                 self._models.move_to_end(tenant)
-                return model
+                return found[0]
         folder = self.root / tenant
         if not (folder / SCHEMA_FILE).is_file():
             raise UnknownTenantError(f"no model for tenant '{tenant}'")
-        model = OnnxModel(folder, self.threads)  # loaded outside the lock: others keep scoring
+        model, cost = self._load(folder, self.threads)  # outside the lock: others keep scoring
         with self._lock:
             self.loads += 1
-            self._models[tenant] = model
-            self._models.move_to_end(tenant)
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
+            previous = self._models.pop(tenant, None)
+            if previous is not None:  # loaded twice at once: the first copy goes
+                self.bytes -= previous[1]
+            self._models[tenant] = (model, cost)
+            self.bytes += cost
+            while self.bytes > self.max_bytes and len(self._models) > 1:
+                _, (_, freed) = self._models.popitem(last=False)
+                self.bytes -= freed
         return model
 
     def __len__(self) -> int:
@@ -423,7 +467,7 @@ class ScoringService:
     def __init__(
         self,
         model_dir: Path,
-        capacity: int = 16,
+        max_bytes: int = DEFAULT_CACHE_BYTES,
         threads: int = 1,
         collection: DataCollection | None = None,
     ) -> None:
@@ -437,7 +481,7 @@ class ScoringService:
         if len(schemas) == 1:
             self.single = OnnxModel(schemas[0].parent, threads)
         elif len(tenant_folders) == 1:
-            self.pool = ModelCache(tenant_folders.pop(), capacity, threads)
+            self.pool = ModelCache(tenant_folders.pop(), max_bytes, threads)
         else:
             raise ValueError(f"models under {model_dir} are not one folder per tenant")
 
@@ -487,10 +531,12 @@ _service: list[ScoringService] = []
 
 def init() -> None:
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
-    capacity = int(os.environ.get("TENANT_MLOPS_MAX_MODELS", "16"))
+    # A pooled deployment's model cache per worker: set from the instance's memory
+    # (tenancy.instance_types.model_cache_bytes), each worker holding its own.
+    max_bytes = int(os.environ.get(CACHE_BYTES_VARIABLE, str(DEFAULT_CACHE_BYTES)))
     threads = int(os.environ.get("TENANT_MLOPS_SCORING_THREADS", "1"))
     collection = DataCollection.from_environment()
-    _service[:] = [ScoringService(model_dir, capacity, threads, collection)]
+    _service[:] = [ScoringService(model_dir, max_bytes, threads, collection)]
     logger.info(
         "scoring service ready for %s (data collection %s)",
         model_dir,

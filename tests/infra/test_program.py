@@ -421,14 +421,24 @@ def test_each_deployment_runs_a_scoring_worker_per_vcpu_and_takes_as_many_reques
     core. Each first deployment sets WORKER_COUNT to its instance type's vCPUs, and lets as
     many requests in at once (or what the spec asks)."""
     seen = set()
+    pools = {
+        stack: {t.stamp_key for t in spec.tenants if t.tier == "pooled"}
+        for stack, spec in specs.items()
+    }
     for stack, run in planned.items():
         for deployment in of_type(run, "machinelearningservices:OnlineDeployment"):
             properties = deployment.inputs["properties"]
             instance = properties["instanceType"]
             workers = INSTANCE_TYPES[instance].vcpus
-            assert properties["environmentVariables"] == {
-                contracts.SETTING_SCORING_WORKERS: str(workers)
-            }, deployment.urn
+            variables = properties["environmentVariables"]
+            assert variables[contracts.SETTING_SCORING_WORKERS] == str(workers), deployment.urn
+            if stamp_of(run, deployment) in pools[stack]:
+                # Half the instance's memory for models, split among its workers.
+                memory = INSTANCE_TYPES[instance].memory_gib * 2**30
+                cache = int(variables[contracts.SETTING_MODEL_CACHE_BYTES])
+                assert cache * workers == pytest.approx(memory / 2, abs=workers), deployment.urn
+            else:
+                assert set(variables) == {contracts.SETTING_SCORING_WORKERS}, deployment.urn
             concurrency = properties["requestSettings"]["maxConcurrentRequestsPerInstance"]
             assert concurrency == workers, deployment.urn
             seen.add((stack, instance, workers))

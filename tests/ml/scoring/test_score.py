@@ -141,25 +141,51 @@ def test_a_model_failure_is_a_500_without_internals(
     }
 
 
-def test_pooled_models_load_lazily_per_tenant_into_a_bounded_cache(
+def test_pooled_models_load_lazily_into_a_cache_bounded_in_bytes(
     model_dirs: dict[str, Path], local_splits: Splits
 ) -> None:
-    service = contract.ScoringService(model_dirs["pool"], capacity=2)
-    pool = service.pool
-    assert pool is not None and len(pool) == 0
+    """Each model costs what loading it took; the least recently used go once the pool's
+    models hold more than the budget, whatever their count."""
+    costs = {"contoso": 300, "fabrikam": 500, "litware": 400}
+
+    def load(folder: Path, threads: int) -> tuple[contract.OnnxModel, int]:
+        return contract.OnnxModel(folder, threads), costs[folder.name]
+
+    service = contract.ScoringService(model_dirs["pool"], max_bytes=900)
+    assert service.pool is not None
+    pool = contract.ModelCache(service.pool.root, 900, load=load)
+    service.pool = pool
     assert pool.tenants() == ["contoso", "fabrikam", "litware"]
-    for tenant in ("contoso", "fabrikam", "contoso", "litware", "contoso"):
+    for tenant in ("contoso", "fabrikam", "contoso"):
         status, _ = contract.score(
             service, {"data": _rows(local_splits, tenant, 2)}, {"X-Tenant-Id": tenant}
         )
         assert status == 200
-    # contoso stayed warm (recently used); fabrikam was evicted when litware came in.
-    assert len(pool) == 2
-    assert pool.loads == 3
-    status, _ = contract.score(
-        service, {"data": _rows(local_splits, "fabrikam", 1)}, {"x-tenant-id": "fabrikam"}
+    assert (len(pool), pool.bytes, pool.loads) == (2, 800, 2)
+    # litware (400) takes the pool to 1200: fabrikam, the least recently used, goes.
+    assert contract.score(service, {"data": _rows(local_splits, "litware", 1)},
+                          {"x-tenant-id": "litware"})[0] == 200  # fmt: skip
+    assert (len(pool), pool.bytes, pool.loads) == (2, 700, 3)
+    assert contract.score(service, {"data": _rows(local_splits, "fabrikam", 1)},
+                          {"x-tenant-id": "fabrikam"})[0] == 200  # fmt: skip
+    assert pool.loads == 4 and pool.bytes <= 900  # contoso went: litware was used later
+    # A model larger than the whole budget still serves: alone.
+    tight = contract.ModelCache(service.pool.root, 100, load=load)
+    tight.get("fabrikam")
+    tight.get("contoso")
+    assert (len(tight), tight.bytes) == (1, 300)
+
+
+def test_a_pooled_models_cost_is_the_memory_its_load_took(model_dirs: dict[str, Path]) -> None:
+    pool = contract.ModelCache(model_dirs["pool"], 10 * 2**20)
+    for tenant in pool.tenants():
+        pool.get(tenant)
+    assert len(pool) == 3
+    files = sum(
+        (model_dirs["pool"] / t / contract.MODEL_FILE).stat().st_size for t in pool.tenants()
     )
-    assert status == 200 and pool.loads == 4
+    # At least each file and the session floor; a few MiB at most for these small models.
+    assert files + 3 * contract.SESSION_FLOOR_BYTES <= pool.bytes < 10 * 2**20
 
 
 def test_a_pooled_deployment_needs_a_known_tenant(
@@ -268,3 +294,9 @@ def test_collected_frames_name_the_columns_and_a_failing_collector_fails_no_requ
         ),
     )
     assert contract.score(broken, json.dumps({"data": rows})) == (200, body)
+
+
+def test_the_cache_budget_is_the_variable_deployments_set() -> None:
+    from tenancy import contracts  # noqa: PLC0415 - score.py itself imports nothing of ours
+
+    assert contract.CACHE_BYTES_VARIABLE == contracts.SETTING_MODEL_CACHE_BYTES
