@@ -19,6 +19,13 @@ as a Pulumi dynamic resource, in the deployer's process, with the deployer's Ent
   `pulumi up` never sends it again unless the program names another deployment.
 - **The expected state** (``policies.plan_drift``): a JSON blob in the platform account,
   written with a bearer token as the package is, read by the Function App's policy audit.
+- **The scoring container's environment**, in the environment's Azure ML registry: built by
+  Azure ML from the build context (``serving.image``) that azure-ai-ml uploads to the
+  registry's own storage, as ``az ml environment create --registry-name`` does
+  (https://learn.microsoft.com/azure/machine-learning/how-to-share-models-pipelines-across-workspaces-with-registries#create-environment-in-registry),
+  with the inference config of a custom container
+  (https://learn.microsoft.com/azure/machine-learning/how-to-deploy-custom-container). Its
+  version is the context's digest: an existing version is never built again.
 
 Every call is bounded in time; the SDK clients are made inside the calls (the provider
 object is pickled into the engine's state and must hold no client).
@@ -280,6 +287,79 @@ class ExpectedStateProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("blobEndpoint", "containerName", "blobName", "digest")
+        changed = any(olds.get(key) != news.get(key) for key in keys)
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self.create(news).outs)
+
+
+def publish_serving_environment(
+    *,
+    subscription_id: str,
+    registry: str,
+    context_root: Path,
+    credential: Any = None,
+    transport: Any = None,
+) -> str:
+    """The scoring container's environment in ``registry`` (created once per version);
+    its asset id, as deployments name it."""
+    import tempfile  # noqa: PLC0415
+
+    from azure.ai.ml import MLClient  # noqa: PLC0415 - deploy time only
+    from azure.ai.ml.entities import BuildContext, Environment  # noqa: PLC0415
+    from azure.core.exceptions import ResourceNotFoundError  # noqa: PLC0415
+
+    from serving.image import (  # noqa: PLC0415
+        ENVIRONMENT_NAME,
+        INFERENCE_CONFIG,
+        environment_version,
+        write_context,
+    )
+
+    version = environment_version(context_root)
+    asset = f"azureml://registries/{registry}/environments/{ENVIRONMENT_NAME}/versions/{version}"
+    client = MLClient(
+        credential or _credential(),
+        subscription_id,
+        registry_name=registry,
+        show_progress=False,
+        **({"transport": transport} if transport is not None else {}),
+    )
+    try:
+        client.environments.get(ENVIRONMENT_NAME, version)
+        return asset  # built from this very context already
+    except ResourceNotFoundError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="tenant-mlops-context-") as scratch:
+        context = write_context(context_root, Path(scratch) / "context")
+        client.environments.create_or_update(
+            Environment(
+                name=ENVIRONMENT_NAME,
+                version=version,
+                description="score.py under the lean host, a worker per vCPU (serving/)",
+                build=BuildContext(path=str(context), dockerfile_path="Dockerfile"),
+                inference_config=INFERENCE_CONFIG,
+                os_type="Linux",
+            )
+        )
+    return asset
+
+
+class ServingEnvironmentProvider(ResourceProvider):
+    """Publishes the scoring container's environment when its context changes; never
+    deletes (deployments of earlier versions may still run on it)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        asset = publish_serving_environment(
+            subscription_id=props["subscriptionId"],
+            registry=props["registryName"],
+            context_root=Path(props["contextRoot"]),
+        )
+        return CreateResult(id_=asset, outs={**props, "assetId": asset})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("subscriptionId", "registryName", "version")
         changed = any(olds.get(key) != news.get(key) for key in keys)
         return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 

@@ -14,6 +14,7 @@ from adapters.deploy_time import (
     BatchDefaultProvider,
     ExpectedStateProvider,
     FunctionPackageProvider,
+    ServingEnvironmentProvider,
 )
 from tenancy import contracts
 
@@ -102,3 +103,32 @@ class ExpectedStateUpload(pulumi.dynamic.Resource):
             "url": None,
         }
         super().__init__(ExpectedStateProvider(), name, props, opts)
+
+
+class ServingEnvironment(pulumi.dynamic.Resource):
+    """The scoring container's environment in the environment's Azure ML registry, built by
+    Azure ML from the checkout's build context (adapters.deploy_time publishes it with
+    azure-ai-ml, which uploads the context to the registry's storage). ``version`` is the
+    context's digest, so the resource changes only when the container does."""
+
+    asset_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        subscription_id: pulumi.Input[str],
+        registry_name: pulumi.Input[str],
+        context_root: str,
+        version: str,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        props: dict[str, Any] = {
+            "kind": contracts.KIND_SERVING_ENVIRONMENT,
+            "subscriptionId": subscription_id,
+            "registryName": registry_name,
+            "contextRoot": context_root,
+            "version": version,
+            "assetId": None,
+        }
+        super().__init__(ServingEnvironmentProvider(), name, props, opts)

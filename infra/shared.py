@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 from pulumi_azure_native import (
@@ -24,13 +25,17 @@ from infra.common import (
     group_principals,
     standard_tags,
 )
+from infra.deploy_time import ServingEnvironment
 from infra.network import PrivateNetwork, PrivateNetworkArgs
+from serving.image import ENVIRONMENT_NAME, environment_version
 from tenancy import contracts, naming
 from tenancy.permissions import NAMED_VALUE_READ, NAMED_VALUE_WRITE, SCORE_ACTION
 from tenancy.rbac import PLATFORM_PERSONAS, grants, table_for
 from tenancy.spec import PlatformSpec
 
 SCOPE = naming.PLATFORM_SCOPE
+#: The checkout the scoring container's build context comes from.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The only action the gateway needs on an endpoint (least privilege for its identity).
 
 
@@ -81,6 +86,7 @@ class SharedServices(pulumi.ComponentResource):
         self.storage = self._create_storage(at)
         self.container_registry = blocks.container_registry(at, public_sku="Standard")
         self.ml_registry = self._create_ml_registry()
+        self.serving_environment, self.serving_environment_id = self._publish_serving_image()
         self.scorer_role = self._create_scorer_role()
         self.budget_stop_role = self._create_budget_stop_role()
         self._grant_platform_personas()
@@ -187,6 +193,32 @@ class SharedServices(pulumi.ComponentResource):
             tags=self.tags,
             opts=self._opts,
         )
+
+    def _publish_serving_image(
+        self,
+    ) -> tuple[ServingEnvironment | None, pulumi.Output[str] | None]:
+        """The scoring container's environment in the registry, when a tier serves with the
+        lean runtime: the resource, and the asset id deployments name (known at plan time:
+        the context's digest is its version)."""
+        spec = self._args.spec
+        tiers = (spec.tiers.dedicated, spec.tiers.pooled)
+        if all(tier.serving_runtime != "lean" for tier in tiers):
+            return None, None
+        version = environment_version(PROJECT_ROOT)
+        published = ServingEnvironment(
+            f"{self._name}-serving-environment",
+            subscription_id=self.subscription_id,
+            registry_name=self.ml_registry.name,
+            context_root=str(PROJECT_ROOT),
+            version=version,
+            opts=pulumi.ResourceOptions(parent=self.ml_registry),
+        )
+        asset = pulumi.Output.concat(
+            "azureml://registries/",
+            self.ml_registry.name,
+            f"/environments/{ENVIRONMENT_NAME}/versions/{version}",
+        )
+        return published, asset
 
     def _create_scorer_role(self) -> authorization.RoleDefinition:
         """A custom role that may only score online endpoints: what the gateway's identity

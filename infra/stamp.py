@@ -447,6 +447,7 @@ class Stamp(pulumi.ComponentResource):
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).
         enabled = machinelearningservices.CollectionArgs(data_collection_mode="Enabled")
         collections = dict.fromkeys(contracts.COLLECTIONS, enabled)
+        published = self._args.shared.serving_environment
         return machinelearningservices.OnlineDeployment(
             f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,
@@ -461,11 +462,7 @@ class Stamp(pulumi.ComponentResource):
                 endpoint_compute_type="Managed",
                 instance_type=online.instance_type,
                 model=self._registry_asset("models", serving.bootstrap_model),
-                environment_id=self._registry_asset("environments", serving.environment),
-                code_configuration=machinelearningservices.CodeConfigurationArgs(
-                    code_id=self._registry_asset("codes", serving.scoring_code),
-                    scoring_script=contracts.ONLINE_SCORING_SCRIPT,
-                ),
+                **self._serving_runtime(),
                 scale_settings=machinelearningservices.DefaultScaleSettingsArgs(
                     scale_type="Default"
                 ),
@@ -486,8 +483,30 @@ class Stamp(pulumi.ComponentResource):
                 else None,
             ),
             tags=self.tags,
-            opts=pulumi.ResourceOptions(parent=endpoint, ignore_changes=AUTOMATION_OWNED),
+            opts=pulumi.ResourceOptions(
+                parent=endpoint,
+                ignore_changes=AUTOMATION_OWNED,
+                # The scoring container's environment exists before a deployment names it.
+                depends_on=[published] if published is not None else [],
+            ),
         )
+
+    def _serving_runtime(self) -> dict[str, Any]:
+        """What runs score.py, as the tier's ``serving_runtime`` says: the scoring container
+        (score.py inside it, so no code asset) or Azure ML's inference server with the
+        registry's scoring environment and code asset."""
+        spec = self._args.spec
+        tier: Tier = "dedicated" if self._args.kind == "tenant" else "pooled"
+        lean_image = self._args.shared.serving_environment_id
+        if spec.tiers.profile(tier).serving_runtime == "lean" and lean_image is not None:
+            return {"environment_id": lean_image}
+        return {
+            "environment_id": self._registry_asset("environments", spec.serving.environment),
+            "code_configuration": machinelearningservices.CodeConfigurationArgs(
+                code_id=self._registry_asset("codes", spec.serving.scoring_code),
+                scoring_script=contracts.ONLINE_SCORING_SCRIPT,
+            ),
+        }
 
     def _scoring_variables(self) -> dict[str, str]:
         """The workers, and for a pool each worker's model cache in bytes: its share of the

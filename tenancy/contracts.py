@@ -55,6 +55,7 @@ BATCH_SCORING_SCRIPT: Final = "batch_score.py"
 KIND_PACKAGE_UPLOAD: Final = "tenant-mlops:function-package"
 KIND_BATCH_DEFAULT: Final = "tenant-mlops:batch-default"
 KIND_EXPECTED_STATE: Final = "tenant-mlops:expected-state"
+KIND_SERVING_ENVIRONMENT: Final = "tenant-mlops:serving-environment"
 DYNAMIC_RESOURCE_TYPE: Final = "pulumi-python:dynamic:Resource"
 
 # Tags every taggable resource carries.

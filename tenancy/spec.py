@@ -99,6 +99,7 @@ def _known_instance_type(value: str) -> str:
 
 
 InstanceTypeName = Annotated[str, AfterValidator(_known_instance_type)]
+ServingRuntime = Literal["lean", "azureml-inference-server"]
 
 
 class TierProfile(SpecModel):
@@ -109,6 +110,11 @@ class TierProfile(SpecModel):
     max_nodes_cap: int = Field(ge=1, le=100)
     allowed_instance_types: list[InstanceTypeName] = Field(min_length=1)
     max_model_size_mb: int = Field(ge=1, le=100_000)
+    # What serves score.py on the tier's online deployments: ``lean``, the scoring container
+    # (serving/: score.py under the lean host, a worker per vCPU), or
+    # ``azureml-inference-server``, Azure ML's own host of the registry's scoring
+    # environment (serving.environment) with the scoring code asset.
+    serving_runtime: ServingRuntime = "lean"
 
 
 DEDICATED_PROFILE = TierProfile(

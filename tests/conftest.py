@@ -45,6 +45,7 @@ SAME_WORKER = {
     "tests/mlops/test_audit_cli.py": "planned",
     "tests/policies/test_permission_rules.py": "planned",
     "tests/policies/test_plan_drift.py": "planned",
+    "tests/infra/test_serving_runtime.py": "planned",
 }
 
 

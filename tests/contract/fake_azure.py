@@ -159,6 +159,7 @@ class FakeAzure(InMemoryTransport):
         #: their model versions ((registry, name, version) -> the asset as the front end shows it).
         self.registries: dict[str, tuple[str, str, str]] = {}
         self.registry_models: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.registry_environments: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.traffic_log: list[LoggedRequest] = []
         self.calls: list[Call] = []
         self._operations: dict[str, dict[str, Any]] = {}
@@ -809,6 +810,23 @@ class FakeAzure(InMemoryTransport):
         registry = found["registry"]
         # The names as sent (the match above is on the lower-cased path).
         rest = unquote(url.path)[len(url.path) - len(found["rest"]) :]
+        environment = re.fullmatch(
+            r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest
+        )
+        if environment:
+            return self._registry_environment(request, registry, environment, body)
+        temporary = re.fullmatch(r"/tempdatarefs/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest)
+        if request.method == "PUT" and temporary:
+            # Temporary Data References: where the client uploads an asset's files before it
+            # creates the asset (a container SAS in the registry's storage).
+            _, account, container = self.registries[registry]
+            prefix = f"{temporary['name']}/{temporary['version']}"
+            blob = f"https://{account}.blob.core.windows.net/{container}"
+            return self._json(request, 200, {"blobReferenceForConsumption": {
+                "blobUri": f"{blob}/{prefix}",
+                "credential": {"credentialType": "SAS",
+                               "sasUri": f"{blob}?sv=2021-10-04&sr=c&sp=rcwl&sig=by-the-registry"},
+            }})  # fmt: skip
         versions = re.fullmatch(r"/models/(?P<name>[^/]+)/versions", rest)
         version = re.fullmatch(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest)
         dataref = re.fullmatch(r"/datarefs/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", rest)
@@ -834,6 +852,34 @@ class FakeAzure(InMemoryTransport):
                                "sasUri": f"{blob}?sv=2021-10-04&sr=c&sp=rl&sig=by-the-registry"},
             }})  # fmt: skip
         return self._json(request, 405, _error("MethodNotAllowed", f"{request.method} {rest}"))
+
+    def _registry_environment(
+        self, request: Any, registry: str, found: Any, body: Any
+    ) -> Any:
+        """An environment version in a registry: GET, or PUT (its build context must be
+        in the registry's storage already, as the client uploaded it)."""
+        key = (registry, found["name"], found["version"])
+        if request.method == "GET":
+            stored = self.registry_environments.get(key)
+            if stored is None:
+                return self._json(request, 404, _error("ResourceNotFound", str(key)))
+            return self._json(request, 200, self._shown(stored))
+        if request.method != "PUT" or not isinstance(body, dict):
+            return self._json(request, 405, _error("MethodNotAllowed", request.method))
+        properties = body.get("properties", {})
+        context = str((properties.get("build") or {}).get("contextUri", ""))
+        _, account, container = self.registries[registry]
+        inside = f"https://{account}.blob.core.windows.net/{container}/"
+        prefix = context.removeprefix(inside).rstrip("/") + "/"
+        uploaded = [n for (a, c, n) in self.blobs if (a, c) == (account, container)
+                    and n.startswith(prefix)]  # fmt: skip
+        if not context.startswith(inside) or not uploaded:
+            return self._json(request, 400, _error("UserError", f"no build context at {context}"))
+        stored = {"id": f"azureml://registries/{registry}/environments/{found['name']}"
+                        f"/versions/{found['version']}",
+                  "name": found["version"], "properties": {**properties}}  # fmt: skip
+        self.registry_environments[key] = stored
+        return self._json(request, 201, self._shown(stored))
 
     def _import(self, request: Any, registry: str, body: Any) -> Any:
         """Resource Management Asset Reference - Import: the workspace asset is copied, files

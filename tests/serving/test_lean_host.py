@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from infra.serving_image import CONTEXT, INFERENCE_CONFIG, PORT, context_digest, write_context
 from local.inference_server import InferenceServer, scoring_python, start_inference_server
 from local.processes import children_of, free_port, stop_process
+from serving.image import CONTEXT, INFERENCE_CONFIG, PORT, context_digest, write_context
 from tests.conftest import ROOT
 
 Splits = dict[str, tuple[Any, Any]]
