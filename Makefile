@@ -97,6 +97,7 @@ demo: $(INSTALLED)
 # bench/results/README.md from their JSON.
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/serving.py --seconds 4
+	$(PY) bench/container.py --seconds 4
 	$(PY) bench/pooled.py --seconds 4
 	$(PY) bench/scoring_latency.py
 	$(PY) bench/drift_vs_evidently.py

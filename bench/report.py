@@ -33,8 +33,7 @@ def serving(result: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in machine["scoring_environment"].items())
         + ".",
         "",
-        f"Method: {result['method']}. Model: {result['model']}. Command: "
-        f"`{result['command']}`.",
+        f"Method: {result['method']}. Model: {result['model']}. Command: `{result['command']}`.",
         "",
         "(a) gateway = the embedded platform's gateway, everything on, + one deployment "
         "process; (b) azmlinfsrv = azureml-inference-server-http running score.py; "
@@ -204,6 +203,93 @@ def scoring(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def container(result: dict[str, Any]) -> list[str]:
+    rows = result["serving"]["rows"]
+    lines = [
+        "## The scoring container against azureml-inference-server-http (`bench/container.py`)",
+        "",
+        f"Method: {result['method']}. Command: `{result['command']}`.",
+        "",
+        *_table(
+            ["server", "batch", "connections", "req/s", "p50 ms", "p99 ms", "CPU ms/req"],
+            [
+                [
+                    r["server"],
+                    r["batch"],
+                    r["connections"],
+                    r["requests_per_second"],
+                    r["p50_ms"],
+                    r["p99_ms"],
+                    r["cpu_ms_per_request"],
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        "Ratios at the same worker count (targets: throughput >= 4x at batch 1 and >= 1.5x at "
+        "batch 100, p99 <= 1/3, and, with one worker, >= 0.8x the floor):",
+        "",
+        *_table(
+            [
+                "workers",
+                "batch",
+                "connections",
+                "throughput",
+                "p99",
+                "CPU ms",
+                "vs floor",
+                "targets met",
+            ],
+            [
+                [
+                    e["workers"],
+                    e["batch"],
+                    e["connections"],
+                    e.get("throughput_vs_azmlinfsrv"),
+                    e.get("p99_vs_azmlinfsrv"),
+                    e.get("cpu_ms_vs_azmlinfsrv"),
+                    e.get("throughput_vs_floor", ""),
+                    ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in e["targets"].items()),
+                ]
+                for e in result["serving"]["ratios"]
+            ],
+        ),
+        "",
+    ]
+    pool = result.get("pool")
+    if pool:
+        lines += [
+            f"Dense pool: {pool['tenants']} tenants' models on one deployment, one worker.",
+            "",
+            *_table(
+                ["measure", "value"],
+                [
+                    [
+                        "cold load (first request of a tenant) p50 / p99 / max ms",
+                        f"{pool['cold_load_ms']['p50']} / {pool['cold_load_ms']['p99']} / "
+                        f"{pool['cold_load_ms']['max']}",
+                    ],
+                    ["RSS with every model loaded, MB", pool["rss_mb"]["all_loaded"]],
+                    ["memory per loaded model, KB", pool["memory_per_loaded_model_kb"]],
+                    [
+                        "one tenant alone: req/s, p99 ms",
+                        f"{pool['one_tenant_alone']['requests_per_second']}, "
+                        f"{pool['one_tenant_alone']['p99_ms']}",
+                    ],
+                    [
+                        "beside 999 loaded neighbours: req/s, p99 ms",
+                        f"{pool['one_tenant_beside_999']['requests_per_second']}, "
+                        f"{pool['one_tenant_beside_999']['p99_ms']}",
+                    ],
+                    ["p99 beside / alone", pool["p99_beside_vs_alone"]],
+                    *[[k, "met" if v else "not met"] for k, v in pool["targets"].items()],
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
 def main() -> None:
     lines = [
         "# Benchmark results",
@@ -215,6 +301,7 @@ def main() -> None:
     ]
     for name, render in (
         ("serving", serving),
+        ("container", container),
         ("pooled", pooled),
         ("drift_vs_evidently", drift),
         ("plan_scaling", plan),
