@@ -68,6 +68,8 @@ def container(
     context = write_context(ROOT, tmp_path_factory.mktemp("context"))
     command, image_env = _dockerfile(context)
     app_root = image_env["AML_APP_ROOT"]
+    # Where Azure ML mounts deployments' models (how-to-deploy-custom-container), as default.
+    assert image_env["AZUREML_MODEL_DIR"] == "/var/azureml-app/azureml-models"
     # The image's paths, moved to where the context is here; the port, to a free one.
     assert command[:2] == ["python", "-P"] and command[2] == f"{app_root}/lean_host.py"
     assert command[command.index("--port") + 1] == str(PORT)
