@@ -576,6 +576,94 @@ class PoolSpec(SpecModel):
     max_tenants: int = Field(default=50, ge=1, le=1_000)
 
 
+# --- generative AI per tenant -------------------------------------------------------------
+
+#: Azure OpenAI / AI Services deployment names: 2-64 letters, digits, dots, dashes, underscores.
+AiDeploymentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")]
+#: The scorers an evaluation gate may hold a prompt version to (deterministic ones and judge).
+ScorerName = Literal["exact", "contains", "regex", "json_schema", "rouge_l", "judge"]
+
+
+class GenAIModel(SpecModel):
+    """A model the tenant may call, and its deployment in the tenant's AI Services account."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,63}$")  # e.g. gpt-4o-mini
+    version: str = Field(pattern=r"^[0-9A-Za-z.-]{1,32}$")
+    deployment: AiDeploymentName
+    sku: Literal["Standard", "GlobalStandard", "DataZoneStandard"] = "GlobalStandard"
+    # The deployment's rate limit, in thousands of tokens per minute (its SKU capacity).
+    capacity_k_tpm: int = Field(ge=1, le=10_000)
+
+
+class GenAIGuardrails(SpecModel):
+    redact_pii: bool = True  # from prompts, completions and logs
+    blocked_terms: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
+    max_tokens: int = Field(default=1_024, ge=1, le=128_000)  # a completion's, at most
+    content_filter: Literal["default", "strict"] = "default"
+
+    @field_validator("blocked_terms")
+    @classmethod
+    def _terms_unique(cls, terms: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for term in terms:
+            key = term.strip().casefold()
+            if not key:
+                raise ValueError("a blocked term must not be blank")
+            if key in seen:
+                raise ValueError(f"{term!r} is listed twice (as {seen[key]!r})")
+            seen[key] = term
+        return terms
+
+
+class GenAIEvaluation(SpecModel):
+    """The offline gate of a new prompt version: each scorer's mean over the tenant's
+    evaluation set must reach its threshold (all scores are 0 to 1)."""
+
+    thresholds: dict[ScorerName, Annotated[float, Field(ge=0, le=1)]] = Field(min_length=1)
+    # The deployment that judges (required by a ``judge`` threshold).
+    judge_deployment: AiDeploymentName | None = None
+    min_examples: int = Field(default=10, ge=1, le=100_000)
+
+
+class GenAISpec(SpecModel):
+    """A tenant's generative AI: its models, token limits, guardrails and evaluation gate."""
+
+    models: list[GenAIModel] = Field(min_length=1)
+    tokens_per_minute: int = Field(ge=1)
+    tokens_per_month: int = Field(ge=1)
+    guardrails: GenAIGuardrails = GenAIGuardrails()
+    evaluation: GenAIEvaluation
+
+    @field_validator("models")
+    @classmethod
+    def _deployments_unique(cls, models: list[GenAIModel]) -> list[GenAIModel]:
+        names = [m.deployment for m in models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"deployment names must be unique: {', '.join(twice)}")
+        return models
+
+    @model_validator(mode="after")
+    def _limits_and_judge(self) -> GenAISpec:
+        capacity = sum(m.capacity_k_tpm for m in self.models) * 1_000
+        problems = []
+        if self.tokens_per_minute > capacity:
+            problems.append(
+                f"tokens_per_minute {self.tokens_per_minute} is more than its deployments "
+                f"serve ({capacity} a minute)"
+            )
+        if self.tokens_per_month < self.tokens_per_minute:
+            problems.append("tokens_per_month must be at least tokens_per_minute")
+        judge = self.evaluation.judge_deployment
+        if "judge" in self.evaluation.thresholds and judge is None:
+            problems.append("a judge threshold needs evaluation.judge_deployment")
+        if judge is not None and judge not in {m.deployment for m in self.models}:
+            problems.append(f"evaluation.judge_deployment {judge!r} is not one of its models")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class TenantSpec(SpecModel):
     id: Slug
     display_name: str = ""
@@ -597,6 +685,8 @@ class TenantSpec(SpecModel):
     # copied (deploy_models), or its training code is, and the target retrains on its own
     # data (deploy_code: the Big Book of MLOps' recommendation where data differs).
     promotion: Literal["deploy_models", "deploy_code"] = "deploy_models"
+    # Generative AI for this tenant (prompts, LLM calls through the gateway); off when absent.
+    genai: GenAISpec | None = None
 
     @property
     def stamp_key(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,65 @@ def unknown_instance_type(raw: Raw) -> None:
     _tenant(raw, "contoso").setdefault("endpoints", {}).setdefault("online", {})[
         "instance_type"
     ] = "Standard_Imaginary_v9"
+
+
+GENAI: Raw = {
+    "models": [
+        {"name": "gpt-4o-mini", "version": "2024-07-18", "deployment": "chat",
+         "capacity_k_tpm": 10},
+        {"name": "gpt-4o", "version": "2024-08-06", "deployment": "judge", "capacity_k_tpm": 5},
+    ],
+    "tokens_per_minute": 12_000,
+    "tokens_per_month": 5_000_000,
+    "guardrails": {"blocked_terms": ["password", "wire transfer"], "max_tokens": 512},
+    "evaluation": {"thresholds": {"exact": 0.6, "rouge_l": 0.5, "judge": 0.7},
+                   "judge_deployment": "judge"},
+}  # fmt: skip
+
+
+def _genai(raw: Raw, **changes: Any) -> Raw:
+    section = copy.deepcopy(GENAI)
+    section.update(changes)
+    _tenant(raw, "contoso")["genai"] = section
+    return section
+
+
+def genai_tokens_beyond_capacity(raw: Raw) -> None:
+    _genai(raw, tokens_per_minute=16_000)
+
+
+def genai_month_below_minute(raw: Raw) -> None:
+    _genai(raw, tokens_per_month=1_000)
+
+
+def genai_judge_without_deployment(raw: Raw) -> None:
+    _genai(raw, evaluation={"thresholds": {"judge": 0.7}})
+
+
+def genai_judge_not_a_model(raw: Raw) -> None:
+    _genai(raw, evaluation={"thresholds": {"judge": 0.7}, "judge_deployment": "oracle"})
+
+
+def genai_duplicate_deployment(raw: Raw) -> None:
+    section = _genai(raw)
+    section["models"][1]["deployment"] = "chat"
+
+
+def genai_threshold_above_one(raw: Raw) -> None:
+    _genai(raw, evaluation={"thresholds": {"rouge_l": 1.5}})
+
+
+def genai_unknown_scorer(raw: Raw) -> None:
+    _genai(raw, evaluation={"thresholds": {"bleu": 0.5}})
+
+
+def genai_blocked_term_twice(raw: Raw) -> None:
+    _genai(raw, guardrails={"blocked_terms": ["Password", "password "]})
+
+
+def genai_bad_deployment_name(raw: Raw) -> None:
+    section = _genai(raw)
+    section["models"][0]["deployment"] = "chat deployment!"
 
 
 def dedicated_with_pool(raw: Raw) -> None:
@@ -199,6 +259,15 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (pooled_without_pool, "tenants[2].pool", "must name its pool"),
     (dedicated_with_pool, "tenants[0].pool", "names no pool"),
     (promoted_by_without_a_next, "delivery", "set promotes_to too"),
+    (genai_tokens_beyond_capacity, "tenants[0].genai", "more than its deployments serve"),
+    (genai_month_below_minute, "tenants[0].genai", "at least tokens_per_minute"),
+    (genai_judge_without_deployment, "tenants[0].genai", "needs evaluation.judge_deployment"),
+    (genai_judge_not_a_model, "tenants[0].genai", "'oracle' is not one of its models"),
+    (genai_duplicate_deployment, "tenants[0].genai.models", "must be unique: chat"),
+    (genai_threshold_above_one, "tenants[0].genai.evaluation.thresholds.rouge_l", "less than"),
+    (genai_unknown_scorer, "tenants[0].genai.evaluation.thresholds.bleu", "'exact'"),
+    (genai_blocked_term_twice, "tenants[0].genai.guardrails.blocked_terms", "listed twice"),
+    (genai_bad_deployment_name, "tenants[0].genai.models[0].deployment", "pattern"),
     (
         unknown_instance_type,
         "tenants[0].endpoints.online.instance_type",
@@ -299,3 +368,14 @@ def test_error_details_carry_every_issue_for_machines(local_raw: Raw) -> None:
 def test_a_non_mapping_document_is_rejected() -> None:
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_platform_spec(["tenants"])
+
+
+def test_a_tenant_may_enable_genai_and_it_parses_whole(local_raw: Raw) -> None:
+    _genai(local_raw)
+    spec = parse_platform_spec(local_raw)
+    genai = spec.tenant("contoso").genai
+    assert genai is not None
+    assert [m.deployment for m in genai.models] == ["chat", "judge"]
+    assert genai.guardrails.redact_pii and genai.guardrails.max_tokens == 512
+    assert genai.evaluation.thresholds == {"exact": 0.6, "rouge_l": 0.5, "judge": 0.7}
+    assert spec.tenant("adatum").genai is None  # off unless a tenant asks for it
