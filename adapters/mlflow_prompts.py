@@ -1,0 +1,77 @@
+"""A tenant's prompts in its MLflow store: MLflow's prompt registry (``register_prompt``,
+versions, aliases), the lineage kept as the version's tags.
+
+https://mlflow.org/docs/latest/genai/prompt-registry/ (versions are immutable; aliases
+point at one version and move).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from genai.prompts import PromptLineage, PromptVersion, check_prompt
+from tenancy.errors import InvalidInputError, NotFoundError
+
+TAG_MODEL = "tenant_mlops.model"
+TAG_EVALUATION_DATA = "tenant_mlops.evaluation_data"
+TAG_PARAMETERS = "tenant_mlops.parameters"
+
+
+class MlflowPromptStore:
+    def __init__(self, tracking_uri: str) -> None:
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def register(
+        self, name: str, template: str, lineage: PromptLineage, message: str
+    ) -> PromptVersion:
+        check_prompt(name, template)
+        tags = {
+            TAG_MODEL: lineage.model,
+            TAG_EVALUATION_DATA: lineage.evaluation_data,
+            TAG_PARAMETERS: json.dumps(dict(lineage.parameters), sort_keys=True),
+        }
+        made = self.client.register_prompt(name, template, commit_message=message, tags=tags)
+        return self._version(made)
+
+    def get(self, name: str, version: str) -> PromptVersion:
+        try:
+            found = self.client.get_prompt_version(name, version)
+        except MlflowException:
+            found = None
+        if found is None:
+            raise NotFoundError.for_item("prompt version", f"{name}/{version}")
+        return self._version(found)
+
+    def by_alias(self, name: str, alias: str) -> PromptVersion | None:
+        try:
+            found = self.client.get_prompt_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return self._version(found) if found is not None else None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.get(name, version)  # names a version that is not there
+        self.client.set_prompt_alias(name, alias, int(version))
+
+    @staticmethod
+    def _version(found: Any) -> PromptVersion:
+        tags = dict(found.tags or {})
+        try:
+            parameters = json.loads(tags.get(TAG_PARAMETERS, "{}"))
+        except json.JSONDecodeError:
+            raise InvalidInputError(f"prompt {found.name}'s parameters tag is not JSON") from None
+        return PromptVersion(
+            name=str(found.name),
+            version=str(found.version),
+            template=str(found.template),
+            lineage=PromptLineage(
+                model=tags.get(TAG_MODEL, ""),
+                evaluation_data=tags.get(TAG_EVALUATION_DATA, ""),
+                parameters=parameters,
+            ),
+            aliases=tuple(sorted(getattr(found, "aliases", None) or ())),
+        )
