@@ -1,0 +1,88 @@
+"""The embedded platform's stand-in for a chat model: written here, no weights, deterministic,
+so that a test can assert on what it answers. It answers in the OpenAI chat completions
+shape (``choices[0].message.content``, ``usage``), as the tenant's deployment does on Azure.
+
+It knows a few facts (capitals) and how to follow two instructions a prompt version may
+give ("one word", "JSON"); anything else it answers by restating the question. Its usage is
+the shared token count (genai.guardrails.count_tokens) of the prompt and of the answer,
+cut at ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from genai.guardrails import count_tokens
+from tenancy.errors import InvalidInputError
+
+CAPITALS = {
+    "france": "Paris",
+    "germany": "Berlin",
+    "italy": "Rome",
+    "spain": "Madrid",
+    "portugal": "Lisbon",
+    "japan": "Tokyo",
+}
+_COUNTRY = re.compile(r"capital of (?P<country>[A-Za-z ]+?)(?:\?|\.|,|$)", re.IGNORECASE)
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _answer(system: str, question: str) -> str:
+    found = _COUNTRY.search(question)
+    country = found["country"].strip() if found else ""
+    capital = CAPITALS.get(country.lower())
+    instructions = f"{system} {question}".lower()
+    if capital is None:
+        return f"I cannot answer: {question.strip()}"
+    if "json" in instructions:
+        return json.dumps({"country": country, "capital": capital})
+    if "one word" in instructions:
+        return capital
+    return f"The capital of {country} is {capital}."
+
+
+def _cut(text: str, max_tokens: int) -> tuple[str, str]:
+    """The text at most ``max_tokens`` long, and why it stopped."""
+    tokens = list(_TOKEN.finditer(text))
+    if len(tokens) <= max_tokens:
+        return text, "stop"
+    return text[: tokens[max_tokens - 1].end()], "length"
+
+
+def complete(
+    messages: Sequence[Mapping[str, Any]], max_tokens: int, model: str = "standin"
+) -> dict[str, Any]:
+    """A chat completion for ``messages`` (system and user turns)."""
+    if not messages:
+        raise InvalidInputError("a chat completion needs at least one message")
+    for index, message in enumerate(messages):
+        if message.get("role") not in ("system", "user", "assistant"):
+            raise InvalidInputError(f"messages[{index}].role must be system, user or assistant")
+        if not isinstance(message.get("content"), str):
+            raise InvalidInputError(f"messages[{index}].content must be a string")
+    system = " ".join(str(m["content"]) for m in messages if m["role"] == "system")
+    users = [str(m["content"]) for m in messages if m["role"] == "user"]
+    if not users:
+        raise InvalidInputError("a chat completion needs a user message")
+    content, reason = _cut(_answer(system, users[-1]), max_tokens)
+    prompt_tokens = sum(count_tokens(str(m["content"])) for m in messages)
+    completion_tokens = count_tokens(content)
+    return {
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
