@@ -19,3 +19,18 @@ def stack_document(stack: str) -> dict[str, Any]:
 def local_raw() -> dict[str, Any]:
     """A valid platform document (the local stack's), fresh for each test to break."""
     return stack_document("local")
+
+
+#: A valid `genai` section for a tenant (two deployments, a judge among them).
+GENAI: dict[str, Any] = {
+    "models": [
+        {"name": "gpt-4o-mini", "version": "2024-07-18", "deployment": "chat",
+         "capacity_k_tpm": 10},
+        {"name": "gpt-4o", "version": "2024-08-06", "deployment": "judge", "capacity_k_tpm": 5},
+    ],
+    "tokens_per_minute": 12_000,
+    "tokens_per_month": 5_000_000,
+    "guardrails": {"blocked_terms": ["password", "wire transfer"], "max_tokens": 512},
+    "evaluation": {"thresholds": {"exact": 0.6, "rouge_l": 0.5, "judge": 0.7},
+                   "judge_deployment": "judge"},
+}  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tenancy import ConfigError, parse_platform_spec
+from tests.tenancy.conftest import GENAI
 
 Raw = dict[str, Any]
 
@@ -55,18 +56,6 @@ def unknown_instance_type(raw: Raw) -> None:
     ] = "Standard_Imaginary_v9"
 
 
-GENAI: Raw = {
-    "models": [
-        {"name": "gpt-4o-mini", "version": "2024-07-18", "deployment": "chat",
-         "capacity_k_tpm": 10},
-        {"name": "gpt-4o", "version": "2024-08-06", "deployment": "judge", "capacity_k_tpm": 5},
-    ],
-    "tokens_per_minute": 12_000,
-    "tokens_per_month": 5_000_000,
-    "guardrails": {"blocked_terms": ["password", "wire transfer"], "max_tokens": 512},
-    "evaluation": {"thresholds": {"exact": 0.6, "rouge_l": 0.5, "judge": 0.7},
-                   "judge_deployment": "judge"},
-}  # fmt: skip
 
 
 def _genai(raw: Raw, **changes: Any) -> Raw:
