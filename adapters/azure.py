@@ -52,6 +52,7 @@ from policies.model_rules import (
     approvals_from_tags,
     champion_on_same_rows,
     own_metrics,
+    source_metrics,
 )
 from tenancy import contracts, naming
 from tenancy.errors import DependencyError, InvalidInputError, NotFoundError
@@ -123,16 +124,12 @@ _NOT_PROMOTED = frozenset(
 
 def _carried(tags: Mapping[str, str]) -> dict[str, float]:
     """The source run's metrics a promoted version carries (none: an empty map)."""
-    raw = tags.get(contracts.MODEL_TAG_SOURCE_METRICS)
-    if not raw:
-        return {}
-    try:
-        found = json.loads(raw)
-        return {str(k): float(v) for k, v in found.items()}
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+    found = source_metrics(tags)
+    if found is None:
         raise InvalidInputError(
             f"tag {contracts.MODEL_TAG_SOURCE_METRICS} is not a JSON map of metrics"
-        ) from None
+        )
+    return found
 
 
 def model_reference(model: str) -> tuple[str, str]:

@@ -32,6 +32,11 @@ _SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 _PHONE = re.compile(r"(?<!\w)(?:\+\d{1,3}[ .-]?)?\(?\d{2,4}\)?(?:[ .-]\d{2,4}){2,4}(?!\w)")
 
 
+def tokens_of(text: str) -> list[re.Match[str]]:
+    """The text's tokens, where each is (words, numbers, each punctuation mark)."""
+    return list(_TOKEN.finditer(text))
+
+
 def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 

@@ -18,10 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tenancy import contracts
 from tenancy.errors import InvalidInputError
 
-ALIAS_CHAMPION = "champion"
-ALIAS_CHALLENGER = "challenger"
+# The aliases a rollout moves, as it moves a model's.
+ALIAS_CHAMPION = contracts.ALIAS_CHAMPION
+ALIAS_CHALLENGER = contracts.ALIAS_CHALLENGER
 _PLACEHOLDER = re.compile(r"\{\{\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,63}$")
 

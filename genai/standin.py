@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from genai.guardrails import count_tokens
+from genai.guardrails import count_tokens, tokens_of
 from tenancy.errors import InvalidInputError
 
 CAPITALS = {
@@ -27,7 +27,6 @@ CAPITALS = {
     "japan": "Tokyo",
 }
 _COUNTRY = re.compile(r"capital of (?P<country>[A-Za-z ]+?)(?:\?|\.|,|$)", re.IGNORECASE)
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 def _answer(system: str, question: str) -> str:
@@ -46,7 +45,7 @@ def _answer(system: str, question: str) -> str:
 
 def _cut(text: str, max_tokens: int) -> tuple[str, str]:
     """The text at most ``max_tokens`` long, and why it stopped."""
-    tokens = list(_TOKEN.finditer(text))
+    tokens = tokens_of(text)
     if len(tokens) <= max_tokens:
         return text, "stop"
     return text[: tokens[max_tokens - 1].end()], "length"

@@ -102,9 +102,11 @@ class Delivery(pulumi.ComponentResource):
 
     def _grant_promotion_reads(self, scope: pulumi.Input[str], scope_key: str) -> None:
         """The next environment's deploy pipeline reads this one's champion to promote it:
-        its tags and training run (Reader: actions only) and its files and baseline
-        (Storage Blob Data Reader: a data action Reader does not hold). Azure ML's import
-        into the next environment's registry reads the workspace model as that caller."""
+        its tags and training run (Reader: read actions) and its baseline blob (Storage Blob
+        Data Reader: reading blob data is a data action, which Reader does not hold:
+        https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access).
+        That the registry's import of the workspace model reads it with the caller's
+        rights is an assumption no Microsoft document states; Reader is what it needs if so."""
         delivery = self._args.spec.delivery
         for index, object_id in enumerate(delivery.promoted_by):
             principal = Principal(f"promoter-{index}", object_id, "ServicePrincipal")

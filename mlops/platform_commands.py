@@ -533,16 +533,14 @@ def _promote_on_azure(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         promote_code,
         promote_through_registry,
     )
-    from mlops.retrain import write_training_code  # noqa: PLC0415
-    from tenancy import contracts, naming  # noqa: PLC0415
+    from mlops.retrain import signed_in_subscription, write_training_code  # noqa: PLC0415
+    from tenancy import naming  # noqa: PLC0415
 
     source_spec, target_spec = load_stack(args.source, root), load_stack(args.target, root)
     problems = step_refusals((args.source, source_spec), (args.target, target_spec), args.tenant)
     if problems:  # named before any sign-in
         raise InvalidInputError(f"promotion refused: {'; '.join(problems)}")
-    default = os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(
-        contracts.SETTING_SUBSCRIPTION
-    )
+    default = signed_in_subscription()
     subscriptions = {
         "source": args.from_subscription or default,
         "target": args.to_subscription or default,

@@ -26,31 +26,25 @@ nothing and registers nothing new.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from mlops.promote import Promoted, step_refusals
-from mlops.retrain import deploy_code_tags
-from policies.model_rules import ModelFacts, evaluate_model
+from mlops.retrain import SourceChampions, Trainer, deploy_code_tags
+from policies.model_rules import ModelFacts, evaluate_model, source_metrics_tag
 from tenancy import contracts, naming
 from tenancy.errors import InvalidInputError
 from tenancy.spec import PlatformSpec
 
 
-class AzureEnvironment(Protocol):
-    """What promotion needs of an environment's workspaces (adapters.azure.AzurePlatform)."""
+class AzureEnvironment(SourceChampions, Protocol):
+    """What promotion needs of an environment's workspaces (adapters.azure.AzurePlatform):
+    its champions and their records (SourceChampions), and more."""
 
     spec: PlatformSpec
 
-    def champion_version(self, tenant: str, name: str) -> str | None: ...
-
     def workspace_asset_id(self, tenant: str, name: str, version: str) -> str: ...
-
-    def promotion_record(
-        self, tenant: str, name: str, version: str
-    ) -> tuple[dict[str, str], dict[str, float], bytes | None]: ...
 
     def register_promoted(
         self,
@@ -129,9 +123,7 @@ def promote_through_registry(promotion: AzurePromotion) -> Promoted:
     carried = {
         **tags,
         contracts.MODEL_TAG_PROMOTED_FROM: origin,
-        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps(
-            {k: round(v, 6) for k, v in sorted(metrics.items())}
-        ),
+        contracts.MODEL_TAG_SOURCE_METRICS: source_metrics_tag(metrics),
         contracts.MODEL_TAG_REGISTRY_ASSET: (
             f"azureml://registries/{promotion.registry.name}/models/{shared_as}"
             f"/versions/{promotion.version}"
@@ -172,14 +164,6 @@ def _require_own_champion(
             f"{model}/{version} is not promoted in {stack}: its champion there is {serving}",
             details={"champion": champion},
         )
-
-
-class Trainer(Protocol):
-    """The target's training jobs (adapters.azure.AzurePlatform)."""
-
-    def request_retraining(
-        self, tenant: str, reason: str, tags: Mapping[str, str] | None = None
-    ) -> None: ...
 
 
 def promote_code(

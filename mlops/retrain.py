@@ -18,7 +18,6 @@ drives Azure environments only.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from infra.package import training_code_files
+from policies.model_rules import source_metrics_tag
 from tenancy import contracts
 from tenancy.errors import DependencyError, InvalidInputError, MlopsError
 from tenancy.spec import Environment, PlatformSpec
@@ -138,6 +138,14 @@ def promotion_tags(
     return tags
 
 
+def signed_in_subscription() -> str | None:
+    """The subscription the pipeline signed in to (azure-sign-in.sh sets ARM_SUBSCRIPTION_ID;
+    the Function App's setting otherwise)."""
+    import os  # noqa: PLC0415
+
+    return os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(contracts.SETTING_SUBSCRIPTION)
+
+
 def retrain_on_azure(  # noqa: PLR0917 - the command's options
     root: Path,
     spec: PlatformSpec,
@@ -151,7 +159,6 @@ def retrain_on_azure(  # noqa: PLR0917 - the command's options
     `az login` through OIDC) and submit the jobs. ``source`` (stack, spec, subscription):
     the environment the training code is promoted from (deploy_code), whose champions'
     metrics the new versions are held to."""
-    import os  # noqa: PLC0415
 
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415
 
@@ -167,9 +174,7 @@ def retrain_on_azure(  # noqa: PLR0917 - the command's options
     tenants = tenants_to_train(spec, stack, asked, promotion)
     if not tenants:
         return []
-    subscription = os.environ.get("ARM_SUBSCRIPTION_ID") or os.environ.get(
-        contracts.SETTING_SUBSCRIPTION
-    )
+    subscription = signed_in_subscription()
     if not subscription:
         raise InvalidInputError(
             f"set ARM_SUBSCRIPTION_ID (or {contracts.SETTING_SUBSCRIPTION}) to {stack}'s "
@@ -193,9 +198,7 @@ def deploy_code_tags(origin: str, source_metrics: dict[str, float]) -> dict[str,
         contracts.MODEL_TAG_PROMOTED_FROM: origin,
         contracts.MODEL_TAG_PROMOTION: "deploy_code",
         contracts.MODEL_TAG_CODE_VERSION: code_version(),
-        contracts.MODEL_TAG_SOURCE_METRICS: json.dumps(
-            {k: round(v, 6) for k, v in sorted(source_metrics.items())}
-        ),
+        contracts.MODEL_TAG_SOURCE_METRICS: source_metrics_tag(source_metrics),
     }
 
 

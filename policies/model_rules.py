@@ -303,6 +303,23 @@ def metrics_meet_thresholds(
     return violations
 
 
+def source_metrics_tag(metrics: Mapping[str, float]) -> str:
+    """The ``source_metrics`` tag a promoted version carries: the source run's metrics."""
+    return json.dumps({k: round(v, 6) for k, v in sorted(metrics.items())})
+
+
+def source_metrics(tags: Mapping[str, str]) -> dict[str, float] | None:
+    """The source run's metrics a promoted version carries: empty when it carries none,
+    None when the tag is not a JSON map of numbers."""
+    raw = tags.get(contracts.MODEL_TAG_SOURCE_METRICS)
+    if not raw:
+        return {}
+    try:
+        return {str(k): float(v) for k, v in json.loads(raw).items()}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def no_regression_against_source(facts: ModelFacts, spec: PlatformSpec) -> list[ModelViolation]:
     """A version retrained here with the training code promoted from another environment
     (deploy_code) is held to that environment's metrics (``source_metrics``): it may fall
@@ -311,11 +328,9 @@ def no_regression_against_source(facts: ModelFacts, spec: PlatformSpec) -> list[
     tags = facts.tags
     if tags.get(contracts.MODEL_TAG_PROMOTION) != "deploy_code":
         return []
-    raw = tags.get(contracts.MODEL_TAG_SOURCE_METRICS)
     origin = tags.get(contracts.MODEL_TAG_PROMOTED_FROM, "the source")
-    try:
-        source = {str(k): float(v) for k, v in json.loads(raw or "").items()}
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+    source = source_metrics(tags)
+    if source is None or not tags.get(contracts.MODEL_TAG_SOURCE_METRICS):
         return [
             ModelViolation(
                 "PROMOTION_SOURCE_METRICS_MISSING",
