@@ -21,6 +21,13 @@ ZONES_BY_GROUP: dict[str, tuple[str, ...]] = {
     "queue": ("privatelink.queue.core.windows.net",),
     "vault": ("privatelink.vaultcore.azure.net",),
     "registry": ("privatelink.azurecr.io",),
+    # AI Services (Azure OpenAI) accounts: their three endpoints' zones
+    # (https://learn.microsoft.com/azure/private-link/private-endpoint-dns#ai--machine-learning).
+    "account": (
+        "privatelink.cognitiveservices.azure.com",
+        "privatelink.openai.azure.com",
+        "privatelink.services.ai.azure.com",
+    ),
 }
 ALL_ZONES: tuple[str, ...] = tuple(sorted({z for zones in ZONES_BY_GROUP.values() for z in zones}))
 

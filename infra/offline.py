@@ -31,6 +31,10 @@ RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 #: Inputs that hold a resource's physical name, in the order they are looked for.
 _NAME_KEYS = (
+    # A child's own name first: its parents' names are inputs too.
+    "raiBlocklistItemName",
+    "raiBlocklistName",
+    "raiPolicyName",
     "roleAssignmentName",
     "computeName",
     "deploymentName",
@@ -105,6 +109,7 @@ def _provider_namespace(type_token: str) -> tuple[str, str]:
         "privatedns": "Microsoft.Network",
         "consumption": "Microsoft.Consumption",
         "authorization": "Microsoft.Authorization",
+        "cognitiveservices": "Microsoft.CognitiveServices",
     }
     plural = kind[0].lower() + kind[1:] + "s"
     return namespaces.get(module, f"Microsoft.{module.capitalize()}"), plural
@@ -179,7 +184,11 @@ class AzureMocks(pulumi.runtime.Mocks):
         parents = [
             ("workspaceName", "workspaces"),
             ("serviceName", "service"),
-            ("accountName", "storageAccounts"),
+            (
+                "accountName",
+                "accounts" if ":cognitiveservices:" in type_token else "storageAccounts",
+            ),
+            ("raiBlocklistName", "raiBlocklists"),
             ("vaultName", "vaults"),
             ("systemTopicName", "systemTopics"),
             ("virtualNetworkName", "virtualNetworks"),

@@ -18,7 +18,14 @@ from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
 from infra.delivery import Delivery, DeliveryArgs
 from infra.expected_state import ExpectedState, ExpectedStateArgs, PlanCapture
-from infra.gateway import Route, TenantGateway, TenantGatewayArgs, timeout_seconds
+from infra.gateway import (
+    Route,
+    TenantGateway,
+    TenantGatewayArgs,
+    TenantRoute,
+    timeout_seconds,
+)
+from infra.genai import GenAIGateway, GenAIGatewayArgs
 from infra.package import DIST_PACKAGE
 from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
@@ -112,7 +119,8 @@ def deploy(
     for pool in spec.pools:
         key = naming.stamp_key("pool", pool.id)
         platform.stamps[key] = Stamp(key, stamp_args_for_pool(pool, **common))
-    _route_tenants(spec, platform)
+    routes = _route_tenants(spec, platform)
+    _route_genai_tenants(spec, platform, shared, routes)
     if spec.delivery.github_repository:
         Delivery(
             "delivery",
@@ -127,8 +135,10 @@ def deploy(
     return platform
 
 
-def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
+def _route_tenants(spec: PlatformSpec, platform: Platform) -> dict[str, TenantRoute]:
+    """Each tenant with an online endpoint routed; returns the routes by tenant."""
     backends: dict[str, str] = {}
+    routes: dict[str, TenantRoute] = {}
     for tenant in spec.tenants:
         stamp = platform.stamps[tenant.stamp_key]
         if stamp.scoring_uri is None:
@@ -139,7 +149,7 @@ def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
             )
         serving = tenant if tenant.tier == "dedicated" else spec.pool(tenant.pool or "")
         online = serving.endpoints.online
-        platform.gateway.add_tenant(
+        routes[tenant.id] = platform.gateway.add_tenant(
             Route(
                 tenant=tenant,
                 backend_id=backends[tenant.stamp_key],
@@ -149,6 +159,40 @@ def _route_tenants(spec: PlatformSpec, platform: Platform) -> None:
                 labels_container=stamp.labels_container,
                 quality=spec.quality,
             )
+        )
+    return routes
+
+
+def _route_genai_tenants(
+    spec: PlatformSpec,
+    platform: Platform,
+    shared: SharedServices,
+    routes: dict[str, TenantRoute],
+) -> None:
+    """The chat API, with a backend per stamp account and a product per genai tenant."""
+    tenants = [t for t in spec.tenants if t.genai is not None]
+    if not tenants:
+        return
+    gateway = platform.gateway
+    genai = GenAIGateway(
+        "genai-gateway",
+        GenAIGatewayArgs(
+            spec, shared, gateway.service.name, gateway.service.id, gateway.principal_id
+        ),
+        pulumi.ResourceOptions(parent=gateway),
+    )
+    backends: dict[str, str] = {}
+    for tenant in tenants:
+        stamp = platform.stamps[tenant.stamp_key]
+        if stamp.genai is None:  # unreachable: a stamp has an account for its genai tenants
+            raise ValueError(f"stamp {tenant.stamp_key} has no AI Services account")
+        if tenant.stamp_key not in backends:
+            backends[tenant.stamp_key] = genai.add_account(
+                tenant.stamp_key, stamp.genai, stamp.scope_key
+            )
+        route = routes.get(tenant.id)
+        genai.add_tenant(
+            tenant, backends[tenant.stamp_key], route.budget_stop if route else None
         )
 
 

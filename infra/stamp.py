@@ -36,6 +36,7 @@ from infra.common import (
 )
 from infra.deploy_time import BatchDefault
 from infra.eventing import subscribe_workspace_events
+from infra.genai import GenAIAccount, GenAIAccountArgs
 from infra.monitoring import create_endpoint_alerts
 from infra.shared import SharedServices
 from tenancy import contracts, naming
@@ -166,6 +167,7 @@ class Stamp(pulumi.ComponentResource):
         self.compute = self._create_compute()
         self.online_endpoint = self._create_online_endpoint()
         self.batch_endpoint = self._create_batch_endpoint()
+        self.genai = self._create_genai_account()
         self._grant_personas()
         self._grant_automation_and_gateway()
         self._create_budgets()
@@ -189,6 +191,7 @@ class Stamp(pulumi.ComponentResource):
                 "onlineEndpointName": self.online_endpoint.name if self.online_endpoint else None,
                 "scoringUri": self.scoring_uri,
                 "batchEndpointName": self.batch_endpoint.name if self.batch_endpoint else None,
+                "aiAccountName": self.genai.account.name if self.genai else None,
             }
         )
 
@@ -491,6 +494,29 @@ class Stamp(pulumi.ComponentResource):
             ),
         )
 
+    def _create_genai_account(self) -> GenAIAccount | None:
+        """The AI Services account of the stamp's tenants that use generative AI."""
+        tenants = [t for t in self._args.tenants if t.genai is not None]
+        if not tenants:
+            return None
+        return GenAIAccount(
+            f"{self._name}-genai",
+            GenAIAccountArgs(
+                spec=self._args.spec,
+                scope=self._name,
+                tenants=tenants,
+                resource_group_name=self.resource_group.name,
+                tags=self.tags,
+                log_workspace_id=self._args.shared.log_analytics.id,
+            ),
+            self._opts,
+        )
+
+    @property
+    def scope_key(self) -> str:
+        """The stamp's key in role assignment names (stable across renames of resources)."""
+        return self._scope_key
+
     def _serving_runtime(self) -> dict[str, Any]:
         """What runs score.py, as the tier's ``serving_runtime`` says: the scoring container
         (score.py inside it, so no code asset) or Azure ML's inference server with the
@@ -770,6 +796,8 @@ class Stamp(pulumi.ComponentResource):
             ("kv", self.key_vault.id, "vault"),
             ("acr", self.container_registry.id, "registry"),
         ]
+        if self.genai is not None:
+            targets.append(("ai", self.genai.account.id, "account"))
         network.protect(
             self._name,
             targets,

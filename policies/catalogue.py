@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from policies import permission_rules, preflight_rules, resource_rules, stack_rules
+from policies import (
+    genai_rules,
+    permission_rules,
+    preflight_rules,
+    resource_rules,
+    stack_rules,
+)
 from policies.core import Rule
 
 RULES: tuple[Rule, ...] = (
-    resource_rules.RULES + stack_rules.RULES + preflight_rules.RULES + permission_rules.RULES
+    resource_rules.RULES
+    + stack_rules.RULES
+    + preflight_rules.RULES
+    + permission_rules.RULES
+    + genai_rules.RULES
 )
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 
@@ -24,6 +34,9 @@ PLAN_ONLY: dict[str, str] = {
     "authentication-coherence": "how the program's own uploads authenticate",
     "network-prerequisites": "the plan's subnets and security groups before they exist",
     "workspace-diagnostics": "diagnostic settings, extension resources outside the inventory",
+    "ai-deployment-content-filter": "model deployments and content filters, sub-resources of "
+    "an account that Resource Graph's resources table does not list",
+    "genai-token-limit": "API Management's product policies, outside the inventory",
 }
 LIVE_RULES: tuple[Rule, ...] = tuple(rule for rule in RULES if rule.name not in PLAN_ONLY)
 

@@ -51,6 +51,7 @@ ARM_TYPES: dict[str, str] = {
     "microsoft.managedidentity/userassignedidentities": (
         "azure-native:managedidentity:UserAssignedIdentity"
     ),
+    "microsoft.cognitiveservices/accounts": "azure-native:cognitiveservices:Account",
 }
 ARM_TYPE_OF = {token: arm for arm, token in ARM_TYPES.items()}
 UAI = "azure-native:managedidentity:UserAssignedIdentity"
@@ -58,7 +59,11 @@ UAI = "azure-native:managedidentity:UserAssignedIdentity"
 #: Types whose azure-native inputs keep ARM's ``properties`` object as one input.
 _ML_CHILDREN = ("Compute", "OnlineEndpoint", "OnlineDeployment", "BatchEndpoint", "BatchDeployment")
 NESTED_PROPERTIES = frozenset(
-    {*(f"{ML}:{kind}" for kind in _ML_CHILDREN), "azure-native:keyvault:Vault"}
+    {
+        *(f"{ML}:{kind}" for kind in _ML_CHILDREN),
+        "azure-native:keyvault:Vault",
+        "azure-native:cognitiveservices:Account",
+    }
 )
 
 #: Types without a ``tags`` input. Every other governed type is taggable, so a live one

@@ -42,6 +42,8 @@ LOG_ANALYTICS = "azure-native:operationalinsights:Workspace"
 WEB_APP = "azure-native:web:WebApp"
 APIM = "azure-native:apimanagement:ApiManagementService"
 APIM_BACKEND = "azure-native:apimanagement:Backend"
+APIM_LOGGER = "azure-native:apimanagement:Logger"
+AI_ACCOUNT = "azure-native:cognitiveservices:Account"
 SYSTEM_TOPIC = "azure-native:eventgrid:SystemTopic"
 TOPIC_SUBSCRIPTION = "azure-native:eventgrid:SystemTopicEventSubscription"
 
@@ -196,20 +198,35 @@ def _same_group(view: PlanView, one: Resource, other: Resource) -> bool:
 
 
 def _gateway_holders(view: PlanView) -> Iterator[Holder]:
+    """The gateway's identity, and what its backends (endpoints, AI Services accounts) and
+    its loggers (App Insights) reach."""
     for service in view.of_type(APIM):
-        routed = [
-            endpoint
-            for backend in view.of_type(APIM_BACKEND)
-            if service.urn in backend.property_dependencies.get("serviceName", frozenset())
-            for endpoint in view.deps(backend, "url", ONLINE_ENDPOINT)
-        ]
         yield Holder(
             "gateway",
             service.urn,
             service,
-            {"online_endpoint": tuple({e.urn: e for e in routed}.values())},
+            {
+                "online_endpoint": _of_service(view, service, APIM_BACKEND, "url", ONLINE_ENDPOINT),
+                "ai_account": _of_service(view, service, APIM_BACKEND, "url", AI_ACCOUNT),
+                "platform_app_insights": _of_service(
+                    view, service, APIM_LOGGER, "resourceId", APP_INSIGHTS
+                ),
+            },
             frozenset({"always"}),
         )
+
+
+def _of_service(
+    view: PlanView, service: Resource, kind: str, prop: str, target: str
+) -> tuple[Resource, ...]:
+    """What ``service``'s children of ``kind`` reach through their input ``prop``."""
+    found = {
+        reached.urn: reached
+        for child in view.of_type(kind)
+        if service.urn in child.property_dependencies.get("serviceName", frozenset())
+        for reached in view.deps(child, prop, target)
+    }
+    return tuple(found.values())
 
 
 def _event_grid_holders(view: PlanView) -> Iterator[Holder]:

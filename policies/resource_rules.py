@@ -29,6 +29,7 @@ from policies.shared_settings import (
     TENANT_CLASSIFICATIONS,
     TENANT_TIERS,
     NotConfigured,
+    private_tiers,
     tenant_tag,
     tier_of,
 )
@@ -543,16 +544,7 @@ RULES: tuple[Rule, ...] = (
         "Online endpoints of private tiers are not reachable from the public internet.",
         "A private tier promises its tenants that scoring traffic never leaves the network.",
         MANDATORY,
-        settings=(
-            TENANT_TIERS,
-            Setting(
-                "privateTiers",
-                list[str],
-                "tiers whose endpoints must be private",
-                ["dedicated", "pooled"],
-                lambda spec: ["dedicated", "pooled"] if spec.networking.private else [],
-            ),
-        ),
+        settings=(TENANT_TIERS, private_tiers("endpoints")),
         resource_types=(ONLINE_ENDPOINT,),
         check=endpoint_public_network_disabled,
     ),

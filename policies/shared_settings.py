@@ -41,6 +41,18 @@ TENANT_TIERS = Setting(
 )
 
 
+def private_tiers(what: str) -> Setting:
+    """The tiers whose ``what`` must be private: every tier of a private stack, none of a
+    public one."""
+    return Setting(
+        "privateTiers",
+        list[str],
+        f"tiers whose {what} must be private",
+        ["dedicated", "pooled"],
+        lambda spec: ["dedicated", "pooled"] if spec.networking.private else [],
+    )
+
+
 def tenant_pools(spec: PlatformSpec) -> dict[str, str]:
     """Each pooled tenant's pool, under the pool's tag (``pool:<id>``)."""
     return {

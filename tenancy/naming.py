@@ -89,6 +89,20 @@ def registry_model(tenant: str, model: str) -> str:
     return f"{tenant}--{model}"
 
 
+def ai_account(prefix: str, env: Environment, scope: str, installation: str) -> str:
+    """An AI Services account's name, which is also its custom subdomain
+    (<name>.openai.azure.com): globally unique, 2-64 letters, digits and dashes. Entra
+    authentication needs the custom subdomain."""
+    digest = _digest(prefix, installation, env.value, scope, "ai")
+    return f"{bounded(f'ai-{prefix}-{env.short}-{scope}', 64 - len(digest) - 1)}-{digest}"
+
+
+def ai_deployment(tenant: str, deployment: str) -> str:
+    """A tenant's model deployment in its stamp's AI Services account: the tenant is part of
+    the name, so pooled tenants' deployments (and their token capacity) never mix."""
+    return bounded(f"{tenant}-{deployment}", 64)
+
+
 def function_app(prefix: str, env: Environment, installation: str) -> str:
     # The function app's host name is globally unique: <name>.azurewebsites.net.
     return f"func-{prefix}-{env.value}-{_digest(prefix, installation, env.value, 'func')}"

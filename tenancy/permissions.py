@@ -63,6 +63,7 @@ Target = Literal[
     "dead_letter_storage",
     "package_storage",
     "api_management",  # the tenant gateway's service
+    "ai_account",  # a stamp's AI Services account (its tenants' model deployments)
 ]
 #: When a need applies: always, or only where the plan uses what needs it.
 Condition = Literal["always", "customer_managed_key", "managed_network", "data_collection"]
@@ -114,6 +115,10 @@ _DEAD_LETTER = (
 )
 _APIM_RBAC = "https://learn.microsoft.com/azure/api-management/api-management-role-based-access-control"
 _BLOB_DATA = "https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access"
+_OPENAI_RBAC = "https://learn.microsoft.com/azure/ai-foundry/openai/how-to/role-based-access-control"
+_APIM_APP_INSIGHTS = (
+    "https://learn.microsoft.com/azure/api-management/api-management-howto-app-insights"
+)
 _PRIVILEGED = "https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/privileged"
 _READER = (
     "https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/general#reader"
@@ -360,6 +365,20 @@ NEEDS: tuple[Need, ...] = (
         "online_endpoint",
         (f"action:{SCORE_ACTION}", "ADS", "C", "O"),
         _SCORING,
+    ),
+    Need(
+        "gateway",
+        "call its tenants' model deployments (chat completions) with its own identity",
+        "ai_account",
+        ("CognitiveServicesOpenAIUser", "CognitiveServicesOpenAIContributor"),
+        _OPENAI_RBAC,
+    ),
+    Need(
+        "gateway",
+        "send token metrics (llm-emit-token-metric) to the platform's App Insights",
+        "platform_app_insights",
+        ("MonitoringMetricsPublisher",),
+        _APIM_APP_INSIGHTS,
     ),
     Need(
         "event_grid",

@@ -72,6 +72,8 @@ ROLE_IDS: dict[str, str] = {
     "ManagedIdentityOperator": "f1a07417-d97a-45cb-824c-7a7467783830",
     "AIEnterpriseNetworkConnectionApprover": "b556d68e-0be0-4f35-a333-ad7ee1ce17ea",
     "APIMServiceContributor": "312a565d-c81f-4fd8-895a-4e21e48d571c",
+    "CognitiveServicesOpenAIUser": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "CognitiveServicesOpenAIContributor": "a001fd3d-188f-4b5d-821b-7da978bf7442",
     # The deploy pipeline: `pulumi up` creates role assignments (tenancy.permissions).
     "RBACAdministrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
 }

@@ -26,6 +26,7 @@ from pydantic import (
 
 from tenancy import naming
 from tenancy import validators as v
+from tenancy.errors import NotFoundError
 from tenancy.instance_types import INSTANCE_TYPES, workers_for
 
 Slug = Annotated[str, AfterValidator(v.slug)]
@@ -271,6 +272,26 @@ class QualityCriterion(SpecModel):
     window_seconds: int = Field(default=3_600, ge=60, le=7 * 24 * 3_600)
 
 
+class PromptCriterion(SpecModel):
+    """A prompt version's live traffic judged against the champion's over the same
+    interval (a prompt canary, GenAIOps): the judge's scores of a sample of live answers,
+    callers' feedback, and tokens and cost per request. Latency and errors are judged by
+    the analysis' own criteria."""
+
+    # The share of live answers the judge scores (judging every answer doubles the cost).
+    judge_sample_rate: float = Field(default=0.25, gt=0, le=1)
+    # Below this many judged answers on either side, the judge does not decide.
+    min_judged: int = Field(default=8, ge=1)
+    # Challenger fails when its mean judge score is below the champion's by more than this.
+    max_judge_drop: float = Field(default=0.1, ge=0, lt=1)
+    min_feedback: int = Field(default=5, ge=1)
+    # ... or its share of positive feedback, by more than this.
+    max_feedback_drop: float = Field(default=0.2, ge=0, lt=1)
+    # ... or it costs more tokens, or more money, a request than the champion by this ratio.
+    max_tokens_increase_ratio: float = Field(default=1.5, ge=1)
+    max_cost_increase_ratio: float = Field(default=1.5, ge=1)
+
+
 class AnalysisSpec(SpecModel):
     """Automated analysis of green at every traffic step."""
 
@@ -290,6 +311,8 @@ class AnalysisSpec(SpecModel):
     inconclusive_limit: int = Field(default=3, ge=1, le=100)
     # Quality from ground truth as a criterion too (None: not judged).
     quality: QualityCriterion | None = None
+    # A prompt rollout's criteria (judge, feedback, tokens, cost); None for models.
+    prompt: PromptCriterion | None = None
 
 
 class RolloutPolicy(SpecModel):
@@ -593,6 +616,16 @@ class GenAIModel(SpecModel):
     sku: Literal["Standard", "GlobalStandard", "DataZoneStandard"] = "GlobalStandard"
     # The deployment's rate limit, in thousands of tokens per minute (its SKU capacity).
     capacity_k_tpm: int = Field(ge=1, le=10_000)
+    # Its price list, per million tokens (what `mlops status` and prompt canaries count).
+    usd_per_million_prompt_tokens: float = Field(ge=0)
+    usd_per_million_completion_tokens: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What a call with this usage costs, in USD."""
+        return (
+            prompt_tokens * self.usd_per_million_prompt_tokens
+            + completion_tokens * self.usd_per_million_completion_tokens
+        ) / 1_000_000
 
 
 class GenAIGuardrails(SpecModel):
@@ -625,6 +658,24 @@ class GenAIEvaluation(SpecModel):
     min_examples: int = Field(default=10, ge=1, le=100_000)
 
 
+def default_prompt_rollout() -> RolloutPolicy:
+    """A prompt canary: 10 % then 50 % of callers, judged every minute; an LLM's latency is
+    seconds, not a model's milliseconds."""
+    return RolloutPolicy(
+        steps=[10, 50, 100],
+        analysis=AnalysisSpec(
+            min_requests=10,
+            max_p99_latency_ms=10_000,
+            p99_increase_tolerance_ms=500,
+            max_error_rate=0.05,
+            max_error_rate_increase=0.05,
+            prompt=PromptCriterion(),
+        ),
+        smoke_test_requests=3,
+        drain_delay_seconds=0,
+    )
+
+
 class GenAISpec(SpecModel):
     """A tenant's generative AI: its models, token limits, guardrails and evaluation gate."""
 
@@ -633,6 +684,25 @@ class GenAISpec(SpecModel):
     tokens_per_month: int = Field(ge=1)
     guardrails: GenAIGuardrails = GenAIGuardrails()
     evaluation: GenAIEvaluation
+    # How a prompt version that passed the gate reaches live traffic: the rollout state
+    # machine's policy, with the prompt criteria always on.
+    rollout: RolloutPolicy = Field(default_factory=default_prompt_rollout)
+
+    def model(self, deployment: str) -> GenAIModel:
+        """The model behind ``deployment``, or a 404 naming the tenant's deployments."""
+        for model in self.models:
+            if model.deployment == deployment:
+                return model
+        known = ", ".join(m.deployment for m in self.models)
+        raise NotFoundError(f"no deployment {deployment!r}: this tenant has {known}")
+
+    @field_validator("rollout")
+    @classmethod
+    def _prompt_criteria_on(cls, rollout: RolloutPolicy) -> RolloutPolicy:
+        if rollout.analysis.prompt is None:
+            analysis = rollout.analysis.model_copy(update={"prompt": PromptCriterion()})
+            return rollout.model_copy(update={"analysis": analysis})
+        return rollout
 
     @field_validator("models")
     @classmethod

@@ -7,6 +7,7 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
+from infra.genai import genai_product_id
 from infra.offline import AzureMocks, OfflineRun, RecordedResource, install_mocks, without_aliases
 
 
@@ -38,6 +39,15 @@ def of_type(run: OfflineRun, type_name: str) -> list[RecordedResource]:
 
 def tenant_of(run: OfflineRun, record: RecordedResource) -> str | None:
     return run.attribution(record, "tenantId")
+
+
+def scoring_policies(run: OfflineRun) -> list[RecordedResource]:
+    """The product policies of the scoring API (each tenant's; its chat product aside)."""
+    return [
+        policy
+        for policy in of_type(run, "apimanagement:ProductPolicy")
+        if policy.inputs["productId"] != genai_product_id(str(tenant_of(run, policy)))
+    ]
 
 
 def stamp_of(run: OfflineRun, record: RecordedResource) -> str | None:

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 from infra.offline import OfflineRun, RecordedResource
 from tenancy import PlatformSpec, contracts
 from tenancy.permissions import NAMED_VALUE_WRITE
-from tests.infra.conftest import of_type, tenant_of
+from tests.infra.conftest import of_type, scoring_policies, tenant_of
 
 
 def _stops(run: OfflineRun) -> dict[str, RecordedResource]:
@@ -38,7 +38,7 @@ def test_a_pooled_tenants_policy_refuses_it_alone_while_its_stop_is_set(
 ) -> None:
     run = planned["prod"]
     stops = _stops(run)
-    for policy in of_type(run, "apimanagement:ProductPolicy"):
+    for policy in scoring_policies(run):
         tenant = tenant_of(run, policy)
         assert tenant is not None
         xml = ElementTree.fromstring(policy.inputs["value"])

@@ -10,13 +10,12 @@ from infra.gateway import FEEDBACK_OPERATION, REQUEST_ID_KEY, STORAGE_TOKEN_AUDI
 from infra.offline import OfflineRun
 from tenancy import PlatformSpec, contracts
 from tenancy.rbac import ROLE_IDS
-from tests.infra.conftest import of_type, stamp_of, tenant_of
+from tests.infra.conftest import of_type, scoring_policies, stamp_of, tenant_of
 
 
 def _policies(run: OfflineRun) -> dict[str | None, ElementTree.Element]:
     return {
-        tenant_of(run, p): ElementTree.fromstring(p.inputs["value"])
-        for p in of_type(run, "apimanagement:ProductPolicy")
+        tenant_of(run, p): ElementTree.fromstring(p.inputs["value"]) for p in scoring_policies(run)
     }
 
 
@@ -38,7 +37,9 @@ def test_the_api_takes_labels_beside_scores_and_keeps_the_signing_key_secret(
     [random] = [r for r in run.records if r.type == "random:index/randomPassword:RandomPassword"]
     assert random.inputs["special"] is False and random.inputs["length"] >= 32
     # Only scores are rewritten to the endpoint's /score.
-    [api_policy] = of_type(run, "apimanagement:ApiPolicy")
+    [api_policy] = [
+        p for p in of_type(run, "apimanagement:ApiPolicy") if p.inputs["apiId"] == "scoring"
+    ]
     [rewrite] = [
         when
         for when in ElementTree.fromstring(api_policy.inputs["value"]).findall(

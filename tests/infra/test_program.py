@@ -16,7 +16,7 @@ from tenancy import PlatformSpec, contracts
 from tenancy.instance_types import INSTANCE_TYPES
 from tenancy.rbac import PROJECT_PERSONAS, ROLE_IDS, grants, table_for
 from tests.conftest import STACKS
-from tests.infra.conftest import of_type, stamp_of, tenant_of
+from tests.infra.conftest import of_type, scoring_policies, stamp_of, tenant_of
 
 ROLE_BY_GUID = {guid: code for code, guid in ROLE_IDS.items()}
 
@@ -283,7 +283,7 @@ def test_gateway_routes_each_tenant_with_its_limits(
     planned: dict[str, OfflineRun], specs: dict[str, PlatformSpec]
 ) -> None:
     run, spec = planned["local"], specs["local"]
-    policies = {tenant_of(run, p): p for p in of_type(run, "apimanagement:ProductPolicy")}
+    policies = {tenant_of(run, p): p for p in scoring_policies(run)}
     assert set(policies) == {t.id for t in spec.tenants}
     for tenant in spec.tenants:
         xml = ElementTree.fromstring(policies[tenant.id].inputs["value"])

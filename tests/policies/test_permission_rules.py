@@ -147,6 +147,39 @@ def test_the_gateway_scores_through_a_custom_role_that_holds_the_score_action() 
     assert "cannot score the online endpoint it routes to on 'ep'" in finding.message
 
 
+def _chat_plan(grants: list[Resource]) -> list[Resource]:
+    """The gateway with a backend on an AI Services account and a token metrics logger."""
+    return [
+        res("apimanagement:ApiManagementService", "apim"),
+        res("cognitiveservices:Account", "ai"),
+        res("applicationinsights:Component", "appi"),
+        res("apimanagement:Backend", "ai-backend", {}, {"serviceName": ["apim"], "url": ["ai"]}),
+        res(
+            "apimanagement:Logger",
+            "logger",
+            {},
+            {"serviceName": ["apim"], "resourceId": ["appi"]},
+        ),
+        *grants,
+    ]
+
+
+def test_the_gateway_calls_ai_accounts_and_publishes_metrics_only_with_its_roles() -> None:
+    granted = [
+        grant("g-ai", "apim", "CognitiveServicesOpenAIUser", "ai"),
+        grant("g-appi", "apim", "MonitoringMetricsPublisher", "appi"),
+    ]
+    assert run(_chat_plan(granted)) == []
+    # Reader on the account is no data-plane access: the chat calls would be refused.
+    [finding] = run(_chat_plan([grant("g-ai", "apim", "R", "ai")]))
+    assert "cannot call its tenants' model deployments (chat completions)" in finding.message
+    assert "on 'ai'" in finding.message
+    assert (
+        "send token metrics (llm-emit-token-metric) to the platform's App Insights on 'appi'"
+        in (finding.message)
+    )
+
+
 def test_every_need_links_the_microsoft_document_and_names_known_roles() -> None:
     for need in NEEDS:
         assert need.doc.startswith("https://learn.microsoft.com/"), need

@@ -87,6 +87,11 @@ DEPLOYMENT_OK = {
         },
     },
 }
+AI_ACCOUNT_OK = {
+    "tags": TAGS,
+    "kind": "AIServices",
+    "properties": {"disableLocalAuth": True, "publicNetworkAccess": "Disabled"},
+}
 TIERS = {"tenantTiers": {"contoso": "dedicated", "pool:shared": "pooled"}}
 
 
@@ -286,6 +291,22 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any], str]
         {"adminUserEnabled": True},
         {},
         "adminUserEnabled is true: the registry would accept a shared admin password",
+    ),
+    (
+        "ai-account-local-auth-disabled",
+        "azure-native:cognitiveservices:Account",
+        AI_ACCOUNT_OK,
+        changed(AI_ACCOUNT_OK, properties__disableLocalAuth=False),
+        {},
+        "properties.disableLocalAuth must be true (keys bypass the gateway and RBAC)",
+    ),
+    (
+        "ai-account-public-network-disabled",
+        "azure-native:cognitiveservices:Account",
+        AI_ACCOUNT_OK,
+        changed(AI_ACCOUNT_OK, properties__publicNetworkAccess="Enabled"),
+        {**TIERS, "privateTiers": ["dedicated"]},
+        "properties.publicNetworkAccess must be Disabled (reached by private endpoint)",
     ),
     (
         "canary-steps",

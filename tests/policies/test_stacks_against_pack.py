@@ -54,6 +54,10 @@ BROKEN_AT = {
     "network-prerequisites": "platform-network-snet-gateway",
     "identity-permissions": "tenant-contoso-ws",
     "workspace-diagnostics": "tenant-contoso-ws",
+    "ai-account-local-auth-disabled": "tenant-contoso-genai-account",
+    "ai-account-public-network-disabled": "tenant-contoso-genai-account",
+    "ai-deployment-content-filter": "tenant-contoso-genai-contoso-chat",
+    "genai-token-limit": "genai-gateway-contoso-product-policy",
 }
 
 

@@ -25,8 +25,10 @@ def local_raw() -> dict[str, Any]:
 GENAI: dict[str, Any] = {
     "models": [
         {"name": "gpt-4o-mini", "version": "2024-07-18", "deployment": "chat",
-         "capacity_k_tpm": 10},
-        {"name": "gpt-4o", "version": "2024-08-06", "deployment": "judge", "capacity_k_tpm": 5},
+         "capacity_k_tpm": 10, "usd_per_million_prompt_tokens": 0.15,
+         "usd_per_million_completion_tokens": 0.6},
+        {"name": "gpt-4o", "version": "2024-08-06", "deployment": "judge", "capacity_k_tpm": 5,
+         "usd_per_million_prompt_tokens": 2.5, "usd_per_million_completion_tokens": 10.0},
     ],
     "tokens_per_minute": 12_000,
     "tokens_per_month": 5_000_000,
