@@ -57,6 +57,11 @@ class MlflowPromptStore:
         self.get(name, version)  # names a version that is not there
         self.client.set_prompt_alias(name, alias, int(version))
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        """The alias points nowhere (nothing to do when it already does)."""
+        if self.by_alias(name, alias) is not None:
+            self.client.delete_prompt_alias(name, alias)
+
     @staticmethod
     def _version(found: Any) -> PromptVersion:
         tags = dict(found.tags or {})

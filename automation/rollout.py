@@ -86,12 +86,42 @@ class Observation:
     # Measured quality (metric value, labelled rows) of each, where the policy asks for it.
     green_quality: QualityStats | None = None
     blue_quality: QualityStats | None = None
+    # A prompt rollout's live criteria (judge, feedback, tokens, cost) of each version.
+    green_prompt: PromptStats | None = None
+    blue_prompt: PromptStats | None = None
 
 
 @dataclass(frozen=True)
 class QualityStats:
     value: float | None  # the policy's metric; None when the window cannot give it
     labelled: int
+
+
+@dataclass(frozen=True)
+class PromptStats:
+    """What one prompt version's live answers earned during an analysis interval (a
+    prompt rollout): the judge's scores of the sampled ones, callers' feedback, and tokens
+    and cost per request."""
+
+    requests: int
+    judged: int = 0
+    judge_mean: float | None = None
+    feedback: int = 0
+    positive: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def positive_rate(self) -> float | None:
+        return self.positive / self.feedback if self.feedback else None
+
+    @property
+    def tokens_per_request(self) -> float | None:
+        return self.tokens / self.requests if self.requests else None
+
+    @property
+    def cost_per_request(self) -> float | None:
+        return self.cost_usd / self.requests if self.requests else None
 
 
 @dataclass(frozen=True)
@@ -377,7 +407,13 @@ def _analysed(
     if state.next_check_at is not None and now < state.next_check_at:
         return Transition(state, state, (), "analysis not due")
     verdict, why = analyse(
-        policy.analysis, seen.green, seen.blue, seen.green_quality, seen.blue_quality
+        policy.analysis,
+        seen.green,
+        seen.blue,
+        seen.green_quality,
+        seen.blue_quality,
+        green_prompt=seen.green_prompt,
+        blue_prompt=seen.blue_prompt,
     )
     later = _later(now, policy.analysis)
     if verdict == "fail":
@@ -426,6 +462,9 @@ def analyse(
     blue: Stats | None,
     green_quality: QualityStats | None = None,
     blue_quality: QualityStats | None = None,
+    *,
+    green_prompt: PromptStats | None = None,
+    blue_prompt: PromptStats | None = None,
 ) -> tuple[str, str]:
     """pass / fail / inconclusive, with the reason. Too little data is never a pass."""
     if green is None or green.requests < spec.min_requests:
@@ -447,6 +486,7 @@ def analyse(
         ):
             problems.append(f"p99 {green.p99_ms:.0f} ms vs blue {blue.p99_ms:.0f} ms")
     problems += _quality_problems(spec, green_quality, blue_quality)
+    problems += _prompt_problems(spec, green_prompt, blue_prompt)
     if problems:
         return "fail", "; ".join(problems)
     return "pass", f"{green.requests} requests, error rate {green.error_rate:.2%}"
@@ -476,6 +516,47 @@ def _quality_problems(
             f"({green.labelled} and {blue.labelled} labelled rows)"
         ]
     return []
+
+
+def _prompt_problems(
+    spec: AnalysisSpec, green: PromptStats | None, blue: PromptStats | None
+) -> list[str]:
+    """The challenger's live answers against the champion's over the same interval: each
+    criterion judges only where both sides have enough of what it reads."""
+    criterion = spec.prompt
+    if criterion is None or green is None or blue is None:
+        return []
+    problems = []
+    judged = min(green.judged, blue.judged) >= criterion.min_judged
+    green_judge, blue_judge = green.judge_mean, blue.judge_mean
+    if (
+        judged
+        and green_judge is not None
+        and blue_judge is not None
+        and blue_judge - green_judge > criterion.max_judge_drop
+    ):
+        problems.append(
+            f"judge score {green_judge:.2f} vs champion {blue_judge:.2f} "
+            f"({green.judged} and {blue.judged} answers judged)"
+        )
+    rated = min(green.feedback, blue.feedback) >= criterion.min_feedback
+    green_rate, blue_rate = green.positive_rate, blue.positive_rate
+    if (
+        rated
+        and green_rate is not None
+        and blue_rate is not None
+        and blue_rate - green_rate > criterion.max_feedback_drop
+    ):
+        problems.append(f"positive feedback {green_rate:.0%} vs champion {blue_rate:.0%}")
+    for what, mine, theirs, ratio in (
+        ("tokens", green.tokens_per_request, blue.tokens_per_request,
+         criterion.max_tokens_increase_ratio),
+        ("cost", green.cost_per_request, blue.cost_per_request,
+         criterion.max_cost_increase_ratio),
+    ):  # fmt: skip
+        if mine is not None and theirs and mine > theirs * ratio:
+            problems.append(f"{what} per request {mine:.4g} vs champion {theirs:.4g}")
+    return problems
 
 
 #: The standard normal's 95th percentile: a one-sided test at 95 %.

@@ -152,11 +152,29 @@ class JudgeScorer:
         reply = self.ask(
             f"{JUDGE_RUBRIC}\nQUESTION: {question}\nEXPECTED: {example.expected}\nANSWER: {answer}"
         )
-        found = _SCORE_LINE.search(reply)
-        if found is None:
-            return Score(0.0, f"the judge gave no score: {reply[:200]!r}")
-        value = min(1.0, max(0.0, float(found["value"])))
-        return Score(value, reply.strip()[:300])
+        return graded(reply)
+
+
+#: Live answers have no expected answer: the judge grades them on the question alone.
+LIVE_JUDGE_RUBRIC = (
+    "Grade the ANSWER to the QUESTION: 1 when it is correct and says only what was asked, 0 "
+    "when it is wrong, in between when it is right but padded. Reply with one line "
+    "'SCORE: <a number from 0 to 1>' and one line of reason."
+)
+
+
+def judge_live(ask: Callable[[str], str], question: str, answer: str) -> Score:
+    """The judge's grade of one live answer (a prompt canary's sampled traffic)."""
+    return graded(ask(f"{LIVE_JUDGE_RUBRIC}\nQUESTION: {question}\nANSWER: {answer}"))
+
+
+def graded(reply: str) -> Score:
+    """The score a judge's reply states (clipped to 0..1), or 0 naming the reply."""
+    found = _SCORE_LINE.search(reply)
+    if found is None:
+        return Score(0.0, f"the judge gave no score: {reply[:200]!r}")
+    value = min(1.0, max(0.0, float(found["value"])))
+    return Score(value, reply.strip()[:300])
 
 
 DETERMINISTIC: dict[str, Callable[[], Scorer]] = {

@@ -65,6 +65,8 @@ class PromptStore(Protocol):
 
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
+    def delete_alias(self, name: str, alias: str) -> None: ...
+
 
 def check_prompt(name: str, template: str) -> None:
     """A prompt's name and template before anything is registered."""

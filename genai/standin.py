@@ -29,7 +29,32 @@ CAPITALS = {
 _COUNTRY = re.compile(r"capital of (?P<country>[A-Za-z ]+?)(?:\?|\.|,|$)", re.IGNORECASE)
 
 
+_JUDGE_PART = re.compile(r"^(?P<part>QUESTION|EXPECTED|ANSWER): (?P<text>.*)$", re.MULTILINE)
+_WORD = re.compile(r"[^\w ]+")
+
+
+def _capital_asked(question: str) -> str | None:
+    found = _COUNTRY.search(question) or re.search(r"country: (?P<country>[A-Za-z ]+)", question)
+    return CAPITALS.get(found["country"].strip().lower()) if found else None
+
+
+def _judge(prompt: str) -> str:
+    """A grade as a judge deployment gives one: 1 for the expected answer alone (the
+    EXPECTED line, or the capital the question asks for), 0.5 when it is in a longer
+    answer, 0 otherwise."""
+    parts = {m["part"]: m["text"].strip() for m in _JUDGE_PART.finditer(prompt)}
+    expected = parts.get("EXPECTED") or _capital_asked(parts.get("QUESTION", "")) or ""
+    answer = _WORD.sub("", parts.get("ANSWER", "")).strip().casefold()
+    if expected and answer == expected.casefold():
+        return "SCORE: 1\nthe expected answer, nothing more"
+    if expected and expected.casefold() in answer:
+        return "SCORE: 0.5\nright, but padded"
+    return f"SCORE: 0\nnot {expected or 'an answer to the question'}"
+
+
 def _answer(system: str, question: str) -> str:
+    if "Grade the ANSWER" in question:
+        return _judge(question)
     found = _COUNTRY.search(question)
     country = found["country"].strip() if found else ""
     capital = CAPITALS.get(country.lower())
