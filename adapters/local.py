@@ -101,6 +101,18 @@ class GatewayAdmin:
     def delete_deployment(self, endpoint: str, name: str) -> Any:
         return self._call("DELETE", f"/admin/endpoints/{endpoint}/deployments/{name}")
 
+    def genai_status(self) -> dict[str, Any]:
+        """Per genai tenant: tokens, spend, prompts and their rollouts."""
+        return dict(self._call("GET", "/admin/genai"))
+
+    def prompt_action(self, tenant: str, prompt: str, version: str, action: str) -> Any:
+        """``gate`` (evaluate on its evaluation set) or ``rollout`` a prompt version."""
+        path = f"/admin/genai/{tenant}/prompts/{prompt}/versions/{version}/{action}"
+        return self._call("POST", path)
+
+    def tick_prompts(self) -> Any:
+        return self._call("POST", "/admin/genai/tick")
+
     def rotate_key(self, tenant: str, slot: str, actor: str) -> str:
         """A new key for the tenant's slot, returned once."""
         answer = self._call(

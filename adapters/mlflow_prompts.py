@@ -22,8 +22,26 @@ TAG_PARAMETERS = "tenant_mlops.parameters"
 
 
 class MlflowPromptStore:
-    def __init__(self, tracking_uri: str) -> None:
+    """``owner``: the tenant whose prompts these are. A pool's tenants share the pool's
+    store, so each prompt is kept under its owner's name (``<owner>.<name>``) and a tenant
+    sees only its own."""
+
+    def __init__(self, tracking_uri: str, owner: str | None = None) -> None:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.owner = owner
+
+    def _stored(self, name: str) -> str:
+        return f"{self.owner}.{name}" if self.owner else name
+
+    def _shown(self, stored: str) -> str:
+        prefix = f"{self.owner}." if self.owner else ""
+        return stored.removeprefix(prefix)
+
+    def names(self) -> list[str]:
+        """The owner's prompts."""
+        found = self.client.search_prompts(max_results=1000)
+        prefix = f"{self.owner}." if self.owner else ""
+        return sorted(self._shown(p.name) for p in found if p.name.startswith(prefix))
 
     def register(
         self, name: str, template: str, lineage: PromptLineage, message: str
@@ -34,12 +52,14 @@ class MlflowPromptStore:
             TAG_EVALUATION_DATA: lineage.evaluation_data,
             TAG_PARAMETERS: json.dumps(dict(lineage.parameters), sort_keys=True),
         }
-        made = self.client.register_prompt(name, template, commit_message=message, tags=tags)
+        made = self.client.register_prompt(
+            self._stored(name), template, commit_message=message, tags=tags
+        )
         return self._version(made)
 
     def get(self, name: str, version: str) -> PromptVersion:
         try:
-            found = self.client.get_prompt_version(name, version)
+            found = self.client.get_prompt_version(self._stored(name), version)
         except MlflowException:
             found = None
         if found is None:
@@ -48,29 +68,28 @@ class MlflowPromptStore:
 
     def by_alias(self, name: str, alias: str) -> PromptVersion | None:
         try:
-            found = self.client.get_prompt_version_by_alias(name, alias)
+            found = self.client.get_prompt_version_by_alias(self._stored(name), alias)
         except MlflowException:
             return None
         return self._version(found) if found is not None else None
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.get(name, version)  # names a version that is not there
-        self.client.set_prompt_alias(name, alias, int(version))
+        self.client.set_prompt_alias(self._stored(name), alias, int(version))
 
     def delete_alias(self, name: str, alias: str) -> None:
         """The alias points nowhere (nothing to do when it already does)."""
         if self.by_alias(name, alias) is not None:
-            self.client.delete_prompt_alias(name, alias)
+            self.client.delete_prompt_alias(self._stored(name), alias)
 
-    @staticmethod
-    def _version(found: Any) -> PromptVersion:
+    def _version(self, found: Any) -> PromptVersion:
         tags = dict(found.tags or {})
         try:
             parameters = json.loads(tags.get(TAG_PARAMETERS, "{}"))
         except json.JSONDecodeError:
             raise InvalidInputError(f"prompt {found.name}'s parameters tag is not JSON") from None
         return PromptVersion(
-            name=str(found.name),
+            name=self._shown(str(found.name)),
             version=str(found.version),
             template=str(found.template),
             lineage=PromptLineage(

@@ -489,7 +489,23 @@ def analyse(
     problems += _prompt_problems(spec, green_prompt, blue_prompt)
     if problems:
         return "fail", "; ".join(problems)
-    return "pass", f"{green.requests} requests, error rate {green.error_rate:.2%}"
+    passed = f"{green.requests} requests, error rate {green.error_rate:.2%}"
+    return "pass", passed + _prompt_summary(green_prompt, blue_prompt)
+
+
+def _prompt_summary(green: PromptStats | None, blue: PromptStats | None) -> str:
+    """What a prompt canary's pass rests on, beside errors and latency."""
+    if green is None:
+        return ""
+    parts = []
+    if green.judge_mean is not None:
+        against = f" vs {blue.judge_mean:.2f}" if blue and blue.judge_mean is not None else ""
+        parts.append(f"judge {green.judge_mean:.2f}{against}")
+    if green.tokens_per_request is not None:
+        theirs = blue.tokens_per_request if blue else None
+        against = f" vs {theirs:.1f}" if theirs is not None else ""
+        parts.append(f"{green.tokens_per_request:.1f}{against} tokens a request")
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _quality_problems(

@@ -22,6 +22,7 @@ cost, and the payload as the model saw it and as the caller got it, PII redacted
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -125,6 +126,21 @@ class ChatService:
         self.traces = traces
         self.prompts = prompts
         self.clock = clock
+        self._spend: dict[tuple[str, str], float] = {}  # (tenant, "YYYY-MM") -> USD
+        self._spend_lock = threading.Lock()
+
+    def usage(self, tenant: str) -> dict[str, Any]:
+        """The tenant's tokens this minute and month against its limits, and its spend
+        this month in USD (at its deployments' prices)."""
+        genai = self._genai(tenant)
+        month = self.clock().strftime("%Y-%m")
+        with self._spend_lock:
+            spend = self._spend.get((tenant, month), 0.0)
+        return {
+            "tokens": self.ledger.spent(tenant),
+            "limits": {"minute": genai.tokens_per_minute, "month": genai.tokens_per_month},
+            "usd_this_month": round(spend, 6),
+        }
 
     def complete(self, tenant: str, deployment: str, body: bytes) -> ChatAnswer:
         """The answer to one request of ``tenant``; never raises for a bad request."""
@@ -180,6 +196,9 @@ class ChatService:
         self.ledger.settle(reservation, prompt_tokens + completion_tokens)
         shown, withheld = rails.completion(content)
         cost = model.cost(prompt_tokens, completion_tokens)
+        with self._spend_lock:
+            key = (tenant, self.clock().strftime("%Y-%m"))
+            self._spend[key] = self._spend.get(key, 0.0) + cost
         trace.update(
             response=shown,
             withheld=withheld,

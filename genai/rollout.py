@@ -224,8 +224,9 @@ class PromptRollouts:
         if entry is None:
             return {}
         return {
-            f"{slot} ({entry.slots.get(slot, '?')})": f"{share} %"
+            f"{slot} ({entry.slots[slot]})": f"{share} %"
             for slot, share in entry.traffic.items()
+            if slot in entry.slots  # a drained slot is gone
         }
 
     # --- analysis ------------------------------------------------------------------------

@@ -44,11 +44,11 @@ from infra.gateway import (
     create_tenant_product,
 )
 from infra.shared import SharedServices
-from tenancy import naming
+from tenancy import contracts, naming
 from tenancy.spec import GenAISpec, PlatformSpec, TenantSpec
 
 API_ID = "genai"
-API_PATH = "genai"
+API_PATH = contracts.GENAI_API_PATH
 CHAT_OPERATION = "chat-completions"
 AI_TOKEN_AUDIENCE = "https://cognitiveservices.azure.com"
 #: The Azure OpenAI data-plane version the gateway calls (GA).

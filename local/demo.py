@@ -20,6 +20,11 @@ with a timeline of what happened and when.
    it (fabrikam, in the pool) while the pool keeps scoring.
 5. An operator wires a server into adatum's endpoint by hand: the policy audit (the timer
    function, run now) finds a deployment without probes; removed, the finding clears.
+6. Generative AI: contoso publishes prompt versions. The first passes the gate and goes
+   live; one that answers beside the question is rejected with its evidence; a terser one
+   passes, is canaried on contoso's callers (sticky per caller, judged on a sample of live
+   answers, tokens and cost counted) and promoted. fabrikam spends its monthly token budget
+   and is refused before the model is called.
 
 The demo changes nothing it does not announce, and each step waits for the automation with
 a deadline: a step that does not happen in time is reported as failed, not waited for
@@ -38,6 +43,7 @@ import numpy as np
 import onnx
 
 from automation.drift_watch import DRIFT_EVENTS, tenant_and_model
+from genai.prompts import PromptLineage
 from local.operations import PlatformClient
 from ml.data import tenant_datasets
 from ml.evaluate import compare
@@ -57,6 +63,9 @@ DRIFT_REQUESTS = 300
 DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
 STEP_TIMEOUT = 300.0
 UNKNOWN_OPSET = 99
+PROMPT_TENANT, BUDGET_TENANT, PROMPT_NAME = "contoso", "fabrikam", "capitals"
+PROMPT_COUNTRIES = ["France", "Germany", "Italy", "Spain", "Portugal", "Japan"]
+PROMPT_BURST = 12  # requests between two looks at the rollout
 
 
 @dataclass
@@ -131,6 +140,7 @@ class Demo:
             self.broken_model,
             self.consent,
             self.policy_audit,
+            self.prompts_and_tokens,
         )
         ok = True
         for step in steps:
@@ -328,6 +338,85 @@ class Demo:
             f"'{HAND_WIRED}' removed: the finding " + ("is still open" if still else "cleared")
         )
         return bool(found) and not still
+
+    # --- 6 ---------------------------------------------------------------------------------
+
+    def prompts_and_tokens(self) -> bool:
+        name = self._prompt_name(PROMPT_TENANT)
+        first = self._publish(name, "What is the capital of {{country}}?")
+        rejected = self._publish(name, "Tell me everything about {{country}}.")
+        terse = self._publish(name, "In one word: the capital of {{country}}?")
+        promoted = terse and self._canary(name)
+        spent = self._spend_budget(BUDGET_TENANT)
+        return first and not rejected and terse and promoted and spent
+
+    def _prompt_name(self, tenant: str) -> str:
+        """A prompt of its own for each play of the demo (a replay starts from nothing)."""
+        known = self.client.admin.genai_status()[tenant]["prompts"]
+        return PROMPT_NAME if PROMPT_NAME not in known else f"{PROMPT_NAME}-{len(known) + 1}"
+
+    def _publish(self, name: str, template: str) -> bool:
+        lineage = PromptLineage("chat", "capitals-v1", {"temperature": 0})
+        published = self.client.publish_prompt(PROMPT_TENANT, name, template, lineage)
+        verdict, version = published["verdict"], published["version"]
+        means = ", ".join(f"{k} {v:.2f}" for k, v in verdict["means"].items())
+        ref = f"{PROMPT_TENANT}'s prompt {name}/{version}"
+        if not verdict["passed"]:
+            evidence = verdict["evidence"][0]
+            self.log(
+                f"{ref} rejected by the gate ({means}): e.g. {evidence['example']} answered "
+                f"{evidence['answer']!r} ({evidence['scorer']} {evidence['score']:.2f})"
+            )
+            return False
+        rollout = published["rollout"] or {}
+        self.log(f"{ref} passed the gate ({means}): rollout {rollout.get('phase')}")
+        return True
+
+    def _canary(self, name: str) -> bool:
+        """contoso's callers ask the prompt while the rollout runs; its steps are shown."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        shown = ""
+        caller = 0
+        while time.monotonic() < deadline:
+            for _ in range(PROMPT_BURST):
+                caller += 1
+                country = PROMPT_COUNTRIES[caller % len(PROMPT_COUNTRIES)]
+                body = {"prompt": name, "variables": {"country": country}, "user": f"c{caller}"}
+                self.client.chat(PROMPT_TENANT, "chat", body)
+            found = self.client.admin.genai_status()[PROMPT_TENANT]["prompts"][name]
+            rollout = found["rollout"] or {}
+            line = f"{rollout.get('phase')} {rollout.get('traffic')}"
+            if line != shown:
+                shown = line
+                self.log(
+                    f"{PROMPT_TENANT} prompt {name} rollout of {rollout.get('version')}: {line} "
+                    f"({rollout.get('reason')})"
+                )
+            if rollout.get("phase") in ("promoted", "rolled_back"):
+                self.log(
+                    f"{PROMPT_TENANT}: prompt {name}/{rollout['version']} "
+                    f"{rollout['phase'].replace('_', ' ')}; champion {found['champion']}"
+                )
+                return bool(rollout["phase"] == "promoted")
+            time.sleep(1)  # the platform's timer advances the rollout; this only watches
+        self.log(f"{PROMPT_TENANT}: the prompt rollout did not end within {STEP_TIMEOUT:g} s")
+        return False
+
+    def _spend_budget(self, tenant: str) -> bool:
+        """Long requests until the monthly budget cannot take the next one's worst case."""
+        question = "Please explain " + "the history of the region and its economy " * 12
+        body = {"messages": [{"role": "user", "content": question}], "max_tokens": 200}
+        for count in range(1, 200):
+            answered = self.client.chat(tenant, "chat", body)
+            if answered.status != 200:
+                tokens = self.client.admin.genai_status()[tenant]["tokens"]
+                self.log(
+                    f"{tenant} hits its token budget at request {count}: HTTP {answered.status} "
+                    f"{answered.body['error']['message']} ({tokens['month']} tokens spent)"
+                )
+                return answered.status == 403
+        self.log(f"{tenant} never reached its token budget")
+        return False
 
     def _without_consent(self, tenant: str) -> PlatformSpec:
         tenants = [

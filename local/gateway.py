@@ -44,7 +44,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,16 +55,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from genai.chat import ChatService
 from local.collector import Exchange
 from local.deployments import DeploymentManager
 from local.http_pool import HttpPool, UpstreamError
 from local.keys import SLOTS, KeyRing
-from tenancy import request_ids
+from tenancy import contracts, request_ids
 from tenancy.contracts import labels_prefix
 from tenancy.errors import BudgetExceededError, MlopsError, http_status_for
 
 logger = logging.getLogger("tenant_mlops.gateway")
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+#: Chat completions: ``POST /genai/{deployment}/chat/completions`` (as infra.genai on Azure).
+GENAI_PATH = contracts.GENAI_API_PATH
 TENANT_HEADER = "x-tenant-id"
 
 
@@ -253,8 +256,12 @@ class Gateway:
         fetch: Callable[[str, str, Path], None] | None = None,
         on_change: Callable[[], None] | None = None,
         ground_truth: GroundTruth | None = None,
+        chat: ChatService | None = None,
+        admin_routes: Sequence[Route] = (),
     ) -> None:
         self.keys = keys
+        # Chat completions of the tenants with generative AI (None: this gateway has none).
+        self.chat = chat
         # None: request ids are random and no label is taken (a gateway without storage).
         self.ground_truth = ground_truth
         # Called after every change of routing (traffic, mirror, deployments registered or
@@ -297,6 +304,7 @@ class Gateway:
                     self.admin_budget_stop,
                     methods=["PUT", "DELETE"],
                 ),
+                *admin_routes,
                 Route("/health", self.health, methods=["GET"]),
             ],
             lifespan=self._lifespan,
@@ -319,6 +327,12 @@ class Gateway:
                 return
             if len(parts) == 3 and parts[0] == "" and parts[2] == "feedback" and parts[1]:
                 await self._serve(self.feedback, parts[1], scope, receive, send)
+                return
+            if parts[:2] == ["", GENAI_PATH] and parts[3:] == ["chat", "completions"]:
+                await self._serve(self.chat_completions, parts[2], scope, receive, send)
+                return
+            if parts == ["", GENAI_PATH, "feedback"]:
+                await self._serve(self.chat_feedback, "", scope, receive, send)
                 return
         await self.admin_app(scope, receive, send)
 
@@ -404,6 +418,48 @@ class Gateway:
         at = datetime.fromtimestamp(self.clock(), UTC)
         return request_ids.issue(self.ground_truth.key, tenant, at)
 
+    # --- chat completions ------------------------------------------------------------------
+
+    async def chat_completions(
+        self, deployment: str, headers: dict[str, str], receive: Any
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """``POST /genai/{deployment}/chat/completions``: the key's tenant, its payload limit
+        and budget stop, then the chat service (genai.chat) off the event loop."""
+        try:
+            tenant, body = await self._admit_chat(headers, receive)
+        except _Refusal as refusal:
+            return refusal.status, refusal.body, refusal.headers
+        assert self.chat is not None  # _admit_chat refuses without one
+        answer = await asyncio.to_thread(self.chat.complete, tenant, deployment, body)
+        return answer.status, json.dumps(answer.body).encode(), dict(answer.headers)
+
+    async def chat_feedback(
+        self, _: str, headers: dict[str, str], receive: Any
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """``POST /genai/feedback``: a caller's verdict on one of its tenant's answers."""
+        try:
+            tenant, body = await self._admit_chat(headers, receive)
+        except _Refusal as refusal:
+            return refusal.status, refusal.body, refusal.headers
+        assert self.chat is not None
+        answer = self.chat.feedback(tenant, body)
+        return answer.status, json.dumps(answer.body).encode(), dict(answer.headers)
+
+    async def _admit_chat(self, headers: dict[str, str], receive: Any) -> tuple[str, bytes]:
+        if self.chat is None:
+            raise _Refusal(404, "not_found", "this gateway serves no chat completions")
+        tenant = self.keys.tenant_of(_key_of(headers))
+        if tenant is None:
+            raise _Refusal(
+                401, "unauthenticated", "send a valid key as 'Authorization: Bearer <key>'"
+            )
+        limit = self.limits[tenant].max_payload_bytes
+        body = await _read_body(receive, headers.get("content-length"), limit)
+        if body is None:
+            raise _Refusal(413, "payload_too_large", f"the body is above {limit} bytes")
+        self._within_budget(tenant)
+        return tenant, body
+
     # --- ground truth ----------------------------------------------------------------------
 
     async def feedback(
@@ -455,9 +511,7 @@ class Gateway:
         self, name: str, headers: dict[str, str], receive: Any
     ) -> tuple[str, EndpointConfig, bytes]:
         """Who calls (from the key), which of their endpoints, within their limits."""
-        authorization = headers.get("authorization", "")
-        key = authorization[7:] if authorization[:7].lower() == "bearer " else ""
-        tenant = self.keys.tenant_of(key)
+        tenant = self.keys.tenant_of(_key_of(headers))
         if tenant is None:
             raise _Refusal(
                 401, "unauthenticated", "send a valid key as 'Authorization: Bearer <key>'"
@@ -833,7 +887,16 @@ def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-_WANTED = {b"authorization", b"content-length", DEPLOYMENT_HEADER.encode()}
+_WANTED = {b"authorization", b"api-key", b"content-length", DEPLOYMENT_HEADER.encode()}
+
+
+def _key_of(headers: dict[str, str]) -> str:
+    """The caller's key: ``Authorization: Bearer <key>`` (OpenAI's clients), or the
+    ``api-key`` header API Management takes on Azure."""
+    authorization = headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:]
+    return headers.get("api-key", "")
 
 
 def _wanted_headers(scope: dict[str, Any]) -> dict[str, str]:

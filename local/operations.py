@@ -29,11 +29,13 @@ from adapters.local import (
     GatewayAdmin,
     LocalPlatform,
 )
+from adapters.mlflow_prompts import MlflowPromptStore
 from adapters.table_store import TableStore
 from automation.audit import open_findings
 from automation.budgets import stop_in_force
 from automation.quality_watch import latest_checks
 from automation.runner import decode
+from genai.prompts import PromptLineage
 from local.azurite import connection_string
 from local.processes import is_platform
 from local.sign_in import LOCAL_CLIENT_APP, mint
@@ -75,6 +77,14 @@ class Scored:
     request_id: str = ""  # what the tenant's labels name (x-request-id)
 
 
+@dataclass
+class Chatted:
+    status: int
+    body: Any
+    trace_id: str  # what feedback names (x-trace-id)
+    prompt_version: str = ""  # "<prompt>/<version>" when a prompt was asked for
+
+
 class PlatformClient:
     def __init__(self, spec: PlatformSpec, data_dir: Path, state: Mapping[str, Any]) -> None:
         self.spec = spec
@@ -88,6 +98,7 @@ class PlatformClient:
             connection_string(services["azurite_blob_port"], services["azurite_table_port"])
         )
         layout = RegistryLayout(spec, data_dir, services["tracking"])
+        self.layout = layout
         container = _blob_container(
             connection_string(services["azurite_blob_port"], services["azurite_table_port"])
         )
@@ -123,6 +134,44 @@ class PlatformClient:
         return key
 
     # --- scoring ---------------------------------------------------------------------------
+
+    # --- generative AI -----------------------------------------------------------------------
+
+    def chat(
+        self, tenant: str, deployment: str, body: Mapping[str, Any], *, slot: str = "primary"
+    ) -> Chatted:
+        """A chat completion through the gateway with the tenant's key."""
+        self.tenant(tenant)
+        key = self.keys().get(tenant, {}).get(slot, "")
+        url = f"{self.gateway_url}/{contracts.GENAI_API_PATH}/{deployment}/chat/completions"
+        try:
+            answer = requests.post(
+                url, json=dict(body), headers={"Authorization": f"Bearer {key}"}, timeout=60
+            )
+        except requests.RequestException as error:
+            raise DependencyError(f"the gateway is not reachable: {error}") from None
+        return Chatted(
+            answer.status_code,
+            answer.json(),
+            answer.headers.get("x-trace-id", ""),
+            answer.headers.get("x-prompt-version", ""),
+        )
+
+    def publish_prompt(
+        self, tenant: str, name: str, template: str, lineage: PromptLineage
+    ) -> dict[str, Any]:
+        """Register a prompt version in the tenant's store, gate it on its evaluation set,
+        and roll it out when it passes: what a tenant's prompt pipeline does."""
+        entry = self.spec.tenant(tenant)
+        if entry.genai is None:
+            raise InvalidInputError(f"tenant {tenant} has no generative AI enabled")
+        store = MlflowPromptStore(self.layout.store_for(entry).tracking_uri, owner=tenant)
+        version = store.register(name, template, lineage, f"published by {getpass.getuser()}")
+        verdict = self.admin.prompt_action(tenant, name, version.version, "gate")
+        rollout = None
+        if verdict["passed"]:
+            rollout = self.admin.prompt_action(tenant, name, version.version, "rollout")
+        return {"version": version.version, "verdict": verdict, "rollout": rollout}
 
     def score(
         self,

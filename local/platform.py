@@ -48,6 +48,7 @@ from local.collector import BlobCollector
 from local.deployments import DeploymentManager, Running, Supervision
 from local.functions_host import FunctionsHost, load_app
 from local.gateway import Gateway, GroundTruth, TenantLimits
+from local.genai_host import GenAIHost
 from local.keys import KeyRing
 from local.models import ModelFetcher
 from local.operations import (
@@ -95,6 +96,7 @@ class EmbeddedPlatform:
     functions: FunctionsHost | None = None
     collector: BlobCollector | None = None
     adapter: LocalPlatform | None = None
+    genai: GenAIHost | None = None
     store: TableStore | None = None
     tracking: dict[str, TrackingServer] = field(default_factory=dict)
     registered: dict[str, Registered] = field(default_factory=dict)
@@ -129,6 +131,8 @@ class EmbeddedPlatform:
         steps: list[tuple[str, Callable[[], object]]] = [("state", self._save)]
         if self.functions is not None:
             steps.append(("timers", self.functions.stop))
+        if self.genai is not None:
+            steps.append(("prompt rollouts", self.genai.stop))
         for name, server in (
             ("functions", self.functions_server),
             ("gateway", self.gateway_server),
@@ -201,6 +205,8 @@ class EmbeddedPlatform:
         token_file.write_text(token)
         token_file.chmod(0o600)
         layout = self._layout()
+        if any(t.genai is not None for t in self.spec.tenants):
+            self.genai = GenAIHost(self.spec, self.data_dir, layout)
         self.gateway = Gateway(
             ring,
             limits,
@@ -209,6 +215,8 @@ class EmbeddedPlatform:
             fetch=ModelFetcher(layout),
             on_change=self._save,
             ground_truth=self._ground_truth(),
+            chat=self.genai.chat if self.genai else None,
+            admin_routes=self.genai.routes(self._check_admin) if self.genai else (),
         )
         gateway = self.gateway
         gateway.budget_stops = self._saved_stops()
@@ -225,6 +233,10 @@ class EmbeddedPlatform:
         self.adapter = LocalPlatform(self.spec, layout, admin, self.collector.container)
         for name, tenants, pooled, timeout in self._endpoints():
             admin.put_endpoint(name, tenants, pooled, timeout)
+
+    def _check_admin(self, request: Any) -> Any:
+        assert self.gateway is not None
+        return self.gateway._admin(request)
 
     def _ground_truth(self) -> GroundTruth:
         """Labels go where the collected data is, written at once (not batched): a label
@@ -299,6 +311,8 @@ class EmbeddedPlatform:
             subscribe(server, hook, webhook_secret)
         if timers:
             self.functions.start_timers()
+            if self.genai is not None:
+                self.genai.start_ticking()
 
     # --- endpoints across restarts ------------------------------------------------------
 

@@ -170,6 +170,7 @@ def _platform_commands(commands: Any) -> None:
             parser.add_argument("--persona", default="", help="default: the first approver")
             parser.add_argument("--reason", default="")
         rollout_parsers.append(parser)
+    publish, chat = _genai_commands(commands)
     keys = commands.add_parser("keys", help="tenant keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
     rotate = key_actions.add_parser("rotate", help="a new key for one slot")
@@ -182,9 +183,37 @@ def _platform_commands(commands: Any) -> None:
     )
     audit.add_argument("--json", action="store_true")
     _state_options(audit, "list the open findings its Function App recorded")
-    platform_parsers = (up, status, down, score, *rollout_parsers, rotate, *reports, demo, audit)
+    platform_parsers = (
+        up, status, down, score, *rollout_parsers, publish, chat, rotate, *reports, demo, audit
+    )  # fmt: skip
     for parser in platform_parsers:
         _platform_options(parser)
+
+
+def _genai_commands(commands: Any) -> tuple[Any, Any]:
+    """`prompt publish` and `chat`: their parsers."""
+    prompt = commands.add_parser("prompt", help="a tenant's prompts (generative AI)")
+    prompt_actions = prompt.add_subparsers(dest="action", required=True)
+    publish = prompt_actions.add_parser(
+        "publish", help="register a version, gate it on its evaluation set, roll it out"
+    )
+    publish.add_argument("--tenant", required=True)
+    publish.add_argument("--name", required=True, help="the prompt's name")
+    publish.add_argument("--template", required=True, help="with {{variable}} placeholders")
+    publish.add_argument("--deployment", required=True, help="the deployment it is written for")
+    publish.add_argument("--evaluation-data", required=True, help="e.g. capitals-v1")
+    publish.add_argument(
+        "--param", action="append", default=[], help="a model parameter, name=value"
+    )
+    chat = commands.add_parser("chat", help="a chat completion through the gateway as a tenant")
+    chat.add_argument("--tenant", required=True)
+    chat.add_argument("--deployment", required=True)
+    chat.add_argument("--message", default=None, help="a user message")
+    chat.add_argument("--prompt", default=None, help="a prompt of the tenant's registry")
+    chat.add_argument("--var", action="append", default=[], help="a variable, name=value")
+    chat.add_argument("--user", default="", help="the caller (a prompt rollout is sticky on it)")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    return publish, chat
 
 
 def _report_commands(commands: Any) -> tuple[Any, ...]:
@@ -243,6 +272,7 @@ def _state_options(command: argparse.ArgumentParser, what: str) -> None:
         default=None,
         help="the same from a storage connection string (Azurite, say)",
     )
+
 
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
@@ -381,6 +411,8 @@ COMMANDS = {
     "down": _down,
     "score": _platform,
     "rollout": _platform,
+    "prompt": _platform,
+    "chat": _platform,
     "keys": _platform,
     "drift": _platform,
     "quality": _platform,

@@ -29,6 +29,7 @@ from typing import Any
 
 from automation.port import Endpoint
 from automation.store import StateStore
+from genai.prompts import PromptLineage
 from local.operations import STATE_FILE, PlatformClient, running_state
 from local.processes import is_platform, is_running, stop_lifelines
 from tenancy.errors import DependencyError, InvalidInputError
@@ -142,6 +143,7 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
     quality = client.quality()
     usage = _usage(client, [t["id"] for t in state["tenants"]])
     costs = _costs(client, metered_first=False)
+    genai = _genai_status(client)
     for tenant in state["tenants"]:
         found = client.admin.endpoint(tenant["endpoint"])
         endpoint = Endpoint(tenant["id"], found["name"], found["traffic"], found["mirror"])
@@ -164,12 +166,20 @@ def status(root: Path, stack: str, data_dir: Path, show_keys: bool) -> dict[str,
         tenant["usage"] = usage.get(tenant["id"])
         # Its cost so far in its budget period (a pooled tenant's: its metered share).
         tenant["cost"] = costs.get(tenant["id"])
+        # Its generative AI: tokens and spend this month, prompts and their rollouts.
+        tenant["genai"] = genai.get(tenant["id"])
         if show_keys:
             tenant["keys"] = keys.get(tenant["id"], {})
     return state
 
 
 USAGE_HOURS = 24
+
+
+def _genai_status(client: PlatformClient) -> dict[str, Any]:
+    if not any(t.genai is not None for t in client.spec.tenants):
+        return {}
+    return client.admin.genai_status()
 
 
 def _usage(client: PlatformClient, tenants: list[str]) -> dict[str, dict[str, Any]]:
@@ -271,7 +281,32 @@ def render_status(state: dict[str, Any]) -> str:
         lines.append(f"  {'':10s} quality {_quality_line(tenant.get('quality'))}")
         lines.append(f"  {'':10s} usage   {_usage_line(tenant.get('usage'))}")
         lines.append(f"  {'':10s} cost    {_cost_line(tenant.get('cost'))}")
+        lines += [f"  {'':10s} {line}" for line in _genai_lines(tenant.get("genai"))]
     return "\n".join(lines)
+
+
+def _genai_lines(genai: dict[str, Any] | None) -> list[str]:
+    """Tokens and spend this month, and each prompt's champion and rollout."""
+    if not genai:
+        return []
+    tokens, limits = genai["tokens"], genai["limits"]
+    lines = [
+        f"genai   {tokens['month']} of {limits['month']} tokens this month "
+        f"({tokens['month'] / limits['month']:.1%}), {tokens['minute']} of {limits['minute']} "
+        f"this minute, {genai['usd_this_month']:.4f} USD spent"
+    ]
+    for name, found in sorted(genai["prompts"].items()):
+        line = f"prompt  {name}: champion {found['champion'] or '-'}"
+        rollout = found.get("rollout")
+        if rollout:
+            traffic = ", ".join(f"{k} {v}" for k, v in rollout["traffic"].items())
+            line += f"; rollout of {rollout['version']} {rollout['phase']}"
+            line += f" ({traffic})" if traffic and rollout["phase"] not in _ENDED else ""
+        lines.append(line)
+    return lines
+
+
+_ENDED = ("promoted", "rolled_back", "superseded")
 
 
 def _cost_line(cost: dict[str, Any] | None) -> str:
@@ -344,6 +379,45 @@ def score(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> i
         )
     )
     return 0 if scored.status == 200 else 1
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    found = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise InvalidInputError(f"{what} {value!r} is not name=value")
+        found[name] = text
+    return found
+
+
+def prompt(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    """`mlops prompt publish`: register, gate, roll out (exit 1 when the gate rejects)."""
+    client = _client(root, stack, data_dir)
+    parameters: dict[str, float | int | str] = dict(_pairs(args.param, "--param"))
+    lineage = PromptLineage(args.deployment, args.evaluation_data, parameters)
+    published = client.publish_prompt(args.tenant, args.name, args.template, lineage)
+    print(json.dumps(published, indent=2))
+    return 0 if published["verdict"]["passed"] else 1
+
+
+def chat(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:
+    client = _client(root, stack, data_dir)
+    if (args.message is None) == (args.prompt is None):
+        raise InvalidInputError("send --message or --prompt (with its --var)")
+    body: dict[str, Any] = {"user": args.user}
+    if args.message is not None:
+        body["messages"] = [{"role": "user", "content": args.message}]
+    else:
+        body.update(prompt=args.prompt, variables=_pairs(args.var, "--var"))
+    if args.max_tokens is not None:
+        body["max_tokens"] = args.max_tokens
+    answered = client.chat(args.tenant, args.deployment, body)
+    shown = {"status": answered.status, "trace_id": answered.trace_id, "body": answered.body}
+    if answered.prompt_version:
+        shown["prompt_version"] = answered.prompt_version
+    print(json.dumps(shown, indent=2))
+    return 0 if answered.status == 200 else 1
 
 
 def rollout(root: Path, stack: str, data_dir: Path, args: argparse.Namespace) -> int:

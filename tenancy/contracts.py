@@ -138,6 +138,9 @@ MODEL_TAG_APPROVED_AS: Final = "approved_as"  # the approver's persona
 MODEL_TAG_POOL_MODELS: Final = "pool_models"
 ALIAS_CHAMPION: Final = "champion"
 ALIAS_CHALLENGER: Final = "challenger"
+#: The gateway's chat API, on Azure (infra.genai) as on the embedded platform
+#: (local.gateway): ``POST /genai/{deployment}/chat/completions``, ``POST /genai/feedback``.
+GENAI_API_PATH = "genai"
 #: Azure ML's model registry has no aliases: a version's tag says which it is, and the
 #: champion's stage is Production (the portal's view of the same fact).
 MODEL_TAG_ALIAS: Final = "alias"

@@ -180,9 +180,18 @@ def test_the_demo_tells_the_whole_story(status: dict[str, Any]) -> None:
         "fabrikam: shared-classical/2 promoted",
         "policy audit: deployment-probes (mandatory) on adatum's hand-wired",
         "'hand-wired' removed: the finding cleared",
+        "contoso's prompt capitals/1 passed the gate (contains 1.00, judge 0.50): rollout promoted",
+        "contoso's prompt capitals/2 rejected by the gate (contains 0.00, judge 0.00)",
+        "contoso's prompt capitals/3 passed the gate (contains 1.00, judge 1.00)",
+        "judge 1.00 vs 0.50",
+        "contoso: prompt capitals/3 promoted; champion 3",
+        "fabrikam hits its token budget at request",
         "demo complete",
     ):
         assert step in timeline, step
+    shown = _mlops("status", *_options_of(status)).stdout
+    assert "prompt  capitals: champion 3; rollout of 3 promoted" in shown, shown
+    assert "genai   1800 of 2000 tokens this month (90.0%)" in shown, shown
 
 
 def test_rollout_commands_need_an_approver_and_name_what_is_missing(
