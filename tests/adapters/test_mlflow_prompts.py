@@ -57,3 +57,19 @@ def test_a_tenant_cannot_reach_another_tenants_prompts(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         other.get("capitals", "1")
     assert other.by_alias("capitals", ALIAS_CHAMPION) is None
+
+
+def test_pooled_tenants_sharing_a_store_see_only_their_own_prompts(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'pool-shared.db'}"
+    fabrikam = MlflowPromptStore(uri, owner="fabrikam")
+    northwind = MlflowPromptStore(uri, owner="northwind")
+    mine = fabrikam.register("capitals", TEMPLATE, LINEAGE, "fabrikam's")
+    theirs = northwind.register("capitals", "Capital of {{country}}?", LINEAGE, "northwind's")
+    assert (mine.name, mine.version) == ("capitals", "1") == (theirs.name, theirs.version)
+    fabrikam.set_alias("capitals", ALIAS_CHAMPION, "1")
+    assert northwind.by_alias("capitals", ALIAS_CHAMPION) is None
+    assert northwind.get("capitals", "1").template == "Capital of {{country}}?"
+    assert fabrikam.names() == ["capitals"] == northwind.names()
+    fabrikam.delete_alias("capitals", ALIAS_CHAMPION)
+    fabrikam.delete_alias("capitals", ALIAS_CHAMPION)  # nothing to do the second time
+    assert fabrikam.by_alias("capitals", ALIAS_CHAMPION) is None

@@ -17,6 +17,7 @@ from automation.rollout import (
     InvariantViolation,
     Observation,
     Phase,
+    PromptStats,
     QualityStats,
     RolloutState,
     SetTraffic,
@@ -27,7 +28,7 @@ from automation.rollout import (
     check_invariants,
     start,
 )
-from tenancy.spec import AnalysisSpec, QualityCriterion, RolloutPolicy
+from tenancy.spec import AnalysisSpec, PromptCriterion, QualityCriterion, RolloutPolicy
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ANALYSIS = AnalysisSpec(
@@ -300,3 +301,59 @@ def test_green_worse_than_blue_on_labelled_rows_fails_when_it_is_beyond_chance()
     # A policy without the criterion never reads quality.
     plain = AnalysisSpec(min_requests=10)
     assert analyse(plain, ok, ok, QualityStats(0.1, 999), QualityStats(0.9, 999))[0] == "pass"
+
+
+# --- prompt canaries -------------------------------------------------------------------------
+
+
+def _prompt_spec(**criterion: float) -> AnalysisSpec:
+    return AnalysisSpec(
+        min_requests=10,
+        prompt=PromptCriterion(min_judged=5, min_feedback=5, **criterion),  # type: ignore[arg-type]
+    )
+
+
+def _served(requests: int = 20) -> Stats:
+    return Stats(requests, 0, 100.0)
+
+
+def test_a_prompt_canary_is_judged_on_judge_feedback_tokens_and_cost() -> None:
+    spec = _prompt_spec()
+    champion = PromptStats(20, judged=10, judge_mean=0.9, feedback=10, positive=8,
+                           tokens=400, cost_usd=0.02)  # fmt: skip
+    better = PromptStats(20, judged=10, judge_mean=0.95, feedback=10, positive=9,
+                         tokens=200, cost_usd=0.01)  # fmt: skip
+    verdict, why = analyse(spec, _served(), _served(), green_prompt=better, blue_prompt=champion)
+    assert verdict == "pass" and "judge 0.95 vs 0.90" in why and "10.0 vs 20.0 tokens" in why
+    worse = PromptStats(20, judged=10, judge_mean=0.6, feedback=10, positive=3,
+                        tokens=700, cost_usd=0.05)  # fmt: skip
+    verdict, why = analyse(spec, _served(), _served(), green_prompt=worse, blue_prompt=champion)
+    assert verdict == "fail"
+    assert why == (
+        "judge score 0.60 vs champion 0.90 (10 and 10 answers judged); positive feedback 30% "
+        "vs champion 80%; tokens per request 35 vs champion 20; cost per request 0.0025 vs "
+        "champion 0.001"
+    )
+
+
+def test_too_few_judged_answers_or_votes_do_not_decide() -> None:
+    spec = _prompt_spec()
+    champion = PromptStats(20, judged=10, judge_mean=0.9, feedback=10, positive=9, tokens=400)
+    few = PromptStats(20, judged=4, judge_mean=0.1, feedback=4, positive=0, tokens=400)
+    verdict, _ = analyse(spec, _served(), _served(), green_prompt=few, blue_prompt=champion)
+    assert verdict == "pass"
+    # Without the prompt criteria (a model's rollout), prompt stats are not read.
+    verdict, _ = analyse(AnalysisSpec(min_requests=10), _served(), _served(),
+                         green_prompt=few, blue_prompt=champion)  # fmt: skip
+    assert verdict == "pass"
+
+
+def test_every_genai_rollout_policy_judges_prompts() -> None:
+    """A tenant's prompt rollout policy always carries the prompt criteria, even when its
+    stack sets the analysis without them."""
+    from tests.genai.conftest import genai_spec  # noqa: PLC0415
+
+    spec = genai_spec(rollout={"steps": [100], "analysis": {"min_requests": 3}})
+    genai = spec.tenant("contoso").genai
+    assert genai is not None and genai.rollout.analysis.prompt == PromptCriterion()
+    assert genai.rollout.analysis.min_requests == 3

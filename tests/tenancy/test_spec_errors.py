@@ -94,6 +94,15 @@ def genai_unknown_scorer(raw: Raw) -> None:
     _genai(raw, evaluation={"thresholds": {"bleu": 0.5}})
 
 
+def genai_negative_price(raw: Raw) -> None:
+    section = _genai(raw)
+    section["models"][0]["usd_per_million_completion_tokens"] = -1
+
+
+def genai_prompt_rollout_not_ending_at_100(raw: Raw) -> None:
+    _genai(raw, rollout={"steps": [10, 50]})
+
+
 def genai_blocked_term_twice(raw: Raw) -> None:
     _genai(raw, guardrails={"blocked_terms": ["Password", "password "]})
 
@@ -256,6 +265,12 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (genai_threshold_above_one, "tenants[0].genai.evaluation.thresholds.rouge_l", "less than"),
     (genai_unknown_scorer, "tenants[0].genai.evaluation.thresholds.bleu", "'exact'"),
     (genai_blocked_term_twice, "tenants[0].genai.guardrails.blocked_terms", "listed twice"),
+    (
+        genai_negative_price,
+        "tenants[0].genai.models[0].usd_per_million_completion_tokens",
+        "greater than or equal to 0",
+    ),
+    (genai_prompt_rollout_not_ending_at_100, "tenants[0].genai.rollout.steps", "end at 100"),
     (genai_bad_deployment_name, "tenants[0].genai.models[0].deployment", "pattern"),
     (
         unknown_instance_type,
