@@ -114,6 +114,26 @@ class TokenLedger:
                 "month": self._month.get((tenant, month), 0),
             }
 
+    def months(self) -> dict[str, dict[str, int]]:
+        """Every tenant's tokens per month so far (reservations in flight included): what a
+        restart must not forget, or a tenant could spend its budget again."""
+        with self._lock:
+            found: dict[str, dict[str, int]] = {}
+            for (tenant, month), spent in self._month.items():
+                found.setdefault(tenant, {})[month] = spent
+            return found
+
+    def restore(self, months: Mapping[str, Mapping[str, int]]) -> None:
+        """Months spent before a restart (as :meth:`months` gave them); a month already
+        counted here keeps the larger of the two."""
+        with self._lock:
+            for tenant, spent_by_month in months.items():
+                for month, spent in spent_by_month.items():
+                    if not isinstance(spent, int) or spent < 0:
+                        raise InvalidInputError(f"tokens of {tenant} in {month}: {spent!r}")
+                    key = (tenant, month)
+                    self._month[key] = max(self._month.get(key, 0), spent)
+
     def _forget_before(self, minute: int) -> None:
         """Past minutes are kept no longer than they matter (caller holds the lock)."""
         stale = [key for key in self._minute if key[1] < minute - 1]

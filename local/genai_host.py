@@ -39,6 +39,9 @@ from tenancy.spec import PlatformSpec
 logger = logging.getLogger("tenant_mlops.genai")
 GENAI_DIR = "genai"
 ROLLOUTS_FILE = "prompt-rollouts.json"
+#: Tokens spent per tenant and month, kept across restarts (a restart must not hand a
+#: tenant its month's budget again).
+LEDGER_FILE = "tokens.json"
 
 
 def standin_model(
@@ -89,12 +92,12 @@ class GenAIHost:
             for t in spec.tenants
             if t.genai is not None
         }
+        self.ledger = TokenLedger(limits, clock=lambda: datetime.now(UTC))
+        self._ledger_file = root / LEDGER_FILE
+        if self._ledger_file.is_file():
+            self.ledger.restore(json.loads(self._ledger_file.read_text()))
         self.chat = ChatService(
-            spec,
-            TokenLedger(limits, clock=lambda: datetime.now(UTC)),
-            standin_model,
-            self.traces,
-            prompts=self.rollouts,
+            spec, self.ledger, standin_model, self.traces, prompts=self.rollouts
         )
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -122,13 +125,21 @@ class GenAIHost:
         while not self._stop.wait(period):
             try:
                 self.rollouts.tick(datetime.now(UTC))
+                self.save_ledger()
             except Exception:  # a failed tick is retried at the next one
                 logger.exception("prompt rollouts did not advance")
+
+    def save_ledger(self) -> None:
+        """The months' tokens, written whole (a crash leaves the previous file)."""
+        temporary = self._ledger_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.ledger.months(), sort_keys=True))
+        temporary.replace(self._ledger_file)
 
     def stop(self) -> None:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=10)
+        self.save_ledger()
 
     # --- what `mlops` asks ---------------------------------------------------------------------
 

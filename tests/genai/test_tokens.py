@@ -92,3 +92,19 @@ def test_a_refusal_takes_nothing_and_names_the_problem() -> None:
         ledger.reserve("adatum", 1)
     with pytest.raises(InvalidInputError, match="at least one token"):
         ledger.reserve("contoso", 0)
+
+
+def test_a_restored_month_is_not_spent_again() -> None:
+    clock = Clock()
+    before = TokenLedger({"contoso": TokenLimits(1_000, 1_000)}, clock)
+    before.settle(before.reserve("contoso", 900), 900)
+    after = TokenLedger({"contoso": TokenLimits(1_000, 1_000)}, clock)
+    after.restore(before.months())
+    assert after.spent("contoso")["month"] == 900
+    with pytest.raises(BudgetExceededError, match="has 100 left"):
+        after.reserve("contoso", 101)
+    # Restoring never lowers what is counted already.
+    after.restore({"contoso": {"2026-12": 10}})
+    assert after.spent("contoso")["month"] == 900
+    with pytest.raises(InvalidInputError, match="tokens of contoso in 2026-12"):
+        after.restore({"contoso": {"2026-12": -5}})

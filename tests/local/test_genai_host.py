@@ -116,3 +116,15 @@ def test_file_traces_keep_each_tenant_apart(tmp_path: Path) -> None:
     traces.write("contoso", {"trace_id": "c"})
     assert [t["trace_id"] for t in traces.read("contoso")] == ["a", "c"]
     assert [t["trace_id"] for t in traces.read("fabrikam")] == ["b"]
+
+
+def test_the_months_tokens_survive_a_restart(
+    served: tuple[GenAIHost, Client, dict[str, str]], tmp_path: Path
+) -> None:
+    host, client, keys = served
+    asked = {"messages": [{"role": "user", "content": "In one word: the capital of Spain?"}]}
+    headers = {"Authorization": f"Bearer {keys['contoso']}"}
+    used = client.post("/genai/chat/chat/completions", json=asked, headers=headers).json()
+    host.stop()  # saves the ledger, as the platform's stop does
+    again = GenAIHost(host.spec, tmp_path, RegistryLayout(host.spec, tmp_path))
+    assert again.ledger.spent("contoso")["month"] == used["usage"]["total_tokens"]
