@@ -52,6 +52,10 @@ from tenancy.spec import PlatformSpec
 Clock = Callable[[], datetime]
 
 
+#: Reads a command gets when the timer keeps writing the rollout between its read and write.
+COMMAND_ATTEMPTS = 5
+
+
 def rollout_key(model: str) -> str:
     """Row key of a model version's rollout: one per version, whatever the deliveries."""
     return model.replace("/", "-v")
@@ -276,12 +280,22 @@ class RolloutRunner:
     def command(
         self, tenant: str, model: str, command: Command, correlation: str = ""
     ) -> Transition | None:
-        record = self._record(tenant, model)
-        state, pending = decode(record.data)
-        if pending:
-            record = self._apply(record, state, pending)
-        transition = advance(state, self.policy_for(tenant), self.clock(), command=command)
-        return self._commit(record, transition, command.actor, correlation)
+        """A person's approval or abort. A tick that wrote the rollout between our read and
+        our write must not swallow it: the command is judged again on what the tick left,
+        so the caller is never told it was taken when it was not."""
+        for _ in range(COMMAND_ATTEMPTS):
+            record = self._record(tenant, model)
+            state, pending = decode(record.data)
+            if pending:
+                record = self._apply(record, state, pending)
+            transition = advance(state, self.policy_for(tenant), self.clock(), command=command)
+            committed = self._commit(record, transition, command.actor, correlation)
+            if committed is not None:
+                return committed
+        raise ConflictError(
+            f"the rollout of {model} kept changing while the {command.kind} was being "
+            "recorded; send it again"
+        )
 
     def resume(self) -> int:
         """Re-apply the pending actions of every rollout a crash interrupted."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -388,3 +389,33 @@ def test_a_green_worse_than_blue_on_its_labels_is_rolled_back_where_the_policy_a
         assert phase == expected, state.reason
         if expected == Phase.ROLLED_BACK:
             assert "accuracy 0.600 vs blue 0.900 (100 and 100 labelled rows)" in state.reason
+
+
+class _TickBetween(MemoryStore):
+    """A store where the timer's tick writes the rollout once, between a command's read
+    and its write (the race an approver loses under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interleave: Callable[[], object] | None = None
+
+    def replace(self, record: Any, data: dict[str, Any]) -> Any:
+        tick, self.interleave = self.interleave, None
+        if tick is not None:
+            tick()  # the timer commits first: our record is stale now
+        return super().replace(record, data)
+
+
+def test_an_approval_racing_the_timer_is_judged_again_not_lost() -> None:
+    runner, platform, _store, clock = _gated_world()
+    store = _TickBetween()
+    runner = RolloutRunner(runner.spec, store, platform, clock)
+    runner.begin("contoso", "contoso-classical/2", "automation", "c")
+    _drive(runner, clock, "contoso-classical/2", lambda p: p == Phase.AWAITING_APPROVAL)
+    clock.advance(60)
+    store.interleave = lambda: runner.tick("contoso", "contoso-classical/2")
+    approved = runner.command(
+        "contoso", "contoso-classical/2", Command("approve", "lee", "project_lead")
+    )
+    assert approved is not None and approved.reason.startswith("approved by lee")
+    assert runner.get("contoso", "contoso-classical/2").phase == Phase.DRAINING
