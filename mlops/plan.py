@@ -3,6 +3,7 @@ no cloud (the program runs under Pulumi's mocks)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 from collections import Counter, defaultdict
@@ -13,10 +14,12 @@ from typing import Any
 
 import pulumi
 
-from infra.offline import OfflineRun, run_offline
+from infra.offline import SUBSCRIPTION_ID, OfflineRun, run_offline
 from infra.program import deploy
+from policies.capacity_rules import Usage, endpoint_load, limits_of, usage
 from policies.config import PackConfig
-from policies.offline import Violation, evaluate
+from policies.core import Stack
+from policies.offline import Violation, as_resource, evaluate
 from tenancy.load import read_yaml, stack_file
 from tenancy.spec import PlatformSpec
 
@@ -32,6 +35,8 @@ class Plan:
     stack: str
     resources: list[dict[str, Any]]
     violations: list[Violation] = field(default_factory=list)
+    # What Azure's limits hold, counted over the plan (policies.capacity_rules).
+    capacity: list[Usage] = field(default_factory=list)
 
     @property
     def has_mandatory_violation(self) -> bool:
@@ -52,6 +57,7 @@ class Plan:
             "stack": self.stack,
             "resources": self.resources,
             "violations": [v.to_dict() for v in self.violations],
+            "capacity": [u.to_dict() for u in self.capacity],
             "summary": self.summary(),
         }
 
@@ -122,7 +128,32 @@ def build_plan(
         for record in run.custom_resources()
     ]
     violations = list(policies(spec, run)) if policies else []
-    return Plan(stack, resources, violations)
+    return Plan(stack, resources, violations, capacity_of(spec, run))
+
+
+def capacity_of(spec: PlatformSpec, run: OfflineRun) -> list[Usage]:
+    """Every count Azure's limits hold, in the subscription the plan signed in to."""
+    stack = Stack([as_resource(r) for r in run.custom_resources()])
+    found = usage(stack, limits_of(spec), endpoint_load(spec), spec.location)
+    return [dataclasses.replace(u, subscription=SUBSCRIPTION_ID) for u in found]
+
+
+def _capacity_lines(capacity: list[Usage]) -> list[str]:
+    """The fullest count of each limit (and every one over its limit)."""
+    fullest: dict[str, Usage] = {}
+    for found in capacity:
+        best = fullest.get(found.key)
+        if best is None or found.used / found.limit > best.used / best.limit:
+            fullest[found.key] = found
+    shown = {id(u) for u in fullest.values()} | {id(u) for u in capacity if u.over}
+    lines = ["Capacity (Azure's limits; the fullest of each):"]
+    for found in capacity:
+        if id(found) in shown:
+            mark = "  OVER" if found.over else ""
+            lines.append(
+                f"  {found.resource:34s} {found.used:>9g} of {found.limit:<7g} {found.where}{mark}"
+            )
+    return [*lines, ""]
 
 
 def _group(resource: dict[str, Any]) -> str:
@@ -156,6 +187,7 @@ def render_text(plan: Plan, spec: PlatformSpec) -> str:
         for v in plan.violations:
             lines.append(f"  [{v.level}] {v.policy}: {v.message}\n      {v.urn}")
         lines.append("")
+    lines += _capacity_lines(plan.capacity)
     summary = plan.summary()
     lines.append(
         f"{summary['resources']} resources; violations: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from policies import (
+    capacity_rules,
     genai_rules,
     permission_rules,
     preflight_rules,
@@ -17,6 +18,7 @@ RULES: tuple[Rule, ...] = (
     + preflight_rules.RULES
     + permission_rules.RULES
     + genai_rules.RULES
+    + capacity_rules.RULES
 )
 BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 
@@ -37,6 +39,8 @@ PLAN_ONLY: dict[str, str] = {
     "ai-deployment-content-filter": "model deployments and content filters, sub-resources of "
     "an account that Resource Graph's resources table does not list",
     "genai-token-limit": "API Management's product policies, outside the inventory",
+    "azure-limits": "what a plan would add up to before Azure refuses it; live, Azure's own "
+    "quota answers",
 }
 LIVE_RULES: tuple[Rule, ...] = tuple(rule for rule in RULES if rule.name not in PLAN_ONLY)
 

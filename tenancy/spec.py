@@ -28,6 +28,7 @@ from tenancy import naming
 from tenancy import validators as v
 from tenancy.errors import NotFoundError
 from tenancy.instance_types import INSTANCE_TYPES, workers_for
+from tenancy.limits import LIMITS
 
 Slug = Annotated[str, AfterValidator(v.slug)]
 EndpointName = Annotated[str, AfterValidator(v.endpoint_name)]
@@ -206,8 +207,11 @@ class EndpointsSpec(SpecModel):
 class QuotaSpec(SpecModel):
     rate_limit_per_minute: int = Field(ge=1, le=1_000_000)
     max_concurrency: int = Field(ge=1, le=10_000)
-    # API Management's validate-content policy checks bodies up to 4 MiB.
-    max_payload_kb: int = Field(default=1_024, ge=1, le=4_096)
+    # API Management's validate-content policy checks bodies up to 4 MiB. The default, 32 KB
+    # (a few hundred rows of features), is what lets a pool of online tenants fit Azure's
+    # 5 MB a second per endpoint at their full rates (policies.capacity_rules); a tenant
+    # with larger requests declares them, and its endpoint is held to that.
+    max_payload_kb: int = Field(default=32, ge=1, le=4_096)
 
 
 class BudgetThreshold(SpecModel):
@@ -768,6 +772,41 @@ class TenantSpec(SpecModel):
         return self.data_classification == "restricted"
 
 
+class LimitGrant(SpecModel):
+    """A limit Azure raised for this stack's subscription (a support request's answer)."""
+
+    value: float = Field(gt=0)
+    reference: str = Field(min_length=3)  # the request or ticket that granted it
+
+
+class CapacitySpec(SpecModel):
+    """Azure's limits the plan is held to (tenancy.limits); ``granted`` raises those the
+    stack's subscription has been granted more of."""
+
+    granted: dict[str, LimitGrant] = {}
+
+    @field_validator("granted")
+    @classmethod
+    def _known_and_raised(cls, granted: dict[str, LimitGrant]) -> dict[str, LimitGrant]:
+        problems = []
+        for key, grant in granted.items():
+            limit = LIMITS.get(key)
+            if limit is None:
+                problems.append(f"{key!r} is not a limit (limits: {', '.join(sorted(LIMITS))})")
+            elif grant.value <= limit.default:
+                problems.append(
+                    f"{key}: {grant.value:g} is not above Azure's default of {limit.default:g}; "
+                    "a grant only raises a limit"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return granted
+
+    def limit(self, key: str) -> float:
+        grant = self.granted.get(key)
+        return grant.value if grant else LIMITS[key].default
+
+
 class PlatformSpec(SpecModel):
     environment: Environment
     location: Annotated[str, AfterValidator(v.region)]
@@ -793,6 +832,7 @@ class PlatformSpec(SpecModel):
     audit: AuditPolicy = AuditPolicy()
     model_gate: ModelGatePolicy = ModelGatePolicy()
     policies: dict[str, PolicyOverride] = {}
+    capacity: CapacitySpec = CapacitySpec()
     pools: list[PoolSpec] = []
     tenants: list[TenantSpec] = Field(min_length=1)
 

@@ -7,12 +7,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from infra.offline import SUBSCRIPTION_ID
 from mlops.cli import EXIT_CONFIG, EXIT_OK, main
 from tenancy import load_stack
+from tenancy.limits import LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +35,7 @@ def local_plan_json() -> dict[str, object]:
 
 
 def test_json_has_the_documented_shape(local_plan_json: dict[str, object]) -> None:
-    assert set(local_plan_json) == {"stack", "resources", "violations", "summary"}
+    assert set(local_plan_json) == {"stack", "resources", "violations", "capacity", "summary"}
     assert local_plan_json["stack"] == "local"
     # Every example stack plans clean; the violations' shape is read on the broken stack's
     # plan (tests/policies/test_stacks_against_pack.py).
@@ -42,6 +45,21 @@ def test_json_has_the_documented_shape(local_plan_json: dict[str, object]) -> No
     for resource in resources:
         assert {"urn", "type", "name", "tenant", "inputs"} <= set(resource)
         assert resource["urn"].startswith("urn:pulumi:local::tenant-mlops::")
+
+
+def test_capacity_reports_every_limit_within_it(local_plan_json: dict[str, Any]) -> None:
+    """Each of Azure's limits, counted where it applies, with the subscription and region
+    the plan signed in to; the local stack is within all of them."""
+    capacity = local_plan_json["capacity"]
+    assert {row["key"] for row in capacity} == set(LIMITS)
+    for row in capacity:
+        assert {"subscription", "region", "resource", "used", "limit", "key", "where"} == set(row)
+        assert row["subscription"] == SUBSCRIPTION_ID and row["region"] == "westeurope"
+        assert 0 < row["used"] <= row["limit"], row
+    spec = load_stack("local", ROOT)
+    endpoints = {spec.online_endpoint_name(t.id) for t in spec.tenants}
+    per_endpoint = [r for r in capacity if r["key"] == "requests_per_second"]
+    assert {r["where"] for r in per_endpoint} == endpoints
 
 
 def test_every_tenant_is_attributed_and_shared_resources_are_not(

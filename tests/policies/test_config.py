@@ -121,4 +121,4 @@ def test_setting_schemas_are_self_contained_json_schema() -> None:
 def test_every_rule_documents_why() -> None:
     for rule in RULES:
         assert rule.description.endswith(".") and rule.why.endswith("."), rule.name
-    assert len(BY_NAME) == len(RULES) == 37
+    assert len(BY_NAME) == len(RULES) == 38

@@ -58,6 +58,7 @@ BROKEN_AT = {
     "ai-account-public-network-disabled": "tenant-contoso-genai-account",
     "ai-deployment-content-filter": "tenant-contoso-genai-contoso-chat",
     "genai-token-limit": "genai-gateway-contoso-product-policy",
+    "azure-limits": "tenant-contoso-online",
 }
 
 
