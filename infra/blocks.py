@@ -24,6 +24,11 @@ class Placement:
     resource_group_name: pulumi.Input[str]
     tags: dict[str, str]
     parent: pulumi.Resource
+    location: str = ""  # default: the stack's
+
+    @property
+    def region(self) -> str:
+        return self.location or self.spec.location
 
     @property
     def public_access(self) -> str:
@@ -50,7 +55,7 @@ def storage_account(
         account_name=naming.storage_account(
             spec.prefix, spec.environment, at.scope, spec.installation
         ),
-        location=spec.location,
+        location=at.region,
         kind="StorageV2",
         sku={"name": "Standard_ZRS" if spec.environment.is_production else "Standard_LRS"},
         allow_blob_public_access=False,
@@ -84,7 +89,7 @@ def key_vault(
         f"{at.name}-kv",
         resource_group_name=at.resource_group_name,
         vault_name=naming.key_vault(spec.prefix, spec.environment, at.scope, spec.installation),
-        location=spec.location,
+        location=at.region,
         properties={
             "tenant_id": entra_tenant_id,
             "sku": {"family": "A", "name": "standard"},
@@ -122,7 +127,7 @@ def container_registry(at: Placement, *, public_sku: str) -> containerregistry.R
         registry_name=naming.container_registry(
             spec.prefix, spec.environment, at.scope, spec.installation
         ),
-        location=spec.location,
+        location=at.region,
         sku={"name": "Premium" if spec.networking.private else public_sku},
         admin_user_enabled=False,
         public_network_access=at.public_access,
@@ -139,7 +144,7 @@ def app_insights(
         f"{at.name}-appi",
         resource_group_name=at.resource_group_name,
         resource_name_=component_name,
-        location=at.spec.location,
+        location=at.region,
         kind="web",
         application_type="web",
         ingestion_mode="LogAnalytics",

@@ -41,7 +41,7 @@ def subscribe_workspace_events(
         f"{name}-events",
         resource_group_name=resource_group.name,
         system_topic_name=f"evgt-{name}",
-        location=args.spec.location,
+        location=args.region,
         source=workspace.id,
         topic_type="Microsoft.MachineLearningServices.Workspaces",
         identity={"type": "SystemAssigned"},

@@ -90,6 +90,7 @@ class GenAIAccountArgs:
     resource_group_name: pulumi.Input[str]
     tags: dict[str, str]
     log_workspace_id: pulumi.Input[str]
+    location: str
 
 
 class GenAIAccount(pulumi.ComponentResource):
@@ -145,7 +146,7 @@ class GenAIAccount(pulumi.ComponentResource):
             f"{self._name}-account",
             account_name=account_name,
             resource_group_name=self._args.resource_group_name,
-            location=spec.location,
+            location=self._args.location,
             kind="AIServices",
             sku={"name": "S0"},
             identity={"type": "SystemAssigned"},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_azure_native as azure_native
 from pulumi_azure_native import authorization
 
 from infra.alerting import Alerting, AlertingArgs
@@ -32,6 +33,7 @@ from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
 from tenancy.load import PROJECT, parse_platform_spec
+from tenancy.placement import Placement, place, read_record
 from tenancy.spec import PlatformSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,10 +77,13 @@ def deploy(
     project_root: Path = PROJECT_ROOT,
     today: date | None = None,
     package: Path | None = None,
+    placement: Placement | None = None,
 ) -> Platform:
     """The environment ``spec`` describes. ``today`` (default: the UTC date now) is when
     this `pulumi up` runs: time-bound inputs such as budget start dates derive from it.
-    ``package`` is the Function App's zip (default: the one `make package` wrote, if any)."""
+    ``package`` is the Function App's zip (default: the one `make package` wrote, if any).
+    ``placement``: where each stamp goes (default: tenancy.placement over the stack's
+    record, ``Pulumi.<stack>.placement.json``)."""
     # Caught from here on: every governed resource the program makes (infra.expected_state).
     capture = PlanCapture()
     capture.install()
@@ -108,17 +113,20 @@ def deploy(
         "automation": automation,
         "alerting": alerting,
         "gateway_principal_id": gateway.principal_id,
-        "subscription_id": subscription_id,
         "entra_tenant_id": entra_tenant,
         "today": today or datetime.now(UTC).date(),
     }
     platform = Platform(shared, automation, alerting, gateway)
+    placed = placement or place(spec, read_record(project_root, stack))
+    where = _Targets(placed, subscription_id)
     for tenant in spec.dedicated_tenants:
         key = naming.stamp_key("tenant", tenant.id)
-        platform.stamps[key] = Stamp(key, stamp_args_for_tenant(tenant, **common))
+        args = stamp_args_for_tenant(tenant, **common, **where.args(key))
+        platform.stamps[key] = Stamp(key, args, where.options(key))
     for pool in spec.pools:
         key = naming.stamp_key("pool", pool.id)
-        platform.stamps[key] = Stamp(key, stamp_args_for_pool(pool, **common))
+        args = stamp_args_for_pool(pool, **common, **where.args(key))
+        platform.stamps[key] = Stamp(key, args, where.options(key))
     routes = _route_tenants(spec, platform)
     _route_genai_tenants(spec, platform, shared, routes)
     if spec.delivery.github_repository:
@@ -133,6 +141,35 @@ def deploy(
     )
     _export(platform)
     return platform
+
+
+class _Targets:
+    """Per placement target: the stamps' subscription, region and provider (an explicit
+    azure-native provider for each subscription other than the stack's own)."""
+
+    def __init__(self, placement: Placement, own_subscription: pulumi.Output[str]) -> None:
+        self.placement = placement
+        self.own_subscription = own_subscription
+        self.providers: dict[str, azure_native.Provider] = {}
+
+    def args(self, stamp: str) -> dict[str, Any]:
+        target = self.placement.target_of(stamp)
+        return {
+            "subscription_id": target.subscription_id or self.own_subscription,
+            "location": target.region,
+        }
+
+    def options(self, stamp: str) -> pulumi.ResourceOptions | None:
+        target = self.placement.target_of(stamp)
+        if target.subscription_id is None:
+            return None
+        if target.id not in self.providers:
+            self.providers[target.id] = azure_native.Provider(
+                f"provider-{target.id}",
+                subscription_id=target.subscription_id,
+                location=target.region,
+            )
+        return pulumi.ResourceOptions(providers={"azure-native": self.providers[target.id]})
 
 
 def _route_tenants(spec: PlatformSpec, platform: Platform) -> dict[str, TenantRoute]:

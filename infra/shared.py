@@ -244,18 +244,33 @@ class SharedServices(pulumi.ComponentResource):
     def _custom_role(
         self, suffix: str, title: str, description: str, actions: list[str]
     ) -> authorization.RoleDefinition:
-        """A subscription-wide custom role of exactly ``actions``."""
+        """A subscription-wide custom role of exactly ``actions``, assignable in the
+        stack's subscription and in every other one its stamps are placed in."""
         spec = self._args.spec
         scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
+        placed = {t.subscription_id for t in spec.placement.targets if t.subscription_id}
+        elsewhere = [f"/subscriptions/{subscription}" for subscription in sorted(placed)]
         return authorization.RoleDefinition(
             f"{self._name}-{suffix}",
             role_name=f"tenant-mlops {title} ({spec.prefix}-{spec.environment.value})",
             description=description,
             role_type="CustomRole",
             scope=scope,
-            assignable_scopes=[scope],
+            assignable_scopes=[scope, *elsewhere],
             permissions=[{"actions": actions, "not_actions": []}],
             opts=self._opts,
+        )
+
+    def custom_role_in(
+        self, role: authorization.RoleDefinition, subscription_id: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        """A custom role's id as an assignment in ``subscription_id`` names it (the role's
+        name is its tenant-wide GUID)."""
+        return pulumi.Output.concat(
+            "/subscriptions/",
+            subscription_id,
+            "/providers/Microsoft.Authorization/roleDefinitions/",
+            role.name,
         )
 
     def _grant_platform_personas(self) -> None:

@@ -94,6 +94,12 @@ class StampArgs:
     entra_tenant_id: pulumi.Input[str]
     today: date
     tags: dict[str, str] = field(default_factory=dict)
+    # Where tenancy.placement put the stamp: its region (default: the stack's location).
+    location: str = ""
+
+    @property
+    def region(self) -> str:
+        return self.location or self.spec.location
 
     @property
     def tenant_tag(self) -> str:
@@ -152,7 +158,9 @@ class Stamp(pulumi.ComponentResource):
         self._scope_key = f"{spec.prefix}/{spec.environment.value}/{name}"
         self.resource_group = self._create_resource_group()
         self.identity = self._create_identity()
-        at = blocks.Placement(name, name, spec, self.resource_group.name, self.tags, self)
+        at = blocks.Placement(
+            name, name, spec, self.resource_group.name, self.tags, self, location=args.region
+        )
         logs = args.shared.log_analytics.id
         self.storage = blocks.storage_account(at)
         self.key_vault = blocks.key_vault(
@@ -210,7 +218,7 @@ class Stamp(pulumi.ComponentResource):
         return resources.ResourceGroup(
             f"{self._name}-rg",
             resource_group_name=naming.resource_group(spec.prefix, spec.environment, self._name),
-            location=spec.location,
+            location=self._args.region,
             tags=self.tags,
             opts=self._opts,
         )
@@ -220,7 +228,7 @@ class Stamp(pulumi.ComponentResource):
             f"{self._name}-id",
             resource_group_name=self.resource_group.name,
             resource_name_=f"id-{self._name}",
-            location=self._args.spec.location,
+            location=self._args.region,
             tags=self.tags,
             opts=self._opts,
         )
@@ -284,7 +292,7 @@ class Stamp(pulumi.ComponentResource):
             resource_group_name=self.resource_group.name,
             workspace_name=naming.workspace(spec.environment, self._name),
             friendly_name=f"{self._name} ({spec.environment.value})",
-            location=spec.location,
+            location=self._args.region,
             kind="Default",
             sku={"name": "Basic", "tier": "Basic"},
             identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
@@ -368,7 +376,7 @@ class Stamp(pulumi.ComponentResource):
             resource_group_name=self.resource_group.name,
             workspace_name=self.workspace.name,
             compute_name="gpu-cluster",
-            location=self._args.spec.location,
+            location=self._args.region,
             identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
             # Typed arguments, not a dict: Compute.properties is a union, and a plain dict
             # reaches the engine in camelCase only when the SDK happens to have registered
@@ -415,7 +423,7 @@ class Stamp(pulumi.ComponentResource):
             resource_group_name=self.resource_group.name,
             workspace_name=self.workspace.name,
             endpoint_name=name,
-            location=spec.location,
+            location=self._args.region,
             identity={"type": "UserAssigned", "user_assigned_identities": [self.identity.id]},
             properties={
                 # Entra tokens only: the gateway calls with its identity, tenants never hold
@@ -457,7 +465,7 @@ class Stamp(pulumi.ComponentResource):
             workspace_name=self.workspace.name,
             endpoint_name=endpoint.name,
             deployment_name=contracts.FIRST_DEPLOYMENT,
-            location=self._args.spec.location,
+            location=self._args.region,
             sku={"name": "Default", "capacity": online.instance_count},
             # A union-typed property: only the typed Args class gets its keys translated
             # to the wire names (a plain dict would reach Azure in snake_case).
@@ -508,6 +516,7 @@ class Stamp(pulumi.ComponentResource):
                 resource_group_name=self.resource_group.name,
                 tags=self.tags,
                 log_workspace_id=self._args.shared.log_analytics.id,
+                location=self._args.region,
             ),
             self._opts,
         )
@@ -555,7 +564,7 @@ class Stamp(pulumi.ComponentResource):
             resource_group_name=self.resource_group.name,
             workspace_name=self.workspace.name,
             endpoint_name=name,
-            location=spec.location,
+            location=self._args.region,
             # No defaults: they would name a deployment created after the endpoint (D8); the
             # default is set once the deployment exists (below).
             properties={"auth_mode": "AADToken"},
@@ -568,7 +577,7 @@ class Stamp(pulumi.ComponentResource):
             workspace_name=self.workspace.name,
             endpoint_name=endpoint.name,
             deployment_name=contracts.BATCH_DEFAULT_DEPLOYMENT,
-            location=spec.location,
+            location=self._args.region,
             properties={
                 "compute": self.compute.id,
                 "model": {
@@ -693,7 +702,9 @@ class Stamp(pulumi.ComponentResource):
                 f"{self._name}-gateway-score",
                 principal=gateway,
                 role_code="EndpointScorer",
-                custom_role_id=self._args.shared.scorer_role.id,
+                custom_role_id=self._args.shared.custom_role_in(
+                    self._args.shared.scorer_role, self._args.subscription_id
+                ),
                 scope=self.online_endpoint.id,
                 scope_key=f"{self._scope_key}/online",
                 subscription_id=self._args.subscription_id,

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--root", type=Path, default=None, help="project folder (default: found)")
+    plan.add_argument(
+        "--write-placement",
+        action="store_true",
+        help="keep this plan's placement with the stack (Pulumi.<stack>.placement.json)",
+    )
     config = commands.add_parser(
         "policy-config",
         help="the policy pack's config for a stack (pulumi preview --policy-pack-config)",
@@ -277,14 +282,18 @@ def _state_options(command: argparse.ArgumentParser, what: str) -> None:
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
     from mlops.plan import build_plan, project_program, render_text  # noqa: PLC0415
+    from tenancy.placement import write_record  # noqa: PLC0415
 
     root = args.root or project_root()
     spec = load_stack(args.stack, root)
-    plan = build_plan(spec, args.stack, program=project_program(root, args.stack))
+    plan = build_plan(spec, args.stack, program=project_program(root, args.stack), root=root)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2, sort_keys=False))
     else:
         print(render_text(plan, spec))
+    if args.write_placement and plan.placement is not None:
+        written = write_record(root, args.stack, plan.placement)
+        print(f"placement kept in {written}", file=sys.stderr)
     return EXIT_VIOLATION if plan.has_mandatory_violation else EXIT_OK
 
 

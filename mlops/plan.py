@@ -16,11 +16,12 @@ import pulumi
 
 from infra.offline import SUBSCRIPTION_ID, OfflineRun, run_offline
 from infra.program import deploy
-from policies.capacity_rules import Usage, endpoint_load, limits_of, usage
+from policies.capacity_rules import Usage, endpoint_load, limits_of, placement_tags, usage
 from policies.config import PackConfig
 from policies.core import Stack
 from policies.offline import Violation, as_resource, evaluate
 from tenancy.load import read_yaml, stack_file
+from tenancy.placement import Placement, place, read_record
 from tenancy.spec import PlatformSpec
 
 SHARED = "(shared)"
@@ -37,6 +38,7 @@ class Plan:
     violations: list[Violation] = field(default_factory=list)
     # What Azure's limits hold, counted over the plan (policies.capacity_rules).
     capacity: list[Usage] = field(default_factory=list)
+    placement: Placement | None = None  # where each stamp went (tenancy.placement)
 
     @property
     def has_mandatory_violation(self) -> bool:
@@ -58,6 +60,7 @@ class Plan:
             "resources": self.resources,
             "violations": [v.to_dict() for v in self.violations],
             "capacity": [u.to_dict() for u in self.capacity],
+            "placement": _placement_document(self.placement),
             "summary": self.summary(),
         }
 
@@ -108,12 +111,16 @@ def build_plan(
     stack: str,
     policies: PolicyRunner | None = pack_policies,
     program: Callable[[], None] | None = None,
+    root: Path | None = None,
 ) -> Plan:
     """Run ``program`` (default: the platform program for ``spec``) under mocks, then the
-    policies over what it registered."""
+    policies over what it registered. ``root``: where the stack's placement record is kept
+    (the program reads the same one: ``infra.program.deploy``)."""
+
+    placement = place(spec, read_record(root, stack) if root else {})
 
     def platform() -> None:
-        deploy(spec, stack=stack)
+        deploy(spec, stack=stack, placement=placement)
 
     run = run_offline(program or platform, stack=stack)
     resources = [
@@ -128,14 +135,51 @@ def build_plan(
         for record in run.custom_resources()
     ]
     violations = list(policies(spec, run)) if policies else []
-    return Plan(stack, resources, violations, capacity_of(spec, run))
+    return Plan(stack, resources, violations, capacity_of(spec, run, placement), placement)
 
 
-def capacity_of(spec: PlatformSpec, run: OfflineRun) -> list[Usage]:
-    """Every count Azure's limits hold, in the subscription the plan signed in to."""
+def capacity_of(spec: PlatformSpec, run: OfflineRun, placement: Placement) -> list[Usage]:
+    """Every count Azure's limits hold, per subscription (the stack's own: the one the plan
+    signed in to) and region."""
     stack = Stack([as_resource(r) for r in run.custom_resources()])
-    found = usage(stack, limits_of(spec), endpoint_load(spec), spec.location)
-    return [dataclasses.replace(u, subscription=SUBSCRIPTION_ID) for u in found]
+    tags = placement_tags(placement)
+    found = usage(stack, limits_of(spec), endpoint_load(spec), spec.location, tags)
+    return [dataclasses.replace(u, subscription=u.subscription or SUBSCRIPTION_ID) for u in found]
+
+
+def _placement_document(placement: Placement | None) -> dict[str, Any]:
+    if placement is None:
+        return {}
+    return {
+        "targets": {
+            t.id: {"subscription": t.subscription_id, "region": t.region}
+            for t in placement.targets.values()
+        },
+        "stamps": dict(sorted(placement.assignments.items())),
+        "moves": [dataclasses.asdict(m) for m in placement.moves],
+        "added": placement.added,
+        "removed": placement.removed,
+        "without_room": placement.without_room,
+    }
+
+
+def _placement_lines(placement: Placement | None) -> list[str]:
+    """Where each target's stamps go, and every change against the stack's record."""
+    if placement is None:
+        return []
+    lines = ["Placement:"]
+    for target in placement.targets.values():
+        stamps = sorted(s for s, t in placement.assignments.items() if t == target.id)
+        subscription = target.subscription_id or "the stack's subscription"
+        lines.append(f"  {target.id} ({subscription}, {target.region}): {len(stamps)} stamps")
+    lines += [f"  MOVE {m.stamp}: {m.origin} -> {m.target} ({m.why})" for m in placement.moves]
+    if placement.added:
+        lines.append(f"  new: {', '.join(placement.added)}")
+    if placement.removed:
+        lines.append(f"  gone from the spec: {', '.join(placement.removed)}")
+    if placement.without_room:
+        lines.append(f"  no target has room for: {', '.join(placement.without_room)}")
+    return [*lines, ""]
 
 
 def _capacity_lines(capacity: list[Usage]) -> list[str]:
@@ -187,6 +231,7 @@ def render_text(plan: Plan, spec: PlatformSpec) -> str:
         for v in plan.violations:
             lines.append(f"  [{v.level}] {v.policy}: {v.message}\n      {v.urn}")
         lines.append("")
+    lines += _placement_lines(plan.placement)
     lines += _capacity_lines(plan.capacity)
     summary = plan.summary()
     lines.append(

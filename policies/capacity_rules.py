@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from policies.core import MANDATORY, ML, Finding, Rule, Setting, Settings, Stack
+from tenancy import contracts
 from tenancy.limits import LIMITS
+from tenancy.placement import Placement, place
 from tenancy.spec import PlatformSpec
 
 ONLINE_ENDPOINT = f"{ML}:OnlineEndpoint"
@@ -67,9 +69,21 @@ def endpoint_load(spec: PlatformSpec) -> dict[str, dict[str, float]]:
     return {name: {k: round(v, 3) for k, v in values.items()} for name, values in load.items()}
 
 
-def _region(resource: Any, default: str) -> str:
-    location = resource.props.get("location")
-    return str(location) if isinstance(location, str) and location else default
+def placement_of(spec: PlatformSpec) -> dict[str, str]:
+    """Each owner tag (a dedicated tenant's id, ``pool:<id>``) to its stamp's target, as
+    ``<subscription>|<region>`` (an empty subscription: the stack's own)."""
+    return placement_tags(place(spec))
+
+
+def placement_tags(placed: Placement) -> dict[str, str]:
+    """:func:`placement_of` for a placement already made (one kept with the stack)."""
+    found = {}
+    for stamp, target_id in placed.assignments.items():
+        target = placed.targets[target_id]
+        kind, _, stamp_id = stamp.partition("-")
+        tag = stamp_id if kind == "tenant" else contracts.pool_tenant_tag(stamp_id)
+        found[tag] = f"{target.subscription_id or ''}|{target.region}"
+    return found
 
 
 def usage(
@@ -77,12 +91,26 @@ def usage(
     limits: Mapping[str, float],
     load: Mapping[str, Mapping[str, float]],
     default_region: str = "",
+    placement: Mapping[str, str] | None = None,
 ) -> list[Usage]:
-    """Every count the limits hold, one row each."""
+    """Every count the limits hold, one row each, per subscription and region: a resource
+    counts where its owner's stamp is placed (``placement``: owner tag to
+    ``<subscription>|<region>``), else in its own location, in the stack's subscription."""
+    placed = dict(placement or {})
 
-    def row(key: str, region: str, where: str, used: float, urn: str = "") -> Usage:
+    def _region(resource: Any, default: str) -> str:
+        owner = stack.owner(resource)
+        if owner in placed:
+            return placed[owner]
+        location = resource.props.get("location")
+        return f"|{location}" if isinstance(location, str) and location else f"|{default}"
+
+    def row(key: str, where_key: str, where: str, used: float, urn: str = "") -> Usage:
         limit = LIMITS[key]
-        return Usage(key, limit.resource, region, where, used, limits[key], limit.doc, urn=urn)
+        subscription, _, region = where_key.partition("|")
+        return Usage(
+            key, limit.resource, region, where, used, limits[key], limit.doc, subscription, urn
+        )
 
     rows: list[Usage] = []
     online = stack.of_type(ONLINE_ENDPOINT)
@@ -95,15 +123,16 @@ def usage(
     deployments.update(_region(d, default_region) for d in stack.of_type(BATCH_DEPLOYMENT))
     storage = Counter(_region(s, default_region) for s in stack.of_type(STORAGE_ACCOUNT))
     for region in sorted(set(endpoints) | set(storage)):
-        rows.append(row("endpoints", region, region, endpoints[region]))
-        rows.append(row("deployments", region, region, deployments[region]))
-        rows.append(row("storage_accounts", region, region, storage[region]))
+        shown = region.replace("|", " ").strip()
+        rows.append(row("endpoints", region, shown, endpoints[region]))
+        rows.append(row("deployments", region, shown, deployments[region]))
+        rows.append(row("storage_accounts", region, shown, storage[region]))
     groups: Counter[str] = Counter()
     for workspace in stack.of_type(WORKSPACE):
         group = workspace.props.get("resourceGroupName")
         groups[str(group) if isinstance(group, str) else workspace.name] += 1
     rows += [
-        row("workspaces_per_resource_group", default_region, group, count)
+        row("workspaces_per_resource_group", f"|{default_region}", group, count)
         for group, count in sorted(groups.items())
     ]
     for endpoint in online:
@@ -128,7 +157,10 @@ def usage(
 
 
 def azure_limits(stack: Stack, settings: Settings) -> Iterator[Finding]:
-    for found in usage(stack, settings["limits"], settings["endpointLoad"]):
+    found_rows = usage(
+        stack, settings["limits"], settings["endpointLoad"], placement=settings["placement"]
+    )
+    for found in found_rows:
         if found.over:
             yield Finding(
                 f"{found.resource} in {found.where}: {found.used:g} over Azure's limit of "
@@ -153,6 +185,13 @@ RULES: tuple[Rule, ...] = (
                 "each limit, raised where the stack has a grant",
                 {key: limit.default for key, limit in LIMITS.items()},
                 limits_of,
+            ),
+            Setting(
+                "placement",
+                dict[str, str],
+                "each owner tag's stamp target, <subscription>|<region>",
+                {},
+                placement_of,
             ),
             Setting(
                 "endpointLoad",

@@ -807,6 +807,42 @@ class CapacitySpec(SpecModel):
         return grant.value if grant else LIMITS[key].default
 
 
+TargetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,30}$")]
+_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+SubscriptionId = Annotated[str, Field(pattern=_GUID)]
+
+
+class PlacementTarget(SpecModel):
+    """A subscription and region the platform may place stamps in."""
+
+    id: TargetId
+    # None: the subscription the stack is deployed with (its own).
+    subscription_id: SubscriptionId | None = None
+    region: Annotated[str, AfterValidator(v.region)]
+
+
+class PlacementSpec(SpecModel):
+    """Where stamps may go, in order of preference (tenancy.placement); none listed: the
+    stack's own subscription, in its location. ``pins`` keeps a stamp (``tenant-<id>``,
+    ``pool-<id>``) on one target whatever the others' load."""
+
+    targets: list[PlacementTarget] = []
+    pins: dict[str, TargetId] = {}
+
+    @model_validator(mode="after")
+    def _targets_known(self) -> PlacementSpec:
+        ids = [t.id for t in self.targets]
+        problems = [f"target {i!r} is listed twice" for i in sorted(set(ids)) if ids.count(i) > 1]
+        problems += [
+            f"pins.{stamp}: {target!r} is not a target (targets: {', '.join(ids) or 'none'})"
+            for stamp, target in sorted(self.pins.items())
+            if target not in ids
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class PlatformSpec(SpecModel):
     environment: Environment
     location: Annotated[str, AfterValidator(v.region)]
@@ -833,8 +869,29 @@ class PlatformSpec(SpecModel):
     model_gate: ModelGatePolicy = ModelGatePolicy()
     policies: dict[str, PolicyOverride] = {}
     capacity: CapacitySpec = CapacitySpec()
+    placement: PlacementSpec = PlacementSpec()
     pools: list[PoolSpec] = []
     tenants: list[TenantSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _private_placement_in_region(self) -> PlatformSpec:
+        """A private stack's stamps reach their private endpoints through the stack's one
+        virtual network, which is in its location: they can be placed only there."""
+        if self.networking.private:
+            elsewhere = [t.id for t in self.placement.targets if t.region != self.location]
+            if elsewhere:
+                raise ValueError(
+                    f"placement targets {', '.join(elsewhere)} are outside {self.location}: "
+                    "a private stack's network is regional, so its stamps stay in its location"
+                )
+        pins = [
+            stamp
+            for stamp in self.placement.pins
+            if stamp not in {t.stamp_key for t in self.tenants}
+        ]
+        if pins:
+            raise ValueError(f"placement.pins names stamps the stack has not: {', '.join(pins)}")
+        return self
 
     def tenant(self, tenant_id: str) -> TenantSpec:
         for tenant in self.tenants:

@@ -35,7 +35,14 @@ def local_plan_json() -> dict[str, object]:
 
 
 def test_json_has_the_documented_shape(local_plan_json: dict[str, object]) -> None:
-    assert set(local_plan_json) == {"stack", "resources", "violations", "capacity", "summary"}
+    assert set(local_plan_json) == {
+        "stack",
+        "resources",
+        "violations",
+        "capacity",
+        "placement",
+        "summary",
+    }
     assert local_plan_json["stack"] == "local"
     # Every example stack plans clean; the violations' shape is read on the broken stack's
     # plan (tests/policies/test_stacks_against_pack.py).

@@ -33,7 +33,12 @@ def _endpoints(count: int, region: str = "westeurope") -> list[Any]:
 
 
 def _messages(stack: Stack, **settings: Any) -> list[str]:
-    given = {"limits": {k: v.default for k, v in LIMITS.items()}, "endpointLoad": {}, **settings}
+    given = {
+        "limits": {k: v.default for k, v in LIMITS.items()},
+        "endpointLoad": {},
+        "placement": {},
+        **settings,
+    }
     return [f.message for f in run_stack_rule(BY_NAME["azure-limits"], stack, given)]
 
 
@@ -61,7 +66,11 @@ def test_an_endpoint_is_held_to_its_tenants_declared_load() -> None:
     findings = run_stack_rule(
         BY_NAME["azure-limits"],
         stack,
-        {"limits": {k: v.default for k, v in LIMITS.items()}, "endpointLoad": load},
+        {
+            "limits": {k: v.default for k, v in LIMITS.items()},
+            "endpointLoad": load,
+            "placement": {},
+        },
     )
     assert [(f.message.split(":")[0], f.urn) for f in findings] == [
         ("requests a second to an endpoint in ep-0", "urn:ep-0")

@@ -1,0 +1,157 @@
+"""Which subscription and region each stamp goes to (``placement.targets`` of the spec), within
+Azure's limits per subscription and region (tenancy.limits), deterministically and stably.
+
+- A pinned stamp (``placement.pins``) goes to its pin.
+- A stamp the stack's placement record already places stays there: adding a tenant never
+  moves another. The record is kept with the stack (``Pulumi.<stack>.placement.json``,
+  written by ``mlops plan --write-placement``); a later plan names every stamp that would
+  move (a pin changed, a target removed) as an explicit change, never silently.
+- A new stamp goes to the first target, in the spec's order, with room for it: its
+  endpoints, deployments (two per online endpoint at a rollout's peak) and storage account
+  beside what is there already. When no target has room it goes to the last one, where the
+  ``azure-limits`` rule names the limit it crosses.
+
+A stack that lists no target has one: its own subscription, in its location.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenancy import naming
+from tenancy.errors import ConfigError, ConfigIssue
+from tenancy.spec import EndpointsSpec, PlatformSpec
+
+HOME = "home"
+#: What a stamp takes of its target's limits, beside its endpoints.
+_COUNTED = ("endpoints", "deployments", "storage_accounts")
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    subscription_id: str | None  # None: the stack's own subscription
+    region: str
+
+
+@dataclass(frozen=True)
+class Move:
+    stamp: str
+    origin: str
+    target: str
+    why: str
+
+
+@dataclass
+class Placement:
+    targets: dict[str, Target]
+    assignments: dict[str, str]  # stamp key -> target id
+    moves: list[Move] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # stamps the record did not hold
+    removed: list[str] = field(default_factory=list)  # recorded stamps the spec dropped
+    without_room: list[str] = field(default_factory=list)
+
+    def target_of(self, stamp: str) -> Target:
+        return self.targets[self.assignments[stamp]]
+
+    def record(self) -> dict[str, object]:
+        return {"stamps": dict(sorted(self.assignments.items()))}
+
+
+def targets_of(spec: PlatformSpec) -> list[Target]:
+    listed = [Target(t.id, t.subscription_id, t.region) for t in spec.placement.targets]
+    return listed or [Target(HOME, None, spec.location)]
+
+
+def footprint(endpoints: EndpointsSpec) -> Counter[str]:
+    online, batch = int(endpoints.online.enabled), int(endpoints.batch.enabled)
+    return Counter(
+        {"endpoints": online + batch, "deployments": 2 * online + batch, "storage_accounts": 1}
+    )
+
+
+def stamps_of(spec: PlatformSpec) -> dict[str, Counter[str]]:
+    """Every stamp of the spec, in the program's order, with what it takes."""
+    found = {
+        naming.stamp_key("tenant", t.id): footprint(t.endpoints) for t in spec.dedicated_tenants
+    }
+    found |= {naming.stamp_key("pool", p.id): footprint(p.endpoints) for p in spec.pools}
+    return found
+
+
+def place(spec: PlatformSpec, recorded: Mapping[str, str] | None = None) -> Placement:
+    targets = {t.id: t for t in targets_of(spec)}
+    order = list(targets)
+    recorded = dict(recorded or {})
+    stamps = stamps_of(spec)
+    used: dict[str, Counter[str]] = {t: Counter() for t in order}
+    placement = Placement(targets, {})
+    undecided = []
+    for stamp, takes in stamps.items():
+        pin = spec.placement.pins.get(stamp)
+        kept = recorded.get(stamp)
+        if pin is not None:
+            chosen = pin
+        elif kept in targets:
+            chosen = str(kept)
+        else:
+            undecided.append(stamp)
+            continue
+        placement.assignments[stamp] = chosen
+        used[chosen] += takes
+    for stamp in undecided:  # new stamps (or ones whose target went), in the spec's order
+        takes = stamps[stamp]
+        roomy = [t for t in order if _fits(spec, used[t], takes)]
+        if not roomy:
+            placement.without_room.append(stamp)
+        target = roomy[0] if roomy else order[-1]
+        placement.assignments[stamp] = target
+        used[target] += takes
+    for stamp, chosen in placement.assignments.items():
+        origin = recorded.get(stamp)
+        if origin is None:
+            placement.added.append(stamp)
+        elif origin != chosen:
+            why = "pinned" if stamp in spec.placement.pins else f"target {origin} is gone"
+            placement.moves.append(Move(stamp, origin, chosen, why))
+    placement.removed = sorted(set(recorded) - set(stamps))
+    return placement
+
+
+def _fits(spec: PlatformSpec, used: Counter[str], takes: Counter[str]) -> bool:
+    return all(used[key] + takes[key] <= spec.capacity.limit(key) for key in _COUNTED)
+
+
+# --- the record kept with the stack ---------------------------------------------------------
+
+
+def record_file(root: Path, stack: str) -> Path:
+    return root / f"Pulumi.{stack}.placement.json"
+
+
+def read_record(root: Path, stack: str) -> dict[str, str]:
+    path = record_file(root, stack)
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        stamps = document["stamps"]
+        if not isinstance(stamps, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in stamps.items()
+        ):
+            raise TypeError("stamps must map stamp keys to target ids")
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError("placement record", [ConfigIssue(str(path), str(error))]) from None
+    return dict(stamps)
+
+
+def write_record(root: Path, stack: str, placement: Placement) -> Path:
+    path = record_file(root, stack)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(placement.record(), indent=2) + "\n")
+    temporary.replace(path)
+    return path

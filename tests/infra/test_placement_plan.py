@@ -1,0 +1,53 @@
+"""A stack placed on two subscriptions and regions plans each stamp where tenancy.placement
+put it: an explicit provider for the other subscription, the stamp's resources in its
+region, role definitions of its subscription, and capacity counted per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlops.plan import build_plan, render_text
+from tenancy import parse_platform_spec
+from tenancy.placement import write_record
+from tests.tenancy.conftest import stack_document
+
+SUB_B = "11111111-2222-4333-8444-555555555555"
+
+
+def test_a_pinned_stamp_is_planned_in_its_subscription_and_region(tmp_path: Path) -> None:
+    document = stack_document("dev")
+    document["placement"] = {
+        "targets": [
+            {"id": "weu-a", "region": "westeurope"},
+            {"id": "neu-b", "subscription_id": SUB_B, "region": "northeurope"},
+        ],
+        "pins": {"tenant-contoso": "neu-b"},
+    }
+    spec = parse_platform_spec(document)
+    plan = build_plan(spec, "dev", root=tmp_path)
+    assert [v for v in plan.violations if v.level == "mandatory"] == []
+    [provider] = [r for r in plan.resources if r["type"] == "pulumi:providers:azure-native"]
+    assert provider["inputs"]["subscriptionId"] == SUB_B
+    contoso = [r for r in plan.resources if r["stamp"] == "tenant-contoso"]
+    located = {r["inputs"]["location"] for r in contoso if "location" in r["inputs"]}
+    assert located <= {"northeurope", "global"} and "northeurope" in located
+    grants = [r for r in contoso if r["type"] == "azure-native:authorization:RoleAssignment"]
+    assert grants and all(
+        f"/subscriptions/{SUB_B}/" in r["inputs"]["roleDefinitionId"] for r in grants
+    )
+    adatum = [
+        r for r in plan.resources if r["stamp"] == "tenant-adatum" and "location" in r["inputs"]
+    ]
+    assert {r["inputs"]["location"] for r in adatum} <= {"westeurope", "global"}
+    endpoints = {(u.subscription, u.region): u.used for u in plan.capacity if u.key == "endpoints"}
+    assert endpoints[(SUB_B, "northeurope")] == 2  # contoso's online and batch endpoints
+    text = render_text(plan, spec)
+    assert "neu-b (11111111-2222-4333-8444-555555555555, northeurope): 1 stamps" in text
+    # Kept with the stack, a later plan shows no change; a changed pin is a named move.
+    write_record(tmp_path, "dev", plan.placement)  # type: ignore[arg-type]
+    document["placement"]["pins"] = {"tenant-contoso": "weu-a"}
+    again = build_plan(parse_platform_spec(document), "dev", root=tmp_path, policies=None)
+    assert again.placement is not None and again.placement.added == []
+    assert "MOVE tenant-contoso: neu-b -> weu-a (pinned)" in render_text(
+        again, parse_platform_spec(document)
+    )
