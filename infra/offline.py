@@ -10,6 +10,7 @@ a tenant's gateway route).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Callable, Mapping
@@ -330,7 +331,18 @@ def install_mocks(
     the previous run's, and with it every stack transformation an earlier program in this
     process registered."""
     reset_options(project=PROJECT, stack=stack, preview=preview)
+    _an_event_loop()
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+
+
+def _an_event_loop() -> None:
+    """Pulumi's runtime makes its futures on the thread's current event loop. A caller
+    that ran ``asyncio.run`` before leaves the main thread with none set (a test on the
+    same worker, say), and the root stack could not even register."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def without_aliases(

@@ -58,3 +58,17 @@ def _workspace() -> None:
     machinelearningservices.Workspace(
         "ws", workspace_name="ws", resource_group_name="rg", location="westeurope"
     )
+
+
+def test_a_run_after_asyncio_run_left_no_event_loop_still_plans() -> None:
+    """``asyncio.run`` leaves the main thread without a current loop (a test before this
+    one on the same worker, a CLI); the offline run makes its own."""
+    import asyncio  # noqa: PLC0415
+
+    asyncio.run(asyncio.sleep(0))
+
+    def program() -> None:
+        resources.ResourceGroup("rg", resource_group_name="rg-after-asyncio-run")
+
+    run = run_offline(program, stack="loopless")
+    assert [r.name for r in run.custom_resources()] == ["rg"]
