@@ -173,15 +173,29 @@ def plan(result: dict[str, Any]) -> list[str]:
     return [
         "## `mlops plan` scaling (`bench/plan_scaling.py`)",
         "",
-        f"Command: `{result['command']}`, one run per size.",
+        f"Command: `{result['command']}`, one run per size and placement: confined to "
+        "one subscription, and placed on as many as Azure's limits need.",
         "",
         *_table(
-            ["tenants", "resources", "seconds", "ms/resource", "peak RSS MB"],
             [
-                [r["tenants"], r["resources"], r["seconds"], r["ms_per_resource"], r["peak_rss_mb"]]
+                "tenants", "subscriptions", "resources", "mandatory violations", "seconds",
+                "ms/resource", "peak RSS MB",
+            ],
+            [
+                [
+                    r["tenants"], r.get("subscriptions", 1), r["resources"],
+                    r.get("mandatory_violations", "-"), r["seconds"], r["ms_per_resource"],
+                    r["peak_rss_mb"],
+                ]
                 for r in result["results"]
             ],
         ),
+        "",
+        *[
+            f"- {r['tenants']} tenants on {r['subscriptions']} subscription(s): {message}"
+            for r in result["results"]
+            for message in r.get("azure_limits", [])[:1]
+        ],
         "",
     ]
 
