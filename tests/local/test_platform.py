@@ -188,7 +188,8 @@ def test_the_demo_tells_the_whole_story(status: dict[str, Any]) -> None:
         "fabrikam hits its token budget at request",
         "demo complete",
     ):
-        assert step in timeline, step
+        # The whole timeline on failure: which step went wrong is in the lines before.
+        assert step in timeline, f"{step!r} missing from the timeline:\n{timeline}"
     shown = _mlops("status", *_options_of(status)).stdout
     assert "prompt  capitals: champion 3; rollout of 3 promoted" in shown, shown
     assert "genai   1800 of 2000 tokens this month (90.0%)" in shown, shown
