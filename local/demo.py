@@ -62,6 +62,7 @@ LABELS_PER_CALL = 10
 DRIFT_REQUESTS = 300
 DRIFT_PACE = 1 / 60  # seconds between requests: contoso may send 100 a second
 STEP_TIMEOUT = 300.0
+QUALITY_WAIT = 60.0  # seconds the quality check may take to see every labelled row
 UNKNOWN_OPSET = 99
 PROMPT_TENANT, BUDGET_TENANT, PROMPT_NAME = "contoso", "fabrikam", "capitals"
 PROMPT_COUNTRIES = ["France", "Germany", "Italy", "Spain", "Portugal", "Japan"]
@@ -132,6 +133,7 @@ class Demo:
         self.log = Timeline(say)
         self.scratch = client.data_dir / "scratch" / "demo"
         self.shown: set[str] = set()  # notifications already on the timeline
+        self.labelled: dict[str, int] = {}  # labels sent per tenant
 
     def run(self) -> bool:
         steps = (
@@ -229,13 +231,21 @@ class Demo:
             time.sleep(DRIFT_PACE)  # within the tenant's rate limit, as its clients would be
         if answered:
             self.client.feedback(tenant, answered)
+        self.labelled[tenant] = self.labelled.get(tenant, 0) + len(answered)
         return statuses
 
     def _quality(self, tenant: str) -> dict[str, Any] | None:
-        """The quality check, run now, once the collector has written what was scored."""
-        time.sleep(3)  # the collector flushes every 2 s: the rows must be in blob storage
-        self.client.run_function("quality_check")
-        check = self.client.quality().get(tenant)
+        """The quality check, run now, once the collector has written what was scored: run
+        again until it measures every row labelled so far (a loaded machine flushes later
+        than the collector's 2 s), within a deadline."""
+        deadline = time.monotonic() + QUALITY_WAIT
+        check = None
+        while time.monotonic() < deadline:
+            time.sleep(2)  # the collector flushes every 2 s: the rows must be in blob storage
+            self.client.run_function("quality_check")
+            check = self.client.quality().get(tenant)
+            if check and check.get("labelled", 0) >= self.labelled.get(tenant, 0):
+                break
         if not check or not check.get("measured"):
             return None
         measured, estimated = check["measured"], check.get("estimated") or {}
