@@ -13,7 +13,10 @@ key and token budget per tenant).
   its guardrails' level, with its blocked terms as a custom blocklist on prompts and
   completions: https://learn.microsoft.com/azure/ai-foundry/openai/how-to/content-filters).
   An account takes one deployment operation at a time, so they are created one after
-  another.
+  another: Azure answers a second one in flight with RequestConflict ("Another operation is
+  being performed on the parent resource"). No Microsoft page states it; it is reported in
+  https://github.com/Azure/bicep/issues/11211 and fixed the same way in
+  https://github.com/microsoft/aspire/pull/4022.
 - The gateway's ``genai`` API takes ``POST /genai/{deployment}/chat/completions`` (the
   OpenAI shape: a client's base URL is ``<gateway>/genai/<deployment>``). A tenant's genai
   product holds its ``llm-token-limit`` (tokens a minute and a month, counted per
@@ -55,8 +58,6 @@ AI_TOKEN_AUDIENCE = "https://cognitiveservices.azure.com"
 OPENAI_API_VERSION = "2024-10-21"
 METRIC_NAMESPACE = "tenant-mlops"
 LOGGER_ID = "token-metrics"
-#: Harm categories of a content filter, each judged on prompts and on completions.
-HARM_CATEGORIES = ("Hate", "Sexual", "Violence", "Selfharm")
 #: The severity from which a category is blocked, per guardrail level.
 SEVERITY = {"default": "Medium", "strict": "Low"}
 
@@ -177,7 +178,7 @@ class GenAIAccount(pulumi.ComponentResource):
                 "severity_threshold": severity,
                 "source": source,
             }
-            for category in HARM_CATEGORIES
+            for category in contracts.HARM_CATEGORIES
             for source in ("Prompt", "Completion")
         ]
         filters += [
@@ -385,7 +386,6 @@ class GenAIGatewayArgs:
     spec: PlatformSpec
     shared: SharedServices
     service_name: pulumi.Input[str]
-    service_id: pulumi.Input[str]
     principal_id: pulumi.Input[str]
 
 

@@ -213,9 +213,7 @@ def _route_genai_tenants(
     gateway = platform.gateway
     genai = GenAIGateway(
         "genai-gateway",
-        GenAIGatewayArgs(
-            spec, shared, gateway.service.name, gateway.service.id, gateway.principal_id
-        ),
+        GenAIGatewayArgs(spec, shared, gateway.service.name, gateway.principal_id),
         pulumi.ResourceOptions(parent=gateway),
     )
     backends: dict[str, str] = {}

@@ -245,7 +245,9 @@ class SharedServices(pulumi.ComponentResource):
         self, suffix: str, title: str, description: str, actions: list[str]
     ) -> authorization.RoleDefinition:
         """A subscription-wide custom role of exactly ``actions``, assignable in the
-        stack's subscription and in every other one its stamps are placed in."""
+        stack's subscription and in every other one its stamps are placed in (a custom
+        role's AssignableScopes may list several subscriptions:
+        https://learn.microsoft.com/azure/role-based-access-control/custom-roles)."""
         spec = self._args.spec
         scope = pulumi.Output.concat("/subscriptions/", self._args.subscription_id)
         placed = {t.subscription_id for t in spec.placement.targets if t.subscription_id}

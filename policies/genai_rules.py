@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from policies.core import MANDATORY, Finding, Resource, Rule, Settings, Stack
 from policies.shared_settings import TENANT_TIERS, NotConfigured, private_tiers, tier_of
+from tenancy import contracts
 
 AI_ACCOUNT = "azure-native:cognitiveservices:Account"
 AI_DEPLOYMENT = "azure-native:cognitiveservices:Deployment"
@@ -18,8 +19,8 @@ APIM_API = "azure-native:apimanagement:Api"
 APIM_OPERATION = "azure-native:apimanagement:ApiOperation"
 APIM_PRODUCT_LINK = "azure-native:apimanagement:ProductApiLink"
 APIM_PRODUCT_POLICY = "azure-native:apimanagement:ProductPolicy"
-#: What a content filter must block, on prompts and on completions.
-HARM_CATEGORIES = ("hate", "sexual", "violence", "selfharm")
+#: What a content filter must block, on prompts and on completions (compared in lower case).
+HARM_CATEGORIES = tuple(category.lower() for category in contracts.HARM_CATEGORIES)
 _CHAT_TEMPLATE = re.compile(r"/chat/completions/?$")
 _TOKEN_LIMIT = re.compile(r"<(?:llm|azure-openai)-token-limit\b(?P<attributes>[^>]*)>", re.DOTALL)
 _TOKEN_METRIC = re.compile(

@@ -141,6 +141,9 @@ ALIAS_CHALLENGER: Final = "challenger"
 #: The gateway's chat API, on Azure (infra.genai) as on the embedded platform
 #: (local.gateway): ``POST /genai/{deployment}/chat/completions``, ``POST /genai/feedback``.
 GENAI_API_PATH = "genai"
+#: The harm categories a content filter judges, each on prompts and on completions: what
+#: infra.genai sets and policies.genai_rules requires (Azure's names).
+HARM_CATEGORIES: Final = ("Hate", "Sexual", "Violence", "Selfharm")
 #: Azure ML's model registry has no aliases: a version's tag says which it is, and the
 #: champion's stage is Production (the portal's view of the same fact).
 MODEL_TAG_ALIAS: Final = "alias"
