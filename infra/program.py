@@ -32,8 +32,9 @@ from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
-from tenancy.load import PROJECT, parse_platform_spec
+from tenancy.load import PROJECT, parse_platform_spec, with_pools_split
 from tenancy.placement import Placement, place, read_record
+from tenancy.pool_shards import split_pools
 from tenancy.spec import PlatformSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ def main() -> Platform:
     """Entry point under `pulumi up`: read and validate the stack's spec, then deploy."""
     raw = pulumi.Config(PROJECT).require_object("platform")
     spec = parse_platform_spec(raw, source=f"stack '{pulumi.get_stack()}'")
+    spec = with_pools_split(spec, PROJECT_ROOT, pulumi.get_stack())
     package = _built_package(PROJECT_ROOT)
     if package is None:
         # `pulumi up` without code would create a Function App whose Event Grid
@@ -83,7 +85,10 @@ def deploy(
     this `pulumi up` runs: time-bound inputs such as budget start dates derive from it.
     ``package`` is the Function App's zip (default: the one `make package` wrote, if any).
     ``placement``: where each stamp goes (default: tenancy.placement over the stack's
-    record, ``Pulumi.<stack>.placement.json``)."""
+    record, ``Pulumi.<stack>.placement.json``). Pools that do not fit one endpoint are split
+    first (tenancy.pool_shards; a spec already split comes through as it is)."""
+    record = read_record(project_root, stack)
+    spec = split_pools(spec, record.pools).spec
     # Caught from here on: every governed resource the program makes (infra.expected_state).
     capture = PlanCapture()
     capture.install()
@@ -117,7 +122,7 @@ def deploy(
         "today": today or datetime.now(UTC).date(),
     }
     platform = Platform(shared, automation, alerting, gateway)
-    placed = placement or place(spec, read_record(project_root, stack))
+    placed = placement or place(spec, record.stamps)
     where = _Targets(placed, subscription_id)
     for tenant in spec.dedicated_tenants:
         key = naming.stamp_key("tenant", tenant.id)

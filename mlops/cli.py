@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.errors import ConfigError, MlopsError
-from tenancy.load import load_stack, project_root
+from tenancy.load import load_stack, project_root, read_stack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_CONFIG = 0, 1, 2
 
@@ -285,7 +285,7 @@ def _plan(args: argparse.Namespace) -> int:
     from tenancy.placement import write_record  # noqa: PLC0415
 
     root = args.root or project_root()
-    spec = load_stack(args.stack, root)
+    spec = read_stack(args.stack, root)  # as written: the plan splits its pools and says so
     plan = build_plan(spec, args.stack, program=project_program(root, args.stack), root=root)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2, sort_keys=False))

@@ -21,7 +21,8 @@ from policies.config import PackConfig
 from policies.core import Stack
 from policies.offline import Violation, as_resource, evaluate
 from tenancy.load import read_yaml, stack_file
-from tenancy.placement import Placement, place, read_record
+from tenancy.placement import Placement, Record, place, read_record
+from tenancy.pool_shards import PoolSplit, split_pools
 from tenancy.spec import PlatformSpec
 
 SHARED = "(shared)"
@@ -39,6 +40,7 @@ class Plan:
     # What Azure's limits hold, counted over the plan (policies.capacity_rules).
     capacity: list[Usage] = field(default_factory=list)
     placement: Placement | None = None  # where each stamp went (tenancy.placement)
+    pools: PoolSplit | None = None  # each pooled tenant's shard (tenancy.pool_shards)
 
     @property
     def has_mandatory_violation(self) -> bool:
@@ -60,7 +62,7 @@ class Plan:
             "resources": self.resources,
             "violations": [v.to_dict() for v in self.violations],
             "capacity": [u.to_dict() for u in self.capacity],
-            "placement": _placement_document(self.placement),
+            "placement": _placement_document(self.placement, self.pools),
             "summary": self.summary(),
         }
 
@@ -117,7 +119,10 @@ def build_plan(
     policies over what it registered. ``root``: where the stack's placement record is kept
     (the program reads the same one: ``infra.program.deploy``)."""
 
-    placement = place(spec, read_record(root, stack) if root else {})
+    record = read_record(root, stack) if root else Record()
+    split = split_pools(spec, record.pools)
+    spec = split.spec
+    placement = place(spec, record.stamps)
 
     def platform() -> None:
         deploy(spec, stack=stack, placement=placement)
@@ -135,7 +140,8 @@ def build_plan(
         for record in run.custom_resources()
     ]
     violations = list(policies(spec, run)) if policies else []
-    return Plan(stack, resources, violations, capacity_of(spec, run, placement), placement)
+    capacity = capacity_of(spec, run, placement)
+    return Plan(stack, resources, violations, capacity, placement, split)
 
 
 def capacity_of(spec: PlatformSpec, run: OfflineRun, placement: Placement) -> list[Usage]:
@@ -147,10 +153,15 @@ def capacity_of(spec: PlatformSpec, run: OfflineRun, placement: Placement) -> li
     return [dataclasses.replace(u, subscription=u.subscription or SUBSCRIPTION_ID) for u in found]
 
 
-def _placement_document(placement: Placement | None) -> dict[str, Any]:
+def _placement_document(placement: Placement | None, pools: PoolSplit | None) -> dict[str, Any]:
     if placement is None:
         return {}
     return {
+        "pools": {
+            "shards": pools.split if pools else {},
+            "members": dict(sorted(placement.members.items())),
+            "moves": [dataclasses.asdict(m) for m in pools.moves] if pools else [],
+        },
         "targets": {
             t.id: {"subscription": t.subscription_id, "region": t.region}
             for t in placement.targets.values()
@@ -163,11 +174,20 @@ def _placement_document(placement: Placement | None) -> dict[str, Any]:
     }
 
 
-def _placement_lines(placement: Placement | None) -> list[str]:
-    """Where each target's stamps go, and every change against the stack's record."""
+def _placement_lines(placement: Placement | None, pools: PoolSplit | None) -> list[str]:
+    """Where each target's stamps go, how pools split, and every change against the stack's
+    record."""
     if placement is None:
         return []
     lines = ["Placement:"]
+    for pool, shards in (pools.split if pools else {}).items():
+        sizes = [sum(1 for s in placement.members.values() if s == shard) for shard in shards]
+        counts = " + ".join(str(n) for n in sizes)
+        lines.append(
+            f"  pool {pool} split in {len(shards)}: {', '.join(shards)} ({counts} tenants)"
+        )
+    for move in pools.moves if pools else []:
+        lines.append(f"  MOVE tenant {move.tenant}: {move.origin} -> {move.shard} ({move.why})")
     for target in placement.targets.values():
         stamps = sorted(s for s, t in placement.assignments.items() if t == target.id)
         subscription = target.subscription_id or "the stack's subscription"
@@ -207,6 +227,7 @@ def _group(resource: dict[str, Any]) -> str:
 
 def render_text(plan: Plan, spec: PlatformSpec) -> str:
     """The inventory per tenant (platform and pools first), then violations and a summary."""
+    spec = plan.pools.spec if plan.pools else spec  # with its pools split, as planned
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for resource in plan.resources:
         groups[_group(resource)].append(resource)
@@ -231,7 +252,7 @@ def render_text(plan: Plan, spec: PlatformSpec) -> str:
         for v in plan.violations:
             lines.append(f"  [{v.level}] {v.policy}: {v.message}\n      {v.urn}")
         lines.append("")
-    lines += _placement_lines(plan.placement)
+    lines += _placement_lines(plan.placement, plan.pools)
     lines += _capacity_lines(plan.capacity)
     summary = plan.summary()
     lines.append(

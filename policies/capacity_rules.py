@@ -13,7 +13,7 @@ from typing import Any
 
 from policies.core import MANDATORY, ML, Finding, Rule, Setting, Settings, Stack
 from tenancy import contracts
-from tenancy.limits import LIMITS
+from tenancy.limits import LIMITS, LOAD_KEYS, tenant_load
 from tenancy.placement import Placement, place
 from tenancy.spec import PlatformSpec
 
@@ -25,7 +25,6 @@ WORKSPACE = f"{ML}:Workspace"
 STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
 #: Deployments an online endpoint holds at its peak: blue, and green during a rollout.
 DEPLOYMENTS_AT_PEAK = 2
-LOAD_KEYS = ("requests_per_second", "connections", "bandwidth_mb_per_second")
 
 
 @dataclass(frozen=True)
@@ -61,11 +60,9 @@ def endpoint_load(spec: PlatformSpec) -> dict[str, dict[str, float]]:
     load: dict[str, dict[str, float]] = {}
     for tenant in spec.tenants:
         name = spec.online_endpoint_name(tenant.id)
-        per_second = tenant.quota.rate_limit_per_minute / 60
         found = load.setdefault(name, dict.fromkeys(LOAD_KEYS, 0.0))
-        found["requests_per_second"] += per_second
-        found["connections"] += tenant.quota.max_concurrency
-        found["bandwidth_mb_per_second"] += per_second * tenant.quota.max_payload_kb / 1024
+        for key, value in tenant_load(tenant.quota).items():
+            found[key] += value
     return {name: {k: round(v, 3) for k, v in values.items()} for name, values in load.items()}
 
 

@@ -14,7 +14,10 @@ Scopes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tenancy.spec import QuotaSpec
 
 Scope = Literal["subscription_region", "resource_group", "endpoint", "deployment"]
 
@@ -68,3 +71,19 @@ LIMITS: dict[str, AzureLimit] = {
         ),
     )
 }
+
+
+#: The per-endpoint limits a tenant's declared quota loads (requests, connections, MB/s).
+LOAD_KEYS = ("requests_per_second", "connections", "bandwidth_mb_per_second")
+
+
+def tenant_load(quota: QuotaSpec) -> dict[str, float]:
+    """What one tenant may send its online endpoint at most, by its declared quota: requests
+    a second, connections (concurrent requests) and MB a second (each request at its
+    largest payload)."""
+    per_second = quota.rate_limit_per_minute / 60
+    return {
+        "requests_per_second": per_second,
+        "connections": float(quota.max_concurrency),
+        "bandwidth_mb_per_second": per_second * quota.max_payload_kb / 1024,
+    }

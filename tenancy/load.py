@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from tenancy.errors import ConfigError, ConfigIssue
+from tenancy.placement import read_record
+from tenancy.pool_shards import split_pools
 from tenancy.relations import relational_issues
 from tenancy.spec import PlatformSpec
 
@@ -32,8 +34,22 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def load_stack(stack: str, root: Path | None = None) -> PlatformSpec:
-    """Parse ``Pulumi.<stack>.yaml`` and return its validated platform spec."""
-    path = stack_file(stack, root or project_root())
+    """Parse ``Pulumi.<stack>.yaml`` and return its validated platform spec, with its pools
+    split as the stack's placement record keeps them (tenancy.pool_shards): the spec
+    everything reads."""
+    root = root or project_root()
+    return with_pools_split(read_stack(stack, root), root, stack)
+
+
+def with_pools_split(spec: PlatformSpec, root: Path, stack: str) -> PlatformSpec:
+    """``spec`` with each pool split in the shards the stack's record keeps (new tenants in
+    the first with room)."""
+    return split_pools(spec, read_record(root, stack).pools).spec
+
+
+def read_stack(stack: str, root: Path) -> PlatformSpec:
+    """The stack file's platform spec as written (pools not split)."""
+    path = stack_file(stack, root)
     source = str(path)
     if not path.is_file():
         known = sorted(p.name for p in path.parent.glob("Pulumi.*.yaml"))

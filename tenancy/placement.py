@@ -12,6 +12,9 @@ Azure's limits per subscription and region (tenancy.limits), deterministically a
   ``azure-limits`` rule names the limit it crosses.
 
 A stack that lists no target has one: its own subscription, in its location.
+
+The record also keeps each pooled tenant's pool shard (tenancy.pool_shards), so a pool's
+split is as stable as the stamps' placement.
 """
 
 from __future__ import annotations
@@ -46,6 +49,14 @@ class Move:
     why: str
 
 
+@dataclass(frozen=True)
+class Record:
+    """What the stack's record keeps: each stamp's target, each pooled tenant's shard."""
+
+    stamps: dict[str, str] = field(default_factory=dict)
+    pools: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Placement:
     targets: dict[str, Target]
@@ -54,12 +65,17 @@ class Placement:
     added: list[str] = field(default_factory=list)  # stamps the record did not hold
     removed: list[str] = field(default_factory=list)  # recorded stamps the spec dropped
     without_room: list[str] = field(default_factory=list)
+    # Each pooled tenant's pool (its shard, tenancy.pool_shards), kept with the stamps.
+    members: dict[str, str] = field(default_factory=dict)
 
     def target_of(self, stamp: str) -> Target:
         return self.targets[self.assignments[stamp]]
 
     def record(self) -> dict[str, object]:
-        return {"stamps": dict(sorted(self.assignments.items()))}
+        return {
+            "stamps": dict(sorted(self.assignments.items())),
+            "pools": dict(sorted(self.members.items())),
+        }
 
 
 def targets_of(spec: PlatformSpec) -> list[Target]:
@@ -90,6 +106,7 @@ def place(spec: PlatformSpec, recorded: Mapping[str, str] | None = None) -> Plac
     stamps = stamps_of(spec)
     used: dict[str, Counter[str]] = {t: Counter() for t in order}
     placement = Placement(targets, {})
+    placement.members = {t.id: str(t.pool) for t in spec.tenants if t.tier == "pooled"}
     undecided = []
     for stamp, takes in stamps.items():
         pin = spec.placement.pins.get(stamp)
@@ -133,20 +150,26 @@ def record_file(root: Path, stack: str) -> Path:
     return root / f"Pulumi.{stack}.placement.json"
 
 
-def read_record(root: Path, stack: str) -> dict[str, str]:
+def read_record(root: Path, stack: str) -> Record:
     path = record_file(root, stack)
     if not path.is_file():
-        return {}
+        return Record()
     try:
         document = json.loads(path.read_text())
-        stamps = document["stamps"]
-        if not isinstance(stamps, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in stamps.items()
-        ):
-            raise TypeError("stamps must map stamp keys to target ids")
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        stamps = _string_map(document["stamps"], "stamps must map stamp keys to target ids")
+        # Records written before pools were split hold no "pools".
+        pools = _string_map(document.get("pools", {}), "pools must map tenants to pools")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError("placement record", [ConfigIssue(str(path), str(error))]) from None
-    return dict(stamps)
+    return Record(stamps, pools)
+
+
+def _string_map(value: object, problem: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError(problem)
+    return dict(value)
 
 
 def write_record(root: Path, stack: str, placement: Placement) -> Path:

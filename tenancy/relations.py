@@ -66,7 +66,6 @@ def relational_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
         *_duplicate_ids(raw),
         *_budget_threshold_order(raw),
         *_tenant_pool_links(raw),
-        *_pool_sizes(raw),
         *_compute_fits_tier(raw),
         *_endpoint_names(raw),
         *_shared_models_have_contributors(raw),
@@ -127,27 +126,6 @@ def _tenant_pool_links(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
             yield ConfigIssue(
                 f"tenants[{i}].endpoints.online.name",
                 "a pooled tenant is served by its pool's endpoint and cannot name its own",
-            )
-
-
-#: PoolSpec.max_tenants' default (a pool that does not set it).
-_DEFAULT_MAX_TENANTS = 50
-
-
-def _pool_sizes(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
-    """A pool holds at most its ``max_tenants`` (pools are not split yet: another pool
-    takes the rest)."""
-    members = Counter(
-        tenant.get("pool") for _, tenant in _items(raw, "tenants") if tenant.get("tier") == "pooled"
-    )
-    for i, pool in _items(raw, "pools"):
-        most = pool.get("max_tenants", _DEFAULT_MAX_TENANTS)
-        count = members.get(pool.get("id"), 0)
-        if isinstance(most, int) and count > most:
-            yield ConfigIssue(
-                f"pools[{i}].max_tenants",
-                f"pool '{pool.get('id')}' has {count} tenants, above its max_tenants of {most}: "
-                "place the rest in another pool",
             )
 
 

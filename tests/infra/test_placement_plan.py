@@ -4,6 +4,7 @@ region, role definitions of its subscription, and capacity counted per target.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mlops.plan import build_plan, render_text
@@ -51,3 +52,43 @@ def test_a_pinned_stamp_is_planned_in_its_subscription_and_region(tmp_path: Path
     assert "MOVE tenant-contoso: neu-b -> weu-a (pinned)" in render_text(
         again, parse_platform_spec(document)
     )
+
+
+def test_a_split_pool_is_planned_as_one_stamp_per_shard_and_routed_by_it(
+    tmp_path: Path,
+) -> None:
+    document = stack_document("dev")
+    document["pools"][0]["max_tenants"] = 1  # fabrikam and northwind: one shard each
+    spec = parse_platform_spec(document)
+    plan = build_plan(spec, "dev", root=tmp_path, policies=None)
+    assert plan.pools is not None and plan.pools.split == {"shared": ["shared", "shared-2"]}
+    stamps = {r["stamp"] for r in plan.resources}
+    assert {"pool-shared", "pool-shared-2"} <= stamps
+    endpoints = {
+        r["stamp"]: r["inputs"]["endpointName"]
+        for r in plan.resources
+        if r["type"] == "azure-native:machinelearningservices:OnlineEndpoint"
+    }
+    assert endpoints["pool-shared"] != endpoints["pool-shared-2"]
+    # The automation reads the same derived spec: northwind is served by shared-2.
+    [app] = [r for r in plan.resources if r["type"] == "azure-native:web:WebApp"]
+    settings = {s["name"]: s["value"] for s in app["inputs"]["siteConfig"]["appSettings"]}
+    sent = json.loads(settings["TENANT_MLOPS_PLATFORM_SPEC"])
+    assert {t["id"]: t.get("pool") for t in sent["tenants"]}["northwind"] == "shared-2"
+    # Each tenant's gateway backend is its shard's endpoint.
+    backends = {
+        r["inputs"]["url"]
+        for r in plan.resources
+        if r["type"] == "azure-native:apimanagement:Backend"
+        and "inference.ml" in r["inputs"]["url"]
+    }
+    assert {e for e in endpoints.values() if "shared" in e} == {
+        url.removeprefix("https://").split(".")[0] for url in backends if "shared" in url
+    }
+    text = render_text(plan, spec)
+    assert "pool shared split in 2: shared, shared-2 (1 + 1 tenants)" in text
+    assert "pool shared-2 (shared by northwind)" in text
+    assert plan.to_dict()["placement"]["pools"]["members"] == {
+        "fabrikam": "shared",
+        "northwind": "shared-2",
+    }

@@ -61,7 +61,7 @@ def test_first_fit_fills_a_subscription_to_its_endpoint_limit_then_the_next() ->
 def test_adding_a_tenant_moves_no_other(tmp_path: Path) -> None:
     before = place(_spec(60))
     write_record(tmp_path, "dev", before)
-    recorded = read_record(tmp_path, "dev")
+    recorded = read_record(tmp_path, "dev").stamps
     spec = _spec(61)  # one more, and it comes first in nobody's order but its own
     after = place(spec, recorded)
     assert after.moves == []

@@ -216,10 +216,6 @@ def bad_schedule(raw: Raw) -> None:
     raw["drift"]["schedule"] = "*/5 * * * *"
 
 
-def pool_above_its_max_tenants(raw: Raw) -> None:
-    raw["pools"][0]["max_tenants"] = 1  # the local stack's pool serves three tenants
-
-
 def payload_above_gateway_limit(raw: Raw) -> None:
     _tenant(raw, "contoso")["quota"]["max_payload_kb"] = 8192
 
@@ -310,7 +306,6 @@ CASES: list[tuple[Callable[[Raw], None], str, str]] = [
     (drift_p_value_out_of_range, "drift.thresholds", "p-value threshold"),
     (bad_schedule, "drift.schedule", "six fields"),
     (payload_above_gateway_limit, "tenants[0].quota.max_payload_kb", "less than or equal to 4096"),
-    (pool_above_its_max_tenants, "pools[0].max_tenants", "above its max_tenants of 1"),
 ]
 
 
