@@ -211,11 +211,16 @@ class AzurePlatform:
         spec = self._tenant(tenant)
         return spec.stamp_key, spec.id if spec.tier == "dedicated" else str(spec.pool)
 
+    def _subscription_of(self, stamp_key: str) -> str:
+        """The subscription a stamp is placed in (the spec's ``target_of``), else the
+        automation's own."""
+        return self.spec.target_of(stamp_key).subscription_id or self.subscription_id
+
     def _new_client(self, stamp_key: str) -> MLClient:
         spec = self.spec
         return MLClient(
             self.credential,
-            self.subscription_id,
+            self._subscription_of(stamp_key),
             naming.resource_group(spec.prefix, spec.environment, stamp_key),
             naming.workspace(spec.environment, stamp_key),
             show_progress=False,  # no progress bars in the Functions log (code uploads)
@@ -228,7 +233,7 @@ class AzurePlatform:
         group = naming.resource_group(spec.prefix, spec.environment, stamp_key)
         workspace = naming.workspace(spec.environment, stamp_key)
         return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{group}"
+            f"/subscriptions/{self._subscription_of(stamp_key)}/resourceGroups/{group}"
             f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
         )
 
@@ -770,7 +775,7 @@ class AzurePlatform:
 
     def _group_path(self, scope: str) -> str:
         group = naming.resource_group(self.spec.prefix, self.spec.environment, scope)
-        return f"/subscriptions/{self.subscription_id}/resourceGroups/{group}"
+        return f"/subscriptions/{self._subscription_of(scope)}/resourceGroups/{group}"
 
     def stamp_spend(self, stamp: str, now: datetime) -> Spend:
         """The stamp budget's ``currentSpend``: the actual cost of its resource group in
@@ -834,7 +839,9 @@ class AzurePlatform:
     def live_resources(self) -> list[LiveResource]:
         """What is deployed, for the policy audit (Resource Graph, the Azure ML and
         Consumption APIs: adapters.azure_inventory)."""
-        inventory = AzureInventory(self.credential, self.subscription_id, **self.client_options)
+        # Every subscription the stack places stamps in, its own first.
+        subscriptions = list(dict.fromkeys([self.subscription_id, *self.spec.subscriptions()]))
+        inventory = AzureInventory(self.credential, subscriptions, **self.client_options)
         return inventory.inventory(self.spec.prefix, self.spec.environment)
 
     def expected_state(self) -> Mapping[str, Any] | None:

@@ -22,7 +22,7 @@ Every call goes through one azure-core pipeline (``adapters.azure_arm``), with n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -70,21 +70,24 @@ def inventory_query(prefix: str, environment: str) -> str:
     )
 
 
-def role_assignments_query(subscription_id: str, prefix: str, environment: str) -> str:
-    """The role assignments whose scope is in the installation's resource groups."""
-    groups = f"/subscriptions/{subscription_id}/resourceGroups/rg-{prefix}-{environment}-"
+def role_assignments_query(prefix: str, environment: str) -> str:
+    """The role assignments whose scope is in the installation's resource groups (of the
+    subscriptions the query is sent to)."""
+    groups = f"/resourceGroups/rg-{prefix}-{environment}-"
     return (
         f"authorizationresources | where type =~ '{ROLE_ASSIGNMENT}'"
-        f" and tostring(properties.scope) startswith '{groups}'"
+        f" and tostring(properties.scope) contains '{groups}'"
         " | project id, type, name, properties"
     )
 
 
 class AzureInventory:
     def __init__(
-        self, credential: TokenCredential, subscription_id: str, **client_options: Any
+        self, credential: TokenCredential, subscriptions: Sequence[str], **client_options: Any
     ) -> None:
-        self.subscription_id = subscription_id
+        # Resource Graph answers one query over several subscriptions: every one the stack
+        # places stamps in (https://learn.microsoft.com/azure/governance/resource-graph/concepts/query-language#query-scope).
+        self.subscriptions = list(subscriptions)
         self.arm = Arm(
             credential,
             user_agent="tenant-mlops-audit",
@@ -94,7 +97,7 @@ class AzureInventory:
     def inventory(self, prefix: str, environment: str) -> list[LiveResource]:
         """Every governed resource of the installation's environment."""
         found = [_live(row) for row in self.graph_rows(inventory_query(prefix, environment))]
-        query = role_assignments_query(self.subscription_id, prefix, environment)
+        query = role_assignments_query(prefix, environment)
         found += [_live(row) for row in self.graph_rows(query)]
         for resource in list(found):
             kind = resource.type.lower()
@@ -128,7 +131,7 @@ class AzureInventory:
                     "POST",
                     f"{url}?api-version={GRAPH_API_VERSION}",
                     json={
-                        "subscriptions": [self.subscription_id],
+                        "subscriptions": self.subscriptions,
                         "query": query,
                         "options": options,
                     },

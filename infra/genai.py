@@ -490,9 +490,16 @@ class GenAIGateway(pulumi.ComponentResource):
         )
         return logger
 
-    def add_account(self, stamp_name: str, account: GenAIAccount, scope_key: str) -> str:
+    def add_account(
+        self,
+        stamp_name: str,
+        account: GenAIAccount,
+        scope_key: str,
+        subscription_id: pulumi.Input[str],
+    ) -> str:
         """A backend for a stamp's account, and the gateway's right to call its
-        deployments; returns the backend id."""
+        deployments; returns the backend id. ``subscription_id``: the stamp's, where the
+        assignment's role definition is named."""
         backend_id = f"ai-{stamp_name}"
         apimanagement.Backend(
             f"{self._name}-backend-{stamp_name}",
@@ -510,7 +517,7 @@ class GenAIGateway(pulumi.ComponentResource):
             role_code="CognitiveServicesOpenAIUser",
             scope=account.account.id,
             scope_key=f"{scope_key}/ai",
-            subscription_id=self._args.shared.subscription_id,
+            subscription_id=subscription_id,
             parent=self,
             description="tenant gateway: chat completions",
         )

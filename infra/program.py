@@ -32,9 +32,8 @@ from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
-from tenancy.load import PROJECT, parse_platform_spec, with_pools_split
-from tenancy.placement import Placement, place, read_record
-from tenancy.pool_shards import split_pools
+from tenancy.load import PROJECT, parse_platform_spec, resolved_spec
+from tenancy.placement import Placement, read_record, resolve
 from tenancy.spec import PlatformSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +54,7 @@ def main() -> Platform:
     """Entry point under `pulumi up`: read and validate the stack's spec, then deploy."""
     raw = pulumi.Config(PROJECT).require_object("platform")
     spec = parse_platform_spec(raw, source=f"stack '{pulumi.get_stack()}'")
-    spec = with_pools_split(spec, PROJECT_ROOT, pulumi.get_stack())
+    spec = resolved_spec(spec, PROJECT_ROOT, pulumi.get_stack())
     package = _built_package(PROJECT_ROOT)
     if package is None:
         # `pulumi up` without code would create a Function App whose Event Grid
@@ -85,10 +84,10 @@ def deploy(
     this `pulumi up` runs: time-bound inputs such as budget start dates derive from it.
     ``package`` is the Function App's zip (default: the one `make package` wrote, if any).
     ``placement``: where each stamp goes (default: tenancy.placement over the stack's
-    record, ``Pulumi.<stack>.placement.json``). Pools that do not fit one endpoint are split
-    first (tenancy.pool_shards; a spec already split comes through as it is)."""
-    record = read_record(project_root, stack)
-    spec = split_pools(spec, record.pools).spec
+    record, ``Pulumi.<stack>.placement.json``). ``spec`` is resolved first (its pools split,
+    its stamps placed: tenancy.placement.resolve; a resolved spec comes through as it is)."""
+    resolved = resolve(spec, read_record(project_root, stack))
+    spec = resolved.spec
     # Caught from here on: every governed resource the program makes (infra.expected_state).
     capture = PlanCapture()
     capture.install()
@@ -122,7 +121,7 @@ def deploy(
         "today": today or datetime.now(UTC).date(),
     }
     platform = Platform(shared, automation, alerting, gateway)
-    placed = placement or place(spec, record.stamps)
+    placed = placement or resolved.placement
     where = _Targets(placed, subscription_id)
     for tenant in spec.dedicated_tenants:
         key = naming.stamp_key("tenant", tenant.id)
@@ -228,7 +227,7 @@ def _route_genai_tenants(
             raise ValueError(f"stamp {tenant.stamp_key} has no AI Services account")
         if tenant.stamp_key not in backends:
             backends[tenant.stamp_key] = genai.add_account(
-                tenant.stamp_key, stamp.genai, stamp.scope_key
+                tenant.stamp_key, stamp.genai, stamp.scope_key, stamp.subscription_id
             )
         route = routes.get(tenant.id)
         genai.add_tenant(

@@ -526,6 +526,11 @@ class Stamp(pulumi.ComponentResource):
         """The stamp's key in role assignment names (stable across renames of resources)."""
         return self._scope_key
 
+    @property
+    def subscription_id(self) -> pulumi.Input[str]:
+        """The subscription the stamp is placed in (role definition ids are named in it)."""
+        return self._args.subscription_id
+
     def _serving_runtime(self) -> dict[str, Any]:
         """What runs score.py, as the tier's ``serving_runtime`` says: the scoring container
         (score.py inside it, so no code asset) or Azure ML's inference server with the

@@ -21,8 +21,8 @@ from policies.config import PackConfig
 from policies.core import Stack
 from policies.offline import Violation, as_resource, evaluate
 from tenancy.load import read_yaml, stack_file
-from tenancy.placement import Placement, Record, place, read_record
-from tenancy.pool_shards import PoolSplit, split_pools
+from tenancy.placement import Placement, Record, read_record, resolve
+from tenancy.pool_shards import PoolSplit
 from tenancy.spec import PlatformSpec
 
 SHARED = "(shared)"
@@ -119,10 +119,8 @@ def build_plan(
     policies over what it registered. ``root``: where the stack's placement record is kept
     (the program reads the same one: ``infra.program.deploy``)."""
 
-    record = read_record(root, stack) if root else Record()
-    split = split_pools(spec, record.pools)
-    spec = split.spec
-    placement = place(spec, record.stamps)
+    resolved = resolve(spec, read_record(root, stack) if root else Record())
+    spec, split, placement = resolved.spec, resolved.pools, resolved.placement
 
     def platform() -> None:
         deploy(spec, stack=stack, placement=placement)

@@ -11,8 +11,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from tenancy.errors import ConfigError, ConfigIssue
-from tenancy.placement import read_record
-from tenancy.pool_shards import split_pools
+from tenancy.placement import read_record, resolve
 from tenancy.relations import relational_issues
 from tenancy.spec import PlatformSpec
 
@@ -34,17 +33,17 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def load_stack(stack: str, root: Path | None = None) -> PlatformSpec:
-    """Parse ``Pulumi.<stack>.yaml`` and return its validated platform spec, with its pools
-    split as the stack's placement record keeps them (tenancy.pool_shards): the spec
-    everything reads."""
+    """Parse ``Pulumi.<stack>.yaml`` and return its validated platform spec, resolved
+    against the stack's placement record (tenancy.placement.resolve: pools split, every
+    stamp's subscription and region settled): the spec everything reads."""
     root = root or project_root()
-    return with_pools_split(read_stack(stack, root), root, stack)
+    return resolved_spec(read_stack(stack, root), root, stack)
 
 
-def with_pools_split(spec: PlatformSpec, root: Path, stack: str) -> PlatformSpec:
-    """``spec`` with each pool split in the shards the stack's record keeps (new tenants in
-    the first with room)."""
-    return split_pools(spec, read_record(root, stack).pools).spec
+def resolved_spec(spec: PlatformSpec, root: Path, stack: str) -> PlatformSpec:
+    """``spec`` with its pools split and its stamps placed as the stack's record keeps
+    them (new tenants and stamps first fit)."""
+    return resolve(spec, read_record(root, stack)).spec
 
 
 def read_stack(stack: str, root: Path) -> PlatformSpec:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
+from tenancy.pool_shards import PoolSplit, split_pools
 from tenancy.spec import EndpointsSpec, PlatformSpec
 
 HOME = "home"
@@ -137,6 +138,31 @@ def place(spec: PlatformSpec, recorded: Mapping[str, str] | None = None) -> Plac
             placement.moves.append(Move(stamp, origin, chosen, why))
     placement.removed = sorted(set(recorded) - set(stamps))
     return placement
+
+
+@dataclass
+class Resolved:
+    """A stack's spec as everything reads it: its pools split (tenancy.pool_shards) and each
+    stamp's target settled (``placement.pins`` holds every stamp), so the spec alone
+    answers who serves a tenant, in which subscription and region."""
+
+    spec: PlatformSpec
+    pools: PoolSplit
+    placement: Placement
+
+
+def resolve(spec: PlatformSpec, record: Record | None = None) -> Resolved:
+    """Split ``spec``'s pools and place its stamps, against the stack's ``record``.
+    Resolving a resolved spec again changes nothing."""
+    record = record or Record()
+    pools = split_pools(spec, record.pools)
+    placement = place(pools.spec, record.stamps)
+    derived = pools.spec
+    if derived.placement.targets:  # a stack without targets has nothing to pin to
+        pins = dict(placement.assignments)
+        settled = derived.placement.model_copy(update={"pins": pins})
+        derived = derived.model_copy(update={"placement": settled})
+    return Resolved(derived, pools, placement)
 
 
 def _fits(spec: PlatformSpec, used: Counter[str], takes: Counter[str]) -> bool:

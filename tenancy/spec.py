@@ -958,6 +958,21 @@ class PlatformSpec(SpecModel):
                 return pool
         raise KeyError(stamp_key)
 
+    def target_of(self, stamp_key: str) -> PlacementTarget:
+        """Where a stamp is deployed: its pinned target, else the stack's own subscription in
+        its location. A resolved spec (``load_stack``, tenancy.placement.resolve) pins every
+        stamp of a stack that lists targets."""
+        pinned = self.placement.pins.get(stamp_key)
+        for target in self.placement.targets:
+            if target.id == pinned:
+                return target
+        return PlacementTarget(id="home", subscription_id=None, region=self.location)
+
+    def subscriptions(self) -> list[str]:
+        """The subscriptions the stack's targets name beside its own (which is not named)."""
+        named = (t.subscription_id for t in self.placement.targets if t.subscription_id)
+        return list(dict.fromkeys(named))
+
     def serving_of(self, tenant_id: str) -> tuple[str, EndpointsSpec, bool]:
         """(stamp id, the endpoints that serve the tenant, whether they are a pool's)."""
         tenant = self.tenant(tenant_id)

@@ -11,6 +11,7 @@ import pytest
 from adapters.azure import AzurePlatform
 from tenancy import PlatformSpec, naming, parse_platform_spec
 from tenancy.errors import DependencyError, NotFoundError
+from tenancy.placement import Record, resolve
 from tests.adapters.fake_arm import FakeArm, FakeCredential
 from tests.tenancy.conftest import stack_document
 
@@ -455,3 +456,36 @@ def test_a_stop_and_its_lifting_are_puts_of_the_tenants_named_value(
     sent = puts[0].body["properties"]
     assert (sent["displayName"], sent["secret"]) == ("budget-stop-fabrikam", False)
     assert {c.api_version for c in puts} == {"2024-05-01"}
+
+
+SUB_B = "11111111-2222-4333-8444-555555555555"
+
+
+def test_a_stamp_placed_in_another_subscription_is_addressed_there(arm: FakeArm) -> None:
+    """The resolved spec pins every stamp (tenancy.placement.resolve): the automation calls
+    contoso's workspace and the pool's budget in the subscription they were placed in, the
+    platform's own resources in its own, and audits both subscriptions."""
+    document = stack_document("local")
+    document["placement"] = {
+        "targets": [
+            {"id": "home-a", "region": "westeurope"},
+            {"id": "other-b", "subscription_id": SUB_B, "region": "westeurope"},
+        ]
+    }
+    record = Record(stamps={"tenant-contoso": "other-b", "pool-shared": "other-b"})
+    spec = resolve(parse_platform_spec(document), record).spec
+    assert spec.target_of("tenant-contoso").subscription_id == SUB_B
+    moved = {k.replace(SUB, SUB_B): v for k, v in arm.resources.items()}
+    arm.resources = moved
+    platform = AzurePlatform(spec, FakeCredential(), SUB, client_options={"transport": arm})  # type: ignore[arg-type]
+    assert platform.endpoint("contoso").live == "blue"
+    platform.set_traffic("contoso", {"blue": 90, "green": 10}, {})
+    [put] = arm.writes(r"/onlineEndpoints/[^/]+$")
+    assert put.path.startswith(f"/subscriptions/{SUB_B}/resourceGroups/rg-tmlops-local-")
+    with pytest.raises(NotFoundError):
+        platform.stamp_spend("pool-shared", datetime(2026, 12, 5, tzinfo=UTC))
+    assert any(c.path.startswith(f"/subscriptions/{SUB_B}/") and "budgets" in c.path
+               for c in arm.calls)  # fmt: skip
+    platform.refuse_scoring("fabrikam", datetime(2027, 1, 1, tzinfo=UTC), "spent")
+    [stop] = arm.writes("/namedValues/")
+    assert stop.path == STOP  # the gateway is the platform's, in its own subscription

@@ -158,7 +158,7 @@ def _rows() -> list[dict[str, Any]]:
 
 def test_every_page_of_every_source_is_read() -> None:
     azure = PagedGraph(rows=_rows())
-    inventory = AzureInventory(FakeCredential(), SUB, transport=azure)  # type: ignore[arg-type]
+    inventory = AzureInventory(FakeCredential(), [SUB], transport=azure)  # type: ignore[arg-type]
     found = inventory.inventory("tmlops", "local")
     assert sorted(r.id for r in found) == sorted(r["id"] for r in _rows())
     endpoint = next(r for r in found if r.name == "ep")
@@ -184,11 +184,9 @@ def test_every_page_of_every_source_is_read() -> None:
     # Endpoints and deployments are not asked of Resource Graph: its copy lags.
     assert "onlineendpoints" not in first["query"] and "budgets" not in first["query"]
     # Role assignments are read from their own table, by the scope they grant on.
-    assert assignments["query"] == role_assignments_query(SUB, "tmlops", "local")
-    assert (
-        f"startswith '/subscriptions/{SUB}/resourceGroups/rg-tmlops-local-'"
-        in (assignments["query"])
-    )
+    assert assignments["query"] == role_assignments_query("tmlops", "local")
+    assert "contains '/resourceGroups/rg-tmlops-local-'" in assignments["query"]
+    assert assignments["subscriptions"] == [SUB]
     # The deployments' list has two pages; both were read.
     deployments = f"{WS}/onlineEndpoints/ep/deployments".lower()
     assert azure.lists.count(deployments) == 2
@@ -204,7 +202,7 @@ def test_a_workspace_deleted_while_it_is_read_is_left_out_and_a_failure_is_named
                 return self._answer(request, 404, {"error": {"code": "ResourceNotFound"}})
             return super()._list(request)
 
-    found = AzureInventory(FakeCredential(), SUB, transport=Gone(rows=gone)).inventory(  # type: ignore[arg-type]
+    found = AzureInventory(FakeCredential(), [SUB], transport=Gone(rows=gone)).inventory(  # type: ignore[arg-type]
         "tmlops", "local"
     )
     assert WS in {r.id for r in found}
@@ -214,7 +212,7 @@ def test_a_workspace_deleted_while_it_is_read_is_left_out_and_a_failure_is_named
             return self._answer(request, 403, {"error": {"code": "AuthorizationFailed"}})
 
     with pytest.raises(DependencyError, match=r"answered 403.*AuthorizationFailed"):
-        AzureInventory(FakeCredential(), SUB, transport=Refused(rows=gone)).inventory(  # type: ignore[arg-type]
+        AzureInventory(FakeCredential(), [SUB], transport=Refused(rows=gone)).inventory(  # type: ignore[arg-type]
             "tmlops", "local"
         )
 
@@ -277,3 +275,10 @@ def test_before_pulumi_up_wrote_it_there_is_no_expected_state(
     platform, _ = _reading_state(specs, [missing])
     assert platform.expected_state() is None
     assert AzurePlatform(specs["dev"], FakeCredential(), SUB).expected_state() is None  # type: ignore[arg-type]
+
+
+def test_the_audit_reads_every_subscription_the_stack_places_stamps_in() -> None:
+    azure = PagedGraph(rows=_rows())
+    other = "11111111-2222-4333-8444-555555555555"
+    AzureInventory(FakeCredential(), [SUB, other], transport=azure).inventory("tmlops", "local")  # type: ignore[arg-type]
+    assert all(query["subscriptions"] == [SUB, other] for query in azure.queries)

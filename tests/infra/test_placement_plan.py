@@ -36,6 +36,9 @@ def test_a_pinned_stamp_is_planned_in_its_subscription_and_region(tmp_path: Path
     assert grants and all(
         f"/subscriptions/{SUB_B}/" in r["inputs"]["roleDefinitionId"] for r in grants
     )
+    # The gateway's right to call contoso's AI account is named in contoso's subscription.
+    [openai_user] = [r for r in plan.resources if "tenant-contoso-openai-user" in r["urn"]]
+    assert openai_user["inputs"]["roleDefinitionId"].startswith(f"/subscriptions/{SUB_B}/")
     adatum = [
         r for r in plan.resources if r["stamp"] == "tenant-adatum" and "location" in r["inputs"]
     ]
