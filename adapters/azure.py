@@ -846,19 +846,43 @@ class AzurePlatform:
 
     def expected_state(self) -> Mapping[str, Any] | None:
         """What the last `pulumi up` set (``policies.plan_drift``), from the platform
-        account; None before one has written it (the audit then judges rules only)."""
+        account; None before one has written it (the audit then judges rules only). With
+        shard stacks, each shard's document (``expected-state.<target>.json``) joins the
+        shared stack's."""
         if not self.platform_account:
             return None
         container = self.container_factory(
             self.platform_account, contracts.CONTAINER_PLATFORM_STATE, ""
         )
-        try:
-            document = container.download_blob(contracts.BLOB_EXPECTED_STATE).readall()
-        except ResourceNotFoundError:
+        document = self._state_document(container, contracts.BLOB_EXPECTED_STATE)
+        if document is None:
             logger.warning("no expected state yet: the audit compares nothing with the plan")
             return None
-        loaded = json.loads(document)
-        return loaded if isinstance(loaded, dict) else None
+        if self.spec.placement.shard_stacks:
+            for target in self._shard_targets():
+                shard = self._state_document(container, contracts.expected_state_blob(target))
+                if shard is None:
+                    logger.warning("shard %s has left no expected state yet", target)
+                    continue
+                document["resources"] = [*document["resources"], *shard.get("resources", [])]
+        return document
+
+    def _shard_targets(self) -> list[str]:
+        """The targets that hold stamps: one shard stack each (a resolved spec pins them)."""
+        spec = self.spec
+        used = {spec.placement.pins.get(key) for key in spec.stamp_keys()}
+        return [t.id for t in spec.placement.targets if t.id in used]
+
+    @staticmethod
+    def _state_document(container: Any, blob: str) -> dict[str, Any] | None:
+        try:
+            loaded = json.loads(container.download_blob(blob).readall())
+        except ResourceNotFoundError:
+            return None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("resources", []), list):
+            return None
+        loaded.setdefault("resources", [])
+        return loaded
 
     def notify(self, tenant: str, severity: str, message: str) -> None:
         """A notification line in Application Insights; the program's log search alert

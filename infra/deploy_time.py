@@ -79,6 +79,9 @@ class ExpectedStateInputs:
     document: pulumi.Input[str]  # JSON (policies.plan_drift.expected_state)
     digest: pulumi.Input[str]  # its sha256: written again only when it changes
     uploader_object_id: pulumi.Input[str]
+    # A shard stack's document is a blob of its own beside the shared stack's
+    # (contracts.expected_state_blob); the audit reads them all.
+    blob_name: str = contracts.BLOB_EXPECTED_STATE
 
 
 class ExpectedStateUpload(pulumi.dynamic.Resource):
@@ -96,7 +99,7 @@ class ExpectedStateUpload(pulumi.dynamic.Resource):
             "accountName": inputs.account_name,
             "blobEndpoint": inputs.blob_endpoint,
             "containerName": contracts.CONTAINER_PLATFORM_STATE,
-            "blobName": contracts.BLOB_EXPECTED_STATE,
+            "blobName": inputs.blob_name,
             "document": inputs.document,
             "digest": inputs.digest,
             "uploaderObjectId": inputs.uploader_object_id,

@@ -34,9 +34,8 @@ def subscribe_workspace_events(
 ) -> eventgrid.SystemTopic:
     """A system topic on the workspace and one subscription per handled event type, each
     with a retry policy and a dead-letter container written with the topic's identity."""
-    shared = args.shared
-    upload = args.automation.package_upload
-    code: list[pulumi.Resource] = [upload] if upload is not None else []
+    platform = args.platform
+    code = list(platform.code_ready)
     topic = eventgrid.SystemTopic(
         f"{name}-events",
         resource_group_name=resource_group.name,
@@ -49,7 +48,7 @@ def subscribe_workspace_events(
         opts=pulumi.ResourceOptions(parent=parent),
     )
     dead_letter_container = pulumi.Output.concat(
-        shared.storage.id, "/blobServices/default/containers/", contracts.CONTAINER_DEAD_LETTER
+        platform.storage_id, "/blobServices/default/containers/", contracts.CONTAINER_DEAD_LETTER
     )
     grant = assign_role(
         f"{name}-events-deadletter",
@@ -69,7 +68,7 @@ def subscribe_workspace_events(
             event_subscription_name=suffix,
             destination={
                 "endpoint_type": "AzureFunction",
-                "resource_id": args.automation.function_id(function_name),
+                "resource_id": platform.function_id(function_name),
                 "max_events_per_batch": 1,
                 "preferred_batch_size_in_kilobytes": 64,
             },
@@ -83,7 +82,7 @@ def subscribe_workspace_events(
                 "identity": {"type": "SystemAssigned"},
                 "dead_letter_destination": {
                     "endpoint_type": "StorageBlob",
-                    "resource_id": shared.storage.id,
+                    "resource_id": platform.storage_id,
                     "blob_container_name": contracts.CONTAINER_DEAD_LETTER,
                 },
             },

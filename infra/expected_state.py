@@ -23,7 +23,6 @@ from pulumi.runtime import rpc
 
 from infra.common import DeployerWrite, grant_deployer_write
 from infra.deploy_time import ExpectedStateInputs, ExpectedStateUpload
-from infra.shared import SharedServices
 from policies.config import PackConfig
 from policies.live import ARM_TYPE_OF
 from policies.plan_drift import PlannedResource, expected_state
@@ -107,10 +106,15 @@ def _without_secrets(value: Any) -> Any:
 @dataclass
 class ExpectedStateArgs:
     spec: PlatformSpec
-    shared: SharedServices
     capture: PlanCapture
     deployer_object_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
+    storage_account_name: pulumi.Input[str]  # the platform's account
+    blob_endpoint: pulumi.Input[str]
+    # The platform account's id, where the deployer is granted the right to write; None in
+    # a shard stack, whose deployer the shared stack granted it already.
+    storage_id: pulumi.Input[str] | None
+    shard: str | None = None  # a shard stack's target (its own document)
 
 
 class ExpectedState(pulumi.ComponentResource):
@@ -128,20 +132,23 @@ class ExpectedState(pulumi.ComponentResource):
         self.upload = ExpectedStateUpload(
             f"{name}-upload",
             ExpectedStateInputs(
-                account_name=args.shared.storage.name,
-                blob_endpoint=args.shared.storage.primary_endpoints.blob,
+                account_name=args.storage_account_name,
+                blob_endpoint=args.blob_endpoint,
                 document=document,
                 digest=document.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()),
                 uploader_object_id=args.deployer_object_id,
+                blob_name=contracts.expected_state_blob(args.shard),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[can_write]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[can_write] if can_write else []),
         )
         self.register_outputs({"url": self.upload.url, "digest": self.upload.digest})
 
-    def _create_deployer_grant(self) -> pulumi.CustomResource:
+    def _create_deployer_grant(self) -> pulumi.CustomResource | None:
         spec = self._args.spec
+        if self._args.storage_id is None:
+            return None
         write = DeployerWrite(
-            self._args.shared.storage.id,
+            self._args.storage_id,
             contracts.CONTAINER_PLATFORM_STATE,
             self._args.deployer_object_id,
             self._args.subscription_id,

@@ -25,6 +25,7 @@ import pulumi_random
 from pulumi_azure_native import apimanagement
 
 from infra.common import Principal, assign_role, send_diagnostics
+from infra.platform_refs import GatewayRef
 from infra.shared import SharedServices
 from tenancy import contracts, naming
 from tenancy.errors import BudgetExceededError
@@ -123,7 +124,7 @@ class ProductArgs:
     product_id: str
     display_name: str
     description: str
-    api: apimanagement.Api
+    api_resource_id: pulumi.Input[str]  # the API's resource id
     api_id: str
     policy: pulumi.Input[str]
     key_display_name: str
@@ -155,7 +156,7 @@ def create_tenant_product(
         f"{name}-product-api",
         product_id=args.product_id,
         api_link_id=args.api_id,
-        api_id=args.api.id,
+        api_id=args.api_resource_id,
         opts=pulumi.ResourceOptions(parent=product),
         **common,
     )
@@ -591,24 +592,52 @@ class TenantGateway(pulumi.ComponentResource):
             "service_name": self.service.name,
         }
 
+    def routes(self, gateway: GatewayRef) -> ScoringRoutes:
+        """Adds stamps' backends and tenants' products, as children of this gateway."""
+        return ScoringRoutes(self._name, gateway, self)
+
+    def reference(self, genai_api_id: pulumi.Input[str] | None = None) -> GatewayRef:
+        """The gateway as routes are added to it, here or in a shard stack."""
+        return GatewayRef(
+            resource_group_name=self._args.shared.resource_group.name,
+            service_name=self.service.name,
+            principal_id=self.principal_id,
+            scoring_api_id=self.api.id,
+            genai_api_id=genai_api_id,
+        )
+
+
+@dataclass(frozen=True)
+class ScoringRoutes:
+    """Tenants' scoring routes on the gateway: a backend per stamp's online endpoint, and
+    per tenant a product, policy and key. ``name`` prefixes the children (``gateway``), and
+    ``parent`` holds them: the gateway itself, or a shard stack's own component."""
+
+    name: str
+    gateway: GatewayRef
+    parent: pulumi.Resource
+
     def add_backend(self, stamp_name: str, scoring_uri: pulumi.Input[str]) -> str:
         """A backend for one stamp's online endpoint; returns its backend id."""
         backend_id = stamp_name
         apimanagement.Backend(
-            f"{self._name}-backend-{stamp_name}",
+            f"{self.name}-backend-{stamp_name}",
             backend_id=backend_id,
             title=stamp_name,
             protocol="http",
             url=pulumi.Output.from_input(scoring_uri).apply(lambda uri: uri.rsplit("/score", 1)[0]),
             tls={"validate_certificate_chain": True, "validate_certificate_name": True},
-            opts=pulumi.ResourceOptions(parent=self),
-            **self._service_args(),
+            opts=pulumi.ResourceOptions(parent=self.parent),
+            **self.gateway.common(),
         )
         return backend_id
 
     def add_tenant(self, route: Route) -> TenantRoute:
         return TenantRoute(
-            f"{self._name}-{route.tenant.id}", self, route, pulumi.ResourceOptions(parent=self)
+            f"{self.name}-{route.tenant.id}",
+            self.gateway,
+            route,
+            pulumi.ResourceOptions(parent=self.parent),
         )
 
 
@@ -616,11 +645,11 @@ class TenantRoute(pulumi.ComponentResource):
     """One tenant's product, subscription (its keys) and product policy."""
 
     def __init__(
-        self, name: str, gateway: TenantGateway, route: Route, opts: pulumi.ResourceOptions
+        self, name: str, gateway: GatewayRef, route: Route, opts: pulumi.ResourceOptions
     ) -> None:
         tenant = route.tenant
         super().__init__("tenant-mlops:gateway:TenantRoute", name, {"tenantId": tenant.id}, opts)
-        common = gateway._service_args()
+        common = gateway.common()
         product_id = f"tenant-{tenant.id}"
         stop = self._create_budget_stop(name, route, common) if route.pooled else None
         # A pooled tenant's chat is refused with its scoring (infra.genai).
@@ -634,7 +663,7 @@ class TenantRoute(pulumi.ComponentResource):
                 product_id=product_id,
                 display_name=tenant.display_name or tenant.id,
                 description=f"Scoring for tenant {tenant.id}",
-                api=gateway.api,
+                api_resource_id=gateway.scoring_api_id,
                 api_id=API_ID,
                 policy=policy,
                 key_display_name=f"{tenant.id} scoring key",

@@ -46,6 +46,7 @@ from infra.gateway import (
     create_api,
     create_tenant_product,
 )
+from infra.platform_refs import GatewayRef
 from infra.shared import SharedServices
 from tenancy import contracts, naming
 from tenancy.spec import GenAISpec, PlatformSpec, TenantSpec
@@ -490,6 +491,25 @@ class GenAIGateway(pulumi.ComponentResource):
         )
         return logger
 
+    def routes(self, gateway: GatewayRef) -> GenAIRoutes:
+        """Adds stamps' accounts and tenants' chat products, as children of this gateway."""
+        return GenAIRoutes(self._name, gateway, self)
+
+
+@dataclass(frozen=True)
+class GenAIRoutes:
+    """Per stamp account a backend and the gateway's right to call it; per genai tenant a
+    product with its token policy and key. ``name`` prefixes the children
+    (``genai-gateway``); ``parent`` holds them: the chat API's component, or a shard
+    stack's own."""
+
+    name: str
+    gateway: GatewayRef
+    parent: pulumi.Resource
+
+    def _gateway(self) -> Principal:
+        return Principal("gateway", self.gateway.principal_id, "ServicePrincipal")
+
     def add_account(
         self,
         stamp_name: str,
@@ -502,23 +522,23 @@ class GenAIGateway(pulumi.ComponentResource):
         assignment's role definition is named."""
         backend_id = f"ai-{stamp_name}"
         apimanagement.Backend(
-            f"{self._name}-backend-{stamp_name}",
+            f"{self.name}-backend-{stamp_name}",
             backend_id=backend_id,
             title=f"{stamp_name} AI Services",
             protocol="http",
             url=account.endpoint,
             tls={"validate_certificate_chain": True, "validate_certificate_name": True},
-            opts=pulumi.ResourceOptions(parent=self),
-            **self._common(),
+            opts=pulumi.ResourceOptions(parent=self.parent),
+            **self.gateway.common(),
         )
         assign_role(
-            f"{self._name}-{stamp_name}-openai-user",
+            f"{self.name}-{stamp_name}-openai-user",
             principal=self._gateway(),
             role_code="CognitiveServicesOpenAIUser",
             scope=account.account.id,
             scope_key=f"{scope_key}/ai",
             subscription_id=subscription_id,
-            parent=self,
+            parent=self.parent,
             description="tenant gateway: chat completions",
         )
         return backend_id
@@ -529,13 +549,15 @@ class GenAIGateway(pulumi.ComponentResource):
         backend_id: str,
         budget_stop: apimanagement.NamedValue | None,
     ) -> TenantGenAIRoute:
+        if self.gateway.genai_api_id is None:  # the spec's tenants decide: unreachable
+            raise ValueError(f"tenant {tenant.id} chats, but the gateway has no chat API")
         return TenantGenAIRoute(
-            f"{self._name}-{tenant.id}",
-            self,
+            f"{self.name}-{tenant.id}",
+            self.gateway,
             tenant,
             backend_id,
             budget_stop=budget_stop,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self.parent),
         )
 
 
@@ -545,7 +567,7 @@ class TenantGenAIRoute(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        gateway: GenAIGateway,
+        gateway: GatewayRef,
         tenant: TenantSpec,
         backend_id: str,
         *,
@@ -560,7 +582,7 @@ class TenantGenAIRoute(pulumi.ComponentResource):
                 product_id=product_id,
                 display_name=f"{tenant.display_name or tenant.id} chat",
                 description=f"Chat completions for tenant {tenant.id}",
-                api=gateway.api,
+                api_resource_id=pulumi.Output.from_input(gateway.genai_api_id or ""),
                 api_id=API_ID,
                 policy=genai_product_policy(
                     tenant, backend_id, budget_stop=budget_stop is not None
@@ -568,7 +590,7 @@ class TenantGenAIRoute(pulumi.ComponentResource):
                 key_display_name=f"{tenant.id} chat key",
                 policy_needs=(budget_stop,) if budget_stop else (),
             ),
-            common=gateway._common(),
+            common=gateway.common(),
             parent=self,
         )
         self.register_outputs({"productId": product_id, "subscriptionId": self.subscription.id})

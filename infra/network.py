@@ -4,6 +4,7 @@ environment, private DNS zones, and private endpoints for every PaaS resource.""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -181,6 +182,20 @@ class PrivateNetwork(pulumi.ComponentResource):
         )
         return private_zone.id
 
+    def reference(self) -> NetworkRef:
+        """What another stack needs to put private endpoints in this network."""
+        return NetworkRef(self._args.spec.location, self.endpoints_subnet.id, self.zone_ids)
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    """The platform network as a stamp uses it: the private endpoints' subnet and the DNS
+    zones, from this stack's network or, in a shard stack, from the shared stack's outputs."""
+
+    location: str
+    endpoints_subnet_id: pulumi.Input[str]
+    zone_ids: Mapping[str, pulumi.Input[str]]
+
     def protect(
         self,
         name: str,
@@ -215,8 +230,8 @@ class PrivateNetwork(pulumi.ComponentResource):
         endpoint = network.PrivateEndpoint(
             name,
             resource_group_name=resource_group_name,
-            location=self._args.spec.location,
-            subnet={"id": self.endpoints_subnet.id},
+            location=self.location,
+            subnet={"id": self.endpoints_subnet_id},
             private_link_service_connections=[
                 {"name": f"{name}-conn", "private_link_service_id": target_id, "group_ids": [group]}
             ],

@@ -20,7 +20,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
-from pulumi.runtime.settings import reset_options
+from pulumi.runtime.settings import get_root_resource, reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -29,6 +29,9 @@ from tenancy.load import PROJECT
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000c0de"
 ENTRA_TENANT_ID = "00000000-0000-4000-8000-0000000000e1"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+#: A self-managed backend's organization (what stack references name offline).
+ORGANIZATION = "organization"
 
 #: Inputs that hold a resource's physical name, in the order they are looked for.
 _NAME_KEYS = (
@@ -119,11 +122,15 @@ def _provider_namespace(type_token: str) -> tuple[str, str]:
 class AzureMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way Azure would, deterministically."""
 
-    def __init__(self) -> None:
+    def __init__(self, references: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+        # What a StackReference reads: each referenced stack's outputs, by its full name.
+        self.references = dict(references or {})
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
+        if args.typ == STACK_REFERENCE:
+            return self._stack_reference(str(args.resource_id or inputs.get("name")))
         self.inputs[(args.typ, args.name)] = inputs
         if args.typ == RANDOM_PASSWORD:
             # A fixed stand-in: what matters offline is that the value is a secret's.
@@ -136,6 +143,12 @@ class AzureMocks(pulumi.runtime.Mocks):
         if isinstance(state.get("identity"), Mapping):
             state["identity"] = self._identity_output(state["identity"])
         return resource_id, state
+
+    def _stack_reference(self, name: str) -> tuple[str, dict[str, Any]]:
+        """A referenced stack's outputs, as the engine reads them; a stack not planned yet
+        has none (``require_output`` then names what is missing)."""
+        outputs = dict(self.references.get(name, {}))
+        return name, {"name": name, "outputs": outputs, "secretOutputNames": []}
 
     @staticmethod
     def _identity_output(identity: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,7 +284,6 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: AzureMocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
-
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
@@ -297,9 +309,10 @@ class RecordingMonitor(MockMonitor):
 
 @dataclass
 class OfflineRun:
-    """Every resource the program registered, in registration order."""
+    """Every resource the program registered, in registration order, and its exports."""
 
     records: list[RecordedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def by_urn(self) -> dict[str, RecordedResource]:
@@ -330,9 +343,16 @@ def install_mocks(
     """The Pulumi runtime under ``mocks``, on a fresh root stack: ``set_mocks`` alone keeps
     the previous run's, and with it every stack transformation an earlier program in this
     process registered."""
-    reset_options(project=PROJECT, stack=stack, preview=preview)
+    reset_options(project=PROJECT, stack=stack, preview=preview, organization=ORGANIZATION)
     _an_event_loop()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks,
+        project=PROJECT,
+        stack=stack,
+        preview=preview,
+        monitor=monitor,
+        organization=ORGANIZATION,
+    )
 
 
 def _an_event_loop() -> None:
@@ -362,14 +382,28 @@ def without_aliases(
     return pulumi.ResourceTransformationResult(args.props, opts)
 
 
-def run_offline(program: Callable[[], None], *, stack: str, preview: bool = False) -> OfflineRun:
-    """Run ``program`` under mocks and return what it registered."""
+def run_offline(
+    program: Callable[[], None],
+    *,
+    stack: str,
+    preview: bool = False,
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+) -> OfflineRun:
+    """Run ``program`` under mocks and return what it registered and exported.
+    ``references``: the outputs of the stacks it references, by full stack name."""
+
+    exported: dict[str, Any] = {}
 
     def offline_program() -> None:
         pulumi.runtime.register_stack_transformation(without_aliases)
         program()
+        # Under mocks the root stack registered its (empty) outputs when it was made; what
+        # the program exports is kept on it and resolved here.
+        root = get_root_resource()
+        outputs = getattr(root, "outputs", None) or {}
+        pulumi.Output.from_input(outputs).apply(exported.update)
 
-    mocks = AzureMocks()
+    mocks = AzureMocks(references)
     monitor = RecordingMonitor(mocks)
     install_mocks(mocks, stack=stack, preview=preview, monitor=monitor)
     _sync_await(run_pulumi_func(offline_program))
@@ -393,4 +427,4 @@ def run_offline(program: Callable[[], None], *, stack: str, preview: bool = Fals
                 str(registered.id or "") if registered else "",
             )
         )
-    return OfflineRun(records)
+    return OfflineRun(records, exported)

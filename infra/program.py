@@ -21,18 +21,20 @@ from infra.delivery import Delivery, DeliveryArgs
 from infra.expected_state import ExpectedState, ExpectedStateArgs, PlanCapture
 from infra.gateway import (
     Route,
+    ScoringRoutes,
     TenantGateway,
     TenantGatewayArgs,
     TenantRoute,
     timeout_seconds,
 )
-from infra.genai import GenAIGateway, GenAIGatewayArgs
+from infra.genai import GenAIGateway, GenAIGatewayArgs, GenAIRoutes
 from infra.package import DIST_PACKAGE
+from infra.platform_refs import OUTPUT, PlatformRefs
 from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
-from tenancy.load import PROJECT, parse_platform_spec, resolved_spec
+from tenancy.load import PROJECT, load_stack, parse_platform_spec, resolved_spec
 from tenancy.placement import Placement, read_record, resolve
 from tenancy.spec import PlatformSpec
 
@@ -47,12 +49,30 @@ class Platform:
     automation: Automation
     alerting: Alerting
     gateway: TenantGateway
+    refs: PlatformRefs
     stamps: dict[str, Stamp] = field(default_factory=dict)
 
 
-def main() -> Platform:
-    """Entry point under `pulumi up`: read and validate the stack's spec, then deploy."""
-    raw = pulumi.Config(PROJECT).require_object("platform")
+@dataclass
+class Shard:
+    """What a shard stack built: its target's stamps, over the shared stack's refs."""
+
+    target: str
+    refs: PlatformRefs
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+
+
+def main() -> Platform | Shard:
+    """Entry point under `pulumi up`: read and validate the stack's spec, then deploy.
+    A shard stack's config names its environment and target (``tenant-mlops:shard``)
+    and reads the environment's spec file."""
+    config = pulumi.Config(PROJECT)
+    shard = config.get_object("shard")
+    if shard is not None:
+        environment, target = _shard_of(shard)
+        spec = load_stack(environment, PROJECT_ROOT)
+        return deploy_shard(spec, environment=environment, target=target)
+    raw = config.require_object("platform")
     spec = parse_platform_spec(raw, source=f"stack '{pulumi.get_stack()}'")
     spec = resolved_spec(spec, PROJECT_ROOT, pulumi.get_stack())
     package = _built_package(PROJECT_ROOT)
@@ -64,6 +84,18 @@ def main() -> Platform:
             [ConfigIssue(str(DIST_PACKAGE), "missing: run `make package` before `pulumi up`")],
         )
     return deploy(spec, stack=pulumi.get_stack(), package=package)
+
+
+def _shard_of(config: Any) -> tuple[str, str]:
+    source = f"stack '{pulumi.get_stack()}' ({PROJECT}:shard)"
+    issues = [
+        ConfigIssue(key, "required: a string")
+        for key in ("environment", "target")
+        if not isinstance(config, dict) or not isinstance(config.get(key), str)
+    ]
+    if issues:
+        raise ConfigError(source, issues)
+    return str(config["environment"]), str(config["target"])
 
 
 def _built_package(project_root: Path) -> Path | None:
@@ -85,7 +117,11 @@ def deploy(
     ``package`` is the Function App's zip (default: the one `make package` wrote, if any).
     ``placement``: where each stamp goes (default: tenancy.placement over the stack's
     record, ``Pulumi.<stack>.placement.json``). ``spec`` is resolved first (its pools split,
-    its stamps placed: tenancy.placement.resolve; a resolved spec comes through as it is)."""
+    its stamps placed: tenancy.placement.resolve; a resolved spec comes through as it is).
+
+    With ``placement.shard_stacks`` this is the environment's shared stack: the platform,
+    with its refs as the ``platform`` output, and no stamp (each target's are a shard
+    stack's: :func:`deploy_shard`)."""
     resolved = resolve(spec, read_record(project_root, stack))
     spec = resolved.spec
     # Caught from here on: every governed resource the program makes (infra.expected_state).
@@ -111,40 +147,199 @@ def deploy(
         "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)
     )
     gateway = TenantGateway("gateway", TenantGatewayArgs(spec, shared))
-    common: dict[str, Any] = {
-        "spec": spec,
-        "shared": shared,
-        "automation": automation,
-        "alerting": alerting,
-        "gateway_principal_id": gateway.principal_id,
-        "entra_tenant_id": entra_tenant,
-        "today": today or datetime.now(UTC).date(),
-    }
-    platform = Platform(shared, automation, alerting, gateway)
-    placed = placement or resolved.placement
-    where = _Targets(placed, subscription_id)
-    for tenant in spec.dedicated_tenants:
-        key = naming.stamp_key("tenant", tenant.id)
-        args = stamp_args_for_tenant(tenant, **common, **where.args(key))
-        platform.stamps[key] = Stamp(key, args, where.options(key))
-    for pool in spec.pools:
-        key = naming.stamp_key("pool", pool.id)
-        args = stamp_args_for_pool(pool, **common, **where.args(key))
-        platform.stamps[key] = Stamp(key, args, where.options(key))
-    routes = _route_tenants(spec, platform)
-    _route_genai_tenants(spec, platform, shared, routes)
+    chat = _chat_api(spec, shared, gateway)
+    refs = _refs(shared, automation, alerting, gateway, chat)
+    platform = Platform(shared, automation, alerting, gateway, refs)
+    if spec.placement.shard_stacks:
+        pulumi.export(OUTPUT, refs.exported())
+    else:
+        stamps = _Stamps(spec, refs, entra_tenant, today, subscription_id)
+        scoring = gateway.routes(refs.gateway)
+        chats = chat.routes(refs.gateway) if chat else None
+        placed = placement or resolved.placement
+        platform.stamps = stamps.deploy(list(placed.assignments), placed, scoring, chats)
     if spec.delivery.github_repository:
         Delivery(
             "delivery",
             DeliveryArgs(spec, shared, subscription_id, spec.delivery.github_repository),
         )
     # Last: the document holds every governed resource the program made.
-    ExpectedState(
-        "expected-state",
-        ExpectedStateArgs(spec, shared, capture, client.object_id, subscription_id),
-    )
-    _export(platform)
+    _leave_expected_state(spec, capture, client, refs, storage_id=shared.storage.id)
+    pulumi.export("gatewayUrl", gateway.service.gateway_url)
+    pulumi.export("functionAppHostName", automation.default_host_name)
+    _export_stamps(platform.stamps)
     return platform
+
+
+def deploy_shard(
+    spec: PlatformSpec,
+    *,
+    environment: str,
+    target: str,
+    project_root: Path = PROJECT_ROOT,
+    today: date | None = None,
+) -> Shard:
+    """One shard stack (``<environment>.<target>``) of an environment with
+    ``placement.shard_stacks``: the stamps placed on ``target``, their tenants' routes on
+    the shared gateway, and their expected state, over what the environment's shared stack
+    exported (a ``StackReference``). Nothing of another shard is read or planned."""
+    resolved = resolve(spec, read_record(project_root, environment))
+    spec = resolved.spec
+    if not spec.placement.shard_stacks:
+        raise ConfigError.single(
+            f"stack '{environment}'", "placement.shard_stacks", "is off: there are no shards"
+        )
+    if target not in resolved.placement.targets:
+        known = ", ".join(resolved.placement.targets)
+        raise ConfigError.single(
+            f"stack '{environment}'", "placement.targets", f"no target '{target}' ({known})"
+        )
+    capture = PlanCapture()
+    capture.install()
+    client = authorization.get_client_config_output()
+    reference = pulumi.StackReference(shared_stack_name(environment))
+    refs = PlatformRefs.from_output(spec, reference.get_output(OUTPUT))
+    holder = ShardRoutes("gateway", target)
+    keys = [k for k, t in resolved.placement.assignments.items() if t == target]
+    stamps = _Stamps(spec, refs, client.tenant_id, today, client.subscription_id)
+    scoring = ScoringRoutes("gateway", refs.gateway, holder)
+    chats = GenAIRoutes("genai-gateway", refs.gateway, holder)
+    shard = Shard(target, refs)
+    shard.stamps = stamps.deploy(keys, resolved.placement, scoring, chats)
+    _leave_expected_state(spec, capture, client, refs, storage_id=None, shard=target)
+    _export_stamps(shard.stamps)
+    return shard
+
+
+def _leave_expected_state(
+    spec: PlatformSpec,
+    capture: PlanCapture,
+    client: Any,
+    refs: PlatformRefs,
+    *,
+    storage_id: pulumi.Input[str] | None,
+    shard: str | None = None,
+) -> ExpectedState:
+    """The stack's expected-state document in the platform account (a shard's its own;
+    ``storage_id``: where the deployer is granted writing, by the shared stack only)."""
+    return ExpectedState(
+        "expected-state",
+        ExpectedStateArgs(
+            spec,
+            capture,
+            client.object_id,
+            client.subscription_id,
+            refs.storage_account_name,
+            refs.storage_blob_endpoint,
+            storage_id,
+            shard=shard,
+        ),
+    )
+
+
+def shared_stack_name(environment: str) -> str:
+    """The fully qualified name a shard's ``StackReference`` gives its shared stack
+    (``<organization>/<project>/<stack>``; a self-managed backend's organization is
+    ``organization``)."""
+    return f"{pulumi.get_organization() or 'organization'}/{PROJECT}/{environment}"
+
+
+class ShardRoutes(pulumi.ComponentResource):
+    """Holds a shard's routes on the shared gateway (the gateway's own children in a
+    one-stack environment)."""
+
+    def __init__(self, name: str, target: str) -> None:
+        super().__init__("tenant-mlops:gateway:ShardRoutes", name, {"stamp": "platform"}, None)
+        self.register_outputs({"target": target})
+
+
+def _chat_api(
+    spec: PlatformSpec, shared: SharedServices, gateway: TenantGateway
+) -> GenAIGateway | None:
+    """The chat API and its token metrics, when a tenant uses generative AI."""
+    if not any(t.genai is not None for t in spec.tenants):
+        return None
+    return GenAIGateway(
+        "genai-gateway",
+        GenAIGatewayArgs(spec, shared, gateway.service.name, gateway.principal_id),
+        pulumi.ResourceOptions(parent=gateway),
+    )
+
+
+def _refs(
+    shared: SharedServices,
+    automation: Automation,
+    alerting: Alerting,
+    gateway: TenantGateway,
+    chat: GenAIGateway | None,
+) -> PlatformRefs:
+    return PlatformRefs(
+        subscription_id=shared.subscription_id,
+        resource_group_name=shared.resource_group.name,
+        log_analytics_id=shared.log_analytics.id,
+        app_insights_id=shared.app_insights.id,
+        ml_registry_id=shared.ml_registry.id,
+        ml_registry_name=shared.ml_registry.name,
+        automation_principal_id=shared.automation_identity.principal_id,
+        scorer_role_name=shared.scorer_role.name,
+        operations_group_id=alerting.operations.id,
+        automation_group_id=alerting.automation.id,
+        storage_account_name=shared.storage.name,
+        storage_blob_endpoint=shared.storage.primary_endpoints.blob,
+        storage_id=shared.storage.id,
+        function_app_id=automation.function_app.id,
+        gateway=gateway.reference(chat.api.id if chat else None),
+        serving_environment_id=shared.serving_environment_id,
+        network=shared.network.reference() if shared.network else None,
+        serving_ready=(shared.serving_environment,) if shared.serving_environment else (),
+        code_ready=(automation.package_upload,) if automation.package_upload else (),
+    )
+
+
+class _Stamps:
+    """Stamps and their tenants' routes, for the stamp keys a stack holds."""
+
+    def __init__(
+        self,
+        spec: PlatformSpec,
+        refs: PlatformRefs,
+        entra_tenant: pulumi.Input[str],
+        today: date | None,
+        own_subscription: pulumi.Output[str],
+    ) -> None:
+        self.spec = spec
+        self.common: dict[str, Any] = {
+            "spec": spec,
+            "platform": refs,
+            "entra_tenant_id": entra_tenant,
+            "today": today or datetime.now(UTC).date(),
+        }
+        self.own_subscription = own_subscription
+
+    def deploy(
+        self,
+        keys: list[str],
+        placement: Placement,
+        scoring: ScoringRoutes,
+        chats: GenAIRoutes | None,
+    ) -> dict[str, Stamp]:
+        where = _Targets(placement, self.own_subscription)
+        spec, wanted = self.spec, set(keys)
+        stamps: dict[str, Stamp] = {}
+        for tenant in spec.dedicated_tenants:
+            key = naming.stamp_key("tenant", tenant.id)
+            if key in wanted:
+                args = stamp_args_for_tenant(tenant, **self.common, **where.args(key))
+                stamps[key] = Stamp(key, args, where.options(key))
+        for pool in spec.pools:
+            key = naming.stamp_key("pool", pool.id)
+            if key in wanted:
+                args = stamp_args_for_pool(pool, **self.common, **where.args(key))
+                stamps[key] = Stamp(key, args, where.options(key))
+        routes = _route_tenants(spec, stamps, scoring)
+        if chats is not None:  # None: no tenant chats
+            _route_genai_tenants(spec, stamps, chats, routes)
+        return stamps
 
 
 class _Targets:
@@ -176,21 +371,21 @@ class _Targets:
         return pulumi.ResourceOptions(providers={"azure-native": self.providers[target.id]})
 
 
-def _route_tenants(spec: PlatformSpec, platform: Platform) -> dict[str, TenantRoute]:
-    """Each tenant with an online endpoint routed; returns the routes by tenant."""
+def _route_tenants(
+    spec: PlatformSpec, stamps: dict[str, Stamp], scoring: ScoringRoutes
+) -> dict[str, TenantRoute]:
+    """Each tenant of these stamps with an online endpoint routed; returns the routes."""
     backends: dict[str, str] = {}
     routes: dict[str, TenantRoute] = {}
     for tenant in spec.tenants:
-        stamp = platform.stamps[tenant.stamp_key]
-        if stamp.scoring_uri is None:
-            continue  # no online endpoint: the tenant scores in batch only
+        stamp = stamps.get(tenant.stamp_key)
+        if stamp is None or stamp.scoring_uri is None:
+            continue  # another stack's stamp, or no online endpoint (batch only)
         if tenant.stamp_key not in backends:
-            backends[tenant.stamp_key] = platform.gateway.add_backend(
-                tenant.stamp_key, stamp.scoring_uri
-            )
+            backends[tenant.stamp_key] = scoring.add_backend(tenant.stamp_key, stamp.scoring_uri)
         serving = tenant if tenant.tier == "dedicated" else spec.pool(tenant.pool or "")
         online = serving.endpoints.online
-        routes[tenant.id] = platform.gateway.add_tenant(
+        routes[tenant.id] = scoring.add_tenant(
             Route(
                 tenant=tenant,
                 backend_id=backends[tenant.stamp_key],
@@ -206,42 +401,31 @@ def _route_tenants(spec: PlatformSpec, platform: Platform) -> dict[str, TenantRo
 
 def _route_genai_tenants(
     spec: PlatformSpec,
-    platform: Platform,
-    shared: SharedServices,
+    stamps: dict[str, Stamp],
+    chats: GenAIRoutes,
     routes: dict[str, TenantRoute],
 ) -> None:
-    """The chat API, with a backend per stamp account and a product per genai tenant."""
-    tenants = [t for t in spec.tenants if t.genai is not None]
-    if not tenants:
-        return
-    gateway = platform.gateway
-    genai = GenAIGateway(
-        "genai-gateway",
-        GenAIGatewayArgs(spec, shared, gateway.service.name, gateway.principal_id),
-        pulumi.ResourceOptions(parent=gateway),
-    )
+    """A backend per stamp account and a product per genai tenant of these stamps."""
     backends: dict[str, str] = {}
-    for tenant in tenants:
-        stamp = platform.stamps[tenant.stamp_key]
+    for tenant in spec.tenants:
+        stamp = stamps.get(tenant.stamp_key)
+        if tenant.genai is None or stamp is None:
+            continue
         if stamp.genai is None:  # unreachable: a stamp has an account for its genai tenants
             raise ValueError(f"stamp {tenant.stamp_key} has no AI Services account")
         if tenant.stamp_key not in backends:
-            backends[tenant.stamp_key] = genai.add_account(
+            backends[tenant.stamp_key] = chats.add_account(
                 tenant.stamp_key, stamp.genai, stamp.scope_key, stamp.subscription_id
             )
         route = routes.get(tenant.id)
-        genai.add_tenant(
-            tenant, backends[tenant.stamp_key], route.budget_stop if route else None
-        )
+        chats.add_tenant(tenant, backends[tenant.stamp_key], route.budget_stop if route else None)
 
 
-def _export(platform: Platform) -> None:
-    pulumi.export("gatewayUrl", platform.gateway.service.gateway_url)
-    pulumi.export("functionAppHostName", platform.automation.default_host_name)
+def _export_stamps(stamps: dict[str, Stamp]) -> None:
     pulumi.export(
         "stamps",
         {
             key: {"workspace": stamp.workspace.name, "scoringUri": stamp.scoring_uri}
-            for key, stamp in platform.stamps.items()
+            for key, stamp in stamps.items()
         },
     )

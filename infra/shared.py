@@ -352,7 +352,7 @@ class SharedServices(pulumi.ComponentResource):
             ("acr", self.container_registry.id, "registry"),
             ("mlr", self.ml_registry.id, "amlregistry"),
         ]
-        self.network.protect(
+        self.network.reference().protect(
             self._name,
             targets,
             resource_group_name=self.resource_group.name,

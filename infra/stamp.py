@@ -22,8 +22,6 @@ from pulumi_azure_native import (
 )
 
 from infra import blocks
-from infra.alerting import Alerting
-from infra.automation import Automation
 from infra.common import (
     GrantTarget,
     Principal,
@@ -38,7 +36,7 @@ from infra.deploy_time import BatchDefault
 from infra.eventing import subscribe_workspace_events
 from infra.genai import GenAIAccount, GenAIAccountArgs
 from infra.monitoring import create_endpoint_alerts
-from infra.shared import SharedServices
+from infra.platform_refs import PlatformRefs
 from tenancy import contracts, naming
 from tenancy.instance_types import model_cache_bytes
 from tenancy.permissions import Condition, Target
@@ -86,10 +84,7 @@ class StampArgs:
     budget: BudgetSpec
     personas: TenantPersonas
     tenants: list[TenantSpec]
-    shared: SharedServices
-    automation: Automation
-    alerting: Alerting
-    gateway_principal_id: pulumi.Input[str]
+    platform: PlatformRefs  # what the stamp reads of the shared platform
     subscription_id: pulumi.Input[str]
     entra_tenant_id: pulumi.Input[str]
     today: date
@@ -161,7 +156,7 @@ class Stamp(pulumi.ComponentResource):
         at = blocks.Placement(
             name, name, spec, self.resource_group.name, self.tags, self, location=args.region
         )
-        logs = args.shared.log_analytics.id
+        logs = args.platform.log_analytics_id
         self.storage = blocks.storage_account(at)
         self.key_vault = blocks.key_vault(
             at, entra_tenant_id=args.entra_tenant_id, log_workspace_id=logs
@@ -249,14 +244,15 @@ class Stamp(pulumi.ComponentResource):
             parent=self,
         )
         key = self._scope_key
-        registry = self._args.shared.ml_registry
         targets: dict[Target, GrantTarget] = {
             "resource_group": GrantTarget(f"{key}/rg", self.resource_group.id),
             "storage": GrantTarget(f"{key}/st", self.storage.id),
             "key_vault": GrantTarget(f"{key}/kv", self.key_vault.id),
             "container_registry": GrantTarget(f"{key}/acr", self.container_registry.id),
             "app_insights": GrantTarget(f"{key}/appi", self.app_insights.id),
-            "ml_registry": GrantTarget(f"{key}/mlr", registry.id, in_group=False),
+            "ml_registry": GrantTarget(
+                f"{key}/mlr", self._args.platform.ml_registry_id, in_group=False
+            ),
         }
         conditions: list[Condition] = ["always", "data_collection"]
         if self._args.data_classification == "restricted":
@@ -328,7 +324,7 @@ class Stamp(pulumi.ComponentResource):
         if not self._private:
             return machinelearningservices.ManagedNetworkSettingsArgs(isolation_mode="Disabled")
         targets: dict[str, tuple[pulumi.Input[str], str]] = {
-            "platform-registry": (self._args.shared.ml_registry.id, "amlregistry"),
+            "platform-registry": (self._args.platform.ml_registry_id, "amlregistry"),
         }
         if self._args.endpoints.batch.enabled:
             targets["batch-queue"] = (self.storage.id, "queue")
@@ -408,7 +404,7 @@ class Stamp(pulumi.ComponentResource):
         name, version = ref.split(":")
         return pulumi.Output.concat(
             "azureml://registries/",
-            self._args.shared.ml_registry.name,
+            self._args.platform.ml_registry_name,
             f"/{kind}/{name}/versions/{version}",
         )
 
@@ -458,7 +454,6 @@ class Stamp(pulumi.ComponentResource):
         # Inputs and outputs are collected for drift (the Azure ML data collector layout).
         enabled = machinelearningservices.CollectionArgs(data_collection_mode="Enabled")
         collections = dict.fromkeys(contracts.COLLECTIONS, enabled)
-        published = self._args.shared.serving_environment
         return machinelearningservices.OnlineDeployment(
             f"{self._name}-online-{contracts.FIRST_DEPLOYMENT}",
             resource_group_name=self.resource_group.name,
@@ -498,7 +493,8 @@ class Stamp(pulumi.ComponentResource):
                 parent=endpoint,
                 ignore_changes=AUTOMATION_OWNED,
                 # The scoring container's environment exists before a deployment names it.
-                depends_on=[published] if published is not None else [],
+                # (A shard stack's comes from the shared stack, deployed before it.)
+                depends_on=list(self._args.platform.serving_ready),
             ),
         )
 
@@ -515,7 +511,7 @@ class Stamp(pulumi.ComponentResource):
                 tenants=tenants,
                 resource_group_name=self.resource_group.name,
                 tags=self.tags,
-                log_workspace_id=self._args.shared.log_analytics.id,
+                log_workspace_id=self._args.platform.log_analytics_id,
                 location=self._args.region,
             ),
             self._opts,
@@ -537,7 +533,7 @@ class Stamp(pulumi.ComponentResource):
         registry's scoring environment and code asset."""
         spec = self._args.spec
         tier: Tier = "dedicated" if self._args.kind == "tenant" else "pooled"
-        lean_image = self._args.shared.serving_environment_id
+        lean_image = self._args.platform.serving_environment_id
         if spec.tiers.profile(tier).serving_runtime == "lean" and lean_image is not None:
             return {"environment_id": lean_image}
         return {
@@ -680,7 +676,7 @@ class Stamp(pulumi.ComponentResource):
     def _grant_automation_and_gateway(self) -> None:
         automation = Principal(
             "automation",
-            self._args.shared.automation_identity.principal_id,
+            self._args.platform.automation_principal_id,
             "ServicePrincipal",
         )
         # Deployments and traffic (rollouts), compute scaling (budgets), collected inference
@@ -702,14 +698,14 @@ class Stamp(pulumi.ComponentResource):
         )
         if self.online_endpoint is not None:
             # The gateway's identity may score this endpoint and do nothing else.
-            gateway = Principal("gateway", self._args.gateway_principal_id, "ServicePrincipal")
+            gateway = Principal(
+                "gateway", self._args.platform.gateway.principal_id, "ServicePrincipal"
+            )
             assign_role(
                 f"{self._name}-gateway-score",
                 principal=gateway,
                 role_code="EndpointScorer",
-                custom_role_id=self._args.shared.custom_role_in(
-                    self._args.shared.scorer_role, self._args.subscription_id
-                ),
+                custom_role_id=self._args.platform.scorer_role_in(self._args.subscription_id),
                 scope=self.online_endpoint.id,
                 scope_key=f"{self._scope_key}/online",
                 subscription_id=self._args.subscription_id,
@@ -753,7 +749,7 @@ class Stamp(pulumi.ComponentResource):
                 "threshold_type": t.type,
                 "contact_emails": budget.contacts,
                 # Every threshold also reaches the automation (notify; stop above the limit).
-                "contact_groups": [self._args.alerting.automation.id],
+                "contact_groups": [self._args.platform.automation_group_id],
                 "locale": "en-us",
             }
             for t in budget.thresholds
@@ -777,7 +773,7 @@ class Stamp(pulumi.ComponentResource):
     # --- monitoring and network ------------------------------------------------------------
 
     def _observe(self) -> None:
-        workspace_id = self._args.shared.log_analytics.id
+        workspace_id = self._args.platform.log_analytics_id
         send_diagnostics(
             f"{self._name}-ws-diag",
             resource_id=self.workspace.id,
@@ -796,13 +792,13 @@ class Stamp(pulumi.ComponentResource):
                 endpoint_id=self.online_endpoint.id,
                 resource_group_name=self.resource_group.name,
                 alerts=self._args.spec.alerts,
-                action_group_id=self._args.alerting.operations.id,
+                action_group_id=self._args.platform.operations_group_id,
                 tags=self.tags,
                 parent=self.online_endpoint,
             )
 
     def _protect_with_private_endpoints(self) -> None:
-        network = self._args.shared.network
+        network = self._args.platform.network
         if network is None:
             return
         targets = [

@@ -30,7 +30,19 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--write-placement",
         action="store_true",
-        help="keep this plan's placement with the stack (Pulumi.<stack>.placement.json)",
+        help="keep this plan's placement with the stack (Pulumi.<stack>.placement.json) "
+        "and, with placement.shard_stacks, write each shard's stack file",
+    )
+    plan.add_argument(
+        "--summary",
+        action="store_true",
+        help="leave every resource's inputs out (counts, violations, capacity, placement)",
+    )
+    plan.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="shard stacks planned at once, each in a process of its own (default: 2)",
     )
     config = commands.add_parser(
         "policy-config",
@@ -282,11 +294,20 @@ def _state_options(command: argparse.ArgumentParser, what: str) -> None:
 def _plan(args: argparse.Namespace) -> int:
     # Imported here: Pulumi and the provider SDK load in seconds and only `plan` needs them.
     from mlops.plan import build_plan, project_program, render_text  # noqa: PLC0415
-    from tenancy.placement import write_record  # noqa: PLC0415
+    from tenancy.placement import write_record, write_shard_stacks  # noqa: PLC0415
 
     root = args.root or project_root()
     spec = read_stack(args.stack, root)  # as written: the plan splits its pools and says so
-    plan = build_plan(spec, args.stack, program=project_program(root, args.stack), root=root)
+    plan = build_plan(
+        spec,
+        args.stack,
+        program=project_program(root, args.stack),
+        root=root,
+        workers=args.workers,
+        keep_resources=not args.summary,
+    )
+    if args.summary:
+        plan.compact()
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2, sort_keys=False))
     else:
@@ -294,6 +315,9 @@ def _plan(args: argparse.Namespace) -> int:
     if args.write_placement and plan.placement is not None:
         written = write_record(root, args.stack, plan.placement)
         print(f"placement kept in {written}", file=sys.stderr)
+        if spec.placement.shard_stacks:
+            for path in write_shard_stacks(root, args.stack, plan.placement):
+                print(f"shard stack {path.name}", file=sys.stderr)
     return EXIT_VIOLATION if plan.has_mandatory_violation else EXIT_OK
 
 

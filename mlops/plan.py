@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import runpy
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,12 +43,29 @@ class Plan:
     capacity: list[Usage] = field(default_factory=list)
     placement: Placement | None = None  # where each stamp went (tenancy.placement)
     pools: PoolSplit | None = None  # each pooled tenant's shard (tenancy.pool_shards)
+    # With placement.shard_stacks: this is the shared stack's plan, and each target's
+    # stamps are a shard stack's (mlops.shard_plans), planned after it.
+    shards: list[Plan] = field(default_factory=list)
+    seconds: float = 0.0  # how long this stack's plan took
+    peak_rss_mb: float = 0.0  # its process's peak memory (a shard's: its own process)
+    counted: dict[str, Any] | None = None  # the summary, kept when resources are dropped
 
     @property
     def has_mandatory_violation(self) -> bool:
-        return any(v.level == "mandatory" for v in self.violations)
+        return any(v.level == "mandatory" for v in self.violations) or any(
+            shard.has_mandatory_violation for shard in self.shards
+        )
+
+    def compact(self) -> Plan:
+        """This plan without its resources' inputs (its summary kept): what a large
+        environment's shard plans send back."""
+        self.counted = self.summary()
+        self.resources = []
+        return self
 
     def summary(self) -> dict[str, Any]:
+        if self.counted is not None:
+            return self.counted
         by_tenant = Counter(r["tenant"] or SHARED for r in self.resources)
         levels = Counter(v.level for v in self.violations)
         return {
@@ -57,13 +76,34 @@ class Plan:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "stack": self.stack,
             "resources": self.resources,
             "violations": [v.to_dict() for v in self.violations],
             "capacity": [u.to_dict() for u in self.capacity],
             "placement": _placement_document(self.placement, self.pools),
             "summary": self.summary(),
+            "seconds": round(self.seconds, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+        }
+        if self.shards:
+            document["shards"] = [shard.to_dict() for shard in self.shards]
+            document["total"] = self.total()
+        return document
+
+    def total(self) -> dict[str, Any]:
+        """The environment's totals over its shared and shard stacks."""
+        plans = [self, *self.shards]
+        summaries = [plan.summary() for plan in plans]
+        return {
+            "stacks": len(plans),
+            "resources": sum(s["resources"] for s in summaries),
+            "violations": {
+                level: sum(s["violations"][level] for s in summaries)
+                for level in ("mandatory", "advisory")
+            },
+            "seconds": round(sum(plan.seconds for plan in plans), 2),
+            "peak_rss_mb": round(max(plan.peak_rss_mb for plan in plans), 1),
         }
 
 
@@ -114,11 +154,18 @@ def build_plan(
     policies: PolicyRunner | None = pack_policies,
     program: Callable[[], None] | None = None,
     root: Path | None = None,
+    *,
+    workers: int = 2,
+    keep_resources: bool = True,
 ) -> Plan:
     """Run ``program`` (default: the platform program for ``spec``) under mocks, then the
     policies over what it registered. ``root``: where the stack's placement record is kept
-    (the program reads the same one: ``infra.program.deploy``)."""
+    (the program reads the same one: ``infra.program.deploy``).
 
+    With ``placement.shard_stacks`` the program is the environment's shared stack; then
+    each target's shard stack is planned over its exports, ``workers`` at a time, each in
+    a process of its own (``keep_resources``: whether their resources come back)."""
+    started = time.perf_counter()
     resolved = resolve(spec, read_record(root, stack) if root else Record())
     spec, split, placement = resolved.spec, resolved.pools, resolved.placement
 
@@ -126,6 +173,36 @@ def build_plan(
         deploy(spec, stack=stack, placement=placement)
 
     run = run_offline(program or platform, stack=stack)
+    sharded = spec.placement.shard_stacks
+    # The shared stack of a sharded environment holds no tenant: its rules judge none.
+    view = spec.restricted_to([]) if sharded else spec
+    plan = plan_of_run(stack, run, view, placement, policies)
+    plan.placement, plan.pools = placement, split
+    plan.seconds, plan.peak_rss_mb = time.perf_counter() - started, peak_rss_mb()
+    if sharded:
+        from mlops.shard_plans import plan_shards  # noqa: PLC0415 (it reads this module)
+
+        plan.shards = plan_shards(
+            resolved,
+            stack,
+            run.outputs,
+            root or Path.cwd(),
+            workers=workers,
+            policies=policies is not None,
+            keep_resources=keep_resources,
+        )
+    return plan
+
+
+def plan_of_run(
+    stack: str,
+    run: OfflineRun,
+    spec: PlatformSpec,
+    placement: Placement,
+    policies: PolicyRunner | None,
+) -> Plan:
+    """One stack's plan from its offline run: resources, the rules' violations (``spec``:
+    as the stack holds it) and its capacity counts."""
     resources = [
         {
             "urn": record.urn,
@@ -138,8 +215,21 @@ def build_plan(
         for record in run.custom_resources()
     ]
     violations = list(policies(spec, run)) if policies else []
-    capacity = capacity_of(spec, run, placement)
-    return Plan(stack, resources, violations, capacity, placement, split)
+    return Plan(stack, resources, violations, capacity_of(spec, run, placement))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory, in MB: Linux's ``VmHWM``. (``ru_maxrss``
+    would not do for a shard's process: Linux keeps it across ``exec``, so a spawned
+    process starts with its parent's peak.)"""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def capacity_of(spec: PlatformSpec, run: OfflineRun, placement: Placement) -> list[Usage]:
@@ -226,9 +316,10 @@ def _group(resource: dict[str, Any]) -> str:
 def render_text(plan: Plan, spec: PlatformSpec) -> str:
     """The inventory per tenant (platform and pools first), then violations and a summary."""
     spec = plan.pools.spec if plan.pools else spec  # with its pools split, as planned
+    stacks = [plan, *plan.shards]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for resource in plan.resources:
-        groups[_group(resource)].append(resource)
+    for planned in (r for stack in stacks for r in stack.resources):
+        groups[_group(planned)].append(planned)
     headings = {"platform": "platform (shared by every tenant)"}
     for pool in spec.pools:
         member_ids = ", ".join(t.id for t in spec.tenants_in_pool(pool.id))
@@ -245,17 +336,36 @@ def render_text(plan: Plan, spec: PlatformSpec) -> str:
         for type_name, count in sorted(Counter(r["type"] for r in members).items()):
             lines.append(f"    {count:4d}  {type_name.removeprefix('azure-native:')}")
         lines.append("")
-    if plan.violations:
+    violations = [(stack.stack, v) for stack in stacks for v in stack.violations]
+    if violations:
         lines.append("Policy violations:")
-        for v in plan.violations:
-            lines.append(f"  [{v.level}] {v.policy}: {v.message}\n      {v.urn}")
+        for name, v in violations:
+            where = f"{name}: " if plan.shards else ""
+            lines.append(f"  [{v.level}] {where}{v.policy}: {v.message}\n      {v.urn}")
         lines.append("")
     lines += _placement_lines(plan.placement, plan.pools)
-    lines += _capacity_lines(plan.capacity)
-    summary = plan.summary()
+    lines += _stack_lines(plan)
+    lines += _capacity_lines([u for stack in stacks for u in stack.capacity])
+    summary = plan.total() if plan.shards else plan.summary()
     lines.append(
         f"{summary['resources']} resources; violations: "
         f"{summary['violations']['mandatory']} mandatory, "
         f"{summary['violations']['advisory']} advisory"
     )
     return "\n".join(lines)
+
+
+def _stack_lines(plan: Plan) -> list[str]:
+    """A sharded environment's stacks: the shared one, then each shard, with what its plan
+    made and took."""
+    if not plan.shards:
+        return []
+    lines = ["Stacks (the shared stack first; each shard planned in a process of its own):"]
+    for stack in [plan, *plan.shards]:
+        summary = stack.summary()
+        lines.append(
+            f"  {stack.stack:28s} {summary['resources']:>6d} resources, "
+            f"{summary['violations']['mandatory']} mandatory violations, "
+            f"{stack.seconds:6.1f} s, {stack.peak_rss_mb:6.0f} MB peak"
+        )
+    return [*lines, ""]

@@ -28,6 +28,14 @@ CONTAINER_INFERENCE_DATA: Final = "inference-data"
 # What `pulumi up` set on the governed resources, for the audit's drift check.
 CONTAINER_PLATFORM_STATE: Final = "platform-state"
 BLOB_EXPECTED_STATE: Final = "expected-state.json"
+#: Every expected-state document's name starts so: the shared stack's, and one per shard.
+EXPECTED_STATE_PREFIX: Final = "expected-state"
+
+
+def expected_state_blob(shard: str | None = None) -> str:
+    """The blob a stack leaves its expected state in: the shared (or only) stack's, or a
+    shard stack's own (``expected-state.<target>.json``)."""
+    return f"{EXPECTED_STATE_PREFIX}.{shard}.json" if shard else BLOB_EXPECTED_STATE
 TABLE_ROLLOUTS: Final = "rollouts"
 TABLE_AUDIT: Final = "audit"
 TABLE_EVENTS: Final = "events"

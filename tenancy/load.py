@@ -17,6 +17,8 @@ from tenancy.spec import PlatformSpec
 
 PROJECT = "tenant-mlops"
 PLATFORM_KEY = f"{PROJECT}:platform"
+#: A shard stack's config: its environment's stack and its target (infra.program).
+SHARD_KEY = f"{PROJECT}:shard"
 
 
 def stack_file(stack: str, root: Path) -> Path:
@@ -37,7 +39,39 @@ def load_stack(stack: str, root: Path | None = None) -> PlatformSpec:
     against the stack's placement record (tenancy.placement.resolve: pools split, every
     stamp's subscription and region settled): the spec everything reads."""
     root = root or project_root()
+    shard = shard_of(stack, root)
+    if shard is not None:  # a shard stack: its environment's spec, as the shard holds it
+        environment, target = shard
+        resolved = resolve(read_stack(environment, root), read_record(root, environment))
+        if target not in resolved.placement.targets:
+            known = ", ".join(resolved.placement.targets)
+            raise ConfigError.single(
+                str(stack_file(stack, root)), SHARD_KEY, f"no target '{target}' ({known})"
+            )
+        keys = [k for k, t in resolved.placement.assignments.items() if t == target]
+        return resolved.spec.restricted_to(keys)
     return resolved_spec(read_stack(stack, root), root, stack)
+
+
+def shard_of(stack: str, root: Path) -> tuple[str, str] | None:
+    """(environment, target) when ``stack`` is a shard stack (its file holds
+    ``tenant-mlops:shard``), else None."""
+    path = stack_file(stack, root)
+    if not path.is_file():
+        return None
+    document = read_yaml(path)
+    config = document.get("config") if isinstance(document, Mapping) else None
+    shard = config.get(SHARD_KEY) if isinstance(config, Mapping) else None
+    if shard is None:
+        return None
+    issues = [
+        ConfigIssue(f"config.{SHARD_KEY}.{key}", "required: a string")
+        for key in ("environment", "target")
+        if not isinstance(shard, Mapping) or not isinstance(shard.get(key), str)
+    ]
+    if issues:
+        raise ConfigError(str(path), issues)
+    return str(shard["environment"]), str(shard["target"])
 
 
 def resolved_spec(spec: PlatformSpec, root: Path, stack: str) -> PlatformSpec:

@@ -204,3 +204,31 @@ def write_record(root: Path, stack: str, placement: Placement) -> Path:
     temporary.write_text(json.dumps(placement.record(), indent=2) + "\n")
     temporary.replace(path)
     return path
+
+
+# --- shard stacks (placement.shard_stacks) ---------------------------------------------------
+
+
+def shard_stack(environment: str, target: str) -> str:
+    """A shard stack's name: its environment's, then its target (Pulumi stack names take
+    letters, digits, dashes, underscores and dots)."""
+    return f"{environment}.{target}"
+
+
+def write_shard_stacks(root: Path, environment: str, placement: Placement) -> list[Path]:
+    """A stack file for each target that holds stamps (``Pulumi.<env>.<target>.yaml``): it
+    names its environment and target, and the program reads the environment's spec."""
+    written = []
+    used = set(placement.assignments.values())
+    for target in (t for t in placement.targets if t in used):
+        path = root / f"Pulumi.{shard_stack(environment, target)}.yaml"
+        shard = {"environment": environment, "target": target}
+        document = {"config": {"tenant-mlops:shard": shard}}
+        header = (
+            f"# The stamps of stack {environment} placed on target {target}: a shard stack\n"
+            "# (placement.shard_stacks). Written by `mlops plan --write-placement`; its spec\n"
+            f"# is Pulumi.{environment}.yaml's. `pulumi up` it after the {environment} stack.\n"
+        )
+        path.write_text(header + json.dumps(document, indent=2) + "\n")
+        written.append(path)
+    return written

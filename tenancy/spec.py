@@ -9,6 +9,7 @@ every bad key. This module imports neither Pulumi nor an Azure SDK.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
 from itertools import pairwise
@@ -828,6 +829,9 @@ class PlacementSpec(SpecModel):
 
     targets: list[PlacementTarget] = []
     pins: dict[str, TargetId] = {}
+    # Each target's stamps are a Pulumi stack of their own (``<stack>.<target>``), beside
+    # this stack, which then holds the shared platform only (infra.program.deploy_shard).
+    shard_stacks: bool = False
 
     @model_validator(mode="after")
     def _targets_known(self) -> PlacementSpec:
@@ -967,6 +971,21 @@ class PlatformSpec(SpecModel):
             if target.id == pinned:
                 return target
         return PlacementTarget(id="home", subscription_id=None, region=self.location)
+
+    def stamp_keys(self) -> list[str]:
+        """Every stamp, in the program's order: dedicated tenants', then pools'."""
+        return [t.stamp_key for t in self.dedicated_tenants] + [
+            f"pool-{pool.id}" for pool in self.pools
+        ]
+
+    def restricted_to(self, stamp_keys: Iterable[str]) -> PlatformSpec:
+        """The spec as one stack of it holds it: only the tenants and pools of
+        ``stamp_keys`` (a shard stack's; none: the shared stack's). Everything else, the
+        placement among it, is the environment's."""
+        keys = set(stamp_keys)
+        tenants = [t for t in self.tenants if t.stamp_key in keys]
+        pools = [p for p in self.pools if f"pool-{p.id}" in keys]
+        return self.model_copy(update={"tenants": tenants, "pools": pools})
 
     def subscriptions(self) -> list[str]:
         """The subscriptions the stack's targets name beside its own (which is not named)."""

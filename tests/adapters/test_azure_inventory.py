@@ -28,10 +28,12 @@ from adapters.azure_inventory import (
     role_assignments_query,
 )
 from policies.live import LiveResource
-from tenancy import PlatformSpec
+from tenancy import PlatformSpec, parse_platform_spec
 from tenancy.errors import DependencyError
+from tenancy.placement import Record, resolve
 from tests.adapters.fake_arm import FakeArm, FakeCredential
 from tests.adapters.test_deploy_time import Scripted
+from tests.tenancy.conftest import stack_document
 
 SUB = "00000000-0000-4000-8000-00000000beef"
 WS = (
@@ -282,3 +284,40 @@ def test_the_audit_reads_every_subscription_the_stack_places_stamps_in() -> None
     other = "11111111-2222-4333-8444-555555555555"
     AzureInventory(FakeCredential(), [SUB, other], transport=azure).inventory("tmlops", "local")  # type: ignore[arg-type]
     assert all(query["subscriptions"] == [SUB, other] for query in azure.queries)
+
+
+def test_with_shard_stacks_each_shards_expected_state_joins_the_shared_one() -> None:
+    document = stack_document("dev")
+    document["placement"] = {
+        "targets": [
+            {"id": "weu-a", "region": "westeurope"},
+            {"id": "weu-b", "subscription_id": "11111111-2222-4333-8444-555555555555",
+             "region": "westeurope"},
+        ],
+        "shard_stacks": True,
+    }  # fmt: skip
+    spec = resolve(parse_platform_spec(document), Record({"tenant-contoso": "weu-b"})).spec
+
+    def blob(resources: list[dict[str, Any]]) -> tuple[int, dict[str, str], bytes]:
+        body = json.dumps({"version": 1, "resources": resources}).encode()
+        return 200, {
+            "Content-Length": str(len(body)),
+            "Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}",
+            "x-ms-blob-type": "BlockBlob",
+        }, body
+
+    transport = Scripted([blob([{"id": "shared"}]), blob([{"id": "a"}]), blob([{"id": "b"}])])
+
+    def container(account: str, name: str, endpoint: str) -> ContainerClient:
+        url = f"https://{account}.blob.core.windows.net"
+        return ContainerClient(url, name, credential=FakeCredential(), transport=transport)  # type: ignore[arg-type]
+
+    platform = AzurePlatform(spec, FakeCredential(), SUB, container_factory=container,  # type: ignore[arg-type]
+                             platform_account="stp")  # fmt: skip
+    state = platform.expected_state()
+    assert state is not None and [r["id"] for r in state["resources"]] == ["shared", "a", "b"]
+    assert [r.url.rsplit("/", 1)[1] for r in transport.sent] == [
+        "expected-state.json",
+        "expected-state.weu-a.json",
+        "expected-state.weu-b.json",
+    ]

@@ -5,6 +5,7 @@ secret is used (Azure sign-in is OIDC; `make lint` runs actionlint and zizmor on
 from __future__ import annotations
 
 import re
+import subprocess
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,31 @@ def test_main_deploys_dev_then_staging_then_prod_each_in_its_environment() -> No
     for stack, job in jobs.items():
         assert job["environment"] == stack  # staging and prod: required reviewers
         assert job["env"]["STACK"] == stack
-        [command] = [r for r in _runs(job) if r.startswith("pulumi up")]
-        assert "--policy-pack policies" in command and "--yes" in command
+        assert '.github/scripts/pulumi-up.sh "$STACK"' in _runs(job)
     assert flow["concurrency"]["cancel-in-progress"] is False  # never half an update
+
+
+def test_an_environment_is_updated_before_its_shard_stacks_each_with_the_policy_pack(
+    tmp_path: Path,
+) -> None:
+    """The deploy script, run with a stand-in `pulumi` that records its calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "pulumi"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    for name in ("prod", "prod.weu-a", "prod.neu-b", "production"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text("config: {}\n")
+    (tmp_path / "Pulumi.prod.placement.json").write_text("{}")
+    script = WORKFLOWS.parent / "scripts" / "pulumi-up.sh"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PROJECT_ROOT": str(tmp_path)}
+    subprocess.run(["/bin/bash", str(script), "prod"], check=True, env=env, capture_output=True)
+    ups = [c for c in calls.read_text().splitlines() if c.startswith("up ")]
+    assert [c.split()[2] for c in ups] == ["prod", "prod.neu-b", "prod.weu-a"]
+    assert all("--policy-pack policies" in c and "--yes" in c for c in ups)
+    selects = [c for c in calls.read_text().splitlines() if c.startswith("stack select")]
+    assert len(selects) == 3 and all("--create" in c for c in selects)
 
 
 @pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.yml")), ids=lambda p: p.name)
