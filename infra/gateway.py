@@ -25,6 +25,7 @@ import pulumi_random
 from pulumi_azure_native import apimanagement
 
 from infra.common import Principal, assign_role, send_diagnostics
+from infra.front_door import gateway_regions
 from infra.platform_refs import GatewayRef
 from infra.shared import SharedServices
 from tenancy import contracts, naming
@@ -494,6 +495,7 @@ class TenantGateway(pulumi.ComponentResource):
     def _create_service(self) -> apimanagement.ApiManagementService:
         spec = self._args.spec
         network = self._args.shared.network
+        sku = {"name": spec.gateway.sku, "capacity": spec.gateway.capacity}
         return apimanagement.ApiManagementService(
             f"{self._name}-apim",
             resource_group_name=self._args.shared.resource_group.name,
@@ -501,13 +503,18 @@ class TenantGateway(pulumi.ComponentResource):
             location=spec.location,
             publisher_email=spec.gateway.publisher_email,
             publisher_name=spec.gateway.publisher_name,
-            sku={"name": spec.gateway.sku, "capacity": spec.gateway.capacity},
+            sku=sku,
             identity={"type": "SystemAssigned"},
             # Private stacks: public entry for tenants, private path to the endpoints.
             virtual_network_type="External" if network else "None",
             virtual_network_configuration={"subnet_resource_id": network.gateway_subnet.id}
             if network
             else None,
+            # A regional gateway in every other region that holds stamps (infra.front_door).
+            additional_locations=[
+                {"location": region, "sku": sku} for region in gateway_regions(spec)[1:]
+            ]
+            or None,
             custom_properties={
                 "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls10": "False",
                 "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls11": "False",

@@ -19,6 +19,7 @@ from infra.alerting import Alerting, AlertingArgs
 from infra.automation import Automation, AutomationArgs
 from infra.delivery import Delivery, DeliveryArgs
 from infra.expected_state import ExpectedState, ExpectedStateArgs, PlanCapture
+from infra.front_door import FrontDoor, FrontDoorArgs, gateway_regions
 from infra.gateway import (
     Route,
     ScoringRoutes,
@@ -147,6 +148,7 @@ def deploy(
         "alerting", AlertingArgs(spec, shared, automation.default_host_name, entra_tenant)
     )
     gateway = TenantGateway("gateway", TenantGatewayArgs(spec, shared))
+    front_door = _front_door(spec, shared)
     chat = _chat_api(spec, shared, gateway)
     refs = _refs(shared, automation, alerting, gateway, chat)
     platform = Platform(shared, automation, alerting, gateway, refs)
@@ -166,6 +168,8 @@ def deploy(
     # Last: the document holds every governed resource the program made.
     _leave_expected_state(spec, capture, client, refs, storage_id=shared.storage.id)
     pulumi.export("gatewayUrl", gateway.service.gateway_url)
+    if front_door is not None:  # stamps in several regions: the tenants' one entry
+        pulumi.export("frontDoorHost", front_door.host_name)
     pulumi.export("functionAppHostName", automation.default_host_name)
     _export_stamps(platform.stamps)
     return platform
@@ -251,6 +255,18 @@ class ShardRoutes(pulumi.ComponentResource):
     def __init__(self, name: str, target: str) -> None:
         super().__init__("tenant-mlops:gateway:ShardRoutes", name, {"stamp": "platform"}, None)
         self.register_outputs({"target": target})
+
+
+def _front_door(spec: PlatformSpec, shared: SharedServices) -> FrontDoor | None:
+    """Front Door over the regional gateways, when stamps are in more than one region."""
+    regions = gateway_regions(spec)
+    if len(regions) < 2:
+        return None
+    service = naming.api_management(spec.prefix, spec.environment, spec.installation)
+    return FrontDoor(
+        "front-door",
+        FrontDoorArgs(spec, shared.resource_group.name, service, regions, shared.tags),
+    )
 
 
 def _chat_api(

@@ -888,6 +888,15 @@ class PlatformSpec(SpecModel):
                     f"placement targets {', '.join(elsewhere)} are outside {self.location}: "
                     "a private stack's network is regional, so its stamps stay in its location"
                 )
+        regions = sorted({t.region for t in self.placement.targets} - {self.location})
+        if regions and self.gateway.sku != "Premium":
+            # One gateway serves every region's tenants through regional gateways, which
+            # only the Premium tier has (infra.front_door).
+            raise ValueError(
+                f"placement targets in {', '.join(regions)} need gateway.sku Premium "
+                f"(not {self.gateway.sku}): only Premium adds regional gateways "
+                "(https://learn.microsoft.com/azure/api-management/api-management-howto-deploy-multi-region)"
+            )
         pins = [
             stamp
             for stamp in self.placement.pins

@@ -24,6 +24,7 @@ def test_a_pinned_stamp_is_planned_in_its_subscription_and_region(tmp_path: Path
         ],
         "pins": {"tenant-contoso": "neu-b"},
     }
+    document["gateway"]["sku"] = "Premium"  # regional gateways (infra.front_door)
     spec = parse_platform_spec(document)
     plan = build_plan(spec, "dev", root=tmp_path)
     assert [v for v in plan.violations if v.level == "mandatory"] == []

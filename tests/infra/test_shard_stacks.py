@@ -35,6 +35,7 @@ def _document(*, sharded: bool) -> dict[str, Any]:
         "pins": {"tenant-contoso": "neu-b"},
         "shard_stacks": sharded,
     }
+    document["gateway"]["sku"] = "Premium"  # regional gateways (infra.front_door)
     return document
 
 

@@ -38,6 +38,7 @@ def _spec(
     document["tenants"] = tenants + pooled
     if targets is not None:
         document["placement"] = {"targets": targets, **placement}
+        document["gateway"]["sku"] = "Premium"  # regional gateways for northeurope
     return parse_platform_spec(document)
 
 
