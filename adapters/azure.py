@@ -38,6 +38,7 @@ from azure.monitor.query import LogsQueryStatus
 from adapters.azure_arm import Arm
 from adapters.azure_data import DataPlane
 from adapters.azure_inventory import CONSUMPTION_API_VERSION, AzureInventory
+from adapters.azure_monitor import ModelMonitors, MonitorTarget
 from adapters.collected import collected_rows, endpoint_usage, labelled_window, owner_of
 from automation.budgets import period_of
 from automation.port import DeploymentStatus, Endpoint, Spend, Usage
@@ -447,22 +448,43 @@ class AzurePlatform:
         url = f"https://{account}.blob.{endpoint or 'core.windows.net'}"
         return ContainerClient(url, container, credential=self.credential)
 
-    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
-        """The live model's baseline, named by its ``baseline_dataset`` tag
+    def _live_baseline(self, tenant: str, deployment: str) -> tuple[str, str, re.Match[str]]:
+        """("<name>/<version>", its baseline's URI and that URI's datastore and path) of the
+        tenant's model on ``deployment``, from its ``baseline_dataset`` tag
         (``azureml://datastores/<datastore>/paths/<path>``)."""
-        client = self.client(tenant)
         found = self._tenant_model(tenant, deployment)
         if found is None:
             raise NotFoundError(f"deployment {deployment} serves no model of tenant {tenant}")
         name, version = found
-        model = client.models.get(name, version)
+        model = self.client(tenant).models.get(name, version)
         uri = (model.tags or {}).get(contracts.MODEL_TAG_BASELINE, "")
         match = _DATASTORE_URI.match(uri)
         if not match:
             raise InvalidInputError(f"model {name}/{version} has no datastore baseline ({uri!r})")
+        return f"{name}/{version}", uri, match
+
+    def baseline(self, tenant: str, deployment: str) -> tuple[str, list[str], np.ndarray]:
+        """The live model's baseline (:meth:`_live_baseline`)."""
+        model, _, match = self._live_baseline(tenant, deployment)
         blob = self._container(tenant, match["datastore"]).download_blob(match["path"]).readall()
         baseline = Baseline.load(io.BytesIO(blob))
-        return f"{name}/{version}", baseline.columns, baseline.reference()
+        return model, baseline.columns, baseline.reference()
+
+    def ensure_model_monitor(self, tenant: str, deployment: str) -> str:
+        """The tenant's Azure ML model monitor on ``deployment`` (adapters.azure_monitor):
+        "created", "updated" or "unchanged"."""
+        model, uri, match = self._live_baseline(tenant, deployment)
+        target = MonitorTarget(
+            tenant=tenant,
+            workspace_id=self._workspace_id(tenant),
+            endpoint=self.endpoint_name(tenant),
+            deployment=deployment,
+            model=model,
+            baseline_uri=uri,
+            datastore=match["datastore"],
+            collector_datastore=self.client(tenant).datastores.get_default().name,
+        )
+        return ModelMonitors(self.spec, self._arm, self._container).ensure(target)
 
     def inference_data(
         self,

@@ -51,6 +51,12 @@ class Arm:
     def get(self, path: str, api_version: str, what: str) -> Any:
         return self.send(HttpRequest("GET", f"{ARM}{path}?api-version={api_version}"), what)
 
+    def send_get_or_none(self, path: str, api_version: str, what: str) -> Any:
+        """The resource, or None when ARM answers 404."""
+        request = HttpRequest("GET", f"{ARM}{path}?api-version={api_version}")
+        found = self.send(request, what, missing_ok=True)
+        return found or None
+
     def put(
         self,
         path: str,

@@ -28,8 +28,8 @@ from automation.budgets import gpu_work_allowed
 from automation.port import PlatformPort
 from automation.store import StateStore
 from ml.drift import DriftMonitor, DriftResult, ReferenceProfile
-from tenancy import contracts
-from tenancy.errors import ConflictError, InvalidInputError
+from tenancy import contracts, naming
+from tenancy.errors import ConflictError, DependencyError, InvalidInputError
 from tenancy.spec import PlatformSpec
 
 PREDICTION = "prediction"
@@ -99,7 +99,9 @@ class DriftSource(Protocol):
 class DriftDecision:
     tenant: str
     model: str
-    action: str  # "none" | "insufficient_data" | "retrain" | "review" | "blocked" | "duplicate"
+    # "none" | "insufficient_data" | "retrain" | "review" | "blocked" | "duplicate", or
+    # "azure_ml_monitor": an Azure ML model monitor measures this tenant.
+    action: str
     reason: str
     result: DriftResult | None = None
 
@@ -114,7 +116,17 @@ class Measurement:
     result: DriftResult
 
 
+#: Creates or updates the Azure ML model monitor of a tenant's live deployment; says what
+#: it did ("created", "updated" or "unchanged"). The Azure adapter's.
+EnsureMonitor = Callable[[str, str], str]
+
+
 class DriftWatcher:
+    """Drift of each tenant's live deployment: measured here (the streaming monitor over the
+    collected rows), or, for a tenant whose data is more than one Function instance
+    measures (``PlatformSpec.drift_engine_of``), on an Azure ML model monitor this keeps
+    pointed at the live deployment; its breach events come back through :meth:`act`."""
+
     def __init__(
         self,
         spec: PlatformSpec,
@@ -122,12 +134,15 @@ class DriftWatcher:
         port: PlatformPort,
         source: DriftSource,
         clock: Callable[[], datetime],
+        *,
+        ensure_monitor: EnsureMonitor | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.port = port
         self.source = source
         self.clock = clock
+        self.ensure_monitor = ensure_monitor
 
     def measure(
         self, tenant: str, *, hours: float | None = None, keep_current: bool = False
@@ -166,6 +181,8 @@ class DriftWatcher:
         return Measurement(model, deployment, columns, reference, current, result)
 
     def check(self, tenant: str) -> DriftDecision:
+        if self.spec.drift_engine_of(self.spec.tenant(tenant)) == "azure_ml":
+            return self._keep_monitor(tenant)
         measured = self.measure(tenant)
         model, result = measured.model, measured.result
         if result.verdict == "insufficient_data":
@@ -183,6 +200,20 @@ class DriftWatcher:
             *([PREDICTION] if result.prediction and result.prediction.drifted else []),
         ]
         return self.act(tenant, model, f"drift in {_listed(drifted)}", result)
+
+    def _keep_monitor(self, tenant: str) -> DriftDecision:
+        """The tenant's Azure ML model monitor, on its live deployment: nothing is measured
+        here (its runs on serverless Spark do that, and their breaches come back as events)."""
+        if self.ensure_monitor is None:
+            raise DependencyError(
+                f"tenant {tenant}'s drift runs on an Azure ML model monitor, which this "
+                "platform has not"
+            )
+        deployment = self.port.endpoint(tenant).live
+        outcome = self.ensure_monitor(tenant, deployment)
+        return DriftDecision(
+            tenant, "", "azure_ml_monitor", f"model monitor of {deployment} {outcome}", None
+        )
 
     def act(
         self, tenant: str, model: str, reason: str, result: DriftResult | None = None
@@ -228,9 +259,14 @@ def _listed(names: Sequence[str], shown: int = 5) -> str:
     return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
-def monitor_breach(event_data: Mapping[str, Any]) -> tuple[str, str] | None:
+def monitor_breach(
+    event_data: Mapping[str, Any], workspace_tenant: str | None = None
+) -> tuple[str, str] | None:
     """(tenant, model) from a RunStatusChanged event of a model monitor whose threshold was
-    breached; None for any other run. Keys are read case-insensitively."""
+    breached; None for any other run. Keys are read case-insensitively. The tenant is the
+    run's ``tenant`` tag, else ``workspace_tenant``: the dedicated tenant whose workspace
+    raised the event (:func:`tenant_of_workspace`; the monitors this platform makes are
+    only ever a dedicated tenant's)."""
     if not isinstance(event_data, Mapping):
         raise InvalidInputError("event data must be an object")
     lower = {str(k).lower(): v for k, v in event_data.items()}
@@ -240,8 +276,20 @@ def monitor_breach(event_data: Mapping[str, Any]) -> tuple[str, str] | None:
     tags = {str(k).lower(): str(v) for k, v in tags.items()}
     if tags.get(contracts.MODEL_MONITOR_BREACH_TAG.lower(), "").lower() not in ("true", "1", "yes"):
         return None
-    tenant = tags.get(contracts.MODEL_TAG_TENANT)
+    tenant = tags.get(contracts.MODEL_TAG_TENANT) or workspace_tenant
     model = tags.get("model") or tags.get("azureml.modelmonitor.model") or ""
     if not tenant:
-        raise InvalidInputError("the breached monitor's run names no tenant (run tag 'tenant')")
+        raise InvalidInputError(
+            "the breached monitor's run names no tenant (run tag 'tenant') and its workspace "
+            "is no dedicated tenant's"
+        )
     return tenant, model
+
+
+def tenant_of_workspace(spec: PlatformSpec, topic: str) -> str | None:
+    """The dedicated tenant whose workspace an event's topic (its ARM id) is, if any."""
+    name = topic.rstrip("/").rsplit("/", 1)[-1].lower() if "/workspaces/" in topic.lower() else ""
+    for tenant in spec.dedicated_tenants:
+        if naming.workspace(spec.environment, tenant.stamp_key).lower() == name:
+            return tenant.id
+    return None

@@ -169,6 +169,39 @@ def drift(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def drift_streaming(result: dict[str, Any]) -> list[str]:
+    function = result["function"]
+    return [
+        "## Streaming drift at 100 million rows (`bench/drift_streaming.py`)",
+        "",
+        f"Method: {result['method']}. Command: `{result['command']}`.",
+        "",
+        *_table(
+            ["rows", "seconds", "rows a second", "own peak MB", "verdict"],
+            [
+                [
+                    f"{r['rows']:,}",
+                    r["seconds"],
+                    f"{r['rows_per_second']:,}",
+                    r["peak_rss_mb"],
+                    f"{r['verdict']} ({', '.join(r['drifted_features'])})",
+                ]
+                for r in result["runs"]
+            ],
+        ),
+        "",
+        f"What one Function instance measures (Flex Consumption, {function['memory_mb']} MB, "
+        f"{function['timeout_seconds']} s): collected lines parse at "
+        f"{function['parse_rows_per_second']:,} rows/s, parsed and measured at "
+        f"{function['rows_per_second_parsed_and_measured']:,} rows/s; an hour's parsed rows take "
+        f"{function['parsed_row_bytes']} bytes each. At most "
+        f"{function['function_max_rows_per_day']:,} rows a day (the lower of a third of the "
+        "timeout and an hour's rows in half the memory): `drift.function_max_rows_per_day` "
+        "defaults below it.",
+        "",
+    ]
+
+
 def plan(result: dict[str, Any]) -> list[str]:
     return [
         "## `mlops plan` scaling (`bench/plan_scaling.py`)",
@@ -318,6 +351,7 @@ def main() -> None:
         ("container", container),
         ("pooled", pooled),
         ("drift_vs_evidently", drift),
+        ("drift_streaming", drift_streaming),
         ("plan_scaling", plan),
         ("scoring_latency", scoring),
     ):

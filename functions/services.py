@@ -65,7 +65,12 @@ def compose(
     runner = RolloutRunner(settings.spec, store, port, clock, quality=labelled)
     registration = RegistrationHandler(settings.spec, store, port, runner, clock)
     source: DriftSource = drift_source or port  # type: ignore[assignment]
-    drift = DriftWatcher(settings.spec, store, port, source, clock)
+    # The Azure adapter keeps large tenants' Azure ML model monitors; the embedded platform
+    # has none (its stacks keep drift in the Function).
+    ensure_monitor = getattr(port, "ensure_model_monitor", None)
+    drift = DriftWatcher(
+        settings.spec, store, port, source, clock, ensure_monitor=ensure_monitor
+    )
     audit = PolicyAudit(settings.spec, store, port.notify, clock)
     live: LiveInventory = inventory or port  # type: ignore[assignment]
     quality = QualityWatcher(settings.spec, store, port, labelled, clock, drift=drift)

@@ -213,6 +213,9 @@ class QuotaSpec(SpecModel):
     # 5 MB a second per endpoint at their full rates (policies.capacity_rules); a tenant
     # with larger requests declares them, and its endpoint is held to that.
     max_payload_kb: int = Field(default=32, ge=1, le=4_096)
+    # Rows a scoring request carries on average: with the rate, what the tenant's collected
+    # data may reach in a day (PlatformSpec.drift_engine_of).
+    rows_per_request: int = Field(default=1, ge=1, le=100_000)
 
 
 class BudgetThreshold(SpecModel):
@@ -381,6 +384,14 @@ class DriftPolicy(SpecModel):
     prediction_drift: bool = True
     # Model kinds that retrain on drift; the others open a human-review task.
     auto_retrain_kinds: list[ModelKind] = ["classical"]
+    # Collected rows a day one Function instance measures within its limits: above it, a
+    # tenant's drift runs on an Azure ML model monitor (bench/drift_streaming.py measured
+    # about 47 million: parsing and measuring at ~128k rows/s in a third of the 30-minute
+    # timeout, and an hour's parsed rows in half of Flex Consumption's 2 GB).
+    function_max_rows_per_day: int = Field(default=40_000_000, ge=1)
+    # The monitors' serverless Spark (azure-ai-ml accepts runtimes 3.4 and 3.5).
+    monitor_instance_type: str = "standard_e4s_v3"
+    monitor_spark_runtime: Literal["3.4", "3.5"] = "3.4"
 
     @field_validator("thresholds")
     @classmethod
@@ -762,6 +773,10 @@ class TenantSpec(SpecModel):
     promotion: Literal["deploy_models", "deploy_code"] = "deploy_models"
     # Generative AI for this tenant (prompts, LLM calls through the gateway); off when absent.
     genai: GenAISpec | None = None
+    # Where drift is measured: the automation's Function, an Azure ML model monitor (on
+    # serverless Spark), or "auto": the monitor when the tenant's collected rows a day at
+    # its full rate exceed drift.function_max_rows_per_day (PlatformSpec.drift_engine_of).
+    drift_engine: Literal["auto", "function", "azure_ml"] = "auto"
 
     @property
     def stamp_key(self) -> str:
@@ -888,6 +903,14 @@ class PlatformSpec(SpecModel):
                     f"placement targets {', '.join(elsewhere)} are outside {self.location}: "
                     "a private stack's network is regional, so its stamps stay in its location"
                 )
+        monitored = [t for t in self.tenants if self.drift_engine_of(t) == "azure_ml"]
+        problems = [
+            f"tenant {t.id}: drift on an Azure ML model monitor needs {why}"
+            for t in monitored
+            for why in self._monitor_needs(t)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         regions = sorted({t.region for t in self.placement.targets} - {self.location})
         if regions and self.gateway.sku != "Premium":
             # One gateway serves every region's tenants through regional gateways, which
@@ -905,6 +928,21 @@ class PlatformSpec(SpecModel):
         if pins:
             raise ValueError(f"placement.pins names stamps the stack has not: {', '.join(pins)}")
         return self
+
+    def _monitor_needs(self, tenant: TenantSpec) -> list[str]:
+        """What an Azure ML model monitor of the tenant needs that it lacks."""
+        needs = []
+        if self.environment is Environment.LOCAL:
+            needs.append("Azure ML (the embedded platform measures drift in its Function)")
+        if tenant.tier != "dedicated":
+            needs.append(
+                "a dedicated deployment (a pool's deployment serves its pool: the monitor "
+                "cannot tell one tenant's rows from another's); set drift_engine: function "
+                "or make the tenant dedicated"
+            )
+        elif not (tenant.endpoints.online.enabled and tenant.endpoints.online.data_collection):
+            needs.append("an online endpoint that collects its data (the monitor reads it)")
+        return needs
 
     def tenant(self, tenant_id: str) -> TenantSpec:
         for tenant in self.tenants:
@@ -970,6 +1008,16 @@ class PlatformSpec(SpecModel):
             if f"pool-{pool.id}" == stamp_key:
                 return pool
         raise KeyError(stamp_key)
+
+    def drift_engine_of(self, tenant: TenantSpec) -> Literal["function", "azure_ml"]:
+        """Where the tenant's drift is measured: as the tenant says, else on an Azure ML
+        model monitor when its collected rows a day (its rate at the full quota, times its
+        rows a request) are more than one Function instance measures."""
+        if tenant.drift_engine != "auto":
+            return tenant.drift_engine
+        quota = tenant.quota
+        rows_a_day = quota.rate_limit_per_minute * 60 * 24 * quota.rows_per_request
+        return "azure_ml" if rows_a_day > self.drift.function_max_rows_per_day else "function"
 
     def target_of(self, stamp_key: str) -> PlacementTarget:
         """Where a stamp is deployed: its pinned target, else the stack's own subscription in

@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 from services import each_online_tenant, services
 
-from automation.drift_watch import monitor_breach
+from automation.drift_watch import monitor_breach, tenant_of_workspace
 from tenancy import contracts
 from tenancy.errors import InvalidInputError
 
@@ -34,7 +34,8 @@ def drift_check(timer: func.TimerRequest) -> None:
 def on_run_status_changed(event: func.EventGridEvent) -> None:
     app = services()
     try:
-        breach = monitor_breach(event.get_json())
+        owner = tenant_of_workspace(app.settings.spec, event.topic or "")
+        breach = monitor_breach(event.get_json(), owner)
     except InvalidInputError as error:
         app.registration.record_refusal("eventgrid", event.id, error.message)
         return

@@ -48,6 +48,38 @@ def _deployment(name: str, state: str = "Succeeded") -> dict[str, object]:
 
 @pytest.fixture
 def arm() -> FakeArm:
+    return seeded_arm()
+
+
+def seed_datastore_and_model(arm: FakeArm, baseline_path: str) -> None:
+    """The workspace's default datastore (container "blobstore" of Azurite's account) and
+    contoso-classical/1, whose baseline is at ``baseline_path`` there."""
+    arm.resources[f"{WS}/datastores/workspaceblobstore".lower()] = {
+        "id": f"{WS}/datastores/workspaceblobstore",
+        "name": "workspaceblobstore",
+        "properties": {
+            "datastoreType": "AzureBlob",
+            "accountName": "devstoreaccount1",
+            "containerName": "blobstore",
+            "endpoint": "core.windows.net",
+            "protocol": "https",
+            "isDefault": True,
+            "credentials": {"credentialsType": "None"},
+        },
+    }
+    arm.resources[f"{WS}/models/contoso-classical/versions/1".lower()] = {
+        "id": f"{WS}/models/contoso-classical/versions/1",
+        "name": "1",
+        "properties": {
+            "modelUri": "azureml://x",
+            "flavors": {},
+            "tags": {"baseline_dataset": f"azureml://datastores/workspaceblobstore/paths/{baseline_path}"},
+        },
+    }
+
+
+def seeded_arm() -> FakeArm:
+    """ARM with contoso's endpoint, its blue deployment and its workspace."""
     fake = FakeArm()
     fake.resources[ENDPOINT.lower()] = {
         "id": ENDPOINT,
@@ -168,31 +200,7 @@ def test_baseline_and_collected_rows_come_from_the_workspace_datastore(
             "modelDataCollector/tmlops-contoso-loc-ex4m/blue/model_outputs/2026/11/22/10/a.jsonl",
             json.dumps({"correlationid": "c", "data": [1]}),
         )
-        store = {
-            "datastoreType": "AzureBlob",
-            "accountName": "devstoreaccount1",
-            "containerName": "blobstore",
-            "endpoint": "core.windows.net",
-            "protocol": "https",
-            "isDefault": True,
-            "credentials": {"credentialsType": "None"},
-        }
-        arm.resources[f"{WS}/datastores/workspaceblobstore".lower()] = {
-            "id": f"{WS}/datastores/workspaceblobstore",
-            "name": "workspaceblobstore",
-            "properties": store,
-        }
-        arm.resources[f"{WS}/models/contoso-classical/versions/1".lower()] = {
-            "id": f"{WS}/models/contoso-classical/versions/1",
-            "name": "1",
-            "properties": {
-                "modelUri": "azureml://x",
-                "flavors": {},
-                "tags": {
-                    "baseline_dataset": "azureml://datastores/workspaceblobstore/paths/baselines/contoso/1.npz"
-                },
-            },
-        }
+        seed_datastore_and_model(arm, "baselines/contoso/1.npz")
         platform = AzurePlatform(
             specs["local"], FakeCredential(), SUB, client_options={"transport": arm},  # type: ignore[arg-type]
             container_factory=lambda account, name, endpoint: container,

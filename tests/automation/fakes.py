@@ -79,11 +79,19 @@ class FakePlatform:
     spec: PlatformSpec | None = None  # the stack whose tenants default facts comply with
     champions: dict[tuple[str, str], str] = field(default_factory=dict)  # (tenant, name)
     refused: dict[str, datetime] = field(default_factory=dict)  # budget stops at the gateway
+    # Azure ML model monitors kept: tenant -> the deployment each watches (the Azure adapter's).
+    monitors: dict[str, str] = field(default_factory=dict)
 
     def serve(self, tenant: str, model: str) -> None:
         self.deployments[tenant] = {"blue": FakeDeployment(model)}
         self.traffic[tenant] = {"blue": 100}
         self.mirror[tenant] = {}
+
+    def ensure_model_monitor(self, tenant: str, deployment: str) -> str:
+        before = self.monitors.get(tenant)
+        self.monitors[tenant] = deployment
+        self.calls.append(("monitor", (tenant, deployment)))
+        return "created" if before is None else "unchanged" if before == deployment else "updated"
 
     def _crash(self, method: str) -> None:
         if self.fail_next == method:

@@ -372,3 +372,48 @@ def test_the_quality_timer_measures_each_tenant_and_a_fall_retrains_or_opens_a_r
     assert {latest[t]["action"] for t in ("adatum", "litware")} == {"review"}
     timer(TimerRequest(past_due=False))  # the next run the same day: acted on once
     assert len(retrained) == 3
+
+
+def test_a_large_tenants_drift_is_an_azure_ml_monitor_whose_breach_acts(
+    monkeypatch: Any,
+) -> None:
+    """dev with contoso over the Function's rows a day: the timer keeps its model monitor on
+    the live deployment (and measures the others); the monitor's breach event, whose run
+    names no tenant, is contoso's by its workspace, and retrains once."""
+    from blueprints import drift  # noqa: PLC0415
+    from services import compose  # noqa: PLC0415
+    from settings import Settings  # noqa: PLC0415
+
+    from automation.store import MemoryStore  # noqa: PLC0415
+    from tenancy import naming  # noqa: PLC0415
+    from tests.automation.fakes import FakePlatform  # noqa: PLC0415
+    from tests.automation.test_drift_watch import FakeSource, _large  # noqa: PLC0415
+    from tests.functions.conftest import environment  # noqa: PLC0415
+    from tests.tenancy.conftest import stack_document  # noqa: PLC0415
+
+    spec = _large(stack_document("dev"))
+    platform = FakePlatform()
+    for tenant in ("contoso", "adatum", "fabrikam", "northwind"):
+        platform.serve(tenant, f"{tenant}-classical/1")
+    source = FakeSource(shift=0.8)
+    composed = compose(
+        Settings.from_env(environment(spec)), MemoryStore(), platform, lambda: NOW,
+        drift_source=source,
+    )  # fmt: skip
+    monkeypatch.setattr(drift, "services", lambda: composed)
+    drift.drift_check.build().get_user_function()(TimerRequest(past_due=False))
+    assert platform.monitors == {"contoso": "blue"}
+    assert "contoso" not in {tenant for tenant, _ in source.retrained}
+    workspace = naming.workspace(spec.environment, "tenant-contoso")
+    breach = func.EventGridEvent(
+        id="m-2",
+        data={"runId": "r", "runTags": {contracts.MODEL_MONITOR_BREACH_TAG: "true"}},
+        topic=f"/subscriptions/s/resourceGroups/g/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{workspace}",
+        subject="experiments/e/runs/r", event_type=contracts.EVENT_RUN_STATUS_CHANGED,
+        event_time=datetime(2026, 11, 22, 12, 0), data_version="2",
+    )  # fmt: skip
+    handler = drift.on_run_status_changed.build().get_user_function()
+    handler(breach)
+    handler(breach)  # delivered twice
+    assert [t for t, _ in source.retrained].count("contoso") == 1

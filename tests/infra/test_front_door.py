@@ -68,5 +68,5 @@ def test_one_region_needs_neither(tmp_path: Path) -> None:
 
 
 def test_a_second_region_without_premium_is_refused_naming_the_sku() -> None:
-    with pytest.raises(ConfigError, match="northeurope need gateway.sku Premium"):
+    with pytest.raises(ConfigError, match=r"northeurope need gateway\.sku Premium"):
         parse_platform_spec(_two_regions(sku="Developer"))
