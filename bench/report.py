@@ -203,34 +203,67 @@ def drift_streaming(result: dict[str, Any]) -> list[str]:
 
 
 def plan(result: dict[str, Any]) -> list[str]:
+    rows = result["results"]
+    sharded = [r for r in rows if r.get("shards")]
     return [
         "## `mlops plan` scaling (`bench/plan_scaling.py`)",
         "",
-        f"Command: `{result['command']}`, one run per size and placement: confined to "
-        "one subscription, and placed on as many as Azure's limits need.",
+        f"Command: `{result['command']}`, one run per size and mode: one stack confined to "
+        "one subscription; one stack placed on as many as Azure's limits need; shard "
+        "stacks (the shared stack, then one stack per subscription, two at a time, each in "
+        "a process of its own).",
         "",
         *_table(
             [
-                "tenants", "subscriptions", "resources", "mandatory violations", "seconds",
-                "ms/resource", "peak RSS MB",
+                "tenants", "mode", "subscriptions", "stamps", "resources",
+                "mandatory violations", "seconds", "ms/resource", "peak RSS MB",
             ],
             [
                 [
-                    r["tenants"], r.get("subscriptions", 1), r["resources"],
-                    r.get("mandatory_violations", "-"), r["seconds"], r["ms_per_resource"],
-                    r["peak_rss_mb"],
+                    r["tenants"], r.get("mode", "-"), r.get("subscriptions", 1),
+                    r.get("stamps", "-"), r["resources"], r.get("mandatory_violations", "-"),
+                    r["seconds"], r["ms_per_resource"], r["peak_rss_mb"],
                 ]
-                for r in result["results"]
+                for r in rows
             ],
         ),
         "",
+        *(
+            [
+                "Per stack, with shard stacks (seconds and own peak memory of each stack's "
+                "plan):",
+                "",
+                *_table(
+                    [
+                        "tenants", "shared stack s", "shared stack MB", "shards",
+                        "resources a shard (median)", "shard s (median / max)",
+                        "shard MB (median / max)",
+                    ],
+                    [
+                        [
+                            r["tenants"], r["shared_stack"]["seconds"],
+                            r["shared_stack"]["peak_rss_mb"], r["shards"]["count"],
+                            r["shards"]["resources_median"],
+                            f"{r['shards']['seconds_median']} / {r['shards']['seconds_max']}",
+                            f"{r['shards']['peak_rss_mb_median']} / "
+                            f"{r['shards']['peak_rss_mb_max']}",
+                        ]
+                        for r in sharded
+                    ],
+                ),
+                "",
+            ]
+            if sharded
+            else []
+        ),
         *[
-            f"- {r['tenants']} tenants on {r['subscriptions']} subscription(s): {message}"
-            for r in result["results"]
+            f"- {r['tenants']} tenants, {r.get('mode', '')}, on {r['subscriptions']} "
+            f"subscription(s): {message}"
+            for r in rows
             for message in r.get("azure_limits", [])[:1]
         ],
         "",
-    ]
+    ]  # fmt: skip
 
 
 def scoring(result: dict[str, Any]) -> list[str]:

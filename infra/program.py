@@ -198,13 +198,16 @@ def deploy_shard(
         raise ConfigError.single(
             f"stack '{environment}'", "placement.targets", f"no target '{target}' ({known})"
         )
+    keys = [k for k, t in resolved.placement.assignments.items() if t == target]
+    # The environment as this shard holds it: its tenants and pools only (everything else
+    # it reads of the spec is the environment's), so a shard's work follows its own size.
+    spec = spec.restricted_to(keys)
     capture = PlanCapture()
     capture.install()
     client = authorization.get_client_config_output()
     reference = pulumi.StackReference(shared_stack_name(environment))
     refs = PlatformRefs.from_output(spec, reference.get_output(OUTPUT))
     holder = ShardRoutes("gateway", target)
-    keys = [k for k, t in resolved.placement.assignments.items() if t == target]
     stamps = _Stamps(spec, refs, client.tenant_id, today, client.subscription_id)
     scoring = ScoringRoutes("gateway", refs.gateway, holder)
     chats = GenAIRoutes("genai-gateway", refs.gateway, holder)

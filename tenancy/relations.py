@@ -76,9 +76,11 @@ def relational_issues(raw: Mapping[str, Any]) -> list[ConfigIssue]:
 
 def _duplicate_ids(raw: Mapping[str, Any]) -> Iterator[ConfigIssue]:
     for key in ("tenants", "pools"):
-        ids = [item.get("id") for _, item in _items(raw, key) if isinstance(item.get("id"), str)]
+        ids = Counter(
+            item.get("id") for _, item in _items(raw, key) if isinstance(item.get("id"), str)
+        )
         for i, item in _items(raw, key):
-            if Counter(ids)[item.get("id")] > 1:
+            if ids[item.get("id")] > 1:
                 yield ConfigIssue(f"{key}[{i}].id", f"duplicate id '{item['id']}'")
 
 

@@ -10,6 +10,7 @@ every bad key. This module imports neither Pulumi nor an Azure SDK.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from itertools import pairwise
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -862,6 +864,29 @@ class PlacementSpec(SpecModel):
         return self
 
 
+@dataclass(frozen=True)
+class _SpecIndex:
+    tenants: list[TenantSpec]
+    pools: list[PoolSpec]
+    tenant_by_id: dict[str, TenantSpec]
+    pool_by_id: dict[str, PoolSpec]
+    members: dict[str, list[TenantSpec]]  # pool id -> its pooled tenants, in order
+
+    @classmethod
+    def of(cls, tenants: list[TenantSpec], pools: list[PoolSpec]) -> _SpecIndex:
+        members: dict[str, list[TenantSpec]] = {}
+        for tenant in tenants:
+            if tenant.tier == "pooled" and tenant.pool is not None:
+                members.setdefault(tenant.pool, []).append(tenant)
+        return cls(
+            tenants,
+            pools,
+            {t.id: t for t in tenants},
+            {p.id: p for p in pools},
+            members,
+        )
+
+
 class PlatformSpec(SpecModel):
     environment: Environment
     location: Annotated[str, AfterValidator(v.region)]
@@ -891,6 +916,7 @@ class PlatformSpec(SpecModel):
     placement: PlacementSpec = PlacementSpec()
     pools: list[PoolSpec] = []
     tenants: list[TenantSpec] = Field(min_length=1)
+    _lookup: _SpecIndex | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _private_placement_in_region(self) -> PlatformSpec:
@@ -920,11 +946,8 @@ class PlatformSpec(SpecModel):
                 f"(not {self.gateway.sku}): only Premium adds regional gateways "
                 "(https://learn.microsoft.com/azure/api-management/api-management-howto-deploy-multi-region)"
             )
-        pins = [
-            stamp
-            for stamp in self.placement.pins
-            if stamp not in {t.stamp_key for t in self.tenants}
-        ]
+        stamps = {t.stamp_key for t in self.tenants}
+        pins = [stamp for stamp in self.placement.pins if stamp not in stamps]
         if pins:
             raise ValueError(f"placement.pins names stamps the stack has not: {', '.join(pins)}")
         return self
@@ -944,24 +967,28 @@ class PlatformSpec(SpecModel):
             needs.append("an online endpoint that collects its data (the monitor reads it)")
         return needs
 
+    def _index(self) -> _SpecIndex:
+        """Tenants and pools by id, built once for these lists: a stack of ten thousand
+        tenants asks who a tenant is for every one of them. A copy with other lists
+        (``restricted_to``) builds its own."""
+        index = self._lookup
+        if index is None or index.tenants is not self.tenants or index.pools is not self.pools:
+            index = _SpecIndex.of(self.tenants, self.pools)
+            self._lookup = index
+        return index
+
     def tenant(self, tenant_id: str) -> TenantSpec:
-        for tenant in self.tenants:
-            if tenant.id == tenant_id:
-                return tenant
-        raise KeyError(tenant_id)
+        return self._index().tenant_by_id[tenant_id]
 
     def pool(self, pool_id: str) -> PoolSpec:
-        for pool in self.pools:
-            if pool.id == pool_id:
-                return pool
-        raise KeyError(pool_id)
+        return self._index().pool_by_id[pool_id]
 
     @property
     def dedicated_tenants(self) -> list[TenantSpec]:
         return [t for t in self.tenants if t.tier == "dedicated"]
 
     def tenants_in_pool(self, pool_id: str) -> list[TenantSpec]:
-        return [t for t in self.tenants if t.tier == "pooled" and t.pool == pool_id]
+        return list(self._index().members.get(pool_id, ()))
 
     @property
     def consenting_tenants(self) -> list[TenantSpec]:
