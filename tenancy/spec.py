@@ -967,6 +967,14 @@ class PlatformSpec(SpecModel):
             needs.append("an online endpoint that collects its data (the monitor reads it)")
         return needs
 
+    def __eq__(self, other: object) -> bool:
+        """Equal specs hold equal values, whichever has built its index (``_lookup``)."""
+        if not isinstance(other, PlatformSpec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: a spec was never hashable
+
     def _index(self) -> _SpecIndex:
         """Tenants and pools by id, built once for these lists: a stack of ten thousand
         tenants asks who a tenant is for every one of them. A copy with other lists

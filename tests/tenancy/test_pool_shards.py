@@ -137,3 +137,17 @@ def test_a_record_whose_pools_are_not_a_map_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pools must map tenants to pools"):
         read_record(tmp_path, "dev")
     assert read_record(tmp_path, "missing") == Record()
+
+
+def test_tenants_are_found_by_index_and_a_restricted_copy_indexes_its_own() -> None:
+    spec = split_pools(parse_platform_spec(_pooled(7, max_tenants=3))).spec
+    twin = parse_platform_spec(spec.model_dump(mode="json"))
+    assert spec.tenant("p004").pool == "shared-2"  # builds spec's index, not twin's
+    assert spec == twin
+    assert [t.id for t in spec.tenants_in_pool("shared-3")] == ["p006"]
+    shard = spec.restricted_to(["pool-shared-2"])
+    assert [t.id for t in shard.tenants] == ["p003", "p004", "p005"]
+    assert shard.tenants_in_pool("shared") == []
+    with pytest.raises(KeyError):
+        shard.tenant("p000")
+    assert spec.tenant("p000").id == "p000"  # the environment's own index is unchanged
