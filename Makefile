@@ -93,14 +93,15 @@ up: $(INSTALLED) $(SCORING_INSTALLED) $(NODE_INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/mlops demo --stack $(STACK)
 
-# Every benchmark (about 13 minutes on 2 cores, after about 3 minutes of installs), then
-# bench/results/README.md from their JSON.
+# Every benchmark (about 50 minutes on 2 cores, after about 3 minutes of installs: the
+# plan of 10,000 tenants alone takes about 20), then bench/results/README.md from their JSON.
 bench: $(INSTALLED) $(SCORING_INSTALLED) $(BENCH_INSTALLED) $(NODE_INSTALLED)
 	$(PY) bench/serving.py --seconds 4
 	$(PY) bench/container.py --seconds 4
 	$(PY) bench/pooled.py --seconds 4
 	$(PY) bench/scoring_latency.py
 	$(PY) bench/drift_vs_evidently.py
+	$(PY) bench/drift_streaming.py
 	$(PY) bench/plan_scaling.py
 	$(PY) bench/report.py
 
