@@ -35,14 +35,23 @@ def arm() -> FakeArm:
     return seeded_arm()
 
 
-@pytest.fixture
-def container(tmp_path: Path) -> Iterator[ContainerClient]:
-    azurite = start_azurite(tmp_path / "azurite")
+@pytest.fixture(scope="module")
+def blob_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
+    """One Azurite for the module (it takes seconds to start); each test its own container."""
+    azurite = start_azurite(tmp_path_factory.mktemp("azurite"))
     try:
-        service = BlobServiceClient.from_connection_string(azurite.connection_string)
-        yield service.create_container("blobstore")
+        yield BlobServiceClient.from_connection_string(azurite.connection_string)
     finally:
         azurite.stop()
+
+
+@pytest.fixture
+def container(blob_service: BlobServiceClient) -> Iterator[ContainerClient]:
+    created = blob_service.create_container("blobstore")
+    try:
+        yield created
+    finally:
+        created.delete_container()
 
 
 @pytest.fixture

@@ -56,7 +56,9 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_the_shards_together_make_what_one_stack_makes(sharded: Any, tmp_path: Path) -> None:
     plan, _ = sharded
-    one = build_plan(parse_platform_spec(_document(sharded=False)), "dev", root=tmp_path)
+    one = build_plan(
+        parse_platform_spec(_document(sharded=False)), "dev", root=tmp_path, policies=None
+    )
     assert [s.stack for s in plan.shards] == ["dev.weu-a", "dev.neu-b"]
     together = _kinds(plan.resources)
     for shard in plan.shards:
