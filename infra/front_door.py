@@ -20,11 +20,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_azure_native import cdn
+from pulumi_azure_native import apimanagement, cdn
 
 from tenancy.spec import PlatformSpec
 
 HEALTH_PATH = "/status-0123456789abcdef"
+#: The header Front Door stamps with its profile's id; API Management refuses requests
+#: without this profile's (Microsoft's "restrict API Management to accept API traffic only
+#: from Azure Front Door": https://learn.microsoft.com/azure/api-management/front-door-api-management).
+FRONT_DOOR_ID_HEADER = "X-Azure-FDID"
+
+
+def front_door_only_policy(front_door_id: str) -> str:
+    """The gateway's global policy: every API's request comes through this Front Door."""
+    return f"""<policies>
+  <inbound>
+    <check-header name="{FRONT_DOOR_ID_HEADER}" failed-check-httpcode="403"
+        failed-check-error-message="Call the platform through its Front Door endpoint"
+        ignore-case="true">
+      <value>{front_door_id}</value>
+    </check-header>
+  </inbound>
+  <backend>
+    <forward-request />
+  </backend>
+  <outbound />
+  <on-error />
+</policies>"""
 
 
 def gateway_regions(spec: PlatformSpec) -> list[str]:
@@ -100,7 +122,21 @@ class FrontDoor(pulumi.ComponentResource):
             **profile,
         )
         self.host_name = self.endpoint.host_name
+        self.front_door_id = self.profile.front_door_id
         self.register_outputs({"hostName": self.host_name, "regions": args.regions})
+
+    def guard(self, service_name: pulumi.Input[str], parent: pulumi.Resource) -> None:
+        """The gateway's global policy refusing what did not come through this profile."""
+        cdn_id = self.front_door_id.apply(lambda found: found or "")
+        apimanagement.Policy(
+            f"{self._name}-only",
+            resource_group_name=self._args.resource_group_name,
+            service_name=service_name,
+            policy_id="policy",
+            format="rawxml",
+            value=cdn_id.apply(front_door_only_policy),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
     def _create_origin_group(self, profile: dict[str, pulumi.Input[str]]) -> cdn.AFDOriginGroup:
         return cdn.AFDOriginGroup(

@@ -245,6 +245,9 @@ class AzureMocks(pulumi.runtime.Mocks):
                 "identity": identity,
             },
             "azure-native:eventgrid:SystemTopic": lambda: {"identity": identity},
+            # Front Door stamps every request with its profile's id (X-Azure-FDID).
+            "azure-native:cdn:Profile": lambda: {"frontDoorId": guid("front-door")},
+            "azure-native:cdn:AFDEndpoint": lambda: {"hostName": f"{name}.z01.azurefd.net"},
             "azure-native:web:WebApp": lambda: {"defaultHostName": f"{name}.azurewebsites.net"},
             "azure-native:storage:StorageAccount": lambda: {
                 "primaryEndpoints": {

@@ -149,6 +149,8 @@ def deploy(
     )
     gateway = TenantGateway("gateway", TenantGatewayArgs(spec, shared))
     front_door = _front_door(spec, shared)
+    if front_door is not None:
+        front_door.guard(gateway.service.name, gateway)
     chat = _chat_api(spec, shared, gateway)
     refs = _refs(shared, automation, alerting, gateway, chat)
     platform = Platform(shared, automation, alerting, gateway, refs)

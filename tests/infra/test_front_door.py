@@ -3,12 +3,18 @@ Front Door sends tenants to the nearest healthy one; one region needs neither.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.front_door import HEALTH_PATH, gateway_regions, regional_host
+from infra.front_door import (
+    HEALTH_PATH,
+    front_door_only_policy,
+    gateway_regions,
+    regional_host,
+)
 from mlops.plan import build_plan
 from tenancy import naming, parse_platform_spec
 from tenancy.errors import ConfigError
@@ -53,6 +59,13 @@ def test_stamps_in_two_regions_get_a_regional_gateway_and_front_door(tmp_path: P
     assert {(o["inputs"]["priority"], o["inputs"]["weight"]) for o in origins} == {(1, 1000)}
     [group] = _of_type(plan, "cdn:AFDOriginGroup")
     assert group["inputs"]["healthProbeSettings"]["probePath"] == HEALTH_PATH
+    # API Management takes only what came through this Front Door profile.
+    [guard] = _of_type(plan, "apimanagement:Policy")
+    assert guard["inputs"]["serviceName"] == name
+    # The profile's id, as Azure gives it (the offline mocks draw one per profile).
+    [profile_id] = re.findall(r"<value>([0-9a-f-]{36})</value>", guard["inputs"]["value"])
+    assert guard["inputs"]["value"] == front_door_only_policy(profile_id)
+    assert '<check-header name="X-Azure-FDID"' in guard["inputs"]["value"]
     [route] = _of_type(plan, "cdn:Route")
     assert route["inputs"]["patternsToMatch"] == ["/*"]
     assert route["inputs"]["supportedProtocols"] == ["Https"]
@@ -65,6 +78,7 @@ def test_one_region_needs_neither(tmp_path: Path) -> None:
     [service] = _of_type(plan, "apimanagement:ApiManagementService")
     assert service["inputs"].get("additionalLocations") is None
     assert not [r for r in plan.resources if r["type"].startswith("azure-native:cdn:")]
+    assert not _of_type(plan, "apimanagement:Policy")
 
 
 def test_a_second_region_without_premium_is_refused_naming_the_sku() -> None:
