@@ -57,6 +57,7 @@ from policies.model_rules import (
 )
 from tenancy import contracts, naming
 from tenancy.errors import DependencyError, InvalidInputError, NotFoundError
+from tenancy.placement import place
 from tenancy.spec import PlatformSpec, TenantSpec
 
 logger = logging.getLogger("tenant_mlops.azure")
@@ -881,19 +882,14 @@ class AzurePlatform:
             logger.warning("no expected state yet: the audit compares nothing with the plan")
             return None
         if self.spec.placement.shard_stacks:
-            for target in self._shard_targets():
+            # The spec is resolved (every stamp pinned): placing it again moves nothing.
+            for target in place(self.spec).targets_in_use():
                 shard = self._state_document(container, contracts.expected_state_blob(target))
                 if shard is None:
                     logger.warning("shard %s has left no expected state yet", target)
                     continue
                 document["resources"] = [*document["resources"], *shard.get("resources", [])]
         return document
-
-    def _shard_targets(self) -> list[str]:
-        """The targets that hold stamps: one shard stack each (a resolved spec pins them)."""
-        spec = self.spec
-        used = {spec.placement.pins.get(key) for key in spec.stamp_keys()}
-        return [t.id for t in spec.placement.targets if t.id in used]
 
     @staticmethod
     def _state_document(container: Any, blob: str) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from infra.shared import SharedServices, SharedServicesArgs
 from infra.stamp import Stamp, stamp_args_for_pool, stamp_args_for_tenant
 from tenancy import naming
 from tenancy.errors import ConfigError, ConfigIssue
-from tenancy.load import PROJECT, load_stack, parse_platform_spec, resolved_spec
+from tenancy.load import PROJECT, load_stack, parse_platform_spec, resolved_spec, shard_of
 from tenancy.placement import Placement, read_record, resolve
 from tenancy.spec import PlatformSpec
 
@@ -68,9 +68,9 @@ def main() -> Platform | Shard:
     A shard stack's config names its environment and target (``tenant-mlops:shard``)
     and reads the environment's spec file."""
     config = pulumi.Config(PROJECT)
-    shard = config.get_object("shard")
+    shard = shard_of(pulumi.get_stack(), PROJECT_ROOT)  # the stack file's tenant-mlops:shard
     if shard is not None:
-        environment, target = _shard_of(shard)
+        environment, target = shard
         spec = load_stack(environment, PROJECT_ROOT)
         return deploy_shard(spec, environment=environment, target=target)
     raw = config.require_object("platform")
@@ -85,18 +85,6 @@ def main() -> Platform | Shard:
             [ConfigIssue(str(DIST_PACKAGE), "missing: run `make package` before `pulumi up`")],
         )
     return deploy(spec, stack=pulumi.get_stack(), package=package)
-
-
-def _shard_of(config: Any) -> tuple[str, str]:
-    source = f"stack '{pulumi.get_stack()}' ({PROJECT}:shard)"
-    issues = [
-        ConfigIssue(key, "required: a string")
-        for key in ("environment", "target")
-        if not isinstance(config, dict) or not isinstance(config.get(key), str)
-    ]
-    if issues:
-        raise ConfigError(source, issues)
-    return str(config["environment"]), str(config["target"])
 
 
 def _built_package(project_root: Path) -> Path | None:

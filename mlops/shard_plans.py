@@ -38,12 +38,6 @@ class ShardJob:
     keep_resources: bool
 
 
-def targets_with_stamps(resolved: Resolved) -> list[str]:
-    """The targets that hold a stamp, in the spec's order: one shard stack each."""
-    used = set(resolved.placement.assignments.values())
-    return [target for target in resolved.placement.targets if target in used]
-
-
 def plan_shards(
     resolved: Resolved,
     environment: str,
@@ -66,7 +60,7 @@ def plan_shards(
             policies,
             keep_resources,
         )
-        for target in targets_with_stamps(resolved)
+        for target in resolved.placement.targets_in_use()
     ]
     if not jobs:
         return []

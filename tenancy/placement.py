@@ -69,6 +69,11 @@ class Placement:
     # Each pooled tenant's pool (its shard, tenancy.pool_shards), kept with the stamps.
     members: dict[str, str] = field(default_factory=dict)
 
+    def targets_in_use(self) -> list[str]:
+        """The targets that hold a stamp, in the spec's order: one shard stack each."""
+        used = set(self.assignments.values())
+        return [target for target in self.targets if target in used]
+
     def target_of(self, stamp: str) -> Target:
         return self.targets[self.assignments[stamp]]
 
@@ -219,8 +224,7 @@ def write_shard_stacks(root: Path, environment: str, placement: Placement) -> li
     """A stack file for each target that holds stamps (``Pulumi.<env>.<target>.yaml``): it
     names its environment and target, and the program reads the environment's spec."""
     written = []
-    used = set(placement.assignments.values())
-    for target in (t for t in placement.targets if t in used):
+    for target in placement.targets_in_use():
         path = root / f"Pulumi.{shard_stack(environment, target)}.yaml"
         shard = {"environment": environment, "target": target}
         document = {"config": {"tenant-mlops:shard": shard}}

@@ -90,8 +90,6 @@ def test_the_shared_stack_holds_no_stamp_and_each_shard_only_its_targets(sharded
     assert "westeurope" not in located
     [provider] = [r for r in neu.resources if r["type"] == "pulumi:providers:azure-native"]
     assert provider["inputs"]["subscriptionId"] == SUB_B
-    for shard in plan.shards:
-        assert shard.peak_rss_mb > 0 and shard.seconds > 0
 
 
 def test_a_shard_reads_the_shared_platform_through_its_stack_reference(

@@ -46,7 +46,6 @@ def test_json_has_the_documented_shape(local_plan_json: dict[str, object]) -> No
         "peak_rss_mb",
     }
     assert local_plan_json["stack"] == "local"
-    assert local_plan_json["seconds"] > 0 and local_plan_json["peak_rss_mb"] > 100
     # Every example stack plans clean; the violations' shape is read on the broken stack's
     # plan (tests/policies/test_stacks_against_pack.py).
     assert local_plan_json["violations"] == []
