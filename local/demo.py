@@ -196,7 +196,7 @@ class Demo:
         labelled = (shifted, labels[NORMAL_REQUESTS:])
         with Load(self.client, [tenant], per_second=25, labelled={tenant: labelled}):
             promoted = self._follow_rollout(tenant, champion, expect="promoted")
-        crowned = self._crowned(tenant, champion)
+        crowned = self._crowned_once_applied(tenant, champion)
         self.log(f"the registry's champion alias of {tenant} now names {crowned}")
         return promoted and crowned == self._champion(tenant)
 
@@ -255,6 +255,17 @@ class Demo:
             f"estimated from confidence): {'; '.join(check['breaches']) or 'healthy'}"
         )
         return check
+
+    def _crowned_once_applied(self, tenant: str, champion: str) -> str:
+        """The champion alias once the promotion's registry action is applied: the rollout
+        reports "promoted" when its state is written, and the runner crowns the version
+        right after (under load, a read straight away could still find the former one)."""
+        deadline = time.monotonic() + QUALITY_WAIT
+        crowned = self._crowned(tenant, champion)
+        while crowned != self._champion(tenant) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            crowned = self._crowned(tenant, champion)
+        return crowned
 
     def _crowned(self, tenant: str, champion: str) -> str:
         name = champion.partition("/")[0]
